@@ -1,0 +1,14 @@
+/**
+ * Quotes one argument for POSIX sh. Every remote command line is assembled
+ * from quoted words, so a name from a config tree is always data, never code.
+ */
+export function quote(word: string): string {
+  if (word.includes("\0")) throw new Error("a shell word cannot contain a NUL byte");
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word) && !word.startsWith("-")) return word;
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Joins words into one command line, quoting each. */
+export function command(...words: string[]): string {
+  return words.map(quote).join(" ");
+}

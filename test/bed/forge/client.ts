@@ -1,0 +1,83 @@
+import type { ApiRequest, Violation } from "./github-api.js";
+import type { Fault } from "./faults.js";
+import type { Delivery, Hook } from "./webhooks.js";
+
+export interface RepoInfo {
+  id: number;
+  owner: string;
+  name: string;
+  fullName: string;
+  defaultBranch: string;
+  cloneUrl: string;
+}
+
+/** Talks to a running forge: its control API, and the URLs its parts answer on. */
+export class ForgeClient {
+  constructor(
+    readonly url: string,
+    readonly token: string,
+  ) {}
+
+  /** The REST API base, as Octokit's baseUrl (GitHub Enterprise style). */
+  get apiUrl(): string {
+    return `${this.url}/api/v3`;
+  }
+
+  /** A clone URL that carries the push credentials, for native git in tests. */
+  pushUrl(repo: string): string {
+    const url = new URL(`${this.url}/${repo}.git`);
+    url.username = "tidemark";
+    url.password = this.token;
+    return url.toString();
+  }
+
+  cloneUrl(repo: string): string {
+    return `${this.url}/${repo}.git`;
+  }
+
+  createRepo(owner: string, name: string, options: { defaultBranch?: string; private?: boolean } = {}): Promise<RepoInfo> {
+    return this.call("POST", "/_bed/repos", { owner, name, ...options });
+  }
+
+  addHook(repo: string, hook: { url: string; secret: string; events?: string[] }): Promise<Hook> {
+    return this.call("POST", "/_bed/hooks", { repo, ...hook });
+  }
+
+  /** Every webhook delivery so far, once the ones in flight have finished. */
+  deliveries(): Promise<Delivery[]> {
+    return this.call("GET", "/_bed/deliveries");
+  }
+
+  redeliver(guid: string): Promise<Delivery> {
+    return this.call("POST", "/_bed/redeliver", { guid });
+  }
+
+  apiRequests(): Promise<ApiRequest[]> {
+    return this.call("GET", "/_bed/api/requests");
+  }
+
+  violations(): Promise<Violation[]> {
+    return this.call("GET", "/_bed/api/violations");
+  }
+
+  /** Returns the violations recorded so far and forgets them (for tests that cause one on purpose). */
+  drainViolations(): Promise<Violation[]> {
+    return this.call("POST", "/_bed/api/violations/drain");
+  }
+
+  setFaults(faults: Fault[]): Promise<void> {
+    return this.call("PUT", "/_bed/api/faults", { faults });
+  }
+
+  /** Takes git over HTTP down (503) or back up, as when the source repo is unreachable. */
+  setGitAvailable(available: boolean): Promise<void> {
+    return this.call("PUT", "/_bed/git", { available });
+  }
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await fetch(`${this.url}${path}`, { method, headers: { "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`forge ${method} ${path} answered ${response.status}: ${text}`);
+    return JSON.parse(text) as T;
+  }
+}

@@ -1,0 +1,36 @@
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { run } from "./proc.js";
+
+/**
+ * The root file system the systemd hosts boot from: built once by debootstrap
+ * (~50 s, ~220 MB) and cached outside the repository, keyed by its recipe, so
+ * that a changed recipe builds afresh and an unchanged one is reused.
+ */
+export const ROOTFS_CACHE = "/var/cache/tidemark-testbed";
+const RECIPE = fileURLToPath(new URL("./rootfs.sh", import.meta.url));
+
+export function debianMirror(): string {
+  const sources = readFileSync("/etc/apt/sources.list.d/debian.sources", "utf8");
+  for (const stanza of sources.split(/\n\s*\n/)) {
+    const uri = /^URIs:\s*(\S+)/m.exec(stanza)?.[1];
+    const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1]?.split(/\s+/) ?? [];
+    if (uri && suites.includes("bookworm")) return uri;
+  }
+  throw new Error("no bookworm mirror in /etc/apt/sources.list.d/debian.sources: the test bed builds its root fs from the mirror apt already uses");
+}
+
+export function rootfsPath(mirror = debianMirror()): string {
+  const key = createHash("sha256").update(readFileSync(RECIPE)).update(mirror).digest("hex").slice(0, 12);
+  return `${ROOTFS_CACHE}/rootfs-${key}`;
+}
+
+/** Builds the root fs unless the cache has it; concurrent callers wait on one build. */
+export async function ensureRootfs(): Promise<string> {
+  const mirror = debianMirror();
+  const dest = rootfsPath(mirror);
+  mkdirSync(ROOTFS_CACHE, { recursive: true });
+  await run("flock", [`${ROOTFS_CACHE}/.lock`, "sh", RECIPE, dest, mirror]);
+  return dest;
+}

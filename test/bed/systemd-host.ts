@@ -1,0 +1,84 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { SshSession } from "../../src/remote/ssh-session.js";
+import { createCgroup, destroyCgroup, isInCgroup } from "./cgroups.js";
+import { generateKey } from "./keys.js";
+import { addHostNamespace, type BedNetwork } from "./network.js";
+import { GiveUp, isAlive, sleep, spawnDetached, waitFor } from "./proc.js";
+import type { BedHost } from "./types.js";
+
+export const IN_CGROUP = fileURLToPath(new URL("./in-cgroup.sh", import.meta.url));
+
+export interface SystemdHostState extends BedHost {
+  kind: "systemd";
+  pid: number;
+  cgroup: string;
+  machine: string;
+}
+
+/**
+ * Boots one host: a systemd-nspawn container with real systemd and sshd, on a
+ * volatile overlay of the shared root fs (every boot starts clean), in its own
+ * network namespace, with its own host key and the bed's client key bound in.
+ */
+export async function bootSystemdHost(options: { bedId: string; bedDir: string; rootfs: string; network: BedNetwork; index: number; name: string; authorizedKey: string }): Promise<SystemdHostState> {
+  const { bedId, bedDir, rootfs, network, index, name } = options;
+  const dir = `${bedDir}/hosts/${name}`;
+  mkdirSync(dir, { recursive: true });
+  const hostKey = await generateKey(`${dir}/ssh_host_ed25519_key`, name);
+  writeFileSync(`${dir}/authorized_keys`, `${options.authorizedKey}\n`);
+  const { netns, address } = await addHostNamespace(bedId, network, index, name);
+  const cgroup = `tidemark-testbed/${bedId}/${name}`;
+  const machine = `tmk-${bedId}-${name}`;
+  const nspawn = [
+    "systemd-nspawn", "-D", rootfs, "--boot", "--register=no", "--keep-unit", "--volatile=overlay",
+    "-M", machine, `--hostname=${name}`, `--network-namespace-path=/run/netns/${netns}`,
+    `--bind-ro=${hostKey.privateKeyPath}:/etc/ssh/ssh_host_ed25519_key`,
+    `--bind-ro=${dir}/authorized_keys:/root/.ssh/authorized_keys`,
+    "--console=read-only",
+  ];
+  const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(cgroup).join(":"), ...nspawn], `${dir}/console.log`);
+  // A teardown that starts before the move into the cgroups would miss the container.
+  await waitFor(`${name} to enter its cgroups`, () => {
+    if (!isAlive(pid)) throw new GiveUp(`systemd-nspawn for ${name} exited; see ${dir}/console.log`);
+    return isInCgroup(pid, cgroup);
+  }, { timeoutMs: 5_000, intervalMs: 5 });
+  return { kind: "systemd", name, address, port: 22, user: "root", hostKey: hostKey.publicKey, pid, cgroup, machine };
+}
+
+/** Waits until the host's systemd says `running` over SSH; `degraded` fails with the failed units. */
+export async function waitSystemdHostReady(host: SystemdHostState, privateKey: Buffer, timeoutMs = 60_000): Promise<void> {
+  const session = await waitFor(`sshd on ${host.name} (${host.address})`, async () => {
+    if (!isAlive(host.pid)) throw new GiveUp(`${host.name}'s container exited during boot`);
+    return SshSession.connect(host, { privateKey, connectTimeoutMs: 2_000 });
+  }, { timeoutMs, intervalMs: 100 });
+  try {
+    const { stdout } = await session.exec("systemctl is-system-running --wait");
+    if (stdout.trim() !== "running") {
+      const failed = await session.exec("systemctl --failed --no-legend --plain");
+      throw new Error(`${host.name} booted ${stdout.trim()}: ${failed.stdout.trim()}`);
+    }
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * Powers the container off with SIGTERM to the nspawn we started. A container
+ * that has only just booted can drop the signal, so it is resent; whatever is
+ * left at the deadline is killed through its cgroups.
+ */
+export async function stopSystemdHost(host: Pick<SystemdHostState, "pid" | "cgroup" | "machine">, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(host.pid) && Date.now() < deadline) {
+    try {
+      process.kill(host.pid, "SIGTERM");
+    } catch {
+      break;
+    }
+    const resendAt = Date.now() + 2_000;
+    while (isAlive(host.pid) && Date.now() < resendAt) await sleep(50);
+  }
+  await destroyCgroup(host.cgroup);
+  rmSync(`/run/systemd/nspawn/propagate/${host.machine}`, { recursive: true, force: true });
+}
