@@ -65,6 +65,14 @@ export async function destroyCgroup(path: string, { timeoutMs = 10_000 } = {}): 
     await sleep(50);
   }
   for (const dir of cgroupDirs(path)) removeTree(dir);
+  // The shared parent goes too once the last bed has left it; another bed may still be using it.
+  for (const dir of cgroupDirs(BED_CGROUP)) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // not empty, or already gone
+    }
+  }
 }
 
 function removeTree(dir: string): void {

@@ -21,6 +21,8 @@ export interface Violation {
   problems: string[];
 }
 
+type DeploymentRecord = Record<string, unknown> & { id: number; sha: string; url: string; environment: string; transient_environment: boolean; statuses: Array<Record<string, unknown> & { state: string }> };
+
 interface Answer {
   status: number;
   body: unknown;
@@ -42,7 +44,7 @@ export class GitHubApi {
   readonly faults = new Faults();
   private readonly router: OpenApiRouter;
   private readonly statuses = new Map<string, Array<Record<string, unknown> & { sha: string; context: string; state: string; id: number }>>();
-  private readonly deployments = new Map<string, Array<Record<string, unknown> & { id: number; sha: string; environment: string; statuses: Array<Record<string, unknown> & { state: string }> }>>();
+  private readonly deployments = new Map<string, DeploymentRecord[]>();
   private nextId = 1;
 
   constructor(
@@ -69,6 +71,7 @@ export class GitHubApi {
       "x-ratelimit-used": String(this.requests.length),
       "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + 3600),
       "x-ratelimit-resource": "core",
+      "x-github-request-id": `F0RGE:${this.requests.length.toString(16).toUpperCase()}`,
       ...answer.headers,
     });
     response.end(answer.body === undefined ? "" : JSON.stringify(answer.body));
@@ -225,11 +228,11 @@ export class GitHubApi {
     },
   };
 
-  private deploymentStatus(repo: ForgeRepo, deployment: { id: number; url: unknown; environment: string }, body: Record<string, unknown>) {
+  private deploymentStatus(repo: ForgeRepo, deployment: DeploymentRecord, body: Record<string, unknown>) {
     const id = this.nextId++;
     const now = timestamp();
     return {
-      url: `${deployment.url as string}/statuses/${id}`,
+      url: `${deployment.url}/statuses/${id}`,
       id,
       node_id: Buffer.from(`016:DeploymentStatus${id}`).toString("base64"),
       state: String(body.state),
@@ -237,11 +240,11 @@ export class GitHubApi {
       description: typeof body.description === "string" ? body.description : "",
       environment: typeof body.environment === "string" ? body.environment : deployment.environment,
       target_url: typeof body.target_url === "string" ? body.target_url : "",
-      log_url: typeof body.log_url === "string" ? body.log_url : typeof body.target_url === "string" ? body.target_url : "",
-      environment_url: typeof body.environment_url === "string" ? body.environment_url : "",
+      ...(typeof body.log_url === "string" || typeof body.target_url === "string" ? { log_url: (body.log_url ?? body.target_url) as string } : {}),
+      ...(typeof body.environment_url === "string" ? { environment_url: body.environment_url } : {}),
       created_at: now,
       updated_at: now,
-      deployment_url: deployment.url as string,
+      deployment_url: deployment.url,
       repository_url: `${this.urls.api}/repos/${repo.fullName}`,
     };
   }

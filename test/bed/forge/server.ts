@@ -29,7 +29,7 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
   const pending = new Set<Promise<unknown>>();
   let gitAvailable = true;
 
-  const control: Record<string, (body: Record<string, unknown>, path: string) => Promise<unknown> | unknown> = {
+  const control: Record<string, (body: Record<string, unknown>) => unknown> = {
     "GET /_bed/health": () => ({ ok: true }),
     "POST /_bed/repos": async (body) => {
       const repo = await repos.create(String(body.owner), String(body.name), { defaultBranch: body.defaultBranch as string | undefined, private: body.private === true });
@@ -83,7 +83,7 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
       const handler = control[`${request.method} ${path}`];
       if (!handler) return send(response, 404, { message: `no control endpoint ${request.method} ${path}` });
       const raw = await readAll(request);
-      return send(response, 200, await handler(raw.length > 0 ? (JSON.parse(raw.toString()) as Record<string, unknown>) : {}, path));
+      return send(response, 200, await handler(raw.length > 0 ? (JSON.parse(raw.toString()) as Record<string, unknown>) : {}));
     }
     if (path.startsWith("/api/v3/")) return api.handle(request, response, path.slice("/api/v3".length), url.searchParams);
     const gitPath = /^\/([^/]+)\/([^/]+)\.git(\/.*)$/.exec(path);

@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SshSession } from "../../src/remote/ssh-session.js";
+import { command } from "../../src/remote/shell.js";
+import { TestBed } from "../bed/bed.js";
+import { waitFor } from "../bed/proc.js";
+
+/** A unit file as a host would carry it. */
+const unit = (execStart: string) => `[Unit]\nDescription=test bed unit\n\n[Service]\nExecStart=${execStart}\n`;
+
+describe("systemd hosts of the test bed", () => {
+  let bed: TestBed;
+  const sessions: SshSession[] = [];
+
+  beforeAll(async () => {
+    bed = await TestBed.up({ systemdHosts: 3 });
+  });
+
+  afterAll(async () => {
+    for (const session of sessions) session.close();
+    await bed?.down();
+  });
+
+  async function connect(name: string): Promise<SshSession> {
+    const session = await SshSession.connect(bed.host(name), { privateKey: bed.clientKey });
+    sessions.push(session);
+    return session;
+  }
+
+  async function show(session: SshSession, unitName: string): Promise<Record<string, string>> {
+    const { stdout } = await session.exec(command("systemctl", "show", "-p", "ActiveState,Result", unitName));
+    return Object.fromEntries(stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string]));
+  }
+
+  it("boots three hosts, each with its own name, address and machine id", async () => {
+    const seen = await Promise.all(bed.hosts.map(async (host) => {
+      const { stdout } = await (await connect(host.name)).exec("hostname; cat /etc/machine-id; systemctl is-system-running");
+      return stdout.trim().split("\n");
+    }));
+    expect(seen.map(([name]) => name)).toEqual(["web01", "web02", "web03"]);
+    expect(new Set(seen.map(([, id]) => id)).size).toBe(3);
+    expect(seen.map(([, , state]) => state)).toEqual(["running", "running", "running"]);
+    expect(new Set(bed.hosts.map((host) => host.address)).size).toBe(3);
+  });
+
+  it("runs a unit that succeeds and one that fails, and reads ActiveState and Result back", async () => {
+    const session = await connect("web02");
+    const install = [
+      `printf %s ${command(unit("/bin/sleep infinity"))} > /etc/systemd/system/good.service`,
+      `printf %s ${command(unit("/bin/sh -c 'exit 1'"))} > /etc/systemd/system/bad.service`,
+      "systemctl daemon-reload",
+      "systemctl start good.service bad.service",
+    ].join(" && ");
+    expect((await session.exec(install)).code).toBe(0);
+
+    // A plain unit that exits 1 still starts "successfully": its failure shows only afterwards.
+    await waitFor("bad.service to fail", async () => (await show(session, "bad.service")).ActiveState === "failed");
+    expect(await show(session, "bad.service")).toEqual({ ActiveState: "failed", Result: "exit-code" });
+    expect(await show(session, "good.service")).toEqual({ ActiveState: "active", Result: "success" });
+    expect((await session.exec("systemctl is-failed bad.service")).stdout.trim()).toBe("failed");
+
+    // Fixed and restarted, it comes back.
+    const fix = `printf %s ${command(unit("/bin/sleep infinity"))} > /etc/systemd/system/bad.service && systemctl daemon-reload && systemctl reset-failed bad.service && systemctl restart bad.service`;
+    expect((await session.exec(fix)).code).toBe(0);
+    expect(await show(session, "bad.service")).toEqual({ ActiveState: "active", Result: "success" });
+
+    // The other hosts are separate machines: they never saw these units.
+    const other = await connect("web01");
+    expect((await other.exec("systemctl cat bad.service")).code).not.toBe(0);
+  });
+
+  it("refuses a host whose key is not the pinned one, naming the key it offered", async () => {
+    const web01 = bed.host("web01");
+    const impostor = { ...web01, hostKey: bed.host("web02").hostKey };
+    await expect(SshSession.connect(impostor, { privateKey: bed.clientKey })).rejects.toMatchObject({
+      code: "HOST_KEY_MISMATCH",
+      message: expect.stringContaining(web01.hostKey) as string,
+    });
+  });
+});
