@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { run } from "./proc.js";
 
@@ -9,10 +9,14 @@ import { run } from "./proc.js";
  * that a changed recipe builds afresh and an unchanged one is reused.
  */
 export const ROOTFS_CACHE = "/var/cache/tidemark-testbed";
+const SOURCES = "/etc/apt/sources.list.d/debian.sources";
 const RECIPE = fileURLToPath(new URL("./rootfs.sh", import.meta.url));
 
-export function debianMirror(): string {
-  const sources = readFileSync("/etc/apt/sources.list.d/debian.sources", "utf8");
+/** The Debian mirror apt already uses here; TIDEMARK_TESTBED_MIRROR for machines that have none (e.g. Ubuntu CI runners). */
+export function debianMirror(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TIDEMARK_TESTBED_MIRROR) return env.TIDEMARK_TESTBED_MIRROR;
+  if (!existsSync(SOURCES)) throw new Error(`no ${SOURCES}: set TIDEMARK_TESTBED_MIRROR to a Debian mirror to build the systemd hosts' root fs`);
+  const sources = readFileSync(SOURCES, "utf8");
   for (const stanza of sources.split(/\n\s*\n/)) {
     const uri = /^URIs:\s*(\S+)/m.exec(stanza)?.[1];
     const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1]?.split(/\s+/) ?? [];
