@@ -1,8 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createCgroup, destroyCgroup } from "./cgroups.js";
 import { generateKey } from "./keys.js";
-import { greeting } from "./ports.js";
-import { freePort } from "./ports.js";
+import { freePort, greeting } from "./ports.js";
 import { GiveUp, isAlive, spawnDetached, waitFor } from "./proc.js";
 import { IN_CGROUP } from "./systemd-host.js";
 import type { BedHost } from "./types.js";

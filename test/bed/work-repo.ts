@@ -48,7 +48,8 @@ export class WorkRepo {
   }
 
   git(...args: string[]): Promise<string> {
-    return run("git", [...IDENTITY, ...args], { cwd: this.dir }).then((result) => result.stdout);
+    // Never wait on a credentials prompt: a refused push must fail, not hang.
+    return run("git", [...IDENTITY, ...args], { cwd: this.dir, env: { ...process.env, GIT_TERMINAL_PROMPT: "0" } }).then((result) => result.stdout);
   }
 
   remove(): void {

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Faults } from "./faults.js";
+import { readBody } from "./read-body.js";
 import { ownerId, userObject, webhookRepository, type Urls } from "./github-objects.js";
 import { OpenApiRouter, type RouteMatch } from "./openapi-router.js";
 import { resolveCommit, type ForgeRepo, type Repos } from "./repos.js";
@@ -292,14 +293,5 @@ function notFound(): Answer {
 
 function timestamp(): string {
   return new Date().toISOString().replace(/\.\d+Z$/, "Z");
-}
-
-function readBody(request: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => resolve(Buffer.concat(chunks)));
-    request.on("error", reject);
-  });
 }
 

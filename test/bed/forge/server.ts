@@ -7,6 +7,7 @@ import { Repos } from "./repos.js";
 import { Schemas } from "./schemas.js";
 import { Webhooks } from "./webhooks.js";
 import type { Fault } from "./faults.js";
+import { readBody } from "./read-body.js";
 
 export interface ForgeOptions {
   dir: string;
@@ -82,7 +83,7 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
     if (path.startsWith("/_bed/")) {
       const handler = control[`${request.method} ${path}`];
       if (!handler) return send(response, 404, { message: `no control endpoint ${request.method} ${path}` });
-      const raw = await readAll(request);
+      const raw = await readBody(request);
       return send(response, 200, await handler(raw.length > 0 ? (JSON.parse(raw.toString()) as Record<string, unknown>) : {}));
     }
     if (path.startsWith("/api/v3/")) return api.handle(request, response, path.slice("/api/v3".length), url.searchParams);
@@ -118,13 +119,4 @@ function basicUser(request: IncomingMessage, token: string): string | undefined 
 function send(response: ServerResponse, status: number, body: unknown): void {
   response.writeHead(status, { "content-type": "application/json" });
   response.end(JSON.stringify(body ?? null));
-}
-
-function readAll(request: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => resolve(Buffer.concat(chunks)));
-    request.on("error", reject);
-  });
 }
