@@ -1,0 +1,41 @@
+import { z } from "zod";
+import { zodProblems } from "./zod-problems.js";
+import type { Problem } from "../core/problems.js";
+
+/**
+ * `manifest.json` of an app, as in Deptool: units to enable, symlinks to
+ * place on the host, and checks that must pass after the units settle.
+ */
+export const MANIFEST_FILE = "manifest.json";
+
+export const UNIT_NAME = /^[A-Za-z0-9:_.@-]+\.(service|socket|timer|path|mount|automount|swap|target|slice|scope|device)$/;
+
+const CheckSchema = z.union([
+  z.strictObject({ name: z.string().min(1).optional(), command: z.string().min(1), timeoutSeconds: z.number().positive().max(600).default(30) }),
+  z.strictObject({ name: z.string().min(1).optional(), http: z.url({ protocol: /^https?$/ }), status: z.number().int().min(100).max(599).default(200), timeoutSeconds: z.number().positive().max(600).default(30) }),
+], { error: "a check is { command: \"...\" } or { http: \"http://...\" }" });
+
+export const ManifestSchema = z.strictObject({
+  systemd: z.strictObject({
+    units_enabled: z.array(z.string().regex(UNIT_NAME, "not a systemd unit name (letters, digits, ':_.@-', and a unit suffix such as .service)")).default([]),
+  }).default({ units_enabled: [] }),
+  /** Absolute host path → file in the app. */
+  symlinks: z.record(z.string(), z.string()).default({}),
+  checks: z.array(CheckSchema).default([]),
+});
+
+export type Manifest = z.infer<typeof ManifestSchema>;
+export type Check = Manifest["checks"][number];
+
+export const EMPTY_MANIFEST: Manifest = ManifestSchema.parse({});
+
+export function parseManifest(file: string, text: string): { manifest?: Manifest; problems: Problem[] } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    return { problems: [{ file, message: `not valid JSON: ${error instanceof Error ? error.message : String(error)}` }] };
+  }
+  const parsed = ManifestSchema.safeParse(json);
+  return parsed.success ? { manifest: parsed.data, problems: [] } : { problems: zodProblems(file, parsed.error) };
+}

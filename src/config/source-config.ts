@@ -1,0 +1,84 @@
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import type { Problem } from "../core/problems.js";
+import { zodProblems } from "./zod-problems.js";
+
+/**
+ * `tidemark.yaml` at the root of the source repo: environments with their
+ * tracking rule, the hosts inventory, the rollout policy and limits. The field
+ * names that DESIGN.md shows are a contract; fields may be added freely.
+ */
+export const CONFIG_FILE = "tidemark.yaml";
+
+/** Names that go into git refs, status contexts and logs. */
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const safeName = (what: string) => z.string().regex(SAFE_NAME, `${what} names are letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)`);
+
+const TrackSchema = z.union([
+  z.strictObject({ branch: z.string().min(1) }),
+  z.strictObject({ tag: z.string().min(1) }),
+  z.strictObject({ tags: z.string().min(1), prerelease: z.boolean().default(false) }),
+], { error: "track takes exactly one of: { branch: NAME }, { tag: NAME } (a pin), { tags: PATTERN } (newest by semver)" });
+
+const EnvironmentSchema = z.strictObject({
+  track: TrackSchema,
+  tree: z.string().min(1).refine((tree) => !tree.startsWith("/") && !tree.split("/").some((part) => part === ".." || part === "."), "tree is a directory inside the source repo, without '..' or a leading '/'"),
+  hosts: z.array(safeName("host")).optional(),
+});
+
+const HostSchema = z.strictObject({
+  address: z.string({ error: "every host needs an address to reach it" }).min(1, "every host needs an address to reach it"),
+  port: z.number().int().min(1).max(65535).default(22),
+  user: z.string().min(1).default("root"),
+  hostKey: z.string().regex(/^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa|rsa-sha2-\d+) [A-Za-z0-9+/=]+( .*)?$/, "hostKey is an OpenSSH public key line, e.g. `ssh-ed25519 AAAA...`").optional(),
+});
+
+const RolloutSchema = z.strictObject({
+  maxParallel: z.number().int().min(1).default(10),
+  canary: z.number().int().min(0).default(1),
+  maxFailures: z.number().int().min(0).default(0),
+  onFailure: z.enum(["rollback-host", "rollback-all", "halt"]).default("rollback-host"),
+});
+
+const LimitsSchema = z.strictObject({
+  maxFileBytes: z.number().int().min(1).default(16 * 1024 * 1024),
+  maxReleaseBytes: z.number().int().min(1).default(256 * 1024 * 1024),
+  /** Where manifests may place symlinks on a host. */
+  symlinkRoots: z.array(z.string().regex(/^\/.+\/$/, "a symlink root is an absolute directory ending in '/'")).default(["/etc/", "/usr/local/", "/opt/", "/srv/"]),
+});
+
+export const SourceConfigSchema = z.strictObject({
+  environments: z.record(safeName("environment"), EnvironmentSchema),
+  hosts: z.record(safeName("host"), HostSchema),
+  rollout: RolloutSchema.default(RolloutSchema.parse({})),
+  limits: LimitsSchema.default(LimitsSchema.parse({})),
+});
+
+export type SourceConfig = z.infer<typeof SourceConfigSchema>;
+export type Environment = z.infer<typeof EnvironmentSchema>;
+export type TrackingRule = Environment["track"];
+export type InventoryHost = z.infer<typeof HostSchema>;
+
+/** Parses and checks `tidemark.yaml`: the YAML's own errors, then the schema, then the rules between fields. */
+export function parseSourceConfig(text: string): { config?: SourceConfig; problems: Problem[] } {
+  const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const yamlProblems = [...document.errors, ...document.warnings].map((error) => ({
+    file: CONFIG_FILE,
+    field: error.linePos ? `line ${error.linePos[0].line}` : undefined,
+    message: error.message.split("\n")[0] ?? error.message,
+  }));
+  if (document.errors.length > 0) return { problems: yamlProblems };
+  const parsed = SourceConfigSchema.safeParse(document.toJS());
+  if (!parsed.success) return { problems: zodProblems(CONFIG_FILE, parsed.error) };
+  return { config: parsed.data, problems: semanticProblems(parsed.data) };
+}
+
+function semanticProblems(config: SourceConfig): Problem[] {
+  const problems: Problem[] = [];
+  for (const [name, environment] of Object.entries(config.environments)) {
+    for (const [i, host] of (environment.hosts ?? []).entries()) {
+      if (!config.hosts[host]) problems.push({ file: CONFIG_FILE, field: `environments.${name}.hosts[${i}]`, message: `host ${host} is not in the inventory (hosts:)` });
+    }
+  }
+  return problems;
+}

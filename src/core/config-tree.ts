@@ -1,0 +1,143 @@
+import { MANIFEST_FILE, parseManifest, UNIT_NAME, type Manifest, EMPTY_MANIFEST } from "../config/manifest.js";
+import type { SourceConfig } from "../config/source-config.js";
+import type { Problem } from "./problems.js";
+import { flattenFiles, type Dir, type FileEntry } from "./tree.js";
+
+/** An environment's config tree read as hosts and apps: `<tree dir>/<host>/<app>/...`. */
+export interface EnvTree {
+  oid: string;
+  hosts: Map<string, HostTree>;
+}
+
+export interface HostTree {
+  oid: string;
+  /** Undefined when the host's tree was not read (identical to what it is compared with). */
+  apps?: Map<string, AppTree>;
+}
+
+export interface AppTree {
+  oid: string;
+  /** Files by path inside the app; undefined when not read. */
+  files?: Map<string, FileEntry>;
+  manifest?: Manifest;
+}
+
+const SYSTEMD_DIR = "systemd";
+
+/**
+ * Interprets the read parts of an environment's tree and checks them, all
+ * problems at once. Names that merely look odd (spaces, quotes, `$(...)`, a
+ * leading '-') are data and pass; what could escape a path or a shell is refused.
+ */
+export function readEnvTree(config: SourceConfig, environment: string, envDir: Dir | undefined): { tree: EnvTree; problems: Problem[] } {
+  const env = config.environments[environment];
+  if (!env) throw new Error(`unknown environment ${environment}`);
+  const problems: Problem[] = [];
+  const hosts = new Map<string, HostTree>();
+  if (!envDir) {
+    problems.push({ file: env.tree, message: `the environment's tree directory does not exist at this commit (environments.${environment}.tree)` });
+    return { tree: { oid: "", hosts }, problems };
+  }
+  const wanted = env.hosts ? new Set(env.hosts) : undefined;
+  for (const [host, entry] of envDir.entries ?? []) {
+    const file = `${env.tree}/${host}`;
+    const bad = nameProblem(host);
+    if (bad) {
+      problems.push({ file, message: bad });
+      continue;
+    }
+    if (entry.kind !== "dir") {
+      problems.push({ file, message: "only host directories belong in an environment's tree" });
+      continue;
+    }
+    if (!config.hosts[host]) {
+      problems.push({ file, message: `directory for host ${host}, which is not in the inventory (hosts: in tidemark.yaml)` });
+      continue;
+    }
+    if (wanted && !wanted.has(host)) continue;
+    hosts.set(host, readHost(config, file, entry, problems));
+  }
+  for (const host of wanted ?? []) if (!hosts.has(host)) hosts.set(host, { oid: "", apps: new Map() });
+  return { tree: { oid: envDir.oid, hosts }, problems };
+}
+
+function readHost(config: SourceConfig, hostPath: string, dir: Dir, problems: Problem[]): HostTree {
+  if (!dir.entries) return { oid: dir.oid };
+  const apps = new Map<string, AppTree>();
+  for (const [app, entry] of dir.entries) {
+    const file = `${hostPath}/${app}`;
+    const bad = nameProblem(app);
+    if (bad) problems.push({ file, message: bad });
+    else if (entry.kind !== "dir") problems.push({ file, message: "files belong in an app directory (<host>/<app>/...)" });
+    else apps.set(app, readApp(config, file, entry, problems));
+  }
+  return { oid: dir.oid, apps };
+}
+
+function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Problem[]): AppTree {
+  if (!dir.entries) return { oid: dir.oid };
+  const files = new Map<string, FileEntry>();
+  let releaseBytes = 0;
+  for (const [path, entry] of flattenFiles(dir)) {
+    const file = `${appPath}/${path}`;
+    const bad = path.split("/").map(nameProblem).find(Boolean);
+    if (bad) {
+      problems.push({ file, message: bad });
+      continue;
+    }
+    if (entry.kind !== "file") {
+      problems.push({ file, message: entry.kind === "symlink" ? "symlinks are not deployed (mode 120000); declare host symlinks in manifest.json's symlinks" : "submodules are not deployed (mode 160000); vendor the files instead" });
+      continue;
+    }
+    if (entry.size !== undefined && entry.size > config.limits.maxFileBytes) problems.push({ file, message: `${entry.size} bytes, over the ${config.limits.maxFileBytes}-byte limit (limits.maxFileBytes)` });
+    releaseBytes += entry.size ?? 0;
+    files.set(path, entry);
+  }
+  if (releaseBytes > config.limits.maxReleaseBytes) problems.push({ file: appPath, message: `the release is ${releaseBytes} bytes, over the ${config.limits.maxReleaseBytes}-byte limit (limits.maxReleaseBytes)` });
+  for (const path of files.keys()) {
+    if (path.startsWith(`${SYSTEMD_DIR}/`) && !isUnitFile(path.slice(SYSTEMD_DIR.length + 1))) {
+      problems.push({ file: `${appPath}/${path}`, message: "systemd/ holds unit files (e.g. web.service) and drop-ins (web.service.d/*.conf) only" });
+    }
+  }
+  const manifestFile = files.get(MANIFEST_FILE);
+  let manifest = EMPTY_MANIFEST;
+  if (manifestFile) {
+    if (manifestFile.content === undefined) throw new Error(`${appPath}/${MANIFEST_FILE} was not read`);
+    const parsed = parseManifest(`${appPath}/${MANIFEST_FILE}`, manifestFile.content);
+    problems.push(...parsed.problems);
+    manifest = parsed.manifest ?? EMPTY_MANIFEST;
+    problems.push(...symlinkProblems(config, `${appPath}/${MANIFEST_FILE}`, manifest, files));
+  }
+  return { oid: dir.oid, files, manifest };
+}
+
+function isUnitFile(path: string): boolean {
+  const parts = path.split("/");
+  if (parts.length === 1) return UNIT_NAME.test(parts[0] ?? "");
+  return parts.length === 2 && UNIT_NAME.test((parts[0] ?? "").replace(/\.d$/, "")) && (parts[0] ?? "").endsWith(".d") && (parts[1] ?? "").endsWith(".conf");
+}
+
+function symlinkProblems(config: SourceConfig, file: string, manifest: Manifest, files: Map<string, FileEntry>): Problem[] {
+  const problems: Problem[] = [];
+  for (const [link, target] of Object.entries(manifest.symlinks)) {
+    const field = `symlinks[${JSON.stringify(link)}]`;
+    const normal = link.startsWith("/") && !link.endsWith("/") && !link.split("/").slice(1).some((part) => part === "" || part === "." || part === ".." || nameProblem(part) !== undefined);
+    if (!normal) problems.push({ file, field, message: "a symlink is placed at an absolute, normalized host path (no '//', '.', '..', control characters or trailing '/')" });
+    else if (link.startsWith("/etc/systemd/") || !config.limits.symlinkRoots.some((root) => link.startsWith(root))) {
+      problems.push({ file, field, message: `symlinks may be placed under ${config.limits.symlinkRoots.join(", ")} only, never into /etc/systemd (units go in the app's systemd/ directory)` });
+    }
+    if (!files.has(target)) problems.push({ file, field, message: `points to ${JSON.stringify(target)}, which is not a file of this app` });
+  }
+  return problems;
+}
+
+/** Why a tree entry's name is refused, or undefined if it is fine. */
+export function nameProblem(name: string): string | undefined {
+  if (name === "") return "empty name";
+  if (name === "." || name === "..") return `the name ${JSON.stringify(name)} could escape its directory`;
+  if (name.includes("/")) return "a name that contains '/' (a crafted tree)";
+  if (name.includes("\0")) return "a name that contains a NUL byte";
+  if ([...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f)) return `a name with a control character or newline: ${JSON.stringify(name)}`;
+  if (name.toLowerCase() === ".git") return "a .git entry inside a config tree";
+  return undefined;
+}

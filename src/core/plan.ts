@@ -1,0 +1,108 @@
+import type { AppTree, EnvTree, HostTree } from "./config-tree.js";
+import type { Manifest } from "../config/manifest.js";
+import type { FileEntry } from "./tree.js";
+
+export type Change = "added" | "changed" | "removed";
+
+export interface FilePlan {
+  path: string;
+  change: Change;
+}
+
+export interface AppPlan {
+  app: string;
+  change: Change;
+  /** The app's tree oid to deploy (its release dir name); null when the app is removed. */
+  release: string | null;
+  /** The app's tree oid live now; null when the app is new on the host. */
+  previousRelease: string | null;
+  files: FilePlan[];
+}
+
+export interface HostPlan {
+  host: string;
+  /** The host's tree oid live now (null: nothing deployed yet). */
+  from: string | null;
+  /** The host's tree oid to deploy (null: every app leaves the host). */
+  to: string | null;
+  apps: AppPlan[];
+  units: { enable: string[]; restart: string[]; stop: string[] };
+  rollback: { available: true } | { available: false; reason: string };
+}
+
+export interface Plan {
+  environment: string;
+  hosts: HostPlan[];
+}
+
+/**
+ * What would change on each host, from git trees alone, never asking a host.
+ * Hosts and apps whose tree oid did not change are skipped unread; hosts with
+ * no change are not in the plan.
+ */
+export function planEnvironment(environment: string, desired: EnvTree, deployed: ReadonlyMap<string, HostTree>): Plan {
+  const names = [...new Set([...desired.hosts.keys(), ...deployed.keys()])].sort();
+  const hosts = names.map((host) => planHost(host, desired.hosts.get(host), deployed.get(host))).filter((plan): plan is HostPlan => plan !== undefined);
+  return { environment, hosts };
+}
+
+export function planHost(host: string, desired: HostTree | undefined, deployed: HostTree | undefined): HostPlan | undefined {
+  const to = desired && desired.oid !== "" && (desired.apps === undefined || desired.apps.size > 0) ? desired.oid : null;
+  const from = deployed && deployed.oid !== "" ? deployed.oid : null;
+  if (to === from) return undefined;
+  const wantApps = appsOf(host, "desired", desired);
+  const haveApps = appsOf(host, "deployed", deployed);
+  const apps: AppPlan[] = [];
+  for (const app of [...new Set([...wantApps.keys(), ...haveApps.keys()])].sort()) {
+    const plan = planApp(app, wantApps.get(app), haveApps.get(app));
+    if (plan) apps.push(plan);
+  }
+  if (apps.length === 0 && to !== null && from !== null) return undefined;
+
+  const manifests = (side: Map<string, AppTree>, change: Change) =>
+    apps.filter((app) => app.change === change || app.change === "changed").map((app) => side.get(app.app)?.manifest).filter((m): m is Manifest => m !== undefined);
+  const incoming = manifests(wantApps, "added");
+  const outgoing = manifests(haveApps, "removed");
+  const enabledNow = new Set(outgoing.flatMap((m) => m.systemd.units_enabled));
+  const enabledNext = new Set(incoming.flatMap((m) => m.systemd.units_enabled));
+  const units = {
+    enable: [...enabledNext].filter((unit) => !enabledNow.has(unit)).sort(),
+    restart: [...enabledNext].sort(),
+    stop: [...enabledNow].filter((unit) => !enabledNext.has(unit)).sort(),
+  };
+  return { host, from, to, apps, units, rollback: rollbackSafety(from, incoming, outgoing) };
+}
+
+function planApp(app: string, want: AppTree | undefined, have: AppTree | undefined): AppPlan | undefined {
+  if (want && have && want.oid === have.oid) return undefined;
+  const change: Change = !have ? "added" : !want ? "removed" : "changed";
+  const wantFiles: ReadonlyMap<string, FileEntry> = want?.files ?? new Map();
+  const haveFiles: ReadonlyMap<string, FileEntry> = have?.files ?? new Map();
+  const files: FilePlan[] = [];
+  for (const path of [...new Set([...wantFiles.keys(), ...haveFiles.keys()])].sort()) {
+    const a = wantFiles.get(path);
+    const b = haveFiles.get(path);
+    if (a && !b) files.push({ path, change: "added" });
+    else if (!a && b) files.push({ path, change: "removed" });
+    else if (a && b && (a.oid !== b.oid || a.mode !== b.mode)) files.push({ path, change: "changed" });
+  }
+  return { app, change, release: want?.oid ?? null, previousRelease: have?.oid ?? null, files };
+}
+
+/**
+ * Rolling back is safe unless the deployment places a symlink at a host path
+ * Tidemark does not own yet: whatever was there before cannot be put back.
+ */
+function rollbackSafety(from: string | null, incoming: Manifest[], outgoing: Manifest[]): HostPlan["rollback"] {
+  if (from === null) return { available: true };
+  const owned = new Set(outgoing.flatMap((m) => Object.keys(m.symlinks)));
+  const claimed = [...new Set(incoming.flatMap((m) => Object.keys(m.symlinks)))].filter((link) => !owned.has(link)).sort();
+  if (claimed.length === 0) return { available: true };
+  return { available: false, reason: `the deployment places ${claimed.join(", ")}, which Tidemark does not own yet; rolling back could not restore what is there now` };
+}
+
+function appsOf(host: string, side: string, tree: HostTree | undefined): Map<string, AppTree> {
+  if (!tree) return new Map();
+  if (!tree.apps) throw new Error(`the ${side} tree of ${host} differs but was not read`);
+  return tree.apps;
+}

@@ -1,0 +1,29 @@
+import type { Change, Plan } from "./plan.js";
+
+const SIGN: Record<Change, string> = { added: "+", changed: "~", removed: "-" };
+
+/** The plan for people: one block per host, `+`/`~`/`-` per app and file, then the units and rollback safety. */
+export function renderPlan(plan: Plan): string {
+  if (plan.hosts.length === 0) return `${plan.environment}: nothing to do, every host is up to date\n`;
+  const lines = [`${plan.environment}: ${plan.hosts.length} host${plan.hosts.length === 1 ? "" : "s"} would change`];
+  for (const host of plan.hosts) {
+    lines.push("", `${host.host}  ${short(host.from)} -> ${short(host.to)}  (${host.rollback.available ? "rollback available" : `no rollback: ${host.rollback.reason}`})`);
+    for (const app of host.apps) {
+      lines.push(`  ${SIGN[app.change]} ${app.app}`);
+      for (const file of app.files) lines.push(`      ${SIGN[file.change]} ${file.path}`);
+    }
+    if (host.units.enable.length > 0) lines.push(`  enable  ${host.units.enable.join(" ")}`);
+    if (host.units.restart.length > 0) lines.push(`  restart ${host.units.restart.join(" ")}`);
+    if (host.units.stop.length > 0) lines.push(`  stop    ${host.units.stop.join(" ")}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The plan as JSON for scripts; the shape is documented in the README ("Plan JSON"). */
+export function planJson(plan: Plan, source: { commit: string; ref: string }): object {
+  return { schema: "tidemark.plan/v1", environment: plan.environment, source, hosts: plan.hosts };
+}
+
+function short(oid: string | null): string {
+  return oid === null ? "(empty)" : oid.slice(0, 7);
+}
