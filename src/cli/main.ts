@@ -1,30 +1,85 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
-import { describeError } from "../core/errors.js";
+import { Command, CommanderError, Option } from "commander";
+import { describeError, TidemarkError } from "../core/errors.js";
+import { InvalidConfigError } from "../core/problems.js";
+import { context, type CommonFlags } from "./context.js";
+import { EXIT } from "./exit-codes.js";
+import { historyCommand } from "./history.js";
+import { planCommand } from "./plan.js";
+import { statusCommand } from "./status.js";
+import { validateCommand } from "./validate.js";
+
+export { EXIT };
 
 const packageJson = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
-export const EXIT = { ok: 0, failed: 1, invalid: 2, unreachable: 3, usage: 64 } as const;
+export interface Io {
+  env: NodeJS.ProcessEnv;
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
 
-export function buildProgram(): Command {
-  return new Command("tidemark")
+const defaultIo: Io = { env: process.env, out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) };
+
+export function buildProgram(io: Io, setExit: (code: number) => void): Command {
+  const program = new Command("tidemark")
     .description("GitOps for plain Linux hosts: a git repository is the source of truth, Tidemark makes the hosts follow over SSH.")
     .version(packageJson.version, "-V, --version", "print the version")
     .helpOption("-h, --help", "show help")
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  const common = (command: Command) =>
+    command
+      .addOption(new Option("--repo <url>", "the source repo (http(s) clone URL; credentials as https://user:token@host/...)").env("TIDEMARK_REPO"))
+      .addOption(new Option("--store <path>", "the store, a bare git repository (default .tidemark/store.git)").env("TIDEMARK_STORE"))
+      .addOption(new Option("--config <file>", "a YAML or JSON file with settings (repo, store, mirrors)").env("TIDEMARK_CONFIG"))
+      .option("--json", "print JSON for scripts");
+  const run = (work: () => Promise<number>) => async () => setExit(await work());
+
+  common(program.command("validate").description("check tidemark.yaml and every environment's config tree; exit 2 if invalid"))
+    .option("--ref <ref>", "a branch, tag or commit (default: the default branch)")
+    .action(function (this: Command) {
+      const flags = this.opts<CommonFlags & { ref?: string }>();
+      return run(() => validateCommand(context(flags, io.env, io.out), flags))();
+    });
+
+  common(program.command("plan").argument("<env>", "the environment").description("show what a deployment of the environment would change, host by host"))
+    .option("--ref <ref>", "plan this branch, tag or commit instead of what the environment tracks")
+    .action(function (this: Command, environment: string) {
+      const flags = this.opts<CommonFlags & { ref?: string }>();
+      return run(() => planCommand(context(flags, io.env, io.out), environment, flags))();
+    });
+
+  common(program.command("status").argument("<env>", "the environment").description("per host: the live deployment, and whether changes are pending"))
+    .action(function (this: Command, environment: string) {
+      return run(() => statusCommand(context(this.opts<CommonFlags>(), io.env, io.out), environment))();
+    });
+
+  common(program.command("history").argument("<env>", "the environment").description("the environment's deployments, newest first"))
+    .option("--limit <n>", "how many", (value) => Number.parseInt(value, 10), 50)
+    .action(function (this: Command, environment: string) {
+      const flags = this.opts<CommonFlags & { limit: number }>();
+      return run(() => historyCommand(context(flags, io.env, io.out), environment, flags))();
+    });
+
+  return program;
 }
 
 /** Runs the CLI and returns the exit code, so tests and the bin share one path. */
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram(io, (value) => (code = value));
   try {
     await program.parseAsync(argv);
-    if (program.args.length === 0 && argv.length <= 2) program.outputHelp();
-    return EXIT.ok;
+    if (argv.length <= 2) program.outputHelp();
+    return code;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    process.stderr.write(`tidemark: ${describeError(error)}\n`);
+    io.err(`tidemark: ${describeError(error)}\n`);
+    if (error instanceof InvalidConfigError) return EXIT.invalid;
+    if (error instanceof TidemarkError && error.code === "REPO_UNREACHABLE") return EXIT.repoUnreachable;
     return EXIT.failed;
   }
 }

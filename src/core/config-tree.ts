@@ -55,13 +55,14 @@ export function readEnvTree(config: SourceConfig, environment: string, envDir: D
       continue;
     }
     if (wanted && !wanted.has(host)) continue;
-    hosts.set(host, readHost(config, file, entry, problems));
+    hosts.set(host, readHostTree(config, file, entry, problems));
   }
   for (const host of wanted ?? []) if (!hosts.has(host)) hosts.set(host, { oid: "", apps: new Map() });
   return { tree: { oid: envDir.oid, hosts }, problems };
 }
 
-function readHost(config: SourceConfig, hostPath: string, dir: Dir, problems: Problem[]): HostTree {
+/** One host's apps, as read; problems are added to the list. */
+export function readHostTree(config: SourceConfig, hostPath: string, dir: Dir, problems: Problem[]): HostTree {
   if (!dir.entries) return { oid: dir.oid };
   const apps = new Map<string, AppTree>();
   for (const [app, entry] of dir.entries) {

@@ -1,0 +1,41 @@
+import semver from "semver";
+import type { TrackingRule } from "../config/source-config.js";
+
+export interface SourceRefs {
+  /** Branch name → commit. */
+  branches: ReadonlyMap<string, string>;
+  /** Tag name → the commit it points to (annotated tags peeled). */
+  tags: ReadonlyMap<string, string>;
+}
+
+export type Resolution = { ref: string; commit: string } | { ref: null; reason: string };
+
+/**
+ * Where an environment's tracking rule points now. Branches and tags live in
+ * separate namespaces (a branch and a tag may share a name); a tag pattern
+ * takes the newest tag by semver, pre-releases only when asked.
+ */
+export function resolveTrack(rule: TrackingRule, refs: SourceRefs): Resolution {
+  if ("branch" in rule) {
+    const commit = refs.branches.get(rule.branch);
+    return commit ? { ref: `refs/heads/${rule.branch}`, commit } : { ref: null, reason: `branch ${rule.branch} does not exist in the source repo` };
+  }
+  if ("tag" in rule) {
+    const commit = refs.tags.get(rule.tag);
+    return commit ? { ref: `refs/tags/${rule.tag}`, commit } : { ref: null, reason: `tag ${rule.tag} does not exist in the source repo (a deleted pin leaves the environment where it is)` };
+  }
+  const newest = newestTag(rule.tags, [...refs.tags.keys()], rule.prerelease);
+  return newest ? { ref: `refs/tags/${newest}`, commit: refs.tags.get(newest)! } : { ref: null, reason: `no tag matches ${rule.tags} with a semver version` };
+}
+
+/** The newest tag matching a glob (`*`, `?`) whose name, less a leading 'v', is a semver version. */
+export function newestTag(pattern: string, tags: string[], prerelease = false): string | undefined {
+  const glob = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*").replaceAll("?", ".")}$`);
+  let best: { tag: string; version: semver.SemVer } | undefined;
+  for (const tag of tags) {
+    const version = glob.test(tag) ? semver.parse(tag.replace(/^v/, "")) : null;
+    if (!version || (version.prerelease.length > 0 && !prerelease)) continue;
+    if (!best || semver.gt(version, best.version)) best = { tag, version };
+  }
+  return best?.tag;
+}

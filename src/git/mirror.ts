@@ -1,0 +1,107 @@
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync } from "node:fs";
+import git from "isomorphic-git";
+import http from "isomorphic-git/http/node";
+import { TidemarkError } from "../core/errors.js";
+import type { SourceRefs } from "../core/track.js";
+import { atomicFs } from "./atomic-fs.js";
+import { splitCredentials } from "./credentials.js";
+import { withLockFile } from "./lock.js";
+import { TreeReader } from "./tree-reader.js";
+
+const inProcess = new Map<string, Promise<unknown>>();
+
+/**
+ * A local bare mirror of the source repo, fetched with isomorphic-git over
+ * smart HTTP(S). Trees and blobs are read from its objects, never from a work
+ * tree. One fetch at a time per mirror, across processes too.
+ */
+export class SourceMirror {
+  readonly reader: TreeReader;
+
+  private constructor(
+    readonly url: string,
+    readonly gitdir: string,
+    private readonly auth: { username: string; password: string } | undefined,
+  ) {
+    this.reader = new TreeReader(gitdir);
+  }
+
+  /** The mirror of `url` under `cacheDir`, created on first use. */
+  static async open(repoUrl: string, cacheDir: string): Promise<SourceMirror> {
+    const { url, auth } = splitCredentials(repoUrl);
+    if (!/^https?:\/\//.test(url)) {
+      throw new TidemarkError("REPO_URL", `the source repo must be an http(s) URL, not ${url}`, "use the repository's HTTPS clone URL (isomorphic-git speaks smart HTTP only)");
+    }
+    const gitdir = `${cacheDir}/${createHash("sha256").update(url).digest("hex").slice(0, 16)}.git`;
+    if (!existsSync(`${gitdir}/HEAD`)) {
+      mkdirSync(gitdir, { recursive: true });
+      await git.init({ fs: atomicFs, gitdir, bare: true });
+      await git.addRemote({ fs: atomicFs, gitdir, remote: "origin", url });
+    }
+    return new SourceMirror(url, gitdir, auth);
+  }
+
+  /** Brings every branch and tag up to date; moved and deleted tags included. */
+  async fetch(): Promise<void> {
+    const previous = inProcess.get(this.gitdir) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(() => withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.fetchNow()));
+    inProcess.set(this.gitdir, run);
+    try {
+      await run;
+    } finally {
+      if (inProcess.get(this.gitdir) === run) inProcess.delete(this.gitdir);
+    }
+  }
+
+  private async fetchNow(): Promise<void> {
+    try {
+      await git.fetch({
+        fs: atomicFs,
+        http,
+        gitdir: this.gitdir,
+        url: this.url,
+        remote: "origin",
+        singleBranch: false,
+        tags: true,
+        prune: true,
+        pruneTags: true,
+        onAuth: () => this.auth ?? { cancel: true },
+      });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new TidemarkError("REPO_UNREACHABLE", `could not fetch ${this.url}: ${message}`, "check the URL, the network and the credentials (--repo https://user:token@host/repo.git)", { cause: error });
+    }
+  }
+
+  /** The mirror's branches and tags, tags peeled to their commits. */
+  async refs(): Promise<SourceRefs> {
+    const fs = atomicFs;
+    const branches = new Map<string, string>();
+    for (const name of await git.listBranches({ fs, gitdir: this.gitdir, remote: "origin" })) {
+      if (name !== "HEAD") branches.set(name, await git.resolveRef({ fs, gitdir: this.gitdir, ref: `refs/remotes/origin/${name}` }));
+    }
+    const tags = new Map<string, string>();
+    for (const name of await git.listTags({ fs, gitdir: this.gitdir })) {
+      tags.set(name, await this.peel(await git.resolveRef({ fs, gitdir: this.gitdir, ref: `refs/tags/${name}` })));
+    }
+    return { branches, tags };
+  }
+
+  /** Resolves a commit sha (or a unique prefix) known to the mirror. */
+  async expandCommit(prefix: string): Promise<string | undefined> {
+    try {
+      return await this.peel(await git.expandOid({ fs: atomicFs, gitdir: this.gitdir, oid: prefix }));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async peel(oid: string): Promise<string> {
+    for (;;) {
+      const object = await git.readObject({ fs: atomicFs, gitdir: this.gitdir, oid, format: "parsed" });
+      if (object.type !== "tag") return oid;
+      oid = (object.object as { object: string }).object;
+    }
+  }
+}

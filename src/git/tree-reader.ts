@@ -1,0 +1,86 @@
+import git from "isomorphic-git";
+import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
+import { atomicFs } from "./atomic-fs.js";
+
+/** Reads git objects of one repository (a source mirror or the store). */
+export class TreeReader {
+  private readonly cache = {};
+
+  constructor(readonly gitdir: string) {}
+
+  async entries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
+    const { tree } = await git.readTree({ fs: atomicFs, gitdir: this.gitdir, oid, cache: this.cache });
+    return tree.map((entry) => ({ name: entry.path, mode: entry.mode, oid: entry.oid }));
+  }
+
+  async blob(oid: string): Promise<Uint8Array> {
+    return (await git.readBlob({ fs: atomicFs, gitdir: this.gitdir, oid, cache: this.cache })).blob;
+  }
+
+  async commitTree(commit: string): Promise<string> {
+    return (await git.readCommit({ fs: atomicFs, gitdir: this.gitdir, oid: commit, cache: this.cache })).commit.tree;
+  }
+
+  /** The oid of the tree at a path below a root tree, or undefined if there is none. */
+  async treeAt(root: string, path: string): Promise<string | undefined> {
+    let oid = root;
+    for (const part of path.split("/").filter(Boolean)) {
+      const entry = (await this.entries(oid)).find((candidate) => candidate.name === part);
+      if (!entry || MODE_KIND[entry.mode] !== "dir") return undefined;
+      oid = entry.oid;
+    }
+    return oid;
+  }
+}
+
+export interface TreeSide {
+  reader: TreeReader;
+  oid: string;
+  /** Read each file's size (for the size caps). */
+  sizes: boolean;
+}
+
+/** Files whose content the core reads: `<host>/<app>/manifest.json`, relative to the environment's tree. */
+const wantsContent = (path: string) => /^[^/]+\/[^/]+\/manifest\.json$/.test(path);
+
+/**
+ * Reads two trees side by side, descending only where their oids differ: an
+ * identical subtree is returned as its oid alone, unread. With one side
+ * missing, the other is read whole.
+ */
+export async function readTreePair(a: TreeSide | undefined, b: TreeSide | undefined, path = ""): Promise<[Dir | undefined, Dir | undefined]> {
+  if (a && b && a.oid === b.oid) return [{ kind: "dir", oid: a.oid }, { kind: "dir", oid: b.oid }];
+  const [listA, listB] = await Promise.all([a?.reader.entries(a.oid), b?.reader.entries(b.oid)]);
+  const byName = (list: typeof listA) => new Map((list ?? []).map((entry) => [entry.name, entry]));
+  const mapA = byName(listA);
+  const mapB = byName(listB);
+  const outA = new Map<string, Entry>();
+  const outB = new Map<string, Entry>();
+  await Promise.all(
+    [...new Set([...mapA.keys(), ...mapB.keys()])].map(async (name) => {
+      const ea = mapA.get(name);
+      const eb = mapB.get(name);
+      const child = `${path}${name}`;
+      const dirA = ea && MODE_KIND[ea.mode] === "dir" && a ? { ...a, oid: ea.oid } : undefined;
+      const dirB = eb && MODE_KIND[eb.mode] === "dir" && b ? { ...b, oid: eb.oid } : undefined;
+      if (dirA || dirB) {
+        const [da, db] = await readTreePair(dirA, dirB, `${child}/`);
+        if (da) outA.set(name, da);
+        if (db) outB.set(name, db);
+      }
+      if (ea && !dirA && a) outA.set(name, await leaf(a, ea, child));
+      if (eb && !dirB && b) outB.set(name, await leaf(b, eb, child));
+    }),
+  );
+  return [a ? { kind: "dir", oid: a.oid, entries: outA } : undefined, b ? { kind: "dir", oid: b.oid, entries: outB } : undefined];
+}
+
+async function leaf(side: TreeSide, entry: { mode: string; oid: string }, path: string): Promise<Entry> {
+  const kind = MODE_KIND[entry.mode];
+  if (kind === "symlink" || kind === "submodule") return { kind, oid: entry.oid, mode: entry.mode };
+  const mode = entry.mode === "100755" ? "100755" : "100644";
+  const content = wantsContent(path);
+  if (!side.sizes && !content) return { kind: "file", oid: entry.oid, mode };
+  const bytes = await side.reader.blob(entry.oid);
+  return { kind: "file", oid: entry.oid, mode, size: bytes.length, ...(content ? { content: Buffer.from(bytes).toString("utf8") } : {}) };
+}

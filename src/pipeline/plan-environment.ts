@@ -1,0 +1,84 @@
+import git from "isomorphic-git";
+import type { SourceConfig } from "../config/source-config.js";
+import { readEnvTree, readHostTree, type EnvTree, type HostTree } from "../core/config-tree.js";
+import { planEnvironment, type Plan } from "../core/plan.js";
+import { InvalidConfigError, type Problem } from "../core/problems.js";
+import type { Dir, Entry } from "../core/tree.js";
+import { atomicFs } from "../git/atomic-fs.js";
+import type { SourceMirror } from "../git/mirror.js";
+import { readTreePair } from "../git/tree-reader.js";
+import type { Store } from "../store/store.js";
+import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
+
+export interface PreparedPlan {
+  config: SourceConfig;
+  source: SourceCommit;
+  /** The environment's config tree at the source commit (the store commit's tree). */
+  envTreeOid: string;
+  desired: EnvTree;
+  plan: Plan;
+}
+
+/**
+ * Reads what an environment should run at a source commit and what the store
+ * says runs now, reading only the subtrees that differ, and plans the change.
+ */
+export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store, environment: string, source: SourceCommit): Promise<PreparedPlan> {
+  const config = await readSourceConfig(mirror, source.commit);
+  const env = config.environments[environment];
+  if (!env) throw unknownEnvironment(environment, config);
+  const root = await mirror.reader.commitTree(source.commit);
+  const envOid = await mirror.reader.treeAt(root, env.tree);
+  if (!envOid) throw new InvalidConfigError([{ file: env.tree, message: `the environment's tree directory does not exist at ${source.commit.slice(0, 7)} (environments.${environment}.tree)` }]);
+
+  const wanted = await mirror.reader.entries(envOid);
+  const hosts = new Set([...wanted.map((entry) => entry.name), ...(env.hosts ?? []), ...(await liveHosts(store, environment))]);
+  const entries = new Map<string, Entry>();
+  const deployed = new Map<string, HostTree>();
+  await Promise.all(
+    [...hosts].map(async (host) => {
+      const want = wanted.find((entry) => entry.name === host);
+      const liveOid = config.hosts[host] ? await store.liveHostTree(environment, host) : undefined;
+      if (want && want.mode !== "40000" && want.mode !== "040000") {
+        entries.set(host, { kind: "file", oid: want.oid, mode: "100644" });
+        return;
+      }
+      const [desiredDir, liveDir] = await readTreePair(
+        want ? { reader: mirror.reader, oid: want.oid, sizes: true } : undefined,
+        liveOid ? { reader: store.reader, oid: liveOid, sizes: false } : undefined,
+        `${host}/`,
+      );
+      if (desiredDir) entries.set(host, desiredDir);
+      if (liveDir) deployed.set(host, readHostTree(config, host, liveDir, []));
+    }),
+  );
+  const envDir: Dir = { kind: "dir", oid: envOid, entries };
+  const { tree: desired, problems } = readEnvTree(config, environment, envDir);
+  if (problems.length > 0) throw new InvalidConfigError(problems);
+  return { config, source, envTreeOid: envOid, desired, plan: planEnvironment(environment, desired, deployed) };
+}
+
+/** Every environment's whole tree at a commit, checked: what `tidemark validate` reports. */
+export async function validateSource(mirror: SourceMirror, commit: string): Promise<Problem[]> {
+  let config: SourceConfig;
+  try {
+    config = await readSourceConfig(mirror, commit);
+  } catch (error) {
+    if (error instanceof InvalidConfigError) return error.problems;
+    throw error;
+  }
+  const problems: Problem[] = [];
+  const root = await mirror.reader.commitTree(commit);
+  for (const [name, env] of Object.entries(config.environments)) {
+    const oid = await mirror.reader.treeAt(root, env.tree);
+    const [dir] = oid ? await readTreePair({ reader: mirror.reader, oid, sizes: true }, undefined) : [undefined];
+    problems.push(...readEnvTree(config, name, dir).problems);
+  }
+  // The same file can be refused for two environments that share a tree; say it once.
+  return [...new Map(problems.map((problem) => [JSON.stringify(problem), problem])).values()];
+}
+
+async function liveHosts(store: Store, environment: string): Promise<string[]> {
+  const refs = await git.listRefs({ fs: atomicFs, gitdir: store.gitdir, filepath: `refs/tidemark/hosts/${environment}` }).catch(() => []);
+  return refs;
+}

@@ -1,0 +1,66 @@
+import git from "isomorphic-git";
+import { CONFIG_FILE, parseSourceConfig, type SourceConfig } from "../config/source-config.js";
+import { TidemarkError } from "../core/errors.js";
+import { InvalidConfigError } from "../core/problems.js";
+import { resolveTrack } from "../core/track.js";
+import { atomicFs } from "../git/atomic-fs.js";
+import type { SourceMirror } from "../git/mirror.js";
+
+export interface SourceCommit {
+  /** The ref it was reached through (refs/heads/main, refs/tags/v1.2.0), or the sha itself. */
+  ref: string;
+  commit: string;
+}
+
+/** The source repo's default branch: its tracking rules say where every environment points. */
+export async function defaultBranch(mirror: SourceMirror): Promise<SourceCommit> {
+  const refs = await mirror.refs();
+  const head = await git.resolveRef({ fs: atomicFs, gitdir: mirror.gitdir, ref: "refs/remotes/origin/HEAD", depth: 2 }).catch(() => undefined);
+  const name = [...refs.branches].find(([, commit]) => commit === head)?.[0] ?? (refs.branches.has("main") ? "main" : refs.branches.has("master") ? "master" : undefined);
+  if (!name) throw new TidemarkError("REPO_EMPTY", `${mirror.url} has no default branch`, "push a branch (main) with tidemark.yaml at its root");
+  return { ref: `refs/heads/${name}`, commit: refs.branches.get(name)! };
+}
+
+/** A ref as a person types it: a branch, a tag, a full ref, or a commit sha (prefix). */
+export async function resolveUserRef(mirror: SourceMirror, ref: string): Promise<SourceCommit> {
+  const refs = await mirror.refs();
+  const full = ref.startsWith("refs/heads/") ? refs.branches.get(ref.slice(11)) : ref.startsWith("refs/tags/") ? refs.tags.get(ref.slice(10)) : undefined;
+  if (full) return { ref, commit: full };
+  const branch = refs.branches.get(ref);
+  const tag = refs.tags.get(ref);
+  if (branch && tag && branch !== tag) throw new TidemarkError("REF_AMBIGUOUS", `${ref} is both a branch and a tag`, `say refs/heads/${ref} or refs/tags/${ref}`);
+  if (branch) return { ref: `refs/heads/${ref}`, commit: branch };
+  if (tag) return { ref: `refs/tags/${ref}`, commit: tag };
+  const commit = /^[0-9a-f]{4,40}$/.test(ref) ? await mirror.expandCommit(ref) : undefined;
+  if (commit) return { ref: commit, commit };
+  throw new TidemarkError("REF_UNKNOWN", `${ref} is not a branch, tag or commit of ${mirror.url}`, "check the name; tags and branches are fetched on every run");
+}
+
+/** Where an environment points now, by its tracking rule as the default branch states it. */
+export async function resolveEnvironment(mirror: SourceMirror, environment: string): Promise<SourceCommit> {
+  const head = await defaultBranch(mirror);
+  const config = await readSourceConfig(mirror, head.commit);
+  const env = config.environments[environment];
+  if (!env) throw unknownEnvironment(environment, config);
+  const resolved = resolveTrack(env.track, await mirror.refs());
+  if (resolved.ref === null) throw new TidemarkError("REF_UNRESOLVED", `${environment}: ${resolved.reason}`, "push the branch or tag the environment tracks, or pass --ref");
+  return resolved;
+}
+
+/** `tidemark.yaml` at a commit, checked; every problem at once. */
+export async function readSourceConfig(mirror: SourceMirror, commit: string): Promise<SourceConfig> {
+  let text: string;
+  try {
+    const { blob } = await git.readBlob({ fs: atomicFs, gitdir: mirror.gitdir, oid: commit, filepath: CONFIG_FILE });
+    text = Buffer.from(blob).toString("utf8");
+  } catch (error) {
+    throw new InvalidConfigError([{ file: CONFIG_FILE, message: `missing at ${commit.slice(0, 7)}: the source repo needs ${CONFIG_FILE} at its root (${error instanceof Error ? error.message : String(error)})` }]);
+  }
+  const { config, problems } = parseSourceConfig(text);
+  if (!config || problems.length > 0) throw new InvalidConfigError(problems);
+  return config;
+}
+
+export function unknownEnvironment(environment: string, config: SourceConfig): TidemarkError {
+  return new TidemarkError("ENV_UNKNOWN", `no environment ${environment} in tidemark.yaml`, `known environments: ${Object.keys(config.environments).join(", ") || "none"}`);
+}

@@ -1,0 +1,134 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync } from "node:fs";
+import git from "isomorphic-git";
+import { TidemarkError } from "../core/errors.js";
+import { isLive } from "../core/outcome.js";
+import { MODE_KIND } from "../core/tree.js";
+import { atomicFs } from "../git/atomic-fs.js";
+import { withLockFile } from "../git/lock.js";
+import { TreeReader } from "../git/tree-reader.js";
+import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
+
+export interface HistoryEntry extends DeploymentRecord {
+  commit: string;
+  tree: string;
+  at: Date;
+}
+
+const IDENTITY = { name: "Tidemark", email: "tidemark@localhost" };
+export const envRef = (environment: string) => `refs/tidemark/envs/${environment}`;
+export const hostRef = (environment: string, host: string) => `refs/tidemark/hosts/${environment}/${host}`;
+
+/**
+ * The forward-only history: a bare git repository in which every deployment
+ * attempt is a commit whose tree is the environment's config tree as deployed.
+ * `refs/tidemark/envs/<env>` is the last attempt; `refs/tidemark/hosts/<env>/<host>`
+ * is what is live on the host. Objects are written before refs, each file
+ * atomically, and refs move by compare-and-swap, so a store cut at any point
+ * passes `git fsck` and two writers never lose an update.
+ */
+export class Store {
+  readonly reader: TreeReader;
+  private readonly cache = {};
+
+  private constructor(readonly gitdir: string) {
+    this.reader = new TreeReader(gitdir);
+  }
+
+  static async open(gitdir: string): Promise<Store> {
+    if (!existsSync(`${gitdir}/HEAD`)) {
+      mkdirSync(gitdir, { recursive: true });
+      await git.init({ fs: atomicFs, gitdir, bare: true });
+    }
+    return new Store(gitdir);
+  }
+
+  async resolve(ref: string): Promise<string | undefined> {
+    try {
+      return await git.resolveRef({ fs: atomicFs, gitdir: this.gitdir, ref });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The tree of a host as it is live now, per the store, or undefined for a host never deployed. */
+  async liveHostTree(environment: string, host: string): Promise<string | undefined> {
+    const commit = await this.resolve(hostRef(environment, host));
+    if (!commit) return undefined;
+    return this.reader.treeAt(await this.reader.commitTree(commit), host);
+  }
+
+  /** Copies a tree and everything below it from another repository; subtrees the store has are skipped. */
+  async importTree(from: TreeReader, oid: string): Promise<void> {
+    if (this.has(oid)) return;
+    const { object, type } = await git.readObject({ fs: atomicFs, gitdir: from.gitdir, oid, format: "content" });
+    if (type === "tree") {
+      for (const entry of await from.entries(oid)) {
+        const kind = MODE_KIND[entry.mode];
+        if (kind === "dir") await this.importTree(from, entry.oid);
+        else if (kind !== "submodule") await this.importBlob(from, entry.oid);
+      }
+    }
+    // Children first: a tree in the store always has everything below it.
+    await git.writeObject({ fs: atomicFs, gitdir: this.gitdir, type: type as "tree" | "blob", object, format: "content" });
+  }
+
+  /** Records a deployment attempt on top of the environment's history; retried if another writer got there first. */
+  async record(record: DeploymentRecord, tree: string): Promise<string> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const parent = await this.resolve(envRef(record.environment));
+      const timestamp = Math.floor(Date.now() / 1000);
+      const author = { ...IDENTITY, timestamp, timezoneOffset: 0 };
+      const commit = await git.writeCommit({ fs: atomicFs, gitdir: this.gitdir, commit: { message: formatRecord(record), tree, parent: parent ? [parent] : [], author, committer: author } });
+      const moved = await this.updateRefs(parent, commit, [envRef(record.environment), ...record.hosts.filter((host) => isLive(host.outcome)).map((host) => hostRef(record.environment, host.host))]);
+      if (moved) return commit;
+    }
+    throw new TidemarkError("STORE_CONTENDED", `could not record deployment ${record.id}: the store kept moving`, "too many writers at once; try again");
+  }
+
+  /** The environment's deployments, newest first. */
+  async history(environment: string, limit = 100): Promise<HistoryEntry[]> {
+    const head = await this.resolve(envRef(environment));
+    if (!head) return [];
+    const commits = await git.log({ fs: atomicFs, gitdir: this.gitdir, ref: head, depth: limit, cache: this.cache });
+    return commits.flatMap(({ oid, commit }) => {
+      const record = parseRecord(commit.message);
+      return record ? [{ ...record, commit: oid, tree: commit.tree, at: new Date(commit.committer.timestamp * 1000) }] : [];
+    });
+  }
+
+  /** The deployment a commit records. */
+  async entry(commit: string): Promise<HistoryEntry | undefined> {
+    const { commit: data } = await git.readCommit({ fs: atomicFs, gitdir: this.gitdir, oid: commit, cache: this.cache });
+    const record = parseRecord(data.message);
+    return record && { ...record, commit, tree: data.tree, at: new Date(data.committer.timestamp * 1000) };
+  }
+
+  /** Moves the environment ref from `expected` to `commit` (and the given host refs with it), or nothing if it moved meanwhile. */
+  private async updateRefs(expected: string | undefined, commit: string, refs: string[]): Promise<boolean> {
+    return withLockFile(`${this.gitdir}/tidemark-refs.lock`, async () => {
+      const [main, ...others] = refs;
+      if ((await this.resolve(main!)) !== expected) return false;
+      for (const ref of [main!, ...others]) {
+        mkdirSync(`${this.gitdir}/${ref.slice(0, ref.lastIndexOf("/"))}`, { recursive: true });
+        await atomicFs.promises.writeFile(`${this.gitdir}/${ref}`, `${commit}\n`);
+      }
+      return true;
+    });
+  }
+
+  private async importBlob(from: TreeReader, oid: string): Promise<void> {
+    if (this.has(oid)) return;
+    const { object } = await git.readObject({ fs: atomicFs, gitdir: from.gitdir, oid, format: "content" });
+    await git.writeObject({ fs: atomicFs, gitdir: this.gitdir, type: "blob", object, format: "content" });
+  }
+
+  private has(oid: string): boolean {
+    return existsSync(`${this.gitdir}/objects/${oid.slice(0, 2)}/${oid.slice(2)}`);
+  }
+}
+
+/** A deployment id: sortable by time, unique across workers. */
+export function newDeploymentId(now = new Date()): string {
+  return `${now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}-${randomBytes(3).toString("hex")}`;
+}
