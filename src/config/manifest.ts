@@ -12,7 +12,7 @@ export const UNIT_NAME = /^[A-Za-z0-9:_.@-]+\.(service|socket|timer|path|mount|a
 
 const CheckSchema = z.union([
   z.strictObject({ name: z.string().min(1).optional(), command: z.string().min(1), timeoutSeconds: z.number().positive().max(600).default(30) }),
-  z.strictObject({ name: z.string().min(1).optional(), http: z.url({ protocol: /^https?$/ }), status: z.number().int().min(100).max(599).default(200), timeoutSeconds: z.number().positive().max(600).default(30) }),
+  z.strictObject({ name: z.string().min(1).optional(), http: z.url({ protocol: /^https?$/, error: "an http check needs an http:// or https:// URL" }), status: z.number().int().min(100).max(599).default(200), timeoutSeconds: z.number().positive().max(600).default(30) }),
 ], { error: "a check is { command: \"...\" } or { http: \"http://...\" }" });
 
 export const ManifestSchema = z.strictObject({

@@ -61,6 +61,13 @@ export function readEnvTree(config: SourceConfig, environment: string, envDir: D
   return { tree: { oid: envDir.oid, hosts }, problems };
 }
 
+/** Checks every environment's whole tree (read in full), each problem once. */
+export function validateEnvironments(config: SourceConfig, envDirs: ReadonlyMap<string, Dir | undefined>): Problem[] {
+  const problems = Object.keys(config.environments).flatMap((name) => readEnvTree(config, name, envDirs.get(config.environments[name]!.tree)).problems);
+  // Environments that share a tree would report its problems twice.
+  return [...new Map(problems.map((problem) => [JSON.stringify(problem), problem])).values()];
+}
+
 /** One host's apps, as read; problems are added to the list. */
 export function readHostTree(config: SourceConfig, hostPath: string, dir: Dir, problems: Problem[]): HostTree {
   if (!dir.entries) return { oid: dir.oid };

@@ -8,9 +8,14 @@ export class TreeReader {
 
   constructor(readonly gitdir: string) {}
 
+  /**
+   * A tree's entries, parsed from the raw object: isomorphic-git's readTree
+   * throws on names such as `.git` or `..`, which validation must see and name.
+   */
   async entries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
-    const { tree } = await git.readTree({ fs: atomicFs, gitdir: this.gitdir, oid, cache: this.cache });
-    return tree.map((entry) => ({ name: entry.path, mode: entry.mode, oid: entry.oid }));
+    const { object, type } = await git.readObject({ fs: atomicFs, gitdir: this.gitdir, oid, format: "content", cache: this.cache });
+    if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
+    return parseTree(Buffer.from(object as Uint8Array));
   }
 
   async blob(oid: string): Promise<Uint8Array> {
@@ -31,6 +36,19 @@ export class TreeReader {
     }
     return oid;
   }
+}
+
+/** git's tree format: `<mode> <name>\0<20-byte oid>`, repeated. */
+export function parseTree(body: Buffer): Array<{ name: string; mode: string; oid: string }> {
+  const entries = [];
+  for (let at = 0; at < body.length; ) {
+    const space = body.indexOf(0x20, at);
+    const nul = body.indexOf(0, space);
+    if (space < 0 || nul < 0 || nul + 21 > body.length) throw new Error("malformed tree object");
+    entries.push({ mode: body.toString("latin1", at, space), name: body.toString("utf8", space + 1, nul), oid: body.toString("hex", nul + 1, nul + 21) });
+    at = nul + 21;
+  }
+  return entries;
 }
 
 export interface TreeSide {

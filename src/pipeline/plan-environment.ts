@@ -1,6 +1,6 @@
 import git from "isomorphic-git";
 import type { SourceConfig } from "../config/source-config.js";
-import { readEnvTree, readHostTree, type EnvTree, type HostTree } from "../core/config-tree.js";
+import { readEnvTree, readHostTree, validateEnvironments, type EnvTree, type HostTree } from "../core/config-tree.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import type { Dir, Entry } from "../core/tree.js";
@@ -67,15 +67,14 @@ export async function validateSource(mirror: SourceMirror, commit: string): Prom
     if (error instanceof InvalidConfigError) return error.problems;
     throw error;
   }
-  const problems: Problem[] = [];
   const root = await mirror.reader.commitTree(commit);
-  for (const [name, env] of Object.entries(config.environments)) {
+  const envDirs = new Map<string, Dir | undefined>();
+  for (const env of Object.values(config.environments)) {
+    if (envDirs.has(env.tree)) continue;
     const oid = await mirror.reader.treeAt(root, env.tree);
-    const [dir] = oid ? await readTreePair({ reader: mirror.reader, oid, sizes: true }, undefined) : [undefined];
-    problems.push(...readEnvTree(config, name, dir).problems);
+    envDirs.set(env.tree, oid ? (await readTreePair({ reader: mirror.reader, oid, sizes: true }, undefined))[0] : undefined);
   }
-  // The same file can be refused for two environments that share a tree; say it once.
-  return [...new Map(problems.map((problem) => [JSON.stringify(problem), problem])).values()];
+  return validateEnvironments(config, envDirs);
 }
 
 async function liveHosts(store: Store, environment: string): Promise<string[]> {

@@ -7,7 +7,7 @@ export interface RunResult {
 }
 
 /** Runs a command to completion; a non-zero exit rejects with its stderr. */
-export function run(cmd: string, args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string; allowFailure?: boolean } = {}): Promise<RunResult & { code: number }> {
+export function run(cmd: string, args: readonly string[], options: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string; allowFailure?: boolean } = {}): Promise<RunResult & { code: number }> {
   return new Promise((resolve, reject) => {
     const child = execFile(cmd, args, { env: options.env ?? process.env, cwd: options.cwd, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
