@@ -1,23 +1,57 @@
 import { randomBytes } from "node:crypto";
-import { promises as fsp } from "node:fs";
+import { mkdirSync, promises as fsp, readdirSync, rmSync } from "node:fs";
+
+const TEMP_DIR = "tidemark-tmp";
+const byRepo = new Map<string, typeof fsp>();
 
 /**
- * The fs that isomorphic-git writes through: every file is written beside its
- * place and renamed into it, so a process killed mid-write never leaves a
- * truncated object or ref that git would later trust.
+ * The fs that isomorphic-git uses for one repository: every file is written
+ * in the repository's own temp dir and renamed into place, so a process
+ * killed mid-write never leaves a truncated object or ref, nor a stray file
+ * in objects/ or refs/ that `git fsck` would refuse.
  */
-export const atomicFs = {
-  promises: {
-    ...fsp,
-    async writeFile(path: string, data: string | Uint8Array, options?: Parameters<typeof fsp.writeFile>[2]): Promise<void> {
-      const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-      try {
-        await fsp.writeFile(temp, data, options);
-        await fsp.rename(temp, path);
-      } catch (error) {
-        await fsp.rm(temp, { force: true });
-        throw error;
-      }
-    },
-  },
-};
+export function repoFs(gitdir: string): { promises: typeof fsp } {
+  let promises = byRepo.get(gitdir);
+  if (!promises) {
+    const temp = `${gitdir}/${TEMP_DIR}`;
+    promises = {
+      ...fsp,
+      async writeFile(path: Parameters<typeof fsp.writeFile>[0], data: Parameters<typeof fsp.writeFile>[1], options?: Parameters<typeof fsp.writeFile>[2]): Promise<void> {
+        mkdirSync(temp, { recursive: true });
+        const file = `${temp}/${process.pid}-${randomBytes(6).toString("hex")}`;
+        try {
+          await fsp.writeFile(file, data, options);
+          await fsp.rename(file, path as string);
+        } catch (error) {
+          await fsp.rm(file, { force: true });
+          throw error;
+        }
+      },
+    };
+    byRepo.set(gitdir, promises);
+  }
+  return { promises };
+}
+
+/** Removes what writers killed mid-write left in the temp dir (files of processes that are gone). */
+export function sweepTempFiles(gitdir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(`${gitdir}/${TEMP_DIR}`);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(name.split("-")[0]);
+    if (!alive(pid)) rmSync(`${gitdir}/${TEMP_DIR}/${name}`, { force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

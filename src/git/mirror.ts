@@ -4,7 +4,7 @@ import git from "isomorphic-git";
 import http from "isomorphic-git/http/node";
 import { TidemarkError } from "../core/errors.js";
 import type { SourceRefs } from "../core/track.js";
-import { atomicFs } from "./atomic-fs.js";
+import { repoFs } from "./atomic-fs.js";
 import { splitCredentials } from "./credentials.js";
 import { withLockFile } from "./lock.js";
 import { TreeReader } from "./tree-reader.js";
@@ -36,8 +36,8 @@ export class SourceMirror {
     const gitdir = `${cacheDir}/${createHash("sha256").update(url).digest("hex").slice(0, 16)}.git`;
     if (!existsSync(`${gitdir}/HEAD`)) {
       mkdirSync(gitdir, { recursive: true });
-      await git.init({ fs: atomicFs, gitdir, bare: true });
-      await git.addRemote({ fs: atomicFs, gitdir, remote: "origin", url });
+      await git.init({ fs: repoFs(gitdir), gitdir, bare: true });
+      await git.addRemote({ fs: repoFs(gitdir), gitdir, remote: "origin", url });
     }
     return new SourceMirror(url, gitdir, auth);
   }
@@ -57,7 +57,7 @@ export class SourceMirror {
   private async fetchNow(): Promise<void> {
     try {
       await git.fetch({
-        fs: atomicFs,
+        fs: repoFs(this.gitdir),
         http,
         gitdir: this.gitdir,
         url: this.url,
@@ -76,7 +76,7 @@ export class SourceMirror {
 
   /** The mirror's branches and tags, tags peeled to their commits. */
   async refs(): Promise<SourceRefs> {
-    const fs = atomicFs;
+    const fs = repoFs(this.gitdir);
     const branches = new Map<string, string>();
     for (const name of await git.listBranches({ fs, gitdir: this.gitdir, remote: "origin" })) {
       if (name !== "HEAD") branches.set(name, await git.resolveRef({ fs, gitdir: this.gitdir, ref: `refs/remotes/origin/${name}` }));
@@ -91,7 +91,7 @@ export class SourceMirror {
   /** Resolves a commit sha (or a unique prefix) known to the mirror. */
   async expandCommit(prefix: string): Promise<string | undefined> {
     try {
-      return await this.peel(await git.expandOid({ fs: atomicFs, gitdir: this.gitdir, oid: prefix }));
+      return await this.peel(await git.expandOid({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: prefix }));
     } catch {
       return undefined;
     }
@@ -99,7 +99,7 @@ export class SourceMirror {
 
   private async peel(oid: string): Promise<string> {
     for (;;) {
-      const object = await git.readObject({ fs: atomicFs, gitdir: this.gitdir, oid, format: "parsed" });
+      const object = await git.readObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, format: "parsed" });
       if (object.type !== "tag") return oid;
       oid = (object.object as { object: string }).object;
     }

@@ -1,6 +1,6 @@
 import git from "isomorphic-git";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
-import { atomicFs } from "./atomic-fs.js";
+import { repoFs } from "./atomic-fs.js";
 
 /** Reads git objects of one repository (a source mirror or the store). */
 export class TreeReader {
@@ -13,17 +13,17 @@ export class TreeReader {
    * throws on names such as `.git` or `..`, which validation must see and name.
    */
   async entries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
-    const { object, type } = await git.readObject({ fs: atomicFs, gitdir: this.gitdir, oid, format: "content", cache: this.cache });
+    const { object, type } = await git.readObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, format: "content", cache: this.cache });
     if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
     return parseTree(Buffer.from(object as Uint8Array));
   }
 
   async blob(oid: string): Promise<Uint8Array> {
-    return (await git.readBlob({ fs: atomicFs, gitdir: this.gitdir, oid, cache: this.cache })).blob;
+    return (await git.readBlob({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, cache: this.cache })).blob;
   }
 
   async commitTree(commit: string): Promise<string> {
-    return (await git.readCommit({ fs: atomicFs, gitdir: this.gitdir, oid: commit, cache: this.cache })).commit.tree;
+    return (await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache })).commit.tree;
   }
 
   /** The oid of the tree at a path below a root tree, or undefined if there is none. */

@@ -4,7 +4,7 @@ import { readEnvTree, readHostTree, validateEnvironments, type EnvTree, type Hos
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import type { Dir, Entry } from "../core/tree.js";
-import { atomicFs } from "../git/atomic-fs.js";
+import { repoFs } from "../git/atomic-fs.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair } from "../git/tree-reader.js";
 import type { Store } from "../store/store.js";
@@ -78,6 +78,6 @@ export async function validateSource(mirror: SourceMirror, commit: string): Prom
 }
 
 async function liveHosts(store: Store, environment: string): Promise<string[]> {
-  const refs = await git.listRefs({ fs: atomicFs, gitdir: store.gitdir, filepath: `refs/tidemark/hosts/${environment}` }).catch(() => []);
+  const refs = await git.listRefs({ fs: repoFs(store.gitdir), gitdir: store.gitdir, filepath: `refs/tidemark/hosts/${environment}` }).catch(() => []);
   return refs;
 }

@@ -3,7 +3,7 @@ import { CONFIG_FILE, parseSourceConfig, type SourceConfig } from "../config/sou
 import { TidemarkError } from "../core/errors.js";
 import { InvalidConfigError } from "../core/problems.js";
 import { resolveTrack } from "../core/track.js";
-import { atomicFs } from "../git/atomic-fs.js";
+import { repoFs } from "../git/atomic-fs.js";
 import type { SourceMirror } from "../git/mirror.js";
 
 export interface SourceCommit {
@@ -15,7 +15,7 @@ export interface SourceCommit {
 /** The source repo's default branch: its tracking rules say where every environment points. */
 export async function defaultBranch(mirror: SourceMirror): Promise<SourceCommit> {
   const refs = await mirror.refs();
-  const head = await git.resolveRef({ fs: atomicFs, gitdir: mirror.gitdir, ref: "refs/remotes/origin/HEAD", depth: 2 }).catch(() => undefined);
+  const head = await git.resolveRef({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, ref: "refs/remotes/origin/HEAD", depth: 2 }).catch(() => undefined);
   const name = [...refs.branches].find(([, commit]) => commit === head)?.[0] ?? (refs.branches.has("main") ? "main" : refs.branches.has("master") ? "master" : undefined);
   if (!name) throw new TidemarkError("REPO_EMPTY", `${mirror.url} has no default branch`, "push a branch (main) with tidemark.yaml at its root");
   return { ref: `refs/heads/${name}`, commit: refs.branches.get(name)! };
@@ -51,7 +51,7 @@ export async function resolveEnvironment(mirror: SourceMirror, environment: stri
 export async function readSourceConfig(mirror: SourceMirror, commit: string): Promise<SourceConfig> {
   let text: string;
   try {
-    const { blob } = await git.readBlob({ fs: atomicFs, gitdir: mirror.gitdir, oid: commit, filepath: CONFIG_FILE });
+    const { blob } = await git.readBlob({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, oid: commit, filepath: CONFIG_FILE });
     text = Buffer.from(blob).toString("utf8");
   } catch (error) {
     throw new InvalidConfigError([{ file: CONFIG_FILE, message: `missing at ${commit.slice(0, 7)}: the source repo needs ${CONFIG_FILE} at its root (${error instanceof Error ? error.message : String(error)})` }]);

@@ -4,7 +4,7 @@ import git from "isomorphic-git";
 import { TidemarkError } from "../core/errors.js";
 import { isLive } from "../core/outcome.js";
 import { MODE_KIND } from "../core/tree.js";
-import { atomicFs } from "../git/atomic-fs.js";
+import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
 import { TreeReader } from "../git/tree-reader.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
@@ -38,14 +38,15 @@ export class Store {
   static async open(gitdir: string): Promise<Store> {
     if (!existsSync(`${gitdir}/HEAD`)) {
       mkdirSync(gitdir, { recursive: true });
-      await git.init({ fs: atomicFs, gitdir, bare: true });
+      await git.init({ fs: repoFs(gitdir), gitdir, bare: true });
     }
+    sweepTempFiles(gitdir);
     return new Store(gitdir);
   }
 
   async resolve(ref: string): Promise<string | undefined> {
     try {
-      return await git.resolveRef({ fs: atomicFs, gitdir: this.gitdir, ref });
+      return await git.resolveRef({ fs: repoFs(this.gitdir), gitdir: this.gitdir, ref });
     } catch {
       return undefined;
     }
@@ -61,7 +62,7 @@ export class Store {
   /** Copies a tree and everything below it from another repository; subtrees the store has are skipped. */
   async importTree(from: TreeReader, oid: string): Promise<void> {
     if (this.has(oid)) return;
-    const { object, type } = await git.readObject({ fs: atomicFs, gitdir: from.gitdir, oid, format: "content" });
+    const { object, type } = await git.readObject({ fs: repoFs(from.gitdir), gitdir: from.gitdir, oid, format: "content" });
     if (type === "tree") {
       for (const entry of await from.entries(oid)) {
         const kind = MODE_KIND[entry.mode];
@@ -70,7 +71,7 @@ export class Store {
       }
     }
     // Children first: a tree in the store always has everything below it.
-    await git.writeObject({ fs: atomicFs, gitdir: this.gitdir, type: type as "tree" | "blob", object, format: "content" });
+    await git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: type as "tree" | "blob", object, format: "content" });
   }
 
   /** Records a deployment attempt on top of the environment's history; retried if another writer got there first. */
@@ -79,7 +80,7 @@ export class Store {
       const parent = await this.resolve(envRef(record.environment));
       const timestamp = Math.floor(Date.now() / 1000);
       const author = { ...IDENTITY, timestamp, timezoneOffset: 0 };
-      const commit = await git.writeCommit({ fs: atomicFs, gitdir: this.gitdir, commit: { message: formatRecord(record), tree, parent: parent ? [parent] : [], author, committer: author } });
+      const commit = await git.writeCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, commit: { message: formatRecord(record), tree, parent: parent ? [parent] : [], author, committer: author } });
       const moved = await this.updateRefs(parent, commit, [envRef(record.environment), ...record.hosts.filter((host) => isLive(host.outcome)).map((host) => hostRef(record.environment, host.host))]);
       if (moved) return commit;
     }
@@ -90,7 +91,7 @@ export class Store {
   async history(environment: string, limit = 100): Promise<HistoryEntry[]> {
     const head = await this.resolve(envRef(environment));
     if (!head) return [];
-    const commits = await git.log({ fs: atomicFs, gitdir: this.gitdir, ref: head, depth: limit, cache: this.cache });
+    const commits = await git.log({ fs: repoFs(this.gitdir), gitdir: this.gitdir, ref: head, depth: limit, cache: this.cache });
     return commits.flatMap(({ oid, commit }) => {
       const record = parseRecord(commit.message);
       return record ? [{ ...record, commit: oid, tree: commit.tree, at: new Date(commit.committer.timestamp * 1000) }] : [];
@@ -99,7 +100,7 @@ export class Store {
 
   /** The deployment a commit records. */
   async entry(commit: string): Promise<HistoryEntry | undefined> {
-    const { commit: data } = await git.readCommit({ fs: atomicFs, gitdir: this.gitdir, oid: commit, cache: this.cache });
+    const { commit: data } = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache });
     const record = parseRecord(data.message);
     return record && { ...record, commit, tree: data.tree, at: new Date(data.committer.timestamp * 1000) };
   }
@@ -111,7 +112,7 @@ export class Store {
       if ((await this.resolve(main!)) !== expected) return false;
       for (const ref of [main!, ...others]) {
         mkdirSync(`${this.gitdir}/${ref.slice(0, ref.lastIndexOf("/"))}`, { recursive: true });
-        await atomicFs.promises.writeFile(`${this.gitdir}/${ref}`, `${commit}\n`);
+        await repoFs(this.gitdir).promises.writeFile(`${this.gitdir}/${ref}`, `${commit}\n`);
       }
       return true;
     });
@@ -119,8 +120,8 @@ export class Store {
 
   private async importBlob(from: TreeReader, oid: string): Promise<void> {
     if (this.has(oid)) return;
-    const { object } = await git.readObject({ fs: atomicFs, gitdir: from.gitdir, oid, format: "content" });
-    await git.writeObject({ fs: atomicFs, gitdir: this.gitdir, type: "blob", object, format: "content" });
+    const { object } = await git.readObject({ fs: repoFs(from.gitdir), gitdir: from.gitdir, oid, format: "content" });
+    await git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "blob", object, format: "content" });
   }
 
   private has(oid: string): boolean {
