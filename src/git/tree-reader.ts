@@ -5,6 +5,9 @@ import { repoFs } from "./atomic-fs.js";
 /** Reads git objects of one repository (a source mirror or the store). */
 export class TreeReader {
   private readonly cache = {};
+  // Objects never change: what was parsed once is kept for the reader's life.
+  private readonly trees = new Map<string, Promise<Array<{ name: string; mode: string; oid: string }>>>();
+  private readonly commits = new Map<string, Promise<string>>();
 
   constructor(readonly gitdir: string) {}
 
@@ -12,7 +15,17 @@ export class TreeReader {
    * A tree's entries, parsed from the raw object: isomorphic-git's readTree
    * throws on names such as `.git` or `..`, which validation must see and name.
    */
-  async entries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
+  entries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
+    let entries = this.trees.get(oid);
+    if (!entries) {
+      entries = this.readEntries(oid);
+      this.trees.set(oid, entries);
+      entries.catch(() => this.trees.delete(oid));
+    }
+    return entries;
+  }
+
+  private async readEntries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
     const { object, type } = await git.readObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, format: "content", cache: this.cache });
     if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
     return parseTree(Buffer.from(object as Uint8Array));
@@ -22,8 +35,14 @@ export class TreeReader {
     return (await git.readBlob({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, cache: this.cache })).blob;
   }
 
-  async commitTree(commit: string): Promise<string> {
-    return (await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache })).commit.tree;
+  commitTree(commit: string): Promise<string> {
+    let tree = this.commits.get(commit);
+    if (!tree) {
+      tree = git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache }).then((result) => result.commit.tree);
+      this.commits.set(commit, tree);
+      tree.catch(() => this.commits.delete(commit));
+    }
+    return tree;
   }
 
   /** The oid of the tree at a path below a root tree, or undefined if there is none. */

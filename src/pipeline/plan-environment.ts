@@ -1,10 +1,8 @@
-import git from "isomorphic-git";
 import type { SourceConfig } from "../config/source-config.js";
 import { readEnvTree, readHostTree, validateEnvironments, type EnvTree, type HostTree } from "../core/config-tree.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import type { Dir, Entry } from "../core/tree.js";
-import { repoFs } from "../git/atomic-fs.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair } from "../git/tree-reader.js";
 import type { Store } from "../store/store.js";
@@ -32,13 +30,14 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
   if (!envOid) throw new InvalidConfigError([{ file: env.tree, message: `the environment's tree directory does not exist at ${source.commit.slice(0, 7)} (environments.${environment}.tree)` }]);
 
   const wanted = await mirror.reader.entries(envOid);
-  const hosts = new Set([...wanted.map((entry) => entry.name), ...(env.hosts ?? []), ...(await liveHosts(store, environment))]);
+  const live = await store.liveHostTrees(environment);
+  const hosts = new Set([...wanted.map((entry) => entry.name), ...(env.hosts ?? []), ...live.keys()]);
   const entries = new Map<string, Entry>();
   const deployed = new Map<string, HostTree>();
   await Promise.all(
     [...hosts].map(async (host) => {
       const want = wanted.find((entry) => entry.name === host);
-      const liveOid = config.hosts[host] ? await store.liveHostTree(environment, host) : undefined;
+      const liveOid = config.hosts[host] ? live.get(host) : undefined;
       if (want && want.mode !== "40000" && want.mode !== "040000") {
         entries.set(host, { kind: "file", oid: want.oid, mode: "100644" });
         return;
@@ -75,9 +74,4 @@ export async function validateSource(mirror: SourceMirror, commit: string): Prom
     envDirs.set(env.tree, oid ? (await readTreePair({ reader: mirror.reader, oid, sizes: true }, undefined))[0] : undefined);
   }
   return validateEnvironments(config, envDirs);
-}
-
-async function liveHosts(store: Store, environment: string): Promise<string[]> {
-  const refs = await git.listRefs({ fs: repoFs(store.gitdir), gitdir: store.gitdir, filepath: `refs/tidemark/hosts/${environment}` }).catch(() => []);
-  return refs;
 }

@@ -59,6 +59,13 @@ export class Store {
     return this.reader.treeAt(await this.reader.commitTree(commit), host);
   }
 
+  /** Every host of the environment that has something live, with the tree live there. */
+  async liveHostTrees(environment: string): Promise<Map<string, string>> {
+    const hosts = await git.listRefs({ fs: repoFs(this.gitdir), gitdir: this.gitdir, filepath: `refs/tidemark/hosts/${environment}` }).catch(() => [] as string[]);
+    const live = await Promise.all(hosts.map(async (host) => [host, await this.liveHostTree(environment, host)] as const));
+    return new Map(live.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
+  }
+
   /** Copies a tree and everything below it from another repository; subtrees the store has are skipped. */
   async importTree(from: TreeReader, oid: string): Promise<void> {
     if (this.has(oid)) return;
