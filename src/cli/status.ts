@@ -15,7 +15,7 @@ export async function statusCommand(ctx: Context, environment: string): Promise<
   const headCommit = await store.resolve(envRef(environment));
   const head = headCommit ? await store.entry(headCommit) : undefined;
   const hosts: HostStatus[] = [];
-  for (const host of head?.hosts ?? []) hosts.push(await hostStatus(store, environment, host.host, head!));
+  for (const host of [...(head?.hosts ?? [])].sort((a, b) => a.host.localeCompare(b.host))) hosts.push(await hostStatus(store, environment, host.host, head!));
   if (ctx.json) {
     ctx.out(`${JSON.stringify({ environment, lastAttempt: head ? summary(head) : null, hosts }, null, 2)}\n`);
     return EXIT.ok;

@@ -39,7 +39,7 @@ export function readEnvTree(config: SourceConfig, environment: string, envDir: D
     return { tree: { oid: "", hosts }, problems };
   }
   const wanted = env.hosts ? new Set(env.hosts) : undefined;
-  for (const [host, entry] of envDir.entries ?? []) {
+  for (const [host, entry] of [...(envDir.entries ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const file = `${env.tree}/${host}`;
     const bad = nameProblem(host);
     if (bad) {

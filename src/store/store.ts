@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import git from "isomorphic-git";
 import { TidemarkError } from "../core/errors.js";
 import { isLive } from "../core/outcome.js";
@@ -45,6 +46,9 @@ export class Store {
   }
 
   async resolve(ref: string): Promise<string | undefined> {
+    // The store writes loose refs only: one small read, with git's own lookup for a store someone packed.
+    const loose = await readFile(`${this.gitdir}/${ref}`, "utf8").catch(() => undefined);
+    if (loose !== undefined && /^[0-9a-f]{40}\n?$/.test(loose)) return loose.trim();
     try {
       return await git.resolveRef({ fs: repoFs(this.gitdir), gitdir: this.gitdir, ref });
     } catch {

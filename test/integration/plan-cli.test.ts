@@ -50,7 +50,7 @@ describe("tidemark validate, plan, status and history against a source repo on t
     const prepared = await prepareEnvironmentPlan(mirror, store, environment, source);
     await store.importTree(mirror.reader, prepared.envTreeOid);
     const id = newDeploymentId();
-    await store.record({ id, environment, sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: "cli", hosts: prepared.plan.hosts.map((host) => ({ host: host.host, outcome: "deployed" })) }, prepared.envTreeOid);
+    await store.record({ id, environment, sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: "cli", hosts: [...prepared.desired.hosts.keys()].map((host) => ({ host, outcome: prepared.plan.hosts.some((planned) => planned.host === host) ? "deployed" : "unchanged" })) }, prepared.envTreeOid);
     return id;
   }
 
@@ -80,10 +80,29 @@ describe("tidemark validate, plan, status and history against a source repo on t
     const id = await recordDeployed("staging");
     const status = JSON.parse((await tidemark(["status", "staging", "--json"], env)).stdout) as { lastAttempt: { deployment: string }; hosts: Array<{ host: string; pending: boolean }> };
     expect(status.lastAttempt.deployment).toBe(id);
-    expect(status.hosts).toEqual([expect.objectContaining({ host: "web01", pending: false })]);
+    expect(status.hosts).toEqual([expect.objectContaining({ host: "web01", pending: false }), expect.objectContaining({ host: "web02", pending: false })]);
     const history = await tidemark(["history", "staging"], env);
     expect(history.stdout.split("\n").filter(Boolean)).toHaveLength(2);
+    expect(history.stdout.split("\n")[0]).toMatch(/web01 (deployed|unchanged), web02 unchanged$/);
     expect(history.stdout.split("\n")[0]).toContain(`${id}  `);
+  });
+
+  it("shows a host that rolled back as pending, keeping what is live there", async () => {
+    const live = await recordDeployed("staging");
+    await work.commit({ "clusters/staging/web01/nginx/nginx.conf": "worker_processes 3;\n" }, "three workers");
+    await work.push("main");
+    const mirror = await SourceMirror.open(env.TIDEMARK_REPO!, env.TIDEMARK_MIRRORS!);
+    await mirror.fetch();
+    const store = await Store.open(env.TIDEMARK_STORE!);
+    const source = await resolveEnvironment(mirror, "staging");
+    const prepared = await prepareEnvironmentPlan(mirror, store, "staging", source);
+    await store.importTree(mirror.reader, prepared.envTreeOid);
+    await store.record({ id: newDeploymentId(), environment: "staging", sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: "webhook", hosts: [{ host: "web01", outcome: "rolled-back", detail: "nginx.service failed (exit-code)" }] }, prepared.envTreeOid);
+
+    const status = await tidemark(["status", "staging"], env);
+    expect(status.stdout).toMatch(new RegExp(`web01 +live ${live} .*pending: rolled-back in \\S+: nginx.service failed \\(exit-code\\)`));
+    // The change is still to be made there.
+    expect((await tidemark(["plan", "staging"], env)).stdout).toContain("~ nginx.conf");
   });
 
   it("says clearly when no source repo is given", async () => {
