@@ -1,24 +1,31 @@
-import { open, readFile, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { link, readFile, rm, writeFile } from "node:fs/promises";
 
 /**
- * A lock file in the style of git's: created exclusively, holding the owner's
- * pid, so a lock left by a process that died is recognised and taken over.
+ * A lock file in the style of git's, holding the owner's pid, so that a lock
+ * left by a process that died is recognised and taken over. It appears with
+ * its content in one step (written aside, then hard-linked into place), so a
+ * writer killed at any moment never leaves an empty lock that nobody could judge.
  */
 export async function withLockFile<T>(path: string, work: () => Promise<T>, { timeoutMs = 60_000 } = {}): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
-    try {
-      const handle = await open(path, "wx");
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (owner > 0 && !alive(owner)) await rm(path, { force: true });
-      else if (Date.now() > deadline) throw new Error(`${path} is held by process ${owner || "unknown"}; remove it if that process is gone`, { cause: error });
-      else await new Promise((resolve) => setTimeout(resolve, delay));
+  const mine = `${path}.${process.pid}-${randomBytes(4).toString("hex")}`;
+  await writeFile(mine, String(process.pid));
+  try {
+    for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+      try {
+        await link(mine, path);
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+        const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
+        if (owner > 0 && !alive(owner)) await rm(path, { force: true });
+        else if (Date.now() > deadline) throw new Error(`${path} is held by process ${owner || "unknown"}; remove it if that process is gone`, { cause: error });
+        else await new Promise((resolve) => setTimeout(resolve, delay));
+      }
     }
+  } finally {
+    await rm(mine, { force: true });
   }
   try {
     return await work();

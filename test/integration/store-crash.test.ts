@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Store } from "../../src/store/store.js";
-import { run, waitFor } from "../bed/proc.js";
+import { GiveUp, run, waitFor } from "../bed/proc.js";
 
 const APPENDER = new URL("../helpers/store-appender.ts", import.meta.url).pathname;
 
@@ -48,7 +48,10 @@ describe("the store under crashes and concurrent writers", () => {
     let kills = 0;
     for (let recorded = 0; recorded < 200; ) {
       const writer = appender(gitdir, 200 - recorded);
-      await waitFor("the appender to start", () => writer.lines.includes("ready") || (writer.child.exitCode !== null && Promise.reject(new Error(writer.stderr()))), { timeoutMs: 30_000 });
+      await waitFor("the appender to start", () => {
+        if (writer.child.exitCode !== null) throw new GiveUp(`the appender exited: ${writer.stderr()}`);
+        return writer.lines.includes("ready");
+      }, { timeoutMs: 30_000 });
       // Let it run for a random while, then cut it wherever it is.
       await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 1500));
       writer.child.kill("SIGKILL");
