@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, promises as fsp, readdirSync, rmSync } from "node:fs";
+import { processAlive } from "./process-alive.js";
 
 const TEMP_DIR = "tidemark-tmp";
 const byRepo = new Map<string, typeof fsp>();
@@ -43,15 +44,6 @@ export function sweepTempFiles(gitdir: string): void {
   }
   for (const name of names) {
     const pid = Number(name.split("-")[0]);
-    if (!alive(pid)) rmSync(`${gitdir}/${TEMP_DIR}/${name}`, { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    if (!processAlive(pid)) rmSync(`${gitdir}/${TEMP_DIR}/${name}`, { force: true });
   }
 }

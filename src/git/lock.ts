@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { link, readFile, rm, writeFile } from "node:fs/promises";
+import { processAlive } from "./process-alive.js";
 
 /**
  * A lock file in the style of git's, holding the owner's pid, so that a lock
@@ -19,7 +20,7 @@ export async function withLockFile<T>(path: string, work: () => Promise<T>, { ti
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
         const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
-        if (owner > 0 && !alive(owner)) await rm(path, { force: true });
+        if (owner > 0 && !processAlive(owner)) await rm(path, { force: true });
         else if (Date.now() > deadline) throw new Error(`${path} is held by process ${owner || "unknown"}; remove it if that process is gone`, { cause: error });
         else await new Promise((resolve) => setTimeout(resolve, delay));
       }
@@ -31,14 +32,5 @@ export async function withLockFile<T>(path: string, work: () => Promise<T>, { ti
     return await work();
   } finally {
     await rm(path, { force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
