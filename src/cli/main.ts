@@ -9,8 +9,6 @@ import { planCommand } from "./plan.js";
 import { statusCommand } from "./status.js";
 import { validateCommand } from "./validate.js";
 
-export { EXIT };
-
 const packageJson = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
 export interface Io {
