@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError } from "commander";
 import { describeError, TidemarkError } from "../core/errors.js";
 import { InvalidConfigError } from "../core/problems.js";
 import { context, type CommonFlags } from "./context.js";
@@ -30,36 +30,37 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   const common = (command: Command) =>
     command
-      .addOption(new Option("--repo <url>", "the source repo (http(s) clone URL; credentials as https://user:token@host/...)").env("TIDEMARK_REPO"))
-      .addOption(new Option("--store <path>", "the store, a bare git repository (default .tidemark/store.git)").env("TIDEMARK_STORE"))
-      .addOption(new Option("--config <file>", "a YAML or JSON file with settings (repo, store, mirrors)").env("TIDEMARK_CONFIG"))
+      // The TIDEMARK_* variables are read by loadSettings, the one place that reads the environment.
+      .option("--repo <url>", "the source repo, an http(s) clone URL; credentials as https://user:token@host/... (env: TIDEMARK_REPO)")
+      .option("--store <path>", "the store, a bare git repository (env: TIDEMARK_STORE, default .tidemark/store.git)")
+      .option("--config <file>", "a YAML or JSON file with settings: repo, store, mirrors (env: TIDEMARK_CONFIG)")
       .option("--json", "print JSON for scripts");
-  const run = (work: () => Promise<number>) => async () => setExit(await work());
+  const run = async (work: () => Promise<number>) => setExit(await work());
 
   common(program.command("validate").description("check tidemark.yaml and every environment's config tree; exit 2 if invalid"))
     .option("--ref <ref>", "a branch, tag or commit (default: the default branch)")
     .action(function (this: Command) {
       const flags = this.opts<CommonFlags & { ref?: string }>();
-      return run(() => validateCommand(context(flags, io.env, io.out), flags))();
+      return run(() => validateCommand(context(flags, io.env, io.out), flags));
     });
 
   common(program.command("plan").argument("<env>", "the environment").description("show what a deployment of the environment would change, host by host"))
     .option("--ref <ref>", "plan this branch, tag or commit instead of what the environment tracks")
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & { ref?: string }>();
-      return run(() => planCommand(context(flags, io.env, io.out), environment, flags))();
+      return run(() => planCommand(context(flags, io.env, io.out), environment, flags));
     });
 
   common(program.command("status").argument("<env>", "the environment").description("per host: the live deployment, and whether changes are pending"))
     .action(function (this: Command, environment: string) {
-      return run(() => statusCommand(context(this.opts<CommonFlags>(), io.env, io.out), environment))();
+      return run(() => statusCommand(context(this.opts<CommonFlags>(), io.env, io.out), environment));
     });
 
   common(program.command("history").argument("<env>", "the environment").description("the environment's deployments, newest first"))
     .option("--limit <n>", "how many", (value) => Number.parseInt(value, 10), 50)
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & { limit: number }>();
-      return run(() => historyCommand(context(flags, io.env, io.out), environment, flags))();
+      return run(() => historyCommand(context(flags, io.env, io.out), environment, flags));
     });
 
   return program;

@@ -2,7 +2,7 @@ import type { SourceConfig } from "../config/source-config.js";
 import { readEnvTree, readHostTree, validateEnvironments, type EnvTree, type HostTree } from "../core/config-tree.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
-import type { Dir, Entry } from "../core/tree.js";
+import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair } from "../git/tree-reader.js";
 import type { Store } from "../store/store.js";
@@ -38,7 +38,7 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
     [...hosts].map(async (host) => {
       const want = wanted.find((entry) => entry.name === host);
       const liveOid = config.hosts[host] ? live.get(host) : undefined;
-      if (want && want.mode !== "40000" && want.mode !== "040000") {
+      if (want && MODE_KIND[want.mode] !== "dir") {
         entries.set(host, { kind: "file", oid: want.oid, mode: "100644" });
         return;
       }
