@@ -7,6 +7,7 @@ import { Store } from "../store/store.js";
 export interface CommonFlags {
   repo?: string;
   store?: string;
+  storeRemote?: string;
   config?: string;
   json?: boolean;
 }
@@ -18,7 +19,7 @@ export interface Context {
 }
 
 export function context(flags: CommonFlags, env: NodeJS.ProcessEnv, out: (text: string) => void): Context {
-  return { settings: loadSettings({ repo: flags.repo, store: flags.store, config: flags.config }, env), json: flags.json === true, out };
+  return { settings: loadSettings({ repo: flags.repo, store: flags.store, storeRemote: flags.storeRemote, config: flags.config }, env), json: flags.json === true, out };
 }
 
 /** The source repo's mirror, fetched now. */
@@ -29,6 +30,9 @@ export async function openMirror(ctx: Context): Promise<SourceMirror> {
   return mirror;
 }
 
-export function openStore(ctx: Context): Promise<Store> {
-  return Store.open(ctx.settings.store);
+/** The store, with the environment's history brought up to date from the store remote when there is one. */
+export async function openStore(ctx: Context, environment: string): Promise<Store> {
+  const store = await Store.open(ctx.settings.store, { remote: ctx.settings.storeRemote });
+  await store.sync(environment);
+  return store;
 }

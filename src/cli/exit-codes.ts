@@ -7,7 +7,7 @@ export const EXIT = {
   invalid: 2,
   /** Hosts could not be reached or locked. */
   unreachable: 3,
-  /** The source repo could not be reached. */
+  /** The source repo or the store remote could not be reached. */
   repoUnreachable: 4,
   /** The command line was wrong. */
   usage: 64,

@@ -3,7 +3,7 @@ import { EXIT } from "./exit-codes.js";
 
 /** `tidemark history <env> [--json]`: deployments, newest first, with each host's outcome. */
 export async function historyCommand(ctx: Context, environment: string, options: { limit: number }): Promise<number> {
-  const store = await openStore(ctx);
+  const store = await openStore(ctx, environment);
   const entries = await store.history(environment, options.limit);
   if (ctx.json) {
     ctx.out(`${JSON.stringify(entries.map((entry) => ({ ...entry, at: entry.at.toISOString() })), null, 2)}\n`);

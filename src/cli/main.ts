@@ -11,6 +11,8 @@ import { validateCommand } from "./validate.js";
 
 const packageJson = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
+const UNREACHABLE_REMOTES = new Set(["REPO_UNREACHABLE", "STORE_REMOTE_UNREACHABLE"]);
+
 export interface Io {
   env: NodeJS.ProcessEnv;
   out: (text: string) => void;
@@ -33,7 +35,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       // The TIDEMARK_* variables are read by loadSettings, the one place that reads the environment.
       .option("--repo <url>", "the source repo, an http(s) clone URL; credentials as https://user:token@host/... (env: TIDEMARK_REPO)")
       .option("--store <path>", "the store, a bare git repository (env: TIDEMARK_STORE, default .tidemark/store.git)")
-      .option("--config <file>", "a YAML or JSON file with settings: repo, store, mirrors (env: TIDEMARK_CONFIG)")
+      .option("--store-remote <url>", "a git URL through which several workers share the store (env: TIDEMARK_STORE_REMOTE)")
+      .option("--config <file>", "a YAML or JSON file with settings: repo, store, storeRemote, mirrors (env: TIDEMARK_CONFIG)")
       .option("--json", "print JSON for scripts");
   const run = async (work: () => Promise<number>) => setExit(await work());
 
@@ -78,7 +81,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     io.err(`tidemark: ${describeError(error)}\n`);
     if (error instanceof InvalidConfigError) return EXIT.invalid;
-    if (error instanceof TidemarkError && error.code === "REPO_UNREACHABLE") return EXIT.repoUnreachable;
+    if (error instanceof TidemarkError && UNREACHABLE_REMOTES.has(error.code)) return EXIT.repoUnreachable;
     return EXIT.failed;
   }
 }

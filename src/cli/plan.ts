@@ -7,7 +7,7 @@ import { EXIT } from "./exit-codes.js";
 /** `tidemark plan <env> [--ref REF] [--json]`: what a deployment would change, host by host. */
 export async function planCommand(ctx: Context, environment: string, options: { ref?: string }): Promise<number> {
   const mirror = await openMirror(ctx);
-  const store = await openStore(ctx);
+  const store = await openStore(ctx, environment);
   const source = options.ref ? await resolveUserRef(mirror, options.ref) : await resolveEnvironment(mirror, environment);
   const { plan } = await prepareEnvironmentPlan(mirror, store, environment, source);
   ctx.out(ctx.json ? `${JSON.stringify(planJson(plan, source), null, 2)}\n` : `source ${source.commit.slice(0, 7)} (${source.ref})\n${renderPlan(plan)}`);

@@ -11,7 +11,7 @@ interface HostStatus {
 
 /** `tidemark status <env> [--json]`: per host, what runs there and whether changes are pending. Reads only the store. */
 export async function statusCommand(ctx: Context, environment: string): Promise<number> {
-  const store = await openStore(ctx);
+  const store = await openStore(ctx, environment);
   const headCommit = await store.resolve(envRef(environment));
   const head = headCommit ? await store.entry(headCommit) : undefined;
   const hosts: HostStatus[] = [];

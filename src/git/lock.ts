@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { link, readFile, rm, writeFile } from "node:fs/promises";
+import { link, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { processAlive } from "./process-alive.js";
 
 /**
@@ -20,7 +20,7 @@ export async function withLockFile<T>(path: string, work: () => Promise<T>, { ti
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
         const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
-        if (owner > 0 && !processAlive(owner)) await rm(path, { force: true });
+        if (owner > 0 && !processAlive(owner)) await takeOverStale(path, owner);
         else if (Date.now() > deadline) throw new Error(`${path} is held by process ${owner || "unknown"}; remove it if that process is gone`, { cause: error });
         else await new Promise((resolve) => setTimeout(resolve, delay));
       }
@@ -33,4 +33,21 @@ export async function withLockFile<T>(path: string, work: () => Promise<T>, { ti
   } finally {
     await rm(path, { force: true });
   }
+}
+
+/**
+ * Removes a lock whose owner died. Two waiters may judge the same stale lock
+ * at once; the one that comes second must not delete the first one's fresh
+ * lock, so the file is renamed aside and put back if it turns out to be live.
+ */
+async function takeOverStale(path: string, deadOwner: number): Promise<void> {
+  const aside = `${path}.stale-${randomBytes(4).toString("hex")}`;
+  try {
+    await rename(path, aside);
+  } catch {
+    return; // someone else took it over first
+  }
+  const owner = Number((await readFile(aside, "utf8").catch(() => "")).trim());
+  if (owner !== deadOwner && processAlive(owner)) await link(aside, path).catch(() => undefined);
+  await rm(aside, { force: true });
 }

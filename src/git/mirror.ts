@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
-import git from "isomorphic-git";
+import git, { Errors } from "isomorphic-git";
 import http from "isomorphic-git/http/node";
 import { TidemarkError } from "../core/errors.js";
 import type { SourceRefs } from "../core/track.js";
@@ -69,7 +69,11 @@ export class SourceMirror {
         onAuth: () => this.auth ?? { cancel: true },
       });
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      if (error instanceof Errors.NotFoundError && (error.data as { what?: string }).what === "HEAD") {
+        // isomorphic-git#1654: it cannot fetch from a repository whose HEAD points nowhere.
+        throw new TidemarkError("REPO_NO_HEAD", `the source repo ${this.url} has no default branch (its HEAD points to a branch that does not exist)`, "set the repository's default branch to an existing branch", { cause: error });
+      }
+      const message = error instanceof Errors.UserCanceledError ? "it asks for credentials and none were given" : error instanceof Error ? error.message : String(error);
       throw new TidemarkError("REPO_UNREACHABLE", `could not fetch ${this.url}: ${message}`, "check the URL, the network and the credentials (--repo https://user:token@host/repo.git)", { cause: error });
     }
   }

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import git from "isomorphic-git";
+import git, { type ReadCommitResult } from "isomorphic-git";
 import { TidemarkError } from "../core/errors.js";
 import { isLive } from "../core/outcome.js";
 import { MODE_KIND } from "../core/tree.js";
@@ -9,6 +9,7 @@ import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
 import { TreeReader } from "../git/tree-reader.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
+import { StoreRemote } from "./remote.js";
 
 export interface HistoryEntry extends DeploymentRecord {
   commit: string;
@@ -32,17 +33,21 @@ export class Store {
   readonly reader: TreeReader;
   private readonly cache = {};
 
-  private constructor(readonly gitdir: string) {
+  private constructor(
+    readonly gitdir: string,
+    readonly remote: StoreRemote | undefined,
+  ) {
     this.reader = new TreeReader(gitdir);
   }
 
-  static async open(gitdir: string): Promise<Store> {
+  /** Opens (or creates) the store; with `remote`, a git URL through which several workers share one history. */
+  static async open(gitdir: string, { remote }: { remote?: string } = {}): Promise<Store> {
     if (!existsSync(`${gitdir}/HEAD`)) {
       mkdirSync(gitdir, { recursive: true });
       await git.init({ fs: repoFs(gitdir), gitdir, bare: true });
     }
     sweepTempFiles(gitdir);
-    return new Store(gitdir);
+    return new Store(gitdir, remote === undefined ? undefined : await StoreRemote.attach(remote, gitdir));
   }
 
   async resolve(ref: string): Promise<string | undefined> {
@@ -92,8 +97,8 @@ export class Store {
       const timestamp = Math.floor(Date.now() / 1000);
       const author = { ...IDENTITY, timestamp, timezoneOffset: 0 };
       const commit = await git.writeCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, commit: { message: formatRecord(record), tree, parent: parent ? [parent] : [], author, committer: author } });
-      const moved = await this.updateRefs(parent, commit, [envRef(record.environment), ...record.hosts.filter((host) => isLive(host.outcome)).map((host) => hostRef(record.environment, host.host))]);
-      if (moved) return commit;
+      const hosts = record.hosts.filter((host) => isLive(host.outcome)).map((host) => host.host);
+      if (await this.moveRefs(record.environment, parent, commit, new Map(hosts.map((host) => [host, commit])))) return commit;
     }
     throw new TidemarkError("STORE_CONTENDED", `could not record deployment ${record.id}: the store kept moving`, "too many writers at once; try again");
   }
@@ -116,17 +121,79 @@ export class Store {
     return record && { ...record, commit, tree: data.tree, at: new Date(data.committer.timestamp * 1000) };
   }
 
-  /** Moves the environment ref from `expected` to `commit` (and the given host refs with it), or nothing if it moved meanwhile. */
-  private async updateRefs(expected: string | undefined, commit: string, refs: string[]): Promise<boolean> {
+  /**
+   * Shares the environment's history through the store remote: the remote's
+   * new attempts come in (host refs follow them), and local attempts it has
+   * not seen go out, replayed on top of its head if another worker pushed
+   * first. The remote's history is never rewritten: it only moves forward.
+   */
+  async sync(environment: string): Promise<void> {
+    if (!this.remote) return;
+    const ref = envRef(environment);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const remoteHead = await this.remote.fetch(ref);
+      const localHead = await this.resolve(ref);
+      if (localHead === remoteHead) return;
+      if (localHead === undefined) {
+        if (await this.moveRefs(environment, undefined, remoteHead!, await this.liveSince(remoteHead!, undefined))) return;
+        continue;
+      }
+      const base = remoteHead && (await git.findMergeBase({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oids: [localHead, remoteHead], cache: this.cache }))[0] as string | undefined;
+      if (remoteHead && base === localHead) {
+        if (await this.moveRefs(environment, localHead, remoteHead, await this.liveSince(remoteHead, localHead))) return;
+        continue;
+      }
+      if (remoteHead && base !== remoteHead) {
+        const head = await this.replay(localHead, base, remoteHead);
+        if (!(await this.moveRefs(environment, localHead, head, await this.liveSince(head, base)))) continue;
+      }
+      if (await this.remote.push(ref)) return;
+    }
+    throw new TidemarkError("STORE_CONTENDED", `could not share the history of ${environment}: the store remote kept moving`, "too many writers at once; try again");
+  }
+
+  /** Moves the environment ref from `expected` to `commit`, and the given host refs, or nothing if it moved meanwhile. */
+  private async moveRefs(environment: string, expected: string | undefined, commit: string, hosts: Map<string, string>): Promise<boolean> {
     return withLockFile(`${this.gitdir}/tidemark-refs.lock`, async () => {
-      const [main, ...others] = refs;
-      if ((await this.resolve(main!)) !== expected) return false;
-      for (const ref of [main!, ...others]) {
+      if ((await this.resolve(envRef(environment))) !== expected) return false;
+      const refs: Array<[string, string]> = [[envRef(environment), commit], ...[...hosts].map(([host, at]): [string, string] => [hostRef(environment, host), at])];
+      for (const [ref, at] of refs) {
         mkdirSync(`${this.gitdir}/${ref.slice(0, ref.lastIndexOf("/"))}`, { recursive: true });
-        await repoFs(this.gitdir).promises.writeFile(`${this.gitdir}/${ref}`, `${commit}\n`);
+        await repoFs(this.gitdir).promises.writeFile(`${this.gitdir}/${ref}`, `${at}\n`);
       }
       return true;
     });
+  }
+
+  /** For each host that went live in the commits after `base` up to `head`, the newest such commit. */
+  private async liveSince(head: string, base: string | undefined): Promise<Map<string, string>> {
+    const live = new Map<string, string>();
+    for (const { oid, commit } of await this.chain(head, base)) {
+      for (const host of parseRecord(commit.message)?.hosts ?? []) {
+        if (isLive(host.outcome) && !live.has(host.host)) live.set(host.host, oid);
+      }
+    }
+    return live;
+  }
+
+  /** Writes the attempts after `base` up to `head` again on top of `onto`, oldest first; returns the new head. */
+  private async replay(head: string, base: string | undefined, onto: string): Promise<string> {
+    let parent = onto;
+    for (const { commit } of (await this.chain(head, base)).reverse()) {
+      parent = await git.writeCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, commit: { ...commit, parent: [parent] } });
+    }
+    return parent;
+  }
+
+  /** The commits from `head` back to `base` (exclusive), newest first. */
+  private async chain(head: string, base: string | undefined): Promise<ReadCommitResult[]> {
+    const commits: ReadCommitResult[] = [];
+    for (let oid: string | undefined = head; oid !== undefined && oid !== base; ) {
+      const read = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, cache: this.cache });
+      commits.push(read);
+      oid = read.commit.parent[0];
+    }
+    return commits;
   }
 
   private async importBlob(from: TreeReader, oid: string): Promise<void> {

@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import git from "isomorphic-git";
+import { repoFs } from "../../src/git/atomic-fs.js";
 import { SourceMirror } from "../../src/git/mirror.js";
 import { resolveTrack } from "../../src/core/track.js";
 import { resolveUserRef } from "../../src/pipeline/read-source.js";
@@ -74,5 +76,16 @@ describe("tracking rules against the forge", () => {
     expect(await track({ tag: "release" })).toEqual({ ref: "refs/tags/release", commit: tagged });
     await expect(resolveUserRef(mirror, "release")).rejects.toMatchObject({ code: "REF_AMBIGUOUS" });
     expect(await resolveUserRef(mirror, "refs/tags/release")).toEqual({ ref: "refs/tags/release", commit: tagged });
+  });
+
+  it("heals a mirror whose fetch was cut after its refs were written but before their objects arrived (isomorphic-git only claims objects it has)", async () => {
+    await mirror.fetch();
+    const next = await work.commit({ "c": "after the cut" }, "after the cut");
+    await work.push("main");
+    // What a fetch killed between writing refs and writing the pack leaves behind (isomorphic-git#2435).
+    await git.writeRef({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, ref: "refs/remotes/origin/main", value: next, force: true });
+    await mirror.fetch();
+    expect((await mirror.refs()).branches.get("main")).toBe(next);
+    expect((await mirror.reader.entries(await mirror.reader.commitTree(next))).map((entry) => entry.name)).toContain("c");
   });
 });

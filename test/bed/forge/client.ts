@@ -9,6 +9,8 @@ export interface RepoInfo {
   fullName: string;
   defaultBranch: string;
   cloneUrl: string;
+  /** The bare repository on disk, for checks with native git. */
+  gitDir: string;
 }
 
 /** Talks to a running forge: its control API, and the URLs its parts answer on. */
