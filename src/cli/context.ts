@@ -8,6 +8,8 @@ export interface CommonFlags {
   repo?: string;
   store?: string;
   storeRemote?: string;
+  sshKey?: string;
+  knownHosts?: string;
   config?: string;
   json?: boolean;
 }
@@ -19,7 +21,7 @@ export interface Context {
 }
 
 export function context(flags: CommonFlags, env: NodeJS.ProcessEnv, out: (text: string) => void): Context {
-  return { settings: loadSettings({ repo: flags.repo, store: flags.store, storeRemote: flags.storeRemote, config: flags.config }, env), json: flags.json === true, out };
+  return { settings: loadSettings({ repo: flags.repo, store: flags.store, storeRemote: flags.storeRemote, sshKey: flags.sshKey, knownHosts: flags.knownHosts, config: flags.config }, env), json: flags.json === true, out };
 }
 
 /** The source repo's mirror, fetched now. */

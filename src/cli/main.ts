@@ -4,6 +4,7 @@ import { describeError, TidemarkError } from "../core/errors.js";
 import { InvalidConfigError } from "../core/problems.js";
 import { context, type CommonFlags } from "./context.js";
 import { EXIT } from "./exit-codes.js";
+import { deployCommand, type DeployFlags } from "./deploy.js";
 import { historyCommand } from "./history.js";
 import { planCommand } from "./plan.js";
 import { statusCommand } from "./status.js";
@@ -17,9 +18,26 @@ export interface Io {
   env: NodeJS.ProcessEnv;
   out: (text: string) => void;
   err: (text: string) => void;
+  /** A person at a terminal, who can be asked; absent for scripts and tests. */
+  ask?: (question: string) => Promise<boolean>;
 }
 
-const defaultIo: Io = { env: process.env, out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) };
+const defaultIo: Io = {
+  env: process.env,
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  ask: process.stdin.isTTY && process.stderr.isTTY ? askOnTerminal : undefined,
+};
+
+async function askOnTerminal(question: string): Promise<boolean> {
+  const { createInterface } = await import("node:readline/promises");
+  const readline = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await readline.question(question)).trim());
+  } finally {
+    readline.close();
+  }
+}
 
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const program = new Command("tidemark")
@@ -64,6 +82,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & { limit: number }>();
       return run(() => historyCommand(context(flags, io.env, io.out), environment, flags));
+    });
+
+  common(program.command("deploy").argument("<env>", "the environment").description("deploy the environment over SSH: plan, confirm, apply host by host with automatic rollback, record"))
+    .option("--ref <ref>", "deploy this branch, tag or commit instead of what the environment tracks")
+    .option("--yes", "do not ask for confirmation (needed without a terminal)")
+    .option("--plan-only", "print the plan and stop")
+    .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
+    .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
+    .option("--settle <seconds>", "how long units settle before they are checked", (value) => Number.parseFloat(value), 1)
+    .action(function (this: Command, environment: string) {
+      const flags = this.opts<CommonFlags & DeployFlags>();
+      const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
+      return run(() => deployCommand(context(flags, io.env, io.out), terminal, environment, flags));
     });
 
   return program;

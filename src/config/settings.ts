@@ -8,18 +8,22 @@ import { fieldPath } from "./zod-problems.js";
  * The operator's settings, from flags, environment variables and an optional
  * config file, flags winning. The only place that reads the environment.
  * Names are a contract for scripts: --repo/TIDEMARK_REPO, --store/TIDEMARK_STORE,
- * --store-remote/TIDEMARK_STORE_REMOTE, --config/TIDEMARK_CONFIG.
+ * --store-remote/TIDEMARK_STORE_REMOTE, --config/TIDEMARK_CONFIG, --ssh-key/TIDEMARK_SSH_KEY,
+ * --known-hosts/TIDEMARK_KNOWN_HOSTS.
  */
 const SettingsSchema = z.strictObject({
   repo: z.string().min(1).optional(),
   store: z.string().min(1).default(".tidemark/store.git"),
   storeRemote: z.string().min(1).optional(),
   mirrors: z.string().min(1).default(".tidemark/mirrors"),
+  sshKey: z.string().min(1).optional(),
+  sshAgent: z.string().min(1).optional(),
+  knownHosts: z.string().min(1).optional(),
 });
 
 export type Settings = z.infer<typeof SettingsSchema>;
 
-const ENV: Record<string, keyof Settings> = { TIDEMARK_REPO: "repo", TIDEMARK_STORE: "store", TIDEMARK_STORE_REMOTE: "storeRemote", TIDEMARK_MIRRORS: "mirrors" };
+const ENV: Record<string, keyof Settings> = { TIDEMARK_REPO: "repo", TIDEMARK_STORE: "store", TIDEMARK_STORE_REMOTE: "storeRemote", TIDEMARK_MIRRORS: "mirrors", TIDEMARK_SSH_KEY: "sshKey", TIDEMARK_KNOWN_HOSTS: "knownHosts", SSH_AUTH_SOCK: "sshAgent" };
 
 export function loadSettings(flags: Partial<Record<keyof Settings, string | undefined>> & { config?: string }, env: NodeJS.ProcessEnv): Settings {
   const configPath = flags.config ?? env.TIDEMARK_CONFIG;

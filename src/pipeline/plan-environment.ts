@@ -14,6 +14,8 @@ export interface PreparedPlan {
   /** The environment's config tree at the source commit (the store commit's tree). */
   envTreeOid: string;
   desired: EnvTree;
+  /** What the store says each host runs, read where it differs from `desired`. */
+  deployed: Map<string, HostTree>;
   plan: Plan;
 }
 
@@ -54,7 +56,7 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
   const envDir: Dir = { kind: "dir", oid: envOid, entries };
   const { tree: desired, problems } = readEnvTree(config, environment, envDir);
   if (problems.length > 0) throw new InvalidConfigError(problems);
-  return { config, source, envTreeOid: envOid, desired, plan: planEnvironment(environment, desired, deployed) };
+  return { config, source, envTreeOid: envOid, desired, deployed, plan: planEnvironment(environment, desired, deployed) };
 }
 
 /** Every environment's whole tree at a commit, checked: what `tidemark validate` reports. */

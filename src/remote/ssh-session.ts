@@ -1,21 +1,26 @@
 import net from "node:net";
-import { Client } from "ssh2";
+import { Client, type ClientChannel, type SFTPWrapper } from "ssh2";
 import { TidemarkError } from "../core/errors.js";
-import { formatHostKey, parseHostKey } from "./host-key.js";
+import { formatHostKey, parseHostKey, type HostKey } from "./host-key.js";
+import { Semaphore } from "./semaphore.js";
 
 export interface SshTarget {
   name: string;
   address: string;
   port: number;
   user: string;
-  /** The pinned host key; any other key is refused (no trust on first use). */
-  hostKey: string;
+  /** The pinned host key (or keys, from known_hosts); any other key is refused (no trust on first use). */
+  hostKey: string | readonly string[];
 }
 
 export interface SshOptions {
-  privateKey: Buffer | string;
+  /** A private key; without one, the agent at `agent` (an SSH_AUTH_SOCK path) signs. */
+  privateKey?: Buffer | string;
+  agent?: string;
   connectTimeoutMs?: number;
   keepaliveIntervalMs?: number;
+  /** Default limit for one command; a command that runs longer is cut and reported. */
+  commandTimeoutMs?: number;
 }
 
 export interface ExecResult {
@@ -25,15 +30,26 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** One SSH connection to one host; commands run over channels on it. */
+/** sshd's MaxSessions is 10 per connection; the lock, SFTP and a spare keep 3. */
+const MAX_EXEC_CHANNELS = 7;
+
+/** One SSH connection to one host; commands run over a bounded number of channels on it. */
 export class SshSession {
+  private readonly channels = new Semaphore(MAX_EXEC_CHANNELS);
+  private sftpChannel: Promise<SFTPWrapper> | undefined;
+  private closedBecause: Error | undefined;
+
   private constructor(
     readonly target: SshTarget,
     private readonly client: Client,
-  ) {}
+    private readonly commandTimeoutMs: number,
+  ) {
+    client.on("close", () => (this.closedBecause ??= new Error("the connection closed")));
+    client.on("error", (error) => (this.closedBecause ??= error));
+  }
 
   static async connect(target: SshTarget, options: SshOptions): Promise<SshSession> {
-    const pinned = parseHostKey(target.hostKey);
+    const pinned = (typeof target.hostKey === "string" ? [target.hostKey] : target.hostKey).map(parseHostKey);
     const client = new Client();
     let offered: Buffer | undefined;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -41,59 +57,138 @@ export class SshSession {
     const socket = net.connect({ host: target.address, port: target.port });
     socket.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new Error(`no SSH handshake within ${timeoutMs} ms`)), timeoutMs);
       const fail = (error: unknown) => {
+        clearTimeout(timer);
         client.end();
         socket.destroy();
-        reject(connectError(target, error, pinned.blob, offered));
+        reject(connectError(target, error, pinned, offered));
       };
-      client.once("ready", () => resolve());
+      client.once("ready", () => {
+        clearTimeout(timer);
+        client.removeListener("error", fail);
+        socket.removeListener("error", fail);
+        resolve();
+      });
       client.once("error", fail);
       socket.once("error", fail);
       client.connect({
         sock: socket,
         username: target.user,
         privateKey: options.privateKey,
+        agent: options.privateKey === undefined ? options.agent : undefined,
         readyTimeout: timeoutMs,
         keepaliveInterval: options.keepaliveIntervalMs ?? 5_000,
         keepaliveCountMax: 3,
+        // Ask for the pinned key's type, so a host with several keys shows the one we know.
+        algorithms: { serverHostKey: pinned.flatMap((key) => HOST_KEY_ALGORITHMS[key.type] ?? [key.type]) as never },
         hostVerifier: (key: Buffer) => {
           offered = key;
-          return key.equals(pinned.blob);
+          return pinned.some((known) => key.equals(known.blob));
         },
       });
     });
-    return new SshSession(target, client);
+    return new SshSession(target, client, options.commandTimeoutMs ?? 300_000);
   }
 
-  /** Runs one command line (already quoted by its builder) and collects its output. */
-  exec(commandLine: string, input?: string | Buffer): Promise<ExecResult> {
-    return new Promise((resolve, reject) => {
-      this.client.exec(commandLine, (error, channel) => {
-        if (error) return reject(new TidemarkError("SSH_CHANNEL", `${this.target.name}: could not open a channel: ${error.message}`, "check sshd's MaxSessions and that the host is up", { cause: error }));
-        const stdout: Buffer[] = [];
-        const stderr: Buffer[] = [];
-        let code: number | null = null;
-        let signal: string | null = null;
-        channel.on("data", (chunk: Buffer) => stdout.push(chunk));
-        channel.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
-        channel.on("exit", (exitCode: number | null, exitSignal?: string) => {
-          code = exitCode;
-          signal = exitSignal ?? null;
-        });
-        channel.on("close", () => resolve({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() }));
-        channel.end(input);
-      });
+  /** Runs one command line (built by a pure builder that quoted every word), feeding `input` to its stdin. */
+  async exec(commandLine: string, input?: string | Buffer, { timeoutMs = this.commandTimeoutMs } = {}): Promise<ExecResult> {
+    return this.channels.run(async () => {
+      const channel = await this.openExec(commandLine);
+      return collect(channel, input, timeoutMs, () => new TidemarkError("SSH_COMMAND_TIMEOUT", `${this.target.name}: a command ran longer than ${Math.round(timeoutMs / 1000)} s and was cut`, "check the host's load, or raise the timeout"));
     });
+  }
+
+  /**
+   * Starts a command that runs as long as the connection lives, outside the
+   * channel budget; resolves once it printed `ready` on stdout, and returns
+   * what it printed on failure. Used for the host lock.
+   */
+  async hold(commandLine: string, ready: string): Promise<{ held: true } | { held: false; result: ExecResult }> {
+    const channel = await this.openExec(commandLine);
+    return new Promise((resolve) => {
+      let stdout = "";
+      let stderr = "";
+      let code: number | null = null;
+      channel.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (stdout.includes(ready)) resolve({ held: true });
+      });
+      channel.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+      channel.on("exit", (exitCode: number | null) => (code = exitCode));
+      channel.on("close", () => resolve({ held: false, result: { code, signal: null, stdout, stderr } }));
+    });
+  }
+
+  /** The connection's one SFTP channel, opened on first use. */
+  sftp(): Promise<SFTPWrapper> {
+    this.sftpChannel ??= new Promise((resolve, reject) => {
+      this.client.sftp((error, sftp) => (error ? reject(this.channelError(error)) : resolve(sftp)));
+    });
+    return this.sftpChannel;
+  }
+
+  /** A TCP connection from the host to one of its own ports, tunnelled through SSH (for HTTP checks). */
+  forward(port: number, host = "127.0.0.1"): Promise<ClientChannel> {
+    return this.channels.run(
+      () =>
+        new Promise((resolve, reject) => {
+          this.client.forwardOut("127.0.0.1", 0, host, port, (error, stream) => (error ? reject(this.channelError(error)) : resolve(stream)));
+        }),
+    );
+  }
+
+  get alive(): boolean {
+    return this.closedBecause === undefined;
   }
 
   close(): void {
     this.client.end();
   }
+
+  private openExec(commandLine: string): Promise<ClientChannel> {
+    return new Promise((resolve, reject) => {
+      if (this.closedBecause) return reject(this.channelError(this.closedBecause));
+      this.client.exec(commandLine, (error, channel) => (error ? reject(this.channelError(error)) : resolve(channel)));
+    });
+  }
+
+  private channelError(error: Error): TidemarkError {
+    return new TidemarkError("SSH_CHANNEL", `${this.target.name}: ${error.message}`, "check that the host is up and that sshd allows sessions (MaxSessions)", { cause: error });
+  }
 }
 
-function connectError(target: SshTarget, error: unknown, pinned: Buffer, offered: Buffer | undefined): TidemarkError {
+function collect(channel: ClientChannel, input: string | Buffer | undefined, timeoutMs: number, timeoutError: () => Error): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let code: number | null = null;
+    let signal: string | null = null;
+    const timer = setTimeout(() => {
+      channel.close();
+      reject(timeoutError());
+    }, timeoutMs);
+    channel.on("data", (chunk: Buffer) => stdout.push(chunk));
+    channel.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+    channel.on("exit", (exitCode: number | null, exitSignal?: string) => {
+      code = exitCode;
+      signal = exitSignal ?? null;
+    });
+    channel.on("close", () => {
+      clearTimeout(timer);
+      // A channel closed without an exit status is a connection that went away mid-command.
+      if (code === null && signal === null) reject(new TidemarkError("SSH_CONNECTION_LOST", "the connection was lost while a command ran", "check the host and the network; run the deployment again: every step is idempotent"));
+      else resolve({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
+    });
+    channel.end(input);
+  });
+}
+
+const HOST_KEY_ALGORITHMS: Record<string, string[]> = { "ssh-rsa": ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] };
+
+function connectError(target: SshTarget, error: unknown, pinned: HostKey[], offered: Buffer | undefined): TidemarkError {
   const where = `${target.user}@${target.address}:${target.port}`;
-  if (offered !== undefined && !offered.equals(pinned)) {
+  if (offered !== undefined && !pinned.some((known) => offered.equals(known.blob))) {
     return new TidemarkError(
       "HOST_KEY_MISMATCH",
       `${target.name} (${where}) offered host key ${formatHostKey(offered)}, which is not the pinned key`,

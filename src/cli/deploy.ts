@@ -1,0 +1,103 @@
+import { readFileSync } from "node:fs";
+import { TidemarkError } from "../core/errors.js";
+import { planJson, renderPlan } from "../core/render-plan.js";
+import { deployPlan, type Deployment } from "../pipeline/deploy.js";
+import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
+import { resolveEnvironment, resolveUserRef } from "../pipeline/read-source.js";
+import type { HostPhase } from "../remote/apply-host.js";
+import { KnownHosts } from "../remote/known-hosts.js";
+import { openMirror, openStore, type Context } from "./context.js";
+import { EXIT } from "./exit-codes.js";
+
+export interface DeployFlags {
+  ref?: string;
+  yes?: boolean;
+  planOnly?: boolean;
+  settle: number;
+}
+
+/** How the deploy command talks to the person running it. */
+export interface Terminal {
+  /** True when a person is at the keyboard: progress is drawn live and a confirmation can be asked. */
+  interactive: boolean;
+  ask: (question: string) => Promise<boolean>;
+  /** Progress and prompts; stderr, so that stdout stays the result. */
+  err: (text: string) => void;
+}
+
+/** `tidemark deploy <env>`: plan, confirm, roll out over SSH, record; exit code by the worst host outcome. */
+export async function deployCommand(ctx: Context, terminal: Terminal, environment: string, flags: DeployFlags): Promise<number> {
+  const mirror = await openMirror(ctx);
+  const store = await openStore(ctx, environment);
+  const source = flags.ref ? await resolveUserRef(mirror, flags.ref) : await resolveEnvironment(mirror, environment);
+  const prepared = await prepareEnvironmentPlan(mirror, store, environment, source);
+  const planText = `source ${source.commit.slice(0, 7)} (${source.ref})\n${renderPlan(prepared.plan)}`;
+  if (flags.planOnly) {
+    ctx.out(ctx.json ? `${JSON.stringify(planJson(prepared.plan, source), null, 2)}\n` : planText);
+    return EXIT.ok;
+  }
+  (ctx.json ? terminal.err : ctx.out)(planText);
+  if (prepared.plan.hosts.length > 0 && !flags.yes) {
+    if (!terminal.interactive) throw new TidemarkError("CONFIRMATION_NEEDED", "refusing to deploy without confirmation: no terminal to ask", "pass --yes to deploy from a script");
+    if (!(await terminal.ask(`deploy ${environment} to ${prepared.plan.hosts.length} host(s)? [y/N] `))) {
+      terminal.err("nothing deployed\n");
+      return EXIT.ok;
+    }
+  }
+
+  const progress = terminal.interactive && !ctx.json ? liveProgress(terminal.err, prepared.plan.hosts.map((host) => host.host)) : (host: string, phase: HostPhase) => terminal.err(`${host}: ${phase}\n`);
+  const deployment = await deployPlan(mirror, store, prepared, {
+    ssh: { privateKey: ctx.settings.sshKey ? readKey(ctx.settings.sshKey) : undefined, agent: ctx.settings.sshAgent },
+    knownHosts: ctx.settings.knownHosts ? KnownHosts.read(ctx.settings.knownHosts) : undefined,
+    trigger: "cli",
+    settleMs: flags.settle * 1000,
+    observe: progress,
+  });
+  if (ctx.json) ctx.out(`${JSON.stringify(deploymentJson(deployment), null, 2)}\n`);
+  else ctx.out(summary(deployment));
+  if (deployment.shareError) terminal.err(`warning: ${deployment.shareError}\n`);
+  return exitCode(deployment);
+}
+
+function exitCode(deployment: Deployment): number {
+  const outcomes = new Set(deployment.hosts.map((host) => host.outcome));
+  if (["failed", "rolled-back", "rollback-failed", "skipped"].some((outcome) => outcomes.has(outcome as never))) return EXIT.failed;
+  if (outcomes.has("unreachable")) return EXIT.unreachable;
+  return EXIT.ok;
+}
+
+/** The deployment for scripts: `tidemark.deployment/v1`, documented in the README. */
+export function deploymentJson(deployment: Deployment): object {
+  return { schema: "tidemark.deployment/v1", ...deployment };
+}
+
+function summary(deployment: Deployment): string {
+  const width = Math.max(4, ...deployment.hosts.map((host) => host.host.length));
+  const outcomeWidth = Math.max(7, ...deployment.hosts.map((host) => host.outcome.length));
+  const rows = deployment.hosts.map((host) => `${host.host.padEnd(width)}  ${host.outcome.padEnd(outcomeWidth)}  ${host.detail ?? ""}`.trimEnd());
+  const logs = deployment.hosts.filter((host) => host.log).map((host) => `\n${host.host}:\n${indent(host.log!)}`);
+  return [`\ndeployment ${deployment.id}: ${deployment.environment} at ${deployment.sourceCommit.slice(0, 7)}`, `${"host".padEnd(width)}  ${"outcome".padEnd(outcomeWidth)}  detail`, ...rows, ...logs, ""].join("\n");
+}
+
+const indent = (text: string) => text.split("\n").map((line) => `  ${line}`).join("\n");
+
+/** One line per host, redrawn in place as hosts move through their phases. */
+function liveProgress(write: (text: string) => void, hosts: string[]): (host: string, phase: HostPhase) => void {
+  const phases = new Map(hosts.map((host) => [host, "waiting"]));
+  const width = Math.max(...hosts.map((host) => host.length));
+  let drawn = false;
+  return (host, phase) => {
+    phases.set(host, phase);
+    const lines = [...phases].map(([name, state]) => `  ${name.padEnd(width)}  ${state}\x1b[K`);
+    write(`${drawn ? `\x1b[${lines.length}A` : ""}${lines.join("\n")}\n`);
+    drawn = true;
+  };
+}
+
+function readKey(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new TidemarkError("SSH_KEY_UNREADABLE", `cannot read the SSH key ${path}`, "pass --ssh-key with the operator's private key file, or leave it out to use the agent (SSH_AUTH_SOCK)", { cause: error });
+  }
+}

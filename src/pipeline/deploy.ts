@@ -1,0 +1,92 @@
+import type { InventoryHost } from "../config/source-config.js";
+import { describeError } from "../core/errors.js";
+import type { HostOutcome, Trigger } from "../core/outcome.js";
+import { planHost } from "../core/plan.js";
+import type { SourceMirror } from "../git/mirror.js";
+import { applyHost, type HostJob, type HostResult, type PhaseObserver } from "../remote/apply-host.js";
+import type { KnownHosts } from "../remote/known-hosts.js";
+import { SshSession, type SshOptions, type SshTarget } from "../remote/ssh-session.js";
+import { runRollout } from "../rollout/rollout.js";
+import { newDeploymentId, type Store } from "../store/store.js";
+import type { PreparedPlan } from "./plan-environment.js";
+
+export interface DeployOptions {
+  ssh: SshOptions;
+  knownHosts?: KnownHosts;
+  trigger: Trigger;
+  /** How long units get to settle before they are checked (default 1 s). */
+  settleMs?: number;
+  keepReleases?: number;
+  observe?: PhaseObserver;
+}
+
+export interface Deployment {
+  id: string;
+  environment: string;
+  sourceCommit: string;
+  sourceRef: string;
+  /** Every host of the environment, in name order: unchanged ones too. */
+  hosts: HostResult[];
+  /** The store commit that records it. */
+  storeCommit: string;
+  /** Set when the store remote could not be reached: the deployment is recorded locally and shared later. */
+  shareError?: string;
+}
+
+/**
+ * Carries out a prepared plan: the rollout over SSH, host by host, then one
+ * store commit with every host's outcome. Hosts with nothing to change are
+ * not contacted.
+ */
+export async function deployPlan(mirror: SourceMirror, store: Store, prepared: PreparedPlan, options: DeployOptions): Promise<Deployment> {
+  const { config, plan, desired, deployed, source } = prepared;
+  const id = newDeploymentId();
+  const jobs = new Map(plan.hosts.map((hostPlan) => [hostPlan.host, hostPlan]));
+  const blob = (oid: string) => mirror.reader.blob(oid);
+  const job = (host: string, hostPlan = jobs.get(host)!): HostJob => ({
+    deploymentId: id,
+    target: target(host, config.hosts[host]!, options.knownHosts),
+    plan: hostPlan,
+    desired: desired.hosts.get(host),
+    deployed: deployed.get(host),
+    blob,
+    settleMs: options.settleMs ?? 1000,
+    keepReleases: options.keepReleases ?? 3,
+    rollBack: config.rollout.onFailure !== "halt",
+  });
+  const connect = (target: SshTarget) => {
+    if ((typeof target.hostKey === "string" ? [target.hostKey] : target.hostKey).length === 0) {
+      throw new Error(`no pinned host key for ${target.name}: add hostKey to its inventory entry in tidemark.yaml, or pass --known-hosts with a file that has ${target.address}`);
+    }
+    return SshSession.connect(target, options.ssh);
+  };
+  // Undoing a host that was deployed in this rollout: the reverse plan, applied like any other.
+  const undo = async (host: string): Promise<HostResult> => {
+    const reverse = planHost(host, deployed.get(host), desired.hosts.get(host));
+    if (!reverse) return { host, outcome: "deployed" };
+    return applyHost({ ...job(host, reverse), desired: deployed.get(host), deployed: desired.hosts.get(host) }, connect, options.observe);
+  };
+
+  // The store gets the tree's objects first, so its commit can point at them whatever happens next.
+  await store.importTree(mirror.reader, prepared.envTreeOid);
+  const results = await runRollout([...jobs.keys()], config.rollout, (host) => applyHost(job(host), connect, options.observe), undo);
+
+  const byHost = new Map(results.map((result) => [result.host, result]));
+  const hosts = [...new Set([...desired.hosts.keys(), ...jobs.keys()])].sort().map((host): HostResult => byHost.get(host) ?? { host, outcome: "unchanged" });
+  const storeCommit = await store.record(
+    { id, environment: plan.environment, sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: options.trigger, hosts: hosts.map(({ host, outcome, detail }): HostOutcome => ({ host, outcome, ...(detail ? { detail } : {}) })) },
+    prepared.envTreeOid,
+  );
+  let shareError: string | undefined;
+  try {
+    await store.sync(plan.environment);
+  } catch (error) {
+    shareError = describeError(error);
+  }
+  return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(shareError ? { shareError } : {}) };
+}
+
+function target(name: string, host: InventoryHost, knownHosts: KnownHosts | undefined): SshTarget {
+  const keys = host.hostKey ? [host.hostKey] : (knownHosts?.keysFor(host.address, host.port) ?? []);
+  return { name, address: host.address, port: host.port, user: host.user, hostKey: keys };
+}

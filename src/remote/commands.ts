@@ -1,0 +1,200 @@
+import { command, quote } from "./shell.js";
+
+/**
+ * Every command Tidemark runs on a host, built as text from data by pure
+ * functions. Each word is quoted, so names from a config tree stay data.
+ * Scripts go to `sh -s` on stdin: no argument length limit, nothing in `ps`.
+ * Hosts need POSIX sh, coreutils, util-linux (flock) and systemd.
+ */
+
+/** Paths on hosts: a contract that units, checks and scripts rely on. */
+export const HOST_ROOT = "/var/lib/tidemark";
+export const appDir = (app: string) => `${HOST_ROOT}/apps/${app}`;
+const UNIT_DIR = "/etc/systemd/system";
+const LOCK_CONFLICT = 75;
+
+export interface RemoteCommand {
+  /** The command line sshd runs. */
+  line: string;
+  /** What goes to its stdin: the script. */
+  input: string;
+}
+
+export type RemoteUser = "root" | { sudo: string };
+
+/** A script run as root: directly for root, through `sudo -n` (no password prompt) for another user. */
+export function script(user: RemoteUser, lines: string[]): RemoteCommand {
+  return { line: user === "root" ? "sh -s" : "sudo -n sh -s", input: ["set -e", ...HELPERS, ...lines, ""].join("\n") };
+}
+
+const HELPERS = [
+  // A link appears in one rename(2) over the old one: there is never a moment without it.
+  `tm_link() { mkdir -p -- "$(dirname -- "$2")" && ln -sfn -- "$1" "$2.tidemark-new" && mv -T -- "$2.tidemark-new" "$2"; }`,
+  `tm_switch() { old=$(readlink -- "$1/current" || true); if [ "$old" != "$2" ]; then if [ -n "$old" ]; then tm_link "$old" "$1/previous"; fi; tm_link "$2" "$1/current"; fi; }`,
+  `tm_retire() { old=$(readlink -- "$1/current" || true); if [ -n "$old" ]; then tm_link "$old" "$1/previous"; rm -f -- "$1/current"; fi; }`,
+  // Only links that point into Tidemark's releases are Tidemark's to remove.
+  `tm_unlink() { for p in "$@"; do if [ -L "$p" ]; then case "$(readlink -- "$p")" in ${HOST_ROOT}/apps/*) rm -f -- "$p";; esac; fi; done; }`,
+];
+
+/**
+ * The host lock: `flock -n` held by a process whose stdin is the SSH channel,
+ * so the lock goes when the session goes, however the operator died. Prints
+ * `locked` once held; exits 75 with the holder's note when someone else has it.
+ */
+export function lockCommand(user: RemoteUser, owner: string): string {
+  const hold = `printf '%s\\n' "$1" > ${HOST_ROOT}/lock.owner && echo locked && exec cat > /dev/null`;
+  const line = [
+    `mkdir -p ${HOST_ROOT}`,
+    `flock -n -o -E ${LOCK_CONFLICT} ${HOST_ROOT}/lock sh -c ${quote(hold)} sh ${quote(owner)}`,
+    `rc=$?; if [ $rc -eq ${LOCK_CONFLICT} ]; then cat ${HOST_ROOT}/lock.owner 2>/dev/null; fi; exit $rc`,
+  ].join("; ");
+  return user === "root" ? line : `sudo -n sh -c ${quote(line)}`;
+}
+export const LOCK_CONFLICT_EXIT = LOCK_CONFLICT;
+
+export interface InspectApp {
+  app: string;
+  release: string | null;
+  base: string | null;
+}
+
+/** What the host has: its `current` line, then per app: current link, whether the release and the base release exist. */
+export function inspectScript(user: RemoteUser, apps: InspectApp[]): RemoteCommand {
+  const exists = (app: string, release: string | null) => (release === null ? "echo 0" : `if [ -d ${quote(`${appDir(app)}/${release}`)} ]; then echo 1; else echo 0; fi`);
+  return script(user, [
+    `cat ${HOST_ROOT}/current 2>/dev/null || echo -`,
+    ...apps.map(({ app, release, base }) => `printf '%s %s %s\\n' "$(readlink -- ${quote(`${appDir(app)}/current`)} || echo -)" "$(${exists(app, release)})" "$(${exists(app, base)})"`),
+  ]);
+}
+
+/** Writes a host state file (`target` or `current`) in one rename. */
+export function stateLine(name: "target" | "current", deploymentId: string, tree: string | null): string {
+  const file = `${HOST_ROOT}/${name}`;
+  return `printf '%s\\n' ${quote(`${deploymentId} ${tree ?? "-"}`)} > ${file}.tidemark-new && mv -T -- ${file}.tidemark-new ${file}`;
+}
+
+export interface StageApp {
+  app: string;
+  release: string;
+  /** A release on the host to start from (unchanged files are hard links to it), or null for an empty dir. */
+  base: string | null;
+  /** Paths from the base that this release drops or replaces. */
+  drop: string[];
+  /** Directories the uploads go into. */
+  dirs: string[];
+}
+
+export const partialDir = (app: string, release: string) => `${appDir(app)}/.partial-${release}`;
+
+/** Writes `target`, then makes a fresh partial release dir per app, ready for the uploads. */
+export function stageScript(user: RemoteUser, deploymentId: string, tree: string | null, apps: StageApp[]): RemoteCommand {
+  return script(user, [
+    stateLine("target", deploymentId, tree),
+    ...apps.flatMap(({ app, release, base, drop, dirs }) => {
+      const partial = partialDir(app, release);
+      return [
+        command("rm", "-rf", "--", partial),
+        command("mkdir", "-p", "--", partial),
+        ...(base ? [command("cp", "-a", "--link", "--", `${appDir(app)}/${base}/.`, `${partial}/`)] : []),
+        ...(drop.length > 0 ? [command("rm", "-rf", "--", ...drop.map((path) => `${partial}/${path}`))] : []),
+        ...(dirs.length > 0 ? [command("mkdir", "-p", "--", ...dirs.map((dir) => `${partial}/${dir}`))] : []),
+      ];
+    }),
+  ]);
+}
+
+export interface SealApp {
+  app: string;
+  release: string;
+  /** sha256 of each uploaded file, by path. */
+  uploaded: Array<{ path: string; sha256: string }>;
+}
+
+/** Checks every uploaded file's hash, makes the release read-only, and renames it into place. */
+export function sealScript(user: RemoteUser, apps: SealApp[]): RemoteCommand {
+  return script(user, apps.flatMap(({ app, release, uploaded }) => {
+    const partial = partialDir(app, release);
+    // File names hold no newline (validation refuses them), so a heredoc line is one file.
+    const check = uploaded.length === 0 ? [] : [`(cd -- ${quote(partial)} && sha256sum --check --quiet --strict) <<'TIDEMARK_SUMS'`, ...uploaded.map(({ path, sha256 }) => `${sha256}  ${path}`), "TIDEMARK_SUMS"];
+    return [...check, command("chmod", "-R", "a-w", "--", partial), command("mv", "-T", "--", partial, `${appDir(app)}/${release}`)];
+  }));
+}
+
+export interface SwitchSpec {
+  /** Units to `disable --now`, before their unit files go. */
+  stop: string[];
+  apps: Array<{ app: string; release: string | null }>;
+  /** App dirs to delete entirely (a first deployment rolled back). */
+  purge: string[];
+  links: { remove: string[]; add: Array<{ path: string; target: string }> };
+  enable: string[];
+  restart: string[];
+}
+
+/** Stops what goes, switches `current` per app, reconciles unit and manifest links, reloads, enables and restarts. */
+export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand {
+  return script(user, [
+    ...(spec.stop.length > 0 ? [`${command("systemctl", "disable", "--now", "--", ...spec.stop)} || true`] : []),
+    ...spec.apps.map(({ app, release }) => (release === null ? command("tm_retire", appDir(app)) : command("tm_switch", appDir(app), release))),
+    ...(spec.links.remove.length > 0 ? [command("tm_unlink", ...spec.links.remove)] : []),
+    ...spec.links.add.map(({ path, target }) => command("tm_link", target, path)),
+    ...(spec.purge.length > 0 ? [command("rm", "-rf", "--", ...spec.purge.map(appDir))] : []),
+    "systemctl daemon-reload",
+    ...(spec.enable.length > 0 ? [command("systemctl", "enable", "--quiet", "--", ...spec.enable)] : []),
+    // A unit that fails to restart is seen by the check that follows; the script carries on.
+    ...(spec.restart.length > 0 ? [`${command("systemctl", "reset-failed", "--", ...spec.restart)} 2>/dev/null || true`, `${command("systemctl", "restart", "--", ...spec.restart)} || true`] : []),
+  ]);
+}
+
+export const unitLinkPath = (unitFile: string) => `${UNIT_DIR}/${unitFile}`;
+
+/** Waits for units to settle, then prints each unit's state. */
+export function unitStateScript(user: RemoteUser, units: string[], settleMs: number): RemoteCommand {
+  return script(user, [
+    ...(settleMs > 0 ? [`sleep ${(settleMs / 1000).toFixed(3)}`] : []),
+    command("systemctl", "show", "-p", "Id,ActiveState,SubState,Result", "--", ...units),
+  ]);
+}
+
+/** An app's command check, run from its `current` release with a time limit. */
+export function checkScript(user: RemoteUser, app: string, check: string, timeoutSeconds: number): RemoteCommand {
+  return script(user, [`cd -- ${quote(`${appDir(app)}/current`)}`, `exec timeout -k 5 ${timeoutSeconds} sh -c ${quote(check)}`]);
+}
+
+/** The last lines a unit wrote to the journal. */
+export function journalScript(user: RemoteUser, unit: string, lines = 20): RemoteCommand {
+  return script(user, [command("journalctl", "--no-pager", "-o", "cat", "-n", String(lines), "-u", unit)]);
+}
+
+/** Records the host's `current`, then collects old releases: keeps `current`, `previous` and the newest `keep` others. Collection never fails. */
+export function commitScript(user: RemoteUser, deploymentId: string, tree: string | null, apps: string[], keep: number): RemoteCommand {
+  return script(user, [
+    stateLine("current", deploymentId, tree),
+    `tm_collect() { ( cd -- "$1" 2>/dev/null || exit 0; c=$(readlink current || true); p=$(readlink previous || true); n=0; ls -1t | while IFS= read -r d; do case "$d" in current|previous|"$c"|"$p") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$d"; fi; done ) || true; }`,
+    ...apps.map((app) => command("tm_collect", appDir(app))),
+  ]);
+}
+
+export interface UnitState {
+  unit: string;
+  activeState: string;
+  subState: string;
+  result: string;
+}
+
+/** Parses `systemctl show -p Id,ActiveState,SubState,Result` output: blocks separated by blank lines. */
+export function parseUnitStates(output: string): UnitState[] {
+  return output
+    .trim()
+    .split(/\n\s*\n/)
+    .filter((block) => block.trim() !== "")
+    .map((block) => {
+      const fields = Object.fromEntries(block.split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+      return { unit: fields.Id ?? "", activeState: fields.ActiveState ?? "", subState: fields.SubState ?? "", result: fields.Result ?? "" };
+    });
+}
+
+/** A unit is healthy once settled when it is active (or a oneshot that finished) and its last run succeeded. */
+export function unitFailed(state: UnitState): boolean {
+  return state.activeState === "failed" || state.result !== "success" || !["active", "inactive", "activating", "reloading"].includes(state.activeState);
+}

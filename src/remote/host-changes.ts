@@ -1,0 +1,54 @@
+import type { Check } from "../config/manifest.js";
+import type { AppTree, HostTree } from "../core/config-tree.js";
+import type { HostPlan } from "../core/plan.js";
+import { appDir, unitLinkPath, type SwitchSpec } from "./commands.js";
+
+const SYSTEMD_PREFIX = "systemd/";
+
+/** What applying one host plan means on the host, worked out from the plan and both trees; pure. */
+export interface HostChanges {
+  plan: HostPlan;
+  /** The apps this plan puts in place, with their trees (files and manifest). */
+  incoming: Map<string, AppTree>;
+  switch: SwitchSpec;
+  /** Units whose state decides success, and the app checks that must pass. */
+  units: string[];
+  checks: Array<{ app: string; check: Check }>;
+}
+
+/**
+ * `mode: "forward"` applies the plan; `mode: "rollback"` applies the reverse
+ * plan of a failed one, and deletes the apps that a failed first deployment
+ * brought, so the host is left as it was.
+ */
+export function hostChanges(plan: HostPlan, desired: HostTree | undefined, deployed: HostTree | undefined, mode: "forward" | "rollback"): HostChanges {
+  const want = desired?.apps ?? new Map<string, AppTree>();
+  const have = deployed?.apps ?? new Map<string, AppTree>();
+  const incoming = new Map(plan.apps.filter((app) => app.change !== "removed").map((app) => [app.app, want.get(app.app)!] as const));
+  const outgoing = new Map(plan.apps.filter((app) => app.change !== "added").map((app) => [app.app, have.get(app.app)!] as const));
+  const newLinks = [...incoming].flatMap(([app, tree]) => linksOf(app, tree));
+  const adding = new Set(newLinks.map((link) => link.path));
+  const removing = [...outgoing].flatMap(([app, tree]) => linksOf(app, tree)).map((link) => link.path).filter((path) => !adding.has(path));
+  return {
+    plan,
+    incoming,
+    switch: {
+      stop: plan.units.stop,
+      apps: plan.apps.map((app) => ({ app: app.app, release: app.release })),
+      purge: mode === "rollback" ? plan.apps.filter((app) => app.change === "removed").map((app) => app.app) : [],
+      links: { remove: [...new Set(removing)].sort(), add: newLinks },
+      enable: plan.units.enable,
+      restart: plan.units.restart,
+    },
+    units: plan.units.restart,
+    checks: [...incoming].flatMap(([app, tree]) => (tree.manifest?.checks ?? []).map((check) => ({ app, check }))),
+  };
+}
+
+/** The links an app places on its host: unit files and drop-ins, and its manifest's symlinks, all through `current`. */
+function linksOf(app: string, tree: AppTree): Array<{ path: string; target: string }> {
+  const current = `${appDir(app)}/current`;
+  const units = [...(tree.files?.keys() ?? [])].filter((path) => path.startsWith(SYSTEMD_PREFIX)).map((path) => ({ path: unitLinkPath(path.slice(SYSTEMD_PREFIX.length)), target: `${current}/${path}` }));
+  const symlinks = Object.entries(tree.manifest?.symlinks ?? {}).map(([path, file]) => ({ path, target: `${current}/${file}` }));
+  return [...units, ...symlinks].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}

@@ -1,0 +1,51 @@
+import type { HostOutcomeKind } from "../core/outcome.js";
+import type { SourceConfig } from "../config/source-config.js";
+import type { HostResult } from "../remote/apply-host.js";
+
+export type RolloutPolicy = SourceConfig["rollout"];
+
+const FAILED: ReadonlySet<HostOutcomeKind> = new Set(["rolled-back", "rollback-failed", "failed", "unreachable"]);
+
+/**
+ * Runs hosts under the rollout policy: `canary` hosts first (all must succeed
+ * before the rest start), then the rest, at most `maxParallel` at once. More
+ * than `maxFailures` failed hosts halt the rollout: hosts not started are
+ * `skipped`; with `onFailure: rollback-all`, the hosts already deployed in this
+ * rollout are returned to their previous deployment by `undo`.
+ */
+export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: (host: string) => Promise<HostResult>, undo: (host: string) => Promise<HostResult>): Promise<HostResult[]> {
+  const results = new Map<string, HostResult>();
+  let failures = 0;
+  const halted = () => failures > policy.maxFailures;
+
+  async function wave(batch: string[]): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < batch.length && !halted()) {
+        const host = batch[next++]!;
+        const result = await apply(host);
+        if (FAILED.has(result.outcome)) failures++;
+        results.set(host, result);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(policy.maxParallel, batch.length) }, worker));
+  }
+
+  const canaries = hosts.slice(0, policy.canary);
+  await wave(canaries);
+  // A canary that did not succeed stops the rest, whatever maxFailures allows.
+  if (canaries.some((host) => results.get(host)?.outcome !== "deployed")) failures = Math.max(failures, policy.maxFailures + 1);
+  if (!halted()) await wave(hosts.slice(policy.canary));
+
+  if (halted() && policy.onFailure === "rollback-all") {
+    const done = hosts.filter((host) => results.get(host)?.outcome === "deployed");
+    await Promise.all(
+      done.map(async (host) => {
+        const undone = await undo(host);
+        results.set(host, undone.outcome === "deployed" ? { host, outcome: "rolled-back", detail: "rolled back with the rollout (rollout.onFailure: rollback-all)" } : { ...undone, outcome: "rollback-failed", detail: `rollout.onFailure: rollback-all could not undo it: ${undone.detail ?? undone.outcome}` });
+      }),
+    );
+  }
+  const reason = canaries.some((host) => results.get(host)?.outcome !== "deployed") ? "a canary host did not succeed" : `more than ${policy.maxFailures} host(s) failed (rollout.maxFailures)`;
+  return hosts.map((host) => results.get(host) ?? { host, outcome: "skipped", detail: `not started: ${reason}` });
+}
