@@ -24,7 +24,7 @@ export type RemoteUser = "root" | { sudo: string };
 
 /** A script run as root: directly for root, through `sudo -n` (no password prompt) for another user. */
 export function script(user: RemoteUser, lines: string[]): RemoteCommand {
-  return { line: user === "root" ? "sh -s" : "sudo -n sh -s", input: ["set -e", ...HELPERS, ...lines, ""].join("\n") };
+  return { line: user === "root" ? "sh -s" : "sudo -n sh -s", input: [PRELUDE, ...lines, ""].join("\n") };
 }
 
 const HELPERS = [
@@ -35,6 +35,8 @@ const HELPERS = [
   // Only links that point into Tidemark's releases are Tidemark's to remove.
   `tm_unlink() { for p in "$@"; do if [ -L "$p" ]; then case "$(readlink -- "$p")" in ${HOST_ROOT}/apps/*) rm -f -- "$p";; esac; fi; done; }`,
 ];
+/** What every script starts with: stop at the first error, and the helpers. */
+export const PRELUDE = ["set -e", ...HELPERS].join("\n");
 
 /**
  * The host lock: `flock -n` held by a process whose stdin is the SSH channel,

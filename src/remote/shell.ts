@@ -4,7 +4,9 @@
  */
 export function quote(word: string): string {
   if (word.includes("\0")) throw new Error("a shell word cannot contain a NUL byte");
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word) && !word.startsWith("-")) return word;
+  // A leading '-' is not shell syntax, and quotes would not stop a program reading it as an option:
+  // builders put `--` before every operand that comes from data.
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 

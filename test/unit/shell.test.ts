@@ -18,8 +18,9 @@ describe("quote", () => {
     expect(quote("it's")).toBe(`'it'\\''s'`);
   });
 
-  it("quotes a leading dash so it is never an option", () => {
-    expect(quote("-rf")).toBe("'-rf'");
+  it("leaves a leading dash to `--`: quotes would not stop a program reading it as an option", () => {
+    expect(quote("-rf")).toBe("-rf");
+    expect(quote("-odd name")).toBe("'-odd name'");
   });
 
   it("refuses NUL, which no shell word can hold", () => {
