@@ -155,15 +155,22 @@ async function upload(session: SshSession, user: RemoteUser, job: HostJob, chang
   if (stage.length === 0) return;
   await run(session, stageScript(user, job.deploymentId, job.plan.to, stage), "prepare the release dirs");
   const sftp = await session.sftp();
+  // ssh2 never calls back a write whose channel died: the channel's end fails them all.
+  const lost = new Promise<never>((_, reject) => {
+    const fail = () => reject(new Error("the SFTP channel closed mid-upload"));
+    sftp.once("close", fail).once("error", fail);
+  });
+  lost.catch(() => undefined);
   const sums = new Map<string, SealApp>(stage.map((app) => [app.app, { app: app.app, release: app.release, uploaded: [] }]));
   const slots = new Semaphore(16);
   await Promise.all(
     work.map((file) =>
       slots.run(async () => {
         const data = Buffer.from(await job.blob(file.oid));
-        await new Promise<void>((resolve, reject) => {
+        const written = new Promise<void>((resolve, reject) => {
           sftp.writeFile(`${partialDir(file.app, file.release)}/${file.path}`, data, { mode: file.mode === "100755" ? 0o555 : 0o444 }, (error) => (error ? reject(error) : resolve()));
         });
+        await Promise.race([written, lost]);
         sums.get(file.app)!.uploaded.push({ path: file.path, sha256: createHash("sha256").update(data).digest("hex") });
       }),
     ),

@@ -1,4 +1,5 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -35,8 +36,8 @@ describe("tidemark deploy on systemd hosts", () => {
   let env: NodeJS.ProcessEnv;
   const sessions: SshSession[] = [];
 
-  const config = (overrides: Record<string, string> = {}) => {
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, user: root, hostKey: "${overrides[host.name] ?? host.hostKey}" }`);
+  const config = (overrides: Record<string, string> = {}, extra: string[] = []) => {
+    const hosts = [...bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, user: root, hostKey: "${overrides[host.name] ?? host.hostKey}" }`), ...extra];
     return ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 10, canary: 0, maxFailures: 10 }", ""].join("\n");
   };
   /** Files for every host of staging, the same app on each unless overridden. */
@@ -185,5 +186,23 @@ describe("tidemark deploy on systemd hosts", () => {
     await work.push("main");
     const retry = await deploy();
     expect(outcomes(retry.deployment)).toEqual({ web01: "unchanged", web02: "deployed", web03: "deployed" });
+  });
+
+  it("reports a host that is down as unreachable, with what to check, and deploys the others", async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const gone = `  gone: { address: 127.0.0.1, port: ${closed}, hostKey: "${bed.host("web01").hostKey}" }`;
+    await work.commit({ "tidemark.yaml": config({}, [gone]), ...tree(hello("7")), "clusters/staging/gone/hello/version": "7\n" }, "seven, with a host that is down");
+    await work.push("main");
+    const { code, deployment } = await deploy();
+    expect(code).toBe(3);
+    expect(outcomes(deployment)).toEqual({ gone: "unreachable", web01: "deployed", web02: "deployed", web03: "deployed" });
+    const down = deployment.hosts.find((host) => host.host === "gone")!;
+    expect(down.detail).toContain("ECONNREFUSED");
+    expect(down.detail).toContain("check that the host is up");
   });
 });

@@ -1,0 +1,134 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SshSession } from "../../src/remote/ssh-session.js";
+import { GiveUp, waitFor } from "../bed/proc.js";
+import { TestBed } from "../bed/bed.js";
+import { WorkRepo } from "../bed/work-repo.js";
+
+const CLI = new URL("../helpers/tidemark-process.ts", import.meta.url).pathname;
+const service = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n";
+
+interface Deployment {
+  hosts: Array<{ host: string; outcome: string; detail?: string }>;
+}
+
+describe("a deployment killed or cut off at any phase", () => {
+  let bed: TestBed;
+  let work: WorkRepo;
+  let env: NodeJS.ProcessEnv;
+  const dirs: string[] = [];
+  const sessions = new Map<string, SshSession>();
+
+  async function sh(host: string, line: string): Promise<string> {
+    let session = sessions.get(host);
+    if (!session?.alive) {
+      session = await SshSession.connect(bed.host(host), { privateKey: bed.clientKey });
+      sessions.set(host, session);
+    }
+    const { stdout, stderr } = await session.exec(line);
+    return `${stdout}${stderr}`.trim();
+  }
+
+  /** Runs `tidemark deploy` as a process; `onLine` sees each progress line and may kill it. */
+  function deploy(onLine: (line: string, kill: () => void) => void = () => undefined): Promise<{ code: number | null; signal: string | null; deployment?: Deployment; stderr: string }> {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, "deploy", "staging", "--yes", "--json", "--settle", "0.3"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => {
+      const before = stderr.length;
+      stderr += chunk.toString();
+      for (const line of stderr.slice(stderr.lastIndexOf("\n", before) + 1).split("\n").slice(0, -1)) onLine(line, () => child.kill("SIGKILL"));
+    });
+    return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal, stderr, ...(stdout.trim().startsWith("{") ? { deployment: JSON.parse(stdout) as Deployment } : {}) })));
+  }
+
+  /** What no crash may ever leave: `current` on a partial release. Returns the host's target and current lines. */
+  async function invariants(host: string): Promise<{ target: string; current: string; version: string }> {
+    const link = await sh(host, "readlink /var/lib/tidemark/apps/app/current || echo none");
+    expect(link).toMatch(/^([0-9a-f]{40}|none)$/);
+    if (link !== "none") expect(await sh(host, `test -d /var/lib/tidemark/apps/app/${link} && echo whole`)).toBe("whole");
+    const [target, current, version] = (await sh(host, "cat /var/lib/tidemark/target 2>/dev/null || echo -; cat /var/lib/tidemark/current 2>/dev/null || echo -; cat /var/lib/tidemark/apps/app/current/version 2>/dev/null || echo -")).split("\n");
+    return { target: target!, current: current!, version: version! };
+  }
+
+  /** Runs again until every host is deployed or unchanged: the lock of a killed run goes with its SSH session. */
+  async function converge(): Promise<Deployment> {
+    return waitFor("a rerun to converge", async () => {
+      const result = await deploy();
+      if (!result.deployment) throw new GiveUp(`deploy failed: ${result.stderr}`);
+      const stuck = result.deployment.hosts.filter((host) => !["deployed", "unchanged"].includes(host.outcome));
+      if (stuck.some((host) => !host.detail?.startsWith("locked"))) throw new GiveUp(`did not converge: ${JSON.stringify(stuck)}`);
+      return stuck.length === 0 ? result.deployment : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
+  }
+
+  const tree = (version: string, extra: Record<string, string> = {}) =>
+    Object.fromEntries(bed.hosts.flatMap((host) => Object.entries({ "app/systemd/app.service": service, "app/run.sh": "exec sleep infinity\n", "app/version": `${version}\n`, "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] } }), ...extra }).map(([path, content]) => [`clusters/staging/${host.name}/${path}`, content])));
+
+  beforeAll(async () => {
+    bed = await TestBed.up({ systemdHosts: 2, forge: true });
+    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
+    const dir = mkdtempSync(join(tmpdir(), "tidemark-crash-"));
+    dirs.push(dir);
+    env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
+    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
+    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree("0") }, "zero");
+    await work.push("main");
+    expect((await converge()).hosts.map((host) => host.outcome)).toEqual(["deployed", "deployed"]);
+  });
+
+  afterAll(async () => {
+    for (const session of sessions.values()) session.close();
+    work?.remove();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    await bed?.down();
+  });
+
+  for (const [i, phase] of ["inspect", "upload", "switch", "check", "commit"].entries()) {
+    it(`killed with SIGKILL when a host reaches "${phase}": never a partial release, and a rerun converges with target = current`, async () => {
+      const version = `${i + 1}`;
+      await work.commit(tree(version, { "app/data.bin": "x".repeat(2_000_000 + i) }), `version ${version}`);
+      await work.push("main");
+      const killed = await deploy((line, kill) => {
+        if (line === `web01: ${phase}`) kill();
+      });
+      expect(killed.signal).toBe("SIGKILL");
+      for (const host of ["web01", "web02"]) await invariants(host);
+
+      await converge();
+      for (const host of ["web01", "web02"]) {
+        const state = await invariants(host);
+        expect(state.version).toBe(version);
+        expect(state.target.split(" ")[1]).toBe(state.current.split(" ")[1]);
+        expect(await sh(host, "systemctl is-active app.service")).toBe("active");
+      }
+    });
+  }
+
+  it("a connection cut mid-upload fails that host with nothing switched; the other host deploys", async () => {
+    await work.commit(tree("cut", { "app/data.bin": "y".repeat(15_000_000) }), "a big upload");
+    await work.push("main");
+    const before = await invariants("web01");
+    let cut: Promise<string> | undefined;
+    const result = await deploy((line) => {
+      // Every sshd session process on web01 goes, the deployment's connection with it.
+      if (line === "web01: upload") cut ??= sh("web02", "true").then(() => sh("web01", "sleep 0.2; pkill -f 'sshd: root@notty' || true"));
+    });
+    await cut?.catch(() => undefined);
+    sessions.delete("web01");
+    if (!result.deployment) throw new Error(`deploy printed no result: ${result.stderr}`);
+    const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
+    expect(outcomes.web01!.outcome).toBe("failed");
+    expect(outcomes.web01!.detail).toContain("nothing switched");
+    expect(outcomes.web02!.outcome).toBe("deployed");
+    const after = await invariants("web01");
+    expect(after.current).toBe(before.current);
+    expect(after.version).toBe(before.version);
+    await converge();
+    expect((await invariants("web01")).version).toBe("cut");
+  });
+});
