@@ -5,7 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-packages="git redis-server openssh-server openssh-client systemd-container debootstrap iproute2 util-linux curl"
+# Extra packages for benchmarks come as arguments (e.g. ansible rsync).
+packages="git redis-server openssh-server openssh-client systemd-container debootstrap iproute2 util-linux curl $*"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
