@@ -94,12 +94,15 @@ export function stageScript(user: RemoteUser, deploymentId: string, tree: string
     stateLine("target", deploymentId, tree),
     ...apps.flatMap(({ app, release, base, drop, dirs }) => {
       const partial = partialDir(app, release);
+      const uploadDirs = [partial, ...dirs.map((dir) => `${partial}/${dir}`)];
       return [
         command("rm", "-rf", "--", partial),
         command("mkdir", "-p", "--", partial),
         ...(base ? [command("cp", "-a", "--link", "--", `${appDir(app)}/${base}/.`, `${partial}/`)] : []),
         ...(drop.length > 0 ? [command("rm", "-rf", "--", ...drop.map((path) => `${partial}/${path}`))] : []),
         ...(dirs.length > 0 ? [command("mkdir", "-p", "--", ...dirs.map((dir) => `${partial}/${dir}`))] : []),
+        // SFTP runs as the login user: a sudo user gets the dirs it uploads into, and seal gives them back to root.
+        ...(user === "root" ? [] : [command("chown", "--", user.sudo, ...uploadDirs), command("chmod", "u+w", "--", ...uploadDirs)]),
       ];
     }),
   ]);
@@ -118,7 +121,8 @@ export function sealScript(user: RemoteUser, apps: SealApp[]): RemoteCommand {
     const partial = partialDir(app, release);
     // File names hold no newline (validation refuses them), so a heredoc line is one file.
     const check = uploaded.length === 0 ? [] : [`(cd -- ${quote(partial)} && sha256sum --check --quiet --strict) <<'TIDEMARK_SUMS'`, ...uploaded.map(({ path, sha256 }) => `${sha256}  ${path}`), "TIDEMARK_SUMS"];
-    return [...check, command("chmod", "-R", "a-w", "--", partial), command("mv", "-T", "--", partial, `${appDir(app)}/${release}`)];
+    const owner = user === "root" ? [] : [command("chown", "-R", "0:0", "--", partial)];
+    return [...check, ...owner, command("chmod", "-R", "a-w", "--", partial), command("mv", "-T", "--", partial, `${appDir(app)}/${release}`)];
   }));
 }
 

@@ -205,4 +205,23 @@ describe("tidemark deploy on systemd hosts", () => {
     expect(down.detail).toContain("ECONNREFUSED");
     expect(down.detail).toContain("check that the host is up");
   });
+
+  it("deploys as a user with passwordless sudo, leaving releases owned by root", async () => {
+    await sh("web02", [
+      "useradd --create-home deployer",
+      "install -d -m 700 -o deployer /home/deployer/.ssh",
+      "install -m 600 -o deployer /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys",
+      "echo 'deployer ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/deployer",
+    ].join(" && "));
+    const asDeployer = config().replace(/(web02: \{ address: [^,]+, port: \d+, user: )root/, "$1deployer");
+    expect(asDeployer).toContain("user: deployer");
+    await work.commit({ "tidemark.yaml": asDeployer, ...tree(hello("8")), "clusters/staging/gone/hello/version": null }, "eight, web02 as deployer, the host that was down gone");
+    await work.push("main");
+    const { deployment } = await deploy();
+    const web02 = deployment.hosts.find((host) => host.host === "web02")!;
+    expect(`${web02.outcome} ${web02.detail ?? ""}`.trim()).toBe("deployed");
+    expect(await sh("web02", "cat /etc/hello/version; systemctl is-active hello.service")).toBe("8\nactive");
+    const release = await sh("web02", "readlink /var/lib/tidemark/apps/hello/current");
+    expect(await sh("web02", `find /var/lib/tidemark/apps/hello/${release} ! -user root -print`)).toBe("");
+  });
 });

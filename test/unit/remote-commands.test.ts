@@ -99,4 +99,10 @@ describe("remote command builders", () => {
     const states = parseUnitStates("Id=a.service\nActiveState=active\nSubState=running\nResult=success\n\nId=b.service\nActiveState=failed\nSubState=failed\nResult=exit-code\n\nId=c.service\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\n");
     expect(states.map((state) => [state.unit, unitFailed(state)])).toEqual([["a.service", false], ["b.service", true], ["c.service", true]]);
   });
+
+  it("lets a sudo user's SFTP write only into the dirs it uploads to, and gives the release back to root when sealing", () => {
+    const staged = body(stageScript({ sudo: "deployer" }, "d1", "t1", [{ app: "web", release: "r2", base: null, drop: [], dirs: ["conf"] }]).input).split("\n");
+    expect(staged.slice(-3)).toEqual(["chown -- deployer /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/.partial-r2/conf", "chmod u+w -- /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/.partial-r2/conf", ""]);
+    expect(body(sealScript({ sudo: "deployer" }, [{ app: "web", release: "r2", uploaded: [] }]).input)).toBe("chown -R 0:0 -- /var/lib/tidemark/apps/web/.partial-r2\nchmod -R a-w -- /var/lib/tidemark/apps/web/.partial-r2\nmv -T -- /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/r2\n");
+  });
 });
