@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshSession } from "../../src/remote/ssh-session.js";
-import { GiveUp, waitFor } from "../bed/proc.js";
+import { GiveUp, run, waitFor } from "../bed/proc.js";
 import { TestBed } from "../bed/bed.js";
 import { WorkRepo } from "../bed/work-repo.js";
 
@@ -113,12 +113,13 @@ describe("a deployment killed or cut off at any phase", () => {
     await work.commit(tree("cut", { "app/data.bin": "y".repeat(15_000_000) }), "a big upload");
     await work.push("main");
     const before = await invariants("web01");
-    let cut: Promise<string> | undefined;
-    const result = await deploy((line) => {
-      // Every sshd session process on web01 goes, the deployment's connection with it.
-      if (line === "web01: upload") cut ??= sh("web02", "true").then(() => sh("web01", "sleep 0.2; pkill -f 'sshd: root@notty' || true"));
-    });
-    await cut?.catch(() => undefined);
+    // A watcher on web01 waits for the upload to begin, then ends every sshd session there, the deployment's with it.
+    const release = (await run("git", ["-C", work.dir, "rev-parse", "HEAD:clusters/staging/web01/app"])).stdout.trim();
+    const watcher = await SshSession.connect(bed.host("web01"), { privateKey: bed.clientKey });
+    const cut = watcher.exec(`while [ ! -e /var/lib/tidemark/apps/app/.partial-${release}/data.bin ]; do sleep 0.01; done; pkill -f 'sshd: root@notty'`).catch(() => "cut");
+    const result = await deploy();
+    expect(await cut).toBe("cut");
+    watcher.close();
     sessions.delete("web01");
     if (!result.deployment) throw new Error(`deploy printed no result: ${result.stderr}`);
     const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
