@@ -1,5 +1,5 @@
 import type { InventoryHost } from "../config/source-config.js";
-import { describeError } from "../core/errors.js";
+import { describeError, TidemarkError } from "../core/errors.js";
 import type { HostOutcome, Trigger } from "../core/outcome.js";
 import { planHost } from "../core/plan.js";
 import type { SourceMirror } from "../git/mirror.js";
@@ -56,7 +56,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   });
   const connect = (target: SshTarget) => {
     if ((typeof target.hostKey === "string" ? [target.hostKey] : target.hostKey).length === 0) {
-      throw new Error(`no pinned host key for ${target.name}: add hostKey to its inventory entry in tidemark.yaml, or pass --known-hosts with a file that has ${target.address}`);
+      throw new TidemarkError("HOST_KEY_UNKNOWN", `no pinned host key for ${target.name} (${target.address}:${target.port}); Tidemark never trusts a key on first use`, "add hostKey to its inventory entry in tidemark.yaml, or pass --known-hosts with a file that lists it");
     }
     return SshSession.connect(target, options.ssh);
   };

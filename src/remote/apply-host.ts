@@ -35,13 +35,10 @@ export interface HostResult extends HostOutcome {
 
 export type PhaseObserver = (host: string, phase: HostPhase) => void;
 
-class Failure extends Error {
-  constructor(
-    readonly detail: string,
-    readonly log?: string,
-  ) {
-    super(detail);
-  }
+/** What failed after the switch: a value handed back, never thrown. */
+interface Failure {
+  detail: string;
+  log?: string;
 }
 
 /**
@@ -181,7 +178,7 @@ async function upload(session: SshSession, user: RemoteUser, job: HostJob, chang
 /** Switches, restarts, waits for the units to settle and checks them and the app checks; returns what failed, if anything. */
 async function switchAndCheck(session: SshSession, user: RemoteUser, changes: HostChanges, settleMs: number, checking: () => void): Promise<Failure | undefined> {
   const switched = await execute(session, switchScript(user, changes.switch));
-  if (switched.code !== 0) return new Failure(`the switch failed: ${lastLine(switched.stderr) || `exit ${String(switched.code)}`}`, switched.stderr);
+  if (switched.code !== 0) return { detail: `the switch failed: ${lastLine(switched.stderr) || `exit ${String(switched.code)}`}`, log: switched.stderr };
   checking();
   if (changes.units.length > 0) {
     const { stdout } = await run(session, unitStateScript(user, changes.units, settleMs), "read the units' state");
@@ -189,7 +186,7 @@ async function switchAndCheck(session: SshSession, user: RemoteUser, changes: Ho
     if (failed.length > 0) {
       const journal = await Promise.all(failed.map(async (unit) => `${unit.unit}:\n${(await execute(session, journalScript(user, unit.unit))).stdout.trimEnd()}`));
       const detail = failed.map((unit) => `${unit.unit} ${unit.activeState === "failed" ? "failed" : unit.activeState} (${unit.result})`).join(", ");
-      return new Failure(detail, journal.join("\n"));
+      return { detail, log: journal.join("\n") };
     }
   } else if (settleMs > 0 && changes.checks.length > 0) {
     await new Promise((resolve) => setTimeout(resolve, settleMs));
@@ -198,10 +195,10 @@ async function switchAndCheck(session: SshSession, user: RemoteUser, changes: Ho
     const name = check.name ?? ("command" in check ? check.command : check.http);
     if ("command" in check) {
       const result = await execute(session, checkScript(user, app, check.command, check.timeoutSeconds));
-      if (result.code !== 0) return new Failure(`check ${JSON.stringify(name)} of ${app} failed (exit ${String(result.code)})`, `${result.stdout}${result.stderr}`.trimEnd());
+      if (result.code !== 0) return { detail: `check ${JSON.stringify(name)} of ${app} failed (exit ${String(result.code)})`, log: `${result.stdout}${result.stderr}`.trimEnd() };
     } else {
       const problem = await httpCheck(session, check.http, check.status, check.timeoutSeconds * 1000);
-      if (problem) return new Failure(`check ${JSON.stringify(name)} of ${app} failed: ${problem}`);
+      if (problem) return { detail: `check ${JSON.stringify(name)} of ${app} failed: ${problem}` };
     }
   }
   return undefined;

@@ -1,12 +1,10 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshSession } from "../../src/remote/ssh-session.js";
 import { GiveUp, run, waitFor } from "../bed/proc.js";
 import { TestBed } from "../bed/bed.js";
 import { WorkRepo } from "../bed/work-repo.js";
+import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 
 const CLI = new URL("../helpers/tidemark-process.ts", import.meta.url).pathname;
 const service = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n";
@@ -19,18 +17,10 @@ describe("a deployment killed or cut off at any phase", () => {
   let bed: TestBed;
   let work: WorkRepo;
   let env: NodeJS.ProcessEnv;
-  const dirs: string[] = [];
-  const sessions = new Map<string, SshSession>();
+  let shell: HostShell;
+  let operator: ReturnType<typeof operatorEnv>;
 
-  async function sh(host: string, line: string): Promise<string> {
-    let session = sessions.get(host);
-    if (!session?.alive) {
-      session = await SshSession.connect(bed.host(host), { privateKey: bed.clientKey });
-      sessions.set(host, session);
-    }
-    const { stdout, stderr } = await session.exec(line);
-    return `${stdout}${stderr}`.trim();
-  }
+  const sh = (host: string, line: string) => shell.run(host, line);
 
   /** Runs `tidemark deploy` as a process; `onLine` sees each progress line and may kill it. */
   function deploy(onLine: (line: string, kill: () => void) => void = () => undefined): Promise<{ code: number | null; signal: string | null; deployment?: Deployment; stderr: string }> {
@@ -72,9 +62,9 @@ describe("a deployment killed or cut off at any phase", () => {
   beforeAll(async () => {
     bed = await TestBed.up({ systemdHosts: 2, forge: true });
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
-    const dir = mkdtempSync(join(tmpdir(), "tidemark-crash-"));
-    dirs.push(dir);
-    env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
+    shell = new HostShell(bed);
+    operator = operatorEnv(bed);
+    env = operator.env;
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree("0") }, "zero");
     await work.push("main");
@@ -82,9 +72,9 @@ describe("a deployment killed or cut off at any phase", () => {
   });
 
   afterAll(async () => {
-    for (const session of sessions.values()) session.close();
+    shell?.close();
     work?.remove();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    operator?.remove();
     await bed?.down();
   });
 
@@ -120,7 +110,7 @@ describe("a deployment killed or cut off at any phase", () => {
     const result = await deploy();
     expect(await cut).toBe("cut");
     watcher.close();
-    sessions.delete("web01");
+    shell.forget("web01");
     if (!result.deployment) throw new Error(`deploy printed no result: ${result.stderr}`);
     const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
     expect(outcomes.web01!.outcome).toBe("failed");

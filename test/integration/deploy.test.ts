@@ -1,6 +1,5 @@
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lockCommand } from "../../src/remote/commands.js";
@@ -8,6 +7,7 @@ import { SshSession } from "../../src/remote/ssh-session.js";
 import { command } from "../../src/remote/shell.js";
 import { TestBed } from "../bed/bed.js";
 import { WorkRepo } from "../bed/work-repo.js";
+import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { tidemark } from "../helpers/run-cli.js";
 
 interface DeploymentJson {
@@ -32,7 +32,8 @@ const hello = (version: string, run = "exec sleep infinity") => ({
 describe("tidemark deploy on systemd hosts", () => {
   let bed: TestBed;
   let work: WorkRepo;
-  const dirs: string[] = [];
+  let shell: HostShell;
+  let operator: ReturnType<typeof operatorEnv>;
   let env: NodeJS.ProcessEnv;
   const sessions: SshSession[] = [];
 
@@ -51,34 +52,21 @@ describe("tidemark deploy on systemd hosts", () => {
   }
   const outcomes = (deployment: DeploymentJson) => Object.fromEntries(deployment.hosts.map((host) => [host.host, host.outcome]));
 
-  async function sh(host: string, line: string, fresh = false): Promise<string> {
-    let session = fresh ? undefined : sessions.find((candidate) => candidate.target.name === host && candidate.alive);
-    if (!session) {
-      session = await SshSession.connect(bed.host(host), { privateKey: bed.clientKey });
-      sessions.push(session);
-    }
-    try {
-      const result = await session.exec(line);
-      return `${result.stdout}${result.stderr}`.trim();
-    } catch (error) {
-      // Once seen under full-suite load: the test's own long-lived session dropped (not the deployment's); see the issue 4 note.
-      if (fresh || (error as { code?: string }).code !== "SSH_CONNECTION_LOST") throw error;
-      return sh(host, line, true);
-    }
-  }
+  const sh = (host: string, line: string) => shell.run(host, line);
 
   beforeAll(async () => {
     bed = await TestBed.up({ systemdHosts: 3, forge: true });
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
-    const dir = mkdtempSync(join(tmpdir(), "tidemark-deploy-"));
-    dirs.push(dir);
-    env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
+    shell = new HostShell(bed);
+    operator = operatorEnv(bed);
+    env = operator.env;
   });
 
   afterAll(async () => {
     for (const session of sessions) session.close();
+    shell?.close();
     work?.remove();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    operator?.remove();
     await bed?.down();
   });
 

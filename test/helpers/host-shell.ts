@@ -1,0 +1,47 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SshSession } from "../../src/remote/ssh-session.js";
+import type { TestBed } from "../bed/bed.js";
+
+/** A test's own view of the bed's hosts: one reused SSH session per host, to look at what a deployment left. */
+export class HostShell {
+  private readonly sessions = new Map<string, SshSession>();
+
+  constructor(private readonly bed: TestBed) {}
+
+  /** Runs a command line on a host; stdout and stderr together, trimmed. */
+  async run(host: string, line: string, fresh = false): Promise<string> {
+    let session = fresh ? undefined : this.sessions.get(host);
+    if (!session?.alive) {
+      session = await SshSession.connect(this.bed.host(host), { privateKey: this.bed.clientKey });
+      this.sessions.set(host, session);
+    }
+    try {
+      const result = await session.exec(line);
+      return `${result.stdout}${result.stderr}`.trim();
+    } catch (error) {
+      // Once seen under full-suite load: this probe session (never a deployment's) dropped mid-command.
+      if (fresh || (error as { code?: string }).code !== "SSH_CONNECTION_LOST") throw error;
+      return this.run(host, line, true);
+    }
+  }
+
+  /** Forgets a host's session, e.g. after a test cut its connections on purpose. */
+  forget(host: string): void {
+    this.sessions.get(host)?.close();
+    this.sessions.delete(host);
+  }
+
+  close(): void {
+    for (const session of this.sessions.values()) session.close();
+    this.sessions.clear();
+  }
+}
+
+/** The operator's settings for a deploy against the bed: its forge repo, a fresh store and mirrors, the bed's key. */
+export function operatorEnv(bed: TestBed): { env: NodeJS.ProcessEnv; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), "tidemark-operator-"));
+  const env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
+  return { env, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
