@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { TidemarkError } from "../core/errors.js";
 import { planJson, renderPlan } from "../core/render-plan.js";
 import { deployPlan, type Deployment } from "../pipeline/deploy.js";
@@ -6,6 +5,7 @@ import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import { resolveEnvironment, resolveUserRef } from "../pipeline/read-source.js";
 import type { HostPhase } from "../remote/apply-host.js";
 import { KnownHosts } from "../remote/known-hosts.js";
+import { readSshKey } from "../remote/ssh-key.js";
 import { openMirror, openStore, type Context } from "./context.js";
 import { EXIT } from "./exit-codes.js";
 
@@ -47,7 +47,7 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
 
   const progress = terminal.interactive && !ctx.json ? liveProgress(terminal.err, prepared.plan.hosts.map((host) => host.host)) : (host: string, phase: HostPhase) => terminal.err(`${host}: ${phase}\n`);
   const deployment = await deployPlan(mirror, store, prepared, {
-    ssh: { privateKey: ctx.settings.sshKey ? readKey(ctx.settings.sshKey) : undefined, agent: ctx.settings.sshAgent },
+    ssh: { privateKey: ctx.settings.sshKey ? readSshKey(ctx.settings.sshKey) : undefined, agent: ctx.settings.sshAgent },
     knownHosts: ctx.settings.knownHosts ? KnownHosts.read(ctx.settings.knownHosts) : undefined,
     trigger: "cli",
     settleMs: flags.settle * 1000,
@@ -92,12 +92,4 @@ function liveProgress(write: (text: string) => void, hosts: string[]): (host: st
     write(`${drawn ? `\x1b[${lines.length}A` : ""}${lines.join("\n")}\n`);
     drawn = true;
   };
-}
-
-function readKey(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new TidemarkError("SSH_KEY_UNREADABLE", `cannot read the SSH key ${path}`, "pass --ssh-key with the operator's private key file, or leave it out to use the agent (SSH_AUTH_SOCK)", { cause: error });
-  }
 }

@@ -6,6 +6,8 @@ import { context, type CommonFlags } from "./context.js";
 import { EXIT } from "./exit-codes.js";
 import { deployCommand, type DeployFlags } from "./deploy.js";
 import { historyCommand } from "./history.js";
+import { serviceCommand } from "./serve.js";
+import type { Flags } from "../config/settings.js";
 import { planCommand } from "./plan.js";
 import { statusCommand } from "./status.js";
 import { validateCommand } from "./validate.js";
@@ -96,6 +98,30 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
       return run(() => deployCommand(context(flags, io.env, io.out), terminal, environment, flags));
     });
+
+  const service = (role: "serve" | "worker", description: string) =>
+    program
+      .command(role)
+      .description(description)
+      .option("--repo <url>", "the source repo, an http(s) clone URL; credentials as https://user:token@host/... (env: TIDEMARK_REPO)")
+      .option("--redis <url>", "Redis: redis://[:password@]host:port[/db], rediss:// for TLS (env: TIDEMARK_REDIS_URL)")
+      .option("--redis-ca <file>", "a PEM CA certificate for rediss:// (env: TIDEMARK_REDIS_CA)")
+      .option("--listen <host:port>", `where HTTP listens (env: TIDEMARK_LISTEN${role === "serve" ? "; default 127.0.0.1:8080" : "; default: no HTTP"})`)
+      .option("--poll-interval <seconds>", "how often the source repo is polled for pushes webhooks missed; 0 turns polling off (env: TIDEMARK_POLL_INTERVAL, default 60)")
+      .option("--store <path>", "the store, a bare git repository (env: TIDEMARK_STORE, default .tidemark/store.git)")
+      .option("--store-remote <url>", "a git URL through which several workers share the store (env: TIDEMARK_STORE_REMOTE)")
+      .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
+      .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
+      .option("--settle <seconds>", "how long units settle before they are checked (env: TIDEMARK_SETTLE, default 1)")
+      .option("--takeover-after <seconds>", "how long a dead worker's deployment waits before another worker takes it over (env: TIDEMARK_TAKEOVER_AFTER, default 30)")
+      .option("--shutdown-timeout <seconds>", "on SIGTERM, how long the hosts in flight may take before the process exits anyway (env: TIDEMARK_SHUTDOWN_TIMEOUT, default 60)")
+      .option("--config <file>", "a YAML or JSON file with settings, e.g. webhookSecrets: [old, new] (env: TIDEMARK_CONFIG)")
+      .addHelpText("after", "\nWebhook secrets come from TIDEMARK_WEBHOOK_SECRET (comma-separated, for rotation) or the config file, never from a flag: command lines are visible to every user of the machine.")
+      .action(function (this: Command) {
+        return run(() => serviceCommand(role, this.opts<Flags>(), io.env));
+      });
+  service("serve", "run the operator: the webhook endpoint, the poller and a worker, in one process (logs: JSON lines on stdout)");
+  service("worker", "run a worker only: start several, on several machines, against one Redis and one shared store");
 
   return program;
 }

@@ -16,3 +16,12 @@ export type Trigger = (typeof TRIGGERS)[number];
 export function isLive(outcome: HostOutcomeKind): boolean {
   return outcome === "deployed" || outcome === "unchanged";
 }
+
+/** A deployment as a whole: every host live, or some not (failed, rolled back, skipped), or only unreachable ones behind. */
+export type DeploymentOutcome = "succeeded" | "failed" | "unreachable";
+
+export function deploymentOutcome(hosts: ReadonlyArray<{ outcome: HostOutcomeKind }>): DeploymentOutcome {
+  const behind = hosts.filter((host) => !isLive(host.outcome));
+  if (behind.length === 0) return "succeeded";
+  return behind.every((host) => host.outcome === "unreachable") ? "unreachable" : "failed";
+}

@@ -18,6 +18,8 @@ export interface DeployOptions {
   settleMs?: number;
   keepReleases?: number;
   observe?: PhaseObserver;
+  /** Aborted when the operator shuts down: no new host starts, the ones in flight finish. */
+  stop?: AbortSignal;
 }
 
 export interface Deployment {
@@ -69,7 +71,12 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
 
   // The store gets the tree's objects first, so its commit can point at them whatever happens next.
   await store.importTree(mirror.reader, prepared.envTreeOid);
-  const results = await runRollout([...jobs.keys()], config.rollout, (host) => applyHost(job(host), connect, options.observe), undo);
+  const timed = async (apply: () => Promise<HostResult>): Promise<HostResult> => {
+    const started = performance.now();
+    const result = await apply();
+    return { ...result, durationMs: Math.round(performance.now() - started) };
+  };
+  const results = await runRollout([...jobs.keys()], config.rollout, (host) => timed(() => applyHost(job(host), connect, options.observe)), undo, options.stop);
 
   const byHost = new Map(results.map((result) => [result.host, result]));
   const hosts = [...new Set([...desired.hosts.keys(), ...jobs.keys()])].sort().map((host): HostResult => byHost.get(host) ?? { host, outcome: "unchanged" });

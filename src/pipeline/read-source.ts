@@ -1,8 +1,8 @@
 import git from "isomorphic-git";
-import { CONFIG_FILE, parseSourceConfig, type SourceConfig } from "../config/source-config.js";
+import { CONFIG_FILE, parseSourceConfig, type SourceConfig, type TrackingRule } from "../config/source-config.js";
 import { TidemarkError } from "../core/errors.js";
 import { InvalidConfigError } from "../core/problems.js";
-import { resolveTrack } from "../core/track.js";
+import { resolveTrack, type Resolution } from "../core/track.js";
 import { repoFs } from "../git/atomic-fs.js";
 import type { SourceMirror } from "../git/mirror.js";
 
@@ -36,15 +36,20 @@ export async function resolveUserRef(mirror: SourceMirror, ref: string): Promise
   throw new TidemarkError("REF_UNKNOWN", `${ref} is not a branch, tag or commit of ${mirror.url}`, "check the name; tags and branches are fetched on every run");
 }
 
-/** Where an environment points now, by its tracking rule as the default branch states it. */
-export async function resolveEnvironment(mirror: SourceMirror, environment: string): Promise<SourceCommit> {
+/** An environment's tracking rule, as the default branch states it, and where it points now. */
+export async function trackEnvironment(mirror: SourceMirror, environment: string): Promise<{ track: TrackingRule; resolution: Resolution }> {
   const head = await defaultBranch(mirror);
   const config = await readSourceConfig(mirror, head.commit);
   const env = config.environments[environment];
   if (!env) throw unknownEnvironment(environment, config);
-  const resolved = resolveTrack(env.track, await mirror.refs());
-  if (resolved.ref === null) throw new TidemarkError("REF_UNRESOLVED", `${environment}: ${resolved.reason}`, "push the branch or tag the environment tracks, or pass --ref");
-  return resolved;
+  return { track: env.track, resolution: resolveTrack(env.track, await mirror.refs()) };
+}
+
+/** Where an environment points now, by its tracking rule as the default branch states it. */
+export async function resolveEnvironment(mirror: SourceMirror, environment: string): Promise<SourceCommit> {
+  const { resolution } = await trackEnvironment(mirror, environment);
+  if (resolution.ref === null) throw new TidemarkError("REF_UNRESOLVED", `${environment}: ${resolution.reason}`, "push the branch or tag the environment tracks, or pass --ref");
+  return resolution;
 }
 
 /** `tidemark.yaml` at a commit, checked; every problem at once. */

@@ -31,6 +31,8 @@ export interface HostJob {
 export interface HostResult extends HostOutcome {
   /** For people: the failing unit's last journal lines, or the failing check's output. */
   log?: string;
+  /** How long the host took, connect to commit (and rollback): set by the deployment, for metrics and JSON. */
+  durationMs?: number;
 }
 
 export type PhaseObserver = (host: string, phase: HostPhase) => void;

@@ -4,6 +4,9 @@ import type { HostResult } from "../remote/apply-host.js";
 
 export type RolloutPolicy = SourceConfig["rollout"];
 
+/** The detail of a host not started because the operator was shutting down: the job runs again and deploys it. */
+export const STOPPED = "the operator stopped before this host (shutdown); the next run deploys it";
+
 const FAILED: ReadonlySet<HostOutcomeKind> = new Set(["rolled-back", "rollback-failed", "failed", "unreachable"]);
 
 /**
@@ -11,12 +14,14 @@ const FAILED: ReadonlySet<HostOutcomeKind> = new Set(["rolled-back", "rollback-f
  * before the rest start), then the rest, at most `maxParallel` at once. More
  * than `maxFailures` failed hosts halt the rollout: hosts not started are
  * `skipped`; with `onFailure: rollback-all`, the hosts already deployed in this
- * rollout are returned to their previous deployment by `undo`.
+ * rollout are returned to their previous deployment by `undo`. An aborted
+ * `stop` signal (the operator shutting down) starts no new host either; the
+ * hosts in flight finish.
  */
-export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: (host: string) => Promise<HostResult>, undo: (host: string) => Promise<HostResult>): Promise<HostResult[]> {
+export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: (host: string) => Promise<HostResult>, undo: (host: string) => Promise<HostResult>, stop?: AbortSignal): Promise<HostResult[]> {
   const results = new Map<string, HostResult>();
   let failures = 0;
-  const halted = () => failures > policy.maxFailures;
+  const halted = () => failures > policy.maxFailures || stop?.aborted === true;
 
   async function wave(batch: string[]): Promise<void> {
     let next = 0;
@@ -34,10 +39,11 @@ export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: 
   const canaries = hosts.slice(0, policy.canary);
   await wave(canaries);
   // A canary that did not succeed stops the rest, whatever maxFailures allows.
-  if (canaries.some((host) => results.get(host)?.outcome !== "deployed")) failures = Math.max(failures, policy.maxFailures + 1);
+  const canaryFailed = canaries.some((host) => results.has(host) && results.get(host)!.outcome !== "deployed");
+  if (canaryFailed) failures = Math.max(failures, policy.maxFailures + 1);
   if (!halted()) await wave(hosts.slice(policy.canary));
 
-  if (halted() && policy.onFailure === "rollback-all") {
+  if (failures > policy.maxFailures && policy.onFailure === "rollback-all") {
     const done = hosts.filter((host) => results.get(host)?.outcome === "deployed");
     await Promise.all(
       done.map(async (host) => {
@@ -46,6 +52,6 @@ export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: 
       }),
     );
   }
-  const reason = canaries.some((host) => results.get(host)?.outcome !== "deployed") ? "a canary host did not succeed" : `more than ${policy.maxFailures} host(s) failed (rollout.maxFailures)`;
+  const reason = failures <= policy.maxFailures ? STOPPED : canaryFailed ? "a canary host did not succeed" : `more than ${policy.maxFailures} host(s) failed (rollout.maxFailures)`;
   return hosts.map((host) => results.get(host) ?? { host, outcome: "skipped", detail: `not started: ${reason}` });
 }

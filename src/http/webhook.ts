@@ -1,0 +1,100 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Webhooks } from "@octokit/webhooks";
+import { z } from "zod";
+import type { OperatorQueues } from "../queue/queues.js";
+import { readLimited, send } from "./respond.js";
+
+/** GitHub caps payloads at 25 MB, but a push that matters to Tidemark is a few KB: anything over 1 MiB is refused unread. */
+export const MAX_WEBHOOK_BYTES = 1024 * 1024;
+
+export type WebhookResult = "queued" | "duplicate" | "ping" | "ignored" | "unauthorized" | "too-large" | "not-json" | "malformed" | "unavailable";
+
+const PushPayload = z.object({
+  ref: z.string().regex(/^refs\/(heads|tags)\/./),
+  after: z.string().regex(/^[0-9a-f]{40}$/),
+  deleted: z.boolean(),
+  repository: z.object({ full_name: z.string(), clone_url: z.string() }),
+});
+
+export interface WebhookDeps {
+  /** One verifier per secret: during a rotation, both the old and the new secret are accepted. */
+  secrets: string[];
+  queues: OperatorQueues;
+  /** The source repo's URL: pushes to any other repository are ignored. */
+  sourceRepo: string;
+  record: (result: WebhookResult, fields: Record<string, unknown>) => void;
+}
+
+/**
+ * `POST /webhooks/github`: checks size, type and signature before parsing a
+ * byte, remembers the delivery so that a redelivery adds nothing, and queues
+ * a push hint. It answers as soon as the hint is in Redis: the work happens
+ * in the workers.
+ */
+export function webhookHandler(deps: WebhookDeps): (request: IncomingMessage, response: ServerResponse) => Promise<void> {
+  const verifiers = deps.secrets.map((secret) => new Webhooks({ secret }));
+  const source = repoKey(deps.sourceRepo);
+
+  return async (request, response) => {
+    const answer = (status: number, result: WebhookResult, message: string, fields: Record<string, unknown> = {}) => {
+      deps.record(result, { delivery: request.headers["x-github-delivery"], event: request.headers["x-github-event"], status, ...fields });
+      // Refused unread: close the connection rather than drain a body of any size.
+      send(response, status, { result, message }, status === 413 ? { connection: "close" } : {});
+    };
+    const declared = Number(request.headers["content-length"] ?? 0);
+    if (declared > MAX_WEBHOOK_BYTES) return answer(413, "too-large", `payloads over ${MAX_WEBHOOK_BYTES} bytes are refused`, { bytes: declared });
+    const body = await readLimited(request, MAX_WEBHOOK_BYTES);
+    if (body === undefined) return answer(413, "too-large", `payloads over ${MAX_WEBHOOK_BYTES} bytes are refused`);
+    if (!/^application\/json\s*(;|$)/i.test(request.headers["content-type"] ?? "")) {
+      return answer(415, "not-json", "set the webhook's content type to application/json");
+    }
+    const signature = header(request, "x-hub-signature-256");
+    if (verifiers.length === 0) return answer(401, "unauthorized", "webhooks are off: the operator has no webhook secret (TIDEMARK_WEBHOOK_SECRET)");
+    if (!signature) return answer(401, "unauthorized", "missing X-Hub-Signature-256: give the webhook a secret, the same as TIDEMARK_WEBHOOK_SECRET");
+    const text = body.toString("utf8");
+    const verified = await Promise.all(verifiers.map((verifier) => verifier.verify(text, signature).catch(() => false)));
+    if (!verified.includes(true)) return answer(401, "unauthorized", "the signature matches no webhook secret: check that the webhook's secret is one of TIDEMARK_WEBHOOK_SECRET");
+
+    const event = header(request, "x-github-event");
+    const delivery = header(request, "x-github-delivery");
+    if (event === "ping") return answer(200, "ping", "pong");
+    if (event !== "push") return answer(202, "ignored", `Tidemark acts on push events only, not ${event ?? "(no X-GitHub-Event)"}`);
+    if (!delivery) return answer(400, "malformed", "missing X-GitHub-Delivery");
+    let parsed: z.infer<typeof PushPayload>;
+    try {
+      parsed = PushPayload.parse(JSON.parse(text));
+    } catch (error) {
+      return answer(400, "malformed", `not a push payload: ${error instanceof z.ZodError ? error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ") : "invalid JSON"}`);
+    }
+    if (repoKey(parsed.repository.clone_url) !== source) return answer(202, "ignored", `a push to ${parsed.repository.full_name}, not to the source repo`);
+
+    const hookId = header(request, "x-github-hook-id") ?? "-";
+    try {
+      if (!(await deps.queues.firstDelivery(hookId, delivery))) return answer(200, "duplicate", "this delivery was queued before", { ref: parsed.ref });
+      try {
+        const job = await deps.queues.addPush({ kind: "push", ref: parsed.ref, after: parsed.after, deleted: parsed.deleted, delivery });
+        return answer(202, "queued", `queued ${parsed.ref} at ${parsed.after.slice(0, 7)}`, { ref: parsed.ref, after: parsed.after, job });
+      } catch (error) {
+        await deps.queues.forgetDelivery(hookId, delivery).catch(() => undefined);
+        throw error;
+      }
+    } catch (error) {
+      return answer(503, "unavailable", "cannot queue the push: Redis is unreachable; redeliver it later, or let the poller catch up", { error: error instanceof Error ? error.message : String(error) });
+    }
+  };
+}
+
+function header(request: IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** host/owner/name, case-insensitive, without credentials or `.git`: how a clone URL names its repository. */
+export function repoKey(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.host}${parsed.pathname.replace(/\.git$/, "").replace(/\/+$/, "")}`.toLowerCase();
+  } catch {
+    return url.toLowerCase();
+  }
+}

@@ -1,0 +1,75 @@
+import { UnrecoverableError } from "bullmq";
+import { describeError, TidemarkError } from "../core/errors.js";
+import { deploymentOutcome, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
+import { InvalidConfigError } from "../core/problems.js";
+import { movesForward } from "../core/track.js";
+import { deployPlan } from "../pipeline/deploy.js";
+import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
+import { trackEnvironment } from "../pipeline/read-source.js";
+import type { DeployJob } from "../queue/queues.js";
+import { STOPPED } from "../rollout/rollout.js";
+import type { Operator } from "./operator.js";
+
+/** What a deploy job did; kept by BullMQ as the job's return value (no logs, no secrets). */
+export type DeployJobResult = (
+  | { status: "deployed"; id: string; outcome: DeploymentOutcome; sourceRef: string; sourceCommit: string; hosts: Array<HostOutcome & { durationMs?: number }> }
+  | { status: "up-to-date"; sourceRef: string; sourceCommit: string }
+  | { status: "stays"; reason: string }
+) & { environment: string; superseded: string[] };
+
+/** Thrown after a shutdown cut a rollout short: the attempt is recorded, and the job runs again to deploy the rest. */
+export class StoppedError extends Error {}
+
+/**
+ * One deployment job: resolves where the environment points now (the
+ * request was a hint), plans against the store, rolls out, records. The
+ * commits asked for before it resolved and not deployed are reported
+ * superseded. Errors that a retry cannot fix end the job at once.
+ */
+export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal): Promise<DeployJobResult> {
+  const { environment } = job;
+  const seen = await op.queues.sequence();
+  try {
+    await op.mirror.fetch();
+    const { track, resolution } = await trackEnvironment(op.mirror, environment);
+    if (resolution.ref === null) return { environment, status: "stays", reason: `${resolution.reason}; ${environment} stays where it is`, superseded: [] };
+    try {
+      await op.store.sync(environment);
+    } catch (error) {
+      // The hosts' lock and stale-plan check keep a deployment planned on an out-of-date store safe.
+      op.log.warn({ environment, error: describeError(error) }, "store remote unreachable: planning with the local store");
+    }
+    const last = (await op.store.history(environment, 1))[0];
+    if (last && !movesForward(track, last.sourceRef, resolution.ref)) {
+      return { environment, status: "stays", reason: `${resolution.ref} is older than ${last.sourceRef}, deployed last; ${environment} stays where it is`, superseded: [] };
+    }
+    const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, resolution);
+    const superseded = () => op.queues.takeRequested(environment, seen, resolution.commit);
+    if (last?.sourceCommit === resolution.commit && prepared.plan.hosts.length === 0) {
+      return { environment, status: "up-to-date", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded: await superseded() };
+    }
+    if (stop.aborted) throw new StoppedError("the operator is shutting down; another worker deploys it");
+
+    const deployment = await deployPlan(op.mirror, op.store, prepared, { ...op.deploy, trigger: job.trigger, stop });
+    if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
+    if (deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED))) {
+      throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
+    }
+    return {
+      environment,
+      status: "deployed",
+      id: deployment.id,
+      outcome: deploymentOutcome(deployment.hosts),
+      sourceRef: deployment.sourceRef,
+      sourceCommit: deployment.sourceCommit,
+      hosts: deployment.hosts.map(({ host, outcome, detail, durationMs }) => ({ host, outcome, ...(detail ? { detail } : {}), ...(durationMs !== undefined ? { durationMs } : {}) })),
+      superseded: await superseded(),
+    };
+  } catch (error) {
+    // A broken config tree or an unknown environment stays broken until someone pushes: no retry.
+    if (error instanceof InvalidConfigError || (error instanceof TidemarkError && ["ENV_UNKNOWN", "REPO_URL"].includes(error.code))) {
+      throw new UnrecoverableError(describeError(error));
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,59 @@
+import { UnrecoverableError } from "bullmq";
+import { InvalidConfigError } from "../core/problems.js";
+import { movesForward, resolveTrack, tracksRef } from "../core/track.js";
+import { defaultBranch, readSourceConfig } from "../pipeline/read-source.js";
+import type { RefsJob } from "../queue/queues.js";
+import type { Operator } from "./operator.js";
+
+/** What a push or a poll did to one environment. */
+export type IntakeResult =
+  | { environment: string; action: "requested"; ref: string; commit: string }
+  | { environment: string; action: "current"; commit: string }
+  | { environment: string; action: "stays"; reason: string };
+
+/**
+ * Turns a push hint or a poll into deployment requests: for every
+ * environment whose tracking rule the pushed ref matches (a poll: every
+ * environment), where the rule points now, asked for unless it was asked for
+ * already. Deleted refs and tags older than the one deployed move nothing.
+ */
+export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]> {
+  await op.mirror.fetch();
+  const head = await defaultBranch(op.mirror);
+  let config;
+  try {
+    config = await readSourceConfig(op.mirror, head.commit);
+  } catch (error) {
+    // Retrying cannot fix the default branch: the next push will.
+    if (error instanceof InvalidConfigError) throw new UnrecoverableError(`tidemark.yaml on ${head.ref} at ${head.commit.slice(0, 7)} is invalid: ${error.message}`);
+    throw error;
+  }
+  const refs = await op.mirror.refs();
+  const results: IntakeResult[] = [];
+  for (const [environment, { track }] of Object.entries(config.environments)) {
+    if (job.kind === "push" && !tracksRef(track, job.ref)) continue;
+    if (job.kind === "push" && job.deleted) {
+      results.push({ environment, action: "stays", reason: `${job.ref} was deleted; ${environment} stays where it is` });
+      continue;
+    }
+    const resolved = resolveTrack(track, refs);
+    if (resolved.ref === null) {
+      results.push({ environment, action: "stays", reason: `${resolved.reason}; ${environment} stays where it is` });
+      continue;
+    }
+    // The pushed commit, if it is what the rule follows, is reported superseded should a newer one be deployed instead.
+    if (job.kind === "push" && job.ref === resolved.ref) await op.queues.noteRequested(environment, job.after);
+    const last = await op.queues.lastRequested(environment);
+    if (last?.commit === resolved.commit) {
+      results.push({ environment, action: "current", commit: resolved.commit });
+      continue;
+    }
+    if (!movesForward(track, last?.ref, resolved.ref)) {
+      results.push({ environment, action: "stays", reason: `${resolved.ref} is older than ${last!.ref}; ${environment} stays where it is` });
+      continue;
+    }
+    await op.queues.requestDeployment({ environment, trigger: job.kind === "push" ? "webhook" : "poll", requested: { ref: resolved.ref, commit: resolved.commit } });
+    results.push({ environment, action: "requested", ref: resolved.ref, commit: resolved.commit });
+  }
+  return results;
+}

@@ -1,0 +1,19 @@
+import type { Logger } from "pino";
+import type { OperatorSettings } from "../config/settings.js";
+import type { SourceMirror } from "../git/mirror.js";
+import type { DeployOptions } from "../pipeline/deploy.js";
+import type { OperatorQueues } from "../queue/queues.js";
+import type { Store } from "../store/store.js";
+import type { OperatorMetrics } from "./metrics.js";
+
+/** What the jobs of a server or worker share: opened once at start, closed at stop. */
+export interface Operator {
+  settings: OperatorSettings;
+  mirror: SourceMirror;
+  store: Store;
+  queues: OperatorQueues;
+  log: Logger;
+  metrics: OperatorMetrics;
+  /** How deployments reach hosts: the SSH key or agent, known_hosts, settle time. */
+  deploy: Omit<DeployOptions, "trigger" | "stop" | "observe">;
+}

@@ -1,0 +1,212 @@
+import { accessSync, constants, mkdirSync } from "node:fs";
+import type { Server } from "node:http";
+import { setTimeout as delay } from "node:timers/promises";
+import { Worker, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { OperatorSettings } from "../config/settings.js";
+import { describeError, TidemarkError } from "../core/errors.js";
+import { SourceMirror } from "../git/mirror.js";
+import { startHttp, stopHttp, type Readiness } from "../http/server.js";
+import { webhookHandler } from "../http/webhook.js";
+import { deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, type DeployJob, type RefsJob } from "../queue/queues.js";
+import { evictionWarning, redactUrl, redisFactory } from "../queue/redis.js";
+import { KnownHosts } from "../remote/known-hosts.js";
+import { readSshKey } from "../remote/ssh-key.js";
+import { Store } from "../store/store.js";
+import { runDeployJob, StoppedError, type DeployJobResult } from "./deploy-job.js";
+import { takeIn, type IntakeResult } from "./intake.js";
+import { OperatorMetrics } from "./metrics.js";
+import type { Operator } from "./operator.js";
+
+/** How often a process looks for environments it has no worker for yet. */
+const DISCOVERY_MS = 1000;
+
+/**
+ * A running operator: `serve` (HTTP and workers) or `worker` (workers, and
+ * HTTP for health and metrics only if asked). Every process takes push hints
+ * and polls from `refs` and deployments from each environment's queue.
+ */
+export class OperatorService {
+  private readonly workers = new Map<string, Worker>();
+  private readonly stopping = new AbortController();
+  private discovery: NodeJS.Timeout | undefined;
+  private server: Server | undefined;
+  url: string | undefined;
+
+  private constructor(
+    private readonly op: Operator,
+    private readonly connections: { queues: Redis; workers: Redis },
+  ) {}
+
+  static async start(settings: OperatorSettings, role: "serve" | "worker", log: Logger): Promise<OperatorService> {
+    const connect = redisFactory(settings.redis, settings.redisCa);
+    // Queues fail fast when Redis is down (a webhook answers 503 at once); workers wait for it to come back.
+    const connections = { queues: connect({ enableOfflineQueue: false }), workers: connect() };
+    for (const [name, connection] of Object.entries(connections)) connection.on("error", (error: Error) => log.warn({ connection: name, error: error.message }, "Redis connection error; reconnecting"));
+    const queues = new OperatorQueues(connections.queues);
+    try {
+      await waitReady(connections.queues, settings.redis);
+      const warning = await evictionWarning(connections.queues);
+      if (warning) log.warn(warning);
+      mkdirSync(settings.mirrors, { recursive: true });
+      const op: Operator = {
+        settings,
+        mirror: await SourceMirror.open(settings.repo, settings.mirrors),
+        store: await Store.open(settings.store, { remote: settings.storeRemote }),
+        queues,
+        log,
+        metrics: new OperatorMetrics(() => queues.counts()),
+        deploy: {
+          ssh: { privateKey: settings.sshKey ? readSshKey(settings.sshKey) : undefined, agent: settings.sshAgent },
+          knownHosts: settings.knownHosts ? KnownHosts.read(settings.knownHosts) : undefined,
+          settleMs: settings.settle * 1000,
+        },
+      };
+      const service = new OperatorService(op, connections);
+      await queues.schedulePolling(settings.pollInterval);
+      service.work(REFS_QUEUE, (job: Job<RefsJob>) => service.intake(job));
+      await service.discover();
+      service.discovery = setInterval(() => void service.discover().catch(() => undefined), DISCOVERY_MS);
+      if (role === "serve" || settings.listen) await service.listen(role);
+      log.info({ repo: op.mirror.url, redis: redactUrl(settings.redis), store: settings.store, pollInterval: settings.pollInterval, webhooks: role === "serve" && settings.webhookSecrets.length > 0, url: service.url }, `tidemark ${role} started`);
+      return service;
+    } catch (error) {
+      await queues.close().catch(() => undefined);
+      connections.queues.disconnect();
+      connections.workers.disconnect();
+      throw error;
+    }
+  }
+
+  /**
+   * Stops gracefully: no new job, no new host; the hosts in flight finish
+   * their apply and the deployment is recorded. Returns false if that took
+   * longer than the shutdown timeout (the jobs left are taken over by another
+   * worker after takeoverAfter; no host is ever left half-switched).
+   */
+  async stop(): Promise<boolean> {
+    const { log, settings } = this.op;
+    log.info({ timeoutSeconds: settings.shutdownTimeout }, "stopping: finishing the hosts in flight");
+    this.stopping.abort();
+    clearInterval(this.discovery);
+    const closing = Promise.all([...this.workers.values()].map((worker) => worker.close()));
+    const finished = await Promise.race([closing.then(() => true), delay(settings.shutdownTimeout * 1000, false, { ref: false })]);
+    if (this.server) await stopHttp(this.server);
+    if (finished) {
+      await this.op.queues.close().catch(() => undefined);
+      await Promise.all(Object.values(this.connections).map((connection) => connection.quit().catch(() => connection.disconnect())));
+      log.info("stopped");
+    } else log.error({ timeoutSeconds: settings.shutdownTimeout }, "shutdown timed out: leaving the jobs in flight to another worker");
+    return finished;
+  }
+
+  private async listen(role: "serve" | "worker"): Promise<void> {
+    const { settings, queues, metrics, log, mirror } = this.op;
+    const webhook =
+      role === "serve"
+        ? webhookHandler({
+            secrets: settings.webhookSecrets,
+            queues,
+            sourceRepo: mirror.url,
+            record: (result, fields) => {
+              metrics.webhook(result);
+              const level = result === "unauthorized" || result === "unavailable" ? "warn" : "info";
+              log[level]({ result, ...fields }, `webhook ${result}`);
+            },
+          })
+        : undefined;
+    const { server, url } = await startHttp(settings.listen ?? "127.0.0.1:8080", { webhook, ready: () => this.readiness(), metrics: metrics.registry, onError: (error) => log.error({ error: describeError(error) }, "HTTP handler failed") });
+    this.server = server;
+    this.url = url;
+  }
+
+  private async readiness(): Promise<Readiness> {
+    const checks: Record<string, string> = {};
+    try {
+      await Promise.race([this.connections.queues.ping(), delay(1000).then(() => Promise.reject(new Error("no answer within 1 s")))]);
+      checks.redis = "ok";
+    } catch (error) {
+      checks.redis = `unreachable: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    try {
+      accessSync(this.op.store.gitdir, constants.W_OK);
+      checks.store = "ok";
+    } catch (error) {
+      checks.store = `not writable: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
+    }
+    return { ok: Object.values(checks).every((check) => check === "ok"), checks };
+  }
+
+  /** Starts a worker for every environment that has a queue and none here yet. */
+  private async discover(): Promise<void> {
+    for (const environment of await this.op.queues.environments()) {
+      if (this.stopping.signal.aborted) return;
+      const name = deployQueueName(environment);
+      if (this.workers.has(name)) continue;
+      await this.op.queues.deployQueue(environment);
+      this.work(name, (job: Job<DeployJob>) => this.deploy(job));
+    }
+  }
+
+  private work<T>(name: string, process: (job: Job<T>) => Promise<unknown>): void {
+    const { settings, log } = this.op;
+    const worker = new Worker<T>(name, process, {
+      connection: this.connections.workers,
+      prefix: PREFIX,
+      concurrency: 1,
+      // A worker that dies holds its job until the lock runs out; then another one takes it over.
+      lockDuration: settings.takeoverAfter * 1000,
+      stalledInterval: settings.takeoverAfter * 1000,
+      maxStalledCount: 3,
+    });
+    worker.on("failed", (job, error) => log.error({ queue: name, job: job?.id, attempt: job?.attemptsMade, error: error.message, retry: !(error.name === "UnrecoverableError") && (job?.attemptsMade ?? 0) < (job?.opts.attempts ?? 1) }, `${name} job failed`));
+    worker.on("error", (error) => log.warn({ queue: name, error: error.message }, "worker error"));
+    this.workers.set(name, worker);
+  }
+
+  private async intake(job: Job<RefsJob>): Promise<IntakeResult[]> {
+    const results = await takeIn(this.op, job.data);
+    for (const result of results) {
+      const level = result.action === "current" || (result.action === "stays" && job.data.kind === "poll") ? "debug" : "info";
+      this.op.log[level]({ trigger: job.data.kind, ...(job.data.kind === "push" ? { ref: job.data.ref, delivery: job.data.delivery } : {}), ...result }, `${result.environment}: ${result.action}`);
+    }
+    // A new environment gets its worker now, not at the next discovery tick.
+    if (results.some((result) => result.action === "requested")) await this.discover();
+    return results;
+  }
+
+  private async deploy(job: Job<DeployJob>): Promise<DeployJobResult> {
+    const { log, metrics } = this.op;
+    const { environment } = job.data;
+    const started = performance.now();
+    log.info({ environment, job: job.id, trigger: job.data.trigger, requested: job.data.requested.commit }, `${environment}: deployment started`);
+    try {
+      const result = await runDeployJob(this.op, job.data, this.stopping.signal);
+      const seconds = (performance.now() - started) / 1000;
+      metrics.supersededCommits(environment, result.superseded.length);
+      if (result.status === "deployed") {
+        metrics.deployment(environment, result.outcome, seconds, result.hosts);
+        log[result.outcome === "succeeded" ? "info" : "warn"]({ environment, deployment: result.id, commit: result.sourceCommit, ref: result.sourceRef, outcome: result.outcome, hosts: result.hosts, superseded: result.superseded, seconds }, `${environment}: deployment ${result.outcome}`);
+      } else {
+        metrics.deployment(environment, result.status, seconds);
+        log.info({ ...result, seconds }, `${environment}: ${result.status}`);
+      }
+      return result;
+    } catch (error) {
+      if (!(error instanceof StoppedError)) metrics.deployment(environment, "error", (performance.now() - started) / 1000);
+      throw error;
+    }
+  }
+}
+
+async function waitReady(redis: Redis, url: string): Promise<void> {
+  if (redis.status === "ready") return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TidemarkError("REDIS_UNREACHABLE", `Redis at ${redactUrl(url)} did not answer within 10 s`, "check --redis (TIDEMARK_REDIS_URL): host, port, password, and rediss:// for TLS")), 10_000);
+    redis.once("ready", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
