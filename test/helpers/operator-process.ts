@@ -56,12 +56,12 @@ export class OperatorProcess {
     return `${this.lines.map((line) => JSON.stringify(line)).join("\n")}\n${this.stderr}`;
   }
 
-  /** Waits for a log line; fails early, with the output, if the process exits first. */
-  waitForLog(match: (line: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> {
+  /** Waits for a log line (from line `since` on); fails early, with the output, if the process exits first. */
+  waitForLog(match: (line: LogLine) => boolean, timeoutMs = 30_000, since = 0): Promise<LogLine> {
     let exited = false;
     void this.exited.then(() => (exited = true));
     return waitFor(`a log line of tidemark ${this.role} (pid ${this.pid})`, () => {
-      const line = this.lines.find(match);
+      const line = this.lines.slice(since).find(match);
       if (line) return line;
       if (exited) throw new GiveUp(`tidemark ${this.role} exited first:\n${this.output}`);
       return undefined;
