@@ -16,6 +16,11 @@ export class TidemarkError extends Error {
 }
 
 export function describeError(error: unknown): string {
-  if (error instanceof TidemarkError) return `${error.message} (${error.code})\n  hint: ${error.hint}`;
+  if (error instanceof TidemarkError) {
+    // The code goes on the first line, where a list of problems does not bury it.
+    const [first, ...rest] = error.message.split("\n");
+    const headline = first!.endsWith(":") ? `${first!.slice(0, -1)} (${error.code}):` : `${first} (${error.code})`;
+    return [headline, ...rest, `  hint: ${error.hint}`].join("\n");
+  }
   return error instanceof Error ? error.message : String(error);
 }

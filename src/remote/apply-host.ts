@@ -151,8 +151,9 @@ async function upload(session: SshSession, user: RemoteUser, job: HostJob, chang
       work.push({ app: app.app, release: app.release, path, oid: file.oid, mode: file.mode });
     }
   }
-  if (stage.length === 0) return;
+  // `target` is written even when every release is on the host already (a revert, or a run taken over after a crash).
   await run(session, stageScript(user, job.deploymentId, job.plan.to, stage), "prepare the release dirs");
+  if (stage.length === 0) return;
   const sftp = await session.sftp();
   // ssh2 never calls back a write whose channel died: the channel's end fails them all.
   const lost = new Promise<never>((_, reject) => {

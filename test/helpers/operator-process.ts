@@ -44,7 +44,7 @@ export class OperatorProcess {
     const operator = new OperatorProcess(role, child);
     running.add(operator);
     const started = await operator.waitForLog((line) => line.msg === `tidemark ${role} started`, 30_000);
-    operator.url = String(started.url ?? "");
+    operator.url = typeof started.url === "string" ? started.url : "";
     return operator;
   }
 

@@ -20,7 +20,7 @@ describe("tidemark serve: the webhook endpoint", () => {
   const OLD_SECRET = "the-secret-being-rotated-out";
 
   const sign = (body: string, secret = bed.webhookSecret) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
-  const pushJobs = async () => (await refs.getJobs(["waiting", "active", "completed", "failed", "delayed"])).filter((job) => job.name === "push");
+  const pushJobs = async () => (await refs.getJobs(["waiting", "active", "completed", "failed", "delayed"])).filter((job) => job.name === "push") as Array<{ data: unknown }>;
   const metric = async (name: string) => {
     const text = await (await fetch(`${serve.url}/metrics`)).text();
     return Number(new RegExp(`^${name.replace(/[{}"]/g, "\\$&")} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
@@ -124,7 +124,7 @@ describe("tidemark serve: the webhook endpoint", () => {
     expect(await post(issue, { "x-github-event": "issues", "x-hub-signature-256": sign(issue) })).toMatchObject({ status: 202, json: { result: "ignored" } });
     const [delivery] = (await bed.forge!.deliveries()).slice(-1);
     const elsewhere = JSON.stringify({ ...(delivery!.payload as object), repository: { full_name: "someone/else", clone_url: "https://github.com/someone/else.git" } });
-    expect(await post(elsewhere, { "x-hub-signature-256": sign(elsewhere) })).toMatchObject({ status: 202, json: { result: "ignored", message: expect.stringMatching(/not to the source repo/) } });
+    expect(await post(elsewhere, { "x-hub-signature-256": sign(elsewhere) })).toMatchObject({ status: 202, json: { result: "ignored", message: expect.stringMatching(/not to the source repo/) as string } });
     expect(await pushJobs()).toHaveLength(1);
   });
 

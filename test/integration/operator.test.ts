@@ -182,7 +182,7 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     expect(serve.logs((line) => line.msg === "stopping: finishing the hosts in flight")).toHaveLength(1);
     expect(await versions("staging")).toEqual(["s3", "burst20"]);
     const [cut] = await history("staging");
-    expect(cut).toMatchObject({ sourceCommit: sha, hosts: [{ host: "web01", outcome: "deployed" }, { host: "web02", outcome: "skipped", detail: expect.stringContaining("the operator stopped before this host") }] });
+    expect(cut).toMatchObject({ sourceCommit: sha, hosts: [{ host: "web01", outcome: "deployed" }, { host: "web02", outcome: "skipped", detail: expect.stringContaining("the operator stopped before this host") as string }] });
     // web01 finished (target = current); web02 was never touched; both run a whole release.
     expect(await shell.run("web01", "cat /var/lib/tidemark/target; cat /var/lib/tidemark/current")).toMatch(/^(\S+ \S+)\n\1$/);
     for (const host of ENVIRONMENTS.staging) expect(await shell.run(host, "test -d \"$(readlink -f /var/lib/tidemark/apps/app/current)\" && systemctl is-active app.service")).toBe("active");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { HostResult } from "../../src/remote/apply-host.js";
-import { runRollout, type RolloutPolicy } from "../../src/rollout/rollout.js";
+import { runRollout, STOPPED, type RolloutPolicy } from "../../src/rollout/rollout.js";
 
 const policy = (overrides: Partial<RolloutPolicy> = {}): RolloutPolicy => ({ maxParallel: 10, canary: 0, maxFailures: 0, onFailure: "rollback-host", ...overrides });
 const hosts = ["h1", "h2", "h3", "h4", "h5"];
@@ -53,5 +53,18 @@ describe("rollout policy", () => {
     expect(undone.sort()).toEqual(["h1", "h2"]);
     expect(results.map((result) => result.outcome)).toEqual(["rolled-back", "rolled-back", "rolled-back", "skipped", "skipped"]);
     expect(results[0]!.detail).toContain("rollback-all");
+  });
+
+  it("starts no new host once stopped: the hosts in flight finish, the rest are skipped for the next run, nothing is undone", async () => {
+    const stop = new AbortController();
+    const run = scripted();
+    const apply = async (host: string) => {
+      const result = await run.apply(host);
+      if (host === "h3") stop.abort();
+      return result;
+    };
+    const results = await runRollout(hosts, policy({ maxParallel: 1, canary: 1, onFailure: "rollback-all" }), apply, () => Promise.reject(new Error("no undo")), stop.signal);
+    expect(results.map((result) => result.outcome)).toEqual(["deployed", "deployed", "deployed", "skipped", "skipped"]);
+    expect(results[3]!.detail).toBe(`not started: ${STOPPED}`);
   });
 });
