@@ -70,9 +70,9 @@ export function webhookHandler(deps: WebhookDeps): (request: IncomingMessage, re
 
     const hookId = header(request, "x-github-hook-id") ?? "-";
     try {
-      if (!(await deps.queues.firstDelivery(hookId, delivery))) return answer(200, "duplicate", "this delivery was queued before", { ref: parsed.ref });
+      if (!(await withDeadline(deps.queues.firstDelivery(hookId, delivery)))) return answer(200, "duplicate", "this delivery was queued before", { ref: parsed.ref });
       try {
-        const job = await deps.queues.addPush({ kind: "push", ref: parsed.ref, after: parsed.after, deleted: parsed.deleted, delivery });
+        const job = await withDeadline(deps.queues.addPush({ kind: "push", ref: parsed.ref, after: parsed.after, deleted: parsed.deleted, delivery }));
         return answer(202, "queued", `queued ${parsed.ref} at ${parsed.after.slice(0, 7)}`, { ref: parsed.ref, after: parsed.after, job });
       } catch (error) {
         await deps.queues.forgetDelivery(hookId, delivery).catch(() => undefined);
@@ -82,6 +82,13 @@ export function webhookHandler(deps: WebhookDeps): (request: IncomingMessage, re
       return answer(503, "unavailable", "cannot queue the push: Redis is unreachable; redeliver it later, or let the poller catch up", { error: error instanceof Error ? error.message : String(error) });
     }
   };
+}
+
+/** Redis answers in a millisecond or is in trouble: GitHub waits 10 s for an answer, the handler never more than 2. */
+function withDeadline<T>(work: Promise<T>, ms = 2000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms)));
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
 function header(request: IncomingMessage, name: string): string | undefined {

@@ -41,8 +41,8 @@ export class OperatorService {
 
   static async start(settings: OperatorSettings, role: "serve" | "worker", log: Logger): Promise<OperatorService> {
     const connect = redisFactory(settings.redis, settings.redisCa);
-    // Queues fail fast when Redis is down (a webhook answers 503 at once); workers wait for it to come back.
-    const connections = { queues: connect({ enableOfflineQueue: false }), workers: connect() };
+    // Queues fail fast when Redis is down (a webhook answers 503 at once, a job step fails and is retried); workers wait for it to come back.
+    const connections = { queues: connect({ enableOfflineQueue: false, maxRetriesPerRequest: 0 }), workers: connect() };
     for (const [name, connection] of Object.entries(connections)) connection.on("error", (error: Error) => log.warn({ connection: name, error: error.message }, "Redis connection error; reconnecting"));
     const queues = new OperatorQueues(connections.queues);
     try {

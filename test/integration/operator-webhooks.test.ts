@@ -54,6 +54,7 @@ describe("tidemark serve: the webhook endpoint", () => {
     redis = new Redis(bed.redis!.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
     redis.on("error", () => undefined); // refused while the test has Redis down
     refs = new Queue("refs", { connection: redis, prefix: "tidemark" });
+    refs.on("error", () => undefined);
     // A host nothing listens on: deployments end unreachable, which does not matter here.
     await work.commit({ "tidemark.yaml": "environments:\n  staging: { track: { branch: main }, tree: clusters/staging }\nhosts:\n  web01: { address: 127.0.0.1, port: 9, hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKV33voDPmQ/pY/7wM2OQaOgvO/I2qHCjnZC4ZXBvAaM' }\n", "clusters/staging/web01/app/version": "1\n" }, "one");
     await work.push("main");
