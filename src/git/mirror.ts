@@ -9,7 +9,8 @@ import { splitCredentials } from "./credentials.js";
 import { withLockFile } from "./lock.js";
 import { TreeReader } from "./tree-reader.js";
 
-const inProcess = new Map<string, Promise<unknown>>();
+/** Per mirror: the fetch running now, and the one that starts after it, which every caller in between shares. */
+const fetches = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
 
 /**
  * A local bare mirror of the source repo, fetched with isomorphic-git over
@@ -42,16 +43,26 @@ export class SourceMirror {
     return new SourceMirror(url, gitdir, auth);
   }
 
-  /** Brings every branch and tag up to date; moved and deleted tags included. */
-  async fetch(): Promise<void> {
-    const previous = inProcess.get(this.gitdir) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(() => withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.fetchNow()));
-    inProcess.set(this.gitdir, run);
-    try {
-      await run;
-    } finally {
-      if (inProcess.get(this.gitdir) === run) inProcess.delete(this.gitdir);
-    }
+  /**
+   * Brings every branch and tag up to date; moved and deleted tags included.
+   * What a caller gets is always a fetch that started after its call: a burst
+   * of callers shares one fetch instead of queueing one each.
+   */
+  fetch(): Promise<void> {
+    const state = fetches.get(this.gitdir);
+    if (!state) return this.start();
+    state.next ??= state.running.catch(() => undefined).then(() => this.start());
+    return state.next;
+  }
+
+  private start(): Promise<void> {
+    const running = withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.fetchNow());
+    fetches.set(this.gitdir, { running });
+    void running.catch(() => undefined).then(() => {
+      // The shared next fetch has become the running one (start() replaced the entry), or nothing follows.
+      if (fetches.get(this.gitdir)?.running === running) fetches.delete(this.gitdir);
+    });
+    return running;
   }
 
   private async fetchNow(): Promise<void> {

@@ -7,6 +7,7 @@ import { deployPlan } from "../pipeline/deploy.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import { trackEnvironment } from "../pipeline/read-source.js";
 import type { DeployJob } from "../queue/queues.js";
+import type { PhaseObserver } from "../remote/apply-host.js";
 import { STOPPED } from "../rollout/rollout.js";
 import type { Operator } from "./operator.js";
 
@@ -26,7 +27,7 @@ export class StoppedError extends Error {}
  * commits asked for before it resolved and not deployed are reported
  * superseded. Errors that a retry cannot fix end the job at once.
  */
-export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal): Promise<DeployJobResult> {
+export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal, observe?: PhaseObserver): Promise<DeployJobResult> {
   const { environment } = job;
   const seen = await op.queues.sequence();
   try {
@@ -50,7 +51,7 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
     }
     if (stop.aborted) throw new StoppedError("the operator is shutting down; another worker deploys it");
 
-    const deployment = await deployPlan(op.mirror, op.store, prepared, { ...op.deploy, trigger: job.trigger, stop });
+    const deployment = await deployPlan(op.mirror, op.store, prepared, { ...op.deploy, trigger: job.trigger, stop, observe });
     if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
     if (deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED))) {
       throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);

@@ -65,7 +65,8 @@ export class OperatorService {
       };
       const service = new OperatorService(op, connections);
       await queues.schedulePolling(settings.pollInterval);
-      service.work(REFS_QUEUE, (job: Job<RefsJob>) => service.intake(job));
+      // Push hints in a burst run side by side and share one fetch of the source repo.
+      service.work(REFS_QUEUE, (job: Job<RefsJob>) => service.intake(job), 8);
       await service.discover();
       service.discovery = setInterval(() => void service.discover().catch(() => undefined), DISCOVERY_MS);
       if (role === "serve" || settings.listen) await service.listen(role);
@@ -149,12 +150,12 @@ export class OperatorService {
     }
   }
 
-  private work<T>(name: string, process: (job: Job<T>) => Promise<unknown>): void {
+  private work<T>(name: string, process: (job: Job<T>) => Promise<unknown>, concurrency = 1): void {
     const { settings, log } = this.op;
     const worker = new Worker<T>(name, process, {
       connection: this.connections.workers,
       prefix: PREFIX,
-      concurrency: 1,
+      concurrency,
       // A worker that dies holds its job until the lock runs out; then another one takes it over.
       lockDuration: settings.takeoverAfter * 1000,
       stalledInterval: settings.takeoverAfter * 1000,
@@ -182,7 +183,8 @@ export class OperatorService {
     const started = performance.now();
     log.info({ environment, job: job.id, trigger: job.data.trigger, requested: job.data.requested.commit }, `${environment}: deployment started`);
     try {
-      const result = await runDeployJob(this.op, job.data, this.stopping.signal);
+      const observe = (host: string, phase: string) => log.debug({ environment, job: job.id, host, phase }, `${environment}: ${host} ${phase}`);
+      const result = await runDeployJob(this.op, job.data, this.stopping.signal, observe);
       const seconds = (performance.now() - started) / 1000;
       metrics.supersededCommits(environment, result.superseded.length);
       if (result.status === "deployed") {
