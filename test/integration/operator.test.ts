@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
@@ -11,13 +11,16 @@ import { tidemark } from "../helpers/run-cli.js";
 const ENVIRONMENTS = { staging: ["web01", "web02"], production: ["web03"], pinned: ["web04"] } as const;
 type Environment = keyof typeof ENVIRONMENTS;
 
-/** An app whose check sleeps `delay` seconds: a deployment as slow as a test needs. */
-const app = (version: string, { delay = 0, run = "exec sleep infinity" } = {}) => ({
+/** The file a gated check waits for on the host: a deployment that lasts exactly as long as a test needs. */
+const GATE = "/run/tidemark-test-gate";
+
+/** An app whose check sleeps `delay` seconds, or with `gated`, waits until the test opens the gate. */
+const app = (version: string, { delay = 0, gated = false, run = "exec sleep infinity" } = {}) => ({
   "app/systemd/app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
-  "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks: [{ command: "sleep $(cat delay)" }] }),
+  "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks: [{ command: "sh check.sh", timeoutSeconds: 120 }] }),
+  "app/check.sh": gated ? `while [ ! -e ${GATE} ]; do sleep 0.1; done\n` : `sleep ${delay}\n`,
   "app/run.sh": `${run}\n`,
   "app/version": `${version}\n`,
-  "app/delay": `${delay}\n`,
 });
 
 type HistoryJson = Array<{ id: string; sourceCommit: string; sourceRef: string; trigger: string; hosts: Array<{ host: string; outcome: string; detail?: string }> }>;
@@ -76,6 +79,11 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     serveEnv = { ...operator.env, TIDEMARK_REDIS_URL: bed.redis!.url, TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret, TIDEMARK_LISTEN: "127.0.0.1:0", TIDEMARK_POLL_INTERVAL: "0", TIDEMARK_SETTLE: "0.3", TIDEMARK_LOG_LEVEL: "debug" };
     serve = await OperatorProcess.start("serve", serveEnv);
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
+  });
+
+  afterEach(({ task }) => {
+    // What the operator said is the first thing to read when a test here fails.
+    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve.output.slice(-30_000)}`);
   });
 
   afterAll(async () => {
@@ -139,7 +147,7 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
   });
 
   it("collapses 20 pushes made during a deployment into one more: the hosts end on the last, the rest are superseded", async () => {
-    const slow = await work.commit(tree("staging", app("slow", { delay: 6 })), "slow");
+    const slow = await work.commit(tree("staging", app("slow", { gated: true })), "slow");
     const mark = serve.lines.length;
     await work.push("main");
     await serve.waitForLog((line) => line.msg === "staging: deployment started" && line.requested === slow);
@@ -149,6 +157,8 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
       await work.push("main");
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
+    // Only now may the slow deployment finish: all twenty pushes arrived while it ran.
+    for (const host of ENVIRONMENTS.staging) await shell.run(host, `touch ${GATE}`);
     await waitVersions("staging", "burst20", 60_000);
     const last = await serve.waitForLog(finished("staging", pushed[19]!));
     // The slow one was still running when the last push arrived: one deployment for all twenty.
@@ -156,7 +166,7 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     expect(started("staging", mark)).toHaveLength(2);
     expect(new Set(last.superseded as string[])).toEqual(new Set(pushed.slice(0, 19)));
     expect((await history("staging")).slice(0, 2).map((entry) => entry.sourceCommit)).toEqual([pushed[19], slow]);
-  });
+  }, 120_000);
 
   it("rolls back a host whose unit fails and counts it in /metrics", async () => {
     const sha = await work.commit({ ...tree("staging", app("s2")), ...tree("staging", app("s2", { run: "exit 3" }), "web02") }, "s2, broken on web02");
@@ -191,7 +201,7 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     await waitVersions("staging", "s3");
     await serve.waitForLog(finished("staging", sha));
     expect((await history("staging"))[0]).toMatchObject({ sourceCommit: sha, hosts: [{ host: "web01", outcome: "unchanged" }, { host: "web02", outcome: "deployed" }] });
-  });
+  }, 120_000);
 
   it("rides out a Redis restart during a deployment: the job completes, nothing is lost, the next push deploys", async () => {
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
@@ -211,7 +221,7 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     await work.commit(tree("staging", app("s5")), "s5");
     await work.push("main");
     await waitVersions("staging", "s5");
-  });
+  }, 120_000);
 
   it("with webhooks off, the poller deploys a push within one interval", async () => {
     await serve.stop();
