@@ -95,7 +95,14 @@ export class SshSession {
   async exec(commandLine: string, input?: string | Buffer, { timeoutMs = this.commandTimeoutMs } = {}): Promise<ExecResult> {
     return this.channels.run(async () => {
       const channel = await this.openExec(commandLine);
-      return collect(channel, input, timeoutMs, () => new TidemarkError("SSH_COMMAND_TIMEOUT", `${this.target.name}: a command ran longer than ${Math.round(timeoutMs / 1000)} s and was cut`, "check the host's load, or raise the timeout"));
+      try {
+        return await collect(channel, input, timeoutMs, () => new TidemarkError("SSH_COMMAND_TIMEOUT", `${this.target.name}: a command ran longer than ${Math.round(timeoutMs / 1000)} s and was cut`, "check the host's load, or raise the timeout"));
+      } catch (error) {
+        if (!(error instanceof TidemarkError) || error.code !== "SSH_CONNECTION_LOST") throw error;
+        // The channel closes before the connection says why: give it a moment, then name the cause.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        throw new TidemarkError(error.code, `${this.target.name}: ${error.message}${this.closedBecause ? ` (${this.closedBecause.message})` : " (the connection itself is still open: the command's session was ended on the host)"}`, error.hint, { cause: this.closedBecause ?? error });
+      }
     });
   }
 

@@ -34,6 +34,18 @@ describe("tracking rules against the forge", () => {
     return resolveTrack(rule, await mirror.refs());
   }
 
+  it("shares one fetch between callers that arrive while one runs, and each sees what was pushed before its call", async () => {
+    const pushed = await work.commit({ "burst": "1" }, "burst");
+    await work.push("main");
+    const before = (await bed.forge!.fetches())[bed.forgeRepo] ?? 0;
+    const first = mirror.fetch();
+    const burst = Array.from({ length: 10 }, () => mirror.fetch());
+    await Promise.all([first, ...burst]);
+    // The one running, and one more shared by the ten that came while it ran.
+    expect(((await bed.forge!.fetches())[bed.forgeRepo] ?? 0) - before).toBe(2);
+    expect((await mirror.refs()).branches.get("main")).toBe(pushed);
+  });
+
   it("follows a pin as it is moved, force-moved and deleted", async () => {
     const one = await work.commit({ "a": "1" }, "one");
     await work.tag("production", { annotated: true });

@@ -71,6 +71,11 @@ export class ForgeClient {
     return this.call("PUT", "/_bed/api/faults", { faults });
   }
 
+  /** How many fetches (ref advertisements for git-upload-pack) each repository has served. */
+  fetches(): Promise<Record<string, number>> {
+    return this.call("GET", "/_bed/git/fetches");
+  }
+
   /** Takes git over HTTP down (503) or back up, as when the source repo is unreachable. */
   setGitAvailable(available: boolean): Promise<void> {
     return this.call("PUT", "/_bed/git", { available });

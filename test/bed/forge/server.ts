@@ -29,6 +29,8 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
   const api = new GitHubApi(schemas, repos, urls, options.token);
   const pending = new Set<Promise<unknown>>();
   let gitAvailable = true;
+  /** Ref advertisements for fetches (`info/refs?service=git-upload-pack`), per repository: how many fetches a client made. */
+  const fetches = new Map<string, number>();
 
   const control: Record<string, (body: Record<string, unknown>) => unknown> = {
     "GET /_bed/health": () => ({ ok: true }),
@@ -64,6 +66,7 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
       api.faults.set((body.faults ?? []) as Fault[]);
       return { ok: true };
     },
+    "GET /_bed/git/fetches": () => Object.fromEntries(fetches),
     "PUT /_bed/git": (body) => {
       gitAvailable = body.available !== false;
       return { available: gitAvailable };
@@ -93,6 +96,7 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
       if (!repo) return send(response, 404, { message: "Repository not found." });
       if (!gitAvailable) return send(response, 503, { message: "the forge is down (test fault)" });
       const pushing = url.searchParams.get("service") === "git-receive-pack" || path.endsWith("/git-receive-pack");
+      if (url.searchParams.get("service") === "git-upload-pack") fetches.set(repo.fullName, (fetches.get(repo.fullName) ?? 0) + 1);
       const user = basicUser(request, options.token);
       if ((pushing || repo.private) && user === undefined) {
         response.writeHead(401, { "www-authenticate": 'Basic realm="tidemark forge"', "content-type": "text/plain" });
