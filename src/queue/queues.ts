@@ -77,12 +77,12 @@ export class OperatorQueues {
    * is deployed); a waiting one absorbs the rest, as it resolves the ref
    * when it starts anyway.
    */
-  async requestDeployment(job: DeployJob, attempts = 5): Promise<void> {
+  async requestDeployment(job: DeployJob): Promise<void> {
     const { environment } = job;
     await this.noteRequested(environment, job.requested.commit);
     await this.redis.hset(this.key("enqueued", environment), job.requested);
     const queue = await this.deployQueue(environment);
-    await queue.add("deploy", job, { ...KEEP, attempts, backoff: { type: "exponential", delay: 2000 }, deduplication: { id: environment, keepLastIfActive: true } });
+    await queue.add("deploy", job, { ...KEEP, attempts: 5, backoff: { type: "exponential", delay: 2000 }, deduplication: { id: environment, keepLastIfActive: true } });
   }
 
   /** Remembers a commit that was asked for, to report it superseded if a newer one is deployed instead. */

@@ -15,7 +15,8 @@ export class HostShell {
   async run(host: string, line: string, fresh = false, attempt = 1): Promise<string> {
     let session = fresh ? undefined : this.sessions.get(host);
     if (!session?.alive) {
-      session = await SshSession.connect(this.bed.host(host), { privateKey: this.bed.clientKey });
+      // A probe is a quick read: one that hangs is a stuck session, better cut and asked again than waited on for minutes.
+      session = await SshSession.connect(this.bed.host(host), { privateKey: this.bed.clientKey, commandTimeoutMs: 20_000 });
       this.sessions.set(host, session);
     }
     try {
@@ -23,8 +24,8 @@ export class HostShell {
       return `${result.stdout}${result.stderr}`.trim();
     } catch (error) {
       // Seen a few times under full-suite load, cause not found yet: a probe session dropped mid-command. Say so, and ask again.
-      if (attempt >= 3 || (error as { code?: string }).code !== "SSH_CONNECTION_LOST") throw error;
-      console.error(`host-shell: ${describeError(error)}; asking again on a new session`);
+      if (attempt >= 3 || !["SSH_CONNECTION_LOST", "SSH_COMMAND_TIMEOUT"].includes((error as { code?: string }).code ?? "")) throw error;
+      console.error(`host-shell: ${host}: ${JSON.stringify(line)}: ${describeError(error)}; asking again on a new session`);
       return this.run(host, line, true, attempt + 1);
     }
   }
