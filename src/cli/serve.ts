@@ -22,7 +22,14 @@ export async function serviceCommand(role: "serve" | "worker", flags: Flags, env
     process.exit(EXIT.failed);
   };
   process.once("SIGTERM", again).once("SIGINT", again);
-  if (await service.stop()) return EXIT.ok;
+  if (await service.stop()) {
+    // Everything is closed; should a stray handle still hold the process (seen once under load), do not wait on it.
+    setTimeout(() => {
+      log.warn("stopped, but a handle kept the process alive; exiting");
+      process.exit(EXIT.ok);
+    }, 2000).unref();
+    return EXIT.ok;
+  }
   // Timed out: connections and jobs are still open; leave now rather than wait on them.
   process.exit(EXIT.failed);
 }

@@ -146,6 +146,8 @@ export class OperatorService {
       const name = deployQueueName(environment);
       if (this.workers.has(name)) continue;
       await this.op.queues.deployQueue(environment);
+      // stop() may have begun while the queue was opened: a worker started now would never be closed.
+      if (this.stopping.signal.aborted) return;
       this.work(name, (job: Job<DeployJob>) => this.deploy(job));
     }
   }
