@@ -1,5 +1,6 @@
 import { pino } from "pino";
-import { loadSettings, operatorSettings, type Flags } from "../config/settings.js";
+import { loadSettings, operatorSettings, settingsRedactor, type Flags } from "../config/settings.js";
+import { redactDeep } from "../core/redact.js";
 import { OperatorService } from "../operator/service.js";
 import { EXIT } from "./exit-codes.js";
 
@@ -9,8 +10,17 @@ import { EXIT } from "./exit-codes.js";
  */
 export async function serviceCommand(role: "serve" | "worker", flags: Flags, env: NodeJS.ProcessEnv): Promise<number> {
   const settings = operatorSettings(loadSettings(flags, env), role);
-  const log = pino({ base: { role, pid: process.pid }, level: settings.logLevel ?? "info" });
-  const service = await OperatorService.start(settings, role, log);
+  const redact = settingsRedactor(settings);
+  const log = pino({
+    base: { role, pid: process.pid },
+    level: settings.logLevel ?? "info",
+    hooks: {
+      logMethod(args, method) {
+        method.apply(this, redactDeep<Parameters<typeof method>>(args, redact));
+      },
+    },
+  });
+  const service = await OperatorService.start(settings, role, log, redact);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));

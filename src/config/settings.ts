@@ -2,9 +2,11 @@ import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import { z } from "zod";
 import { TidemarkError } from "../core/errors.js";
+import { redactor, type Redactor } from "../core/redact.js";
 import { fieldPath } from "./zod-problems.js";
 
 const seconds = (what: string) => z.coerce.number({ error: `${what} is a number of seconds` }).nonnegative(`${what} is a number of seconds, 0 or more`);
+const flag = z.preprocess((value) => (value === "true" || value === "1" ? true : value === "false" || value === "0" ? false : value), z.boolean({ error: "true or false" }));
 /** A comma-separated list in a variable or flag, a list in the config file. */
 const list = z.preprocess((value) => (typeof value === "string" ? value.split(",").map((item) => item.trim()).filter(Boolean) : value), z.array(z.string().min(1)).min(1));
 
@@ -31,6 +33,18 @@ const SettingsSchema = z.strictObject({
   takeoverAfter: seconds("takeoverAfter").min(1, "takeoverAfter is at least 1 second").optional(),
   shutdownTimeout: seconds("shutdownTimeout").optional(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).optional(),
+  // Reporting to GitHub (commit statuses, Deployments): on when a token or an App is given.
+  githubToken: z.string().min(1).optional(),
+  githubApiUrl: z.url({ error: "githubApiUrl is a URL, e.g. https://github.example.com/api/v3" }).optional(),
+  githubRepo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "githubRepo is owner/name").optional(),
+  githubAppId: z.coerce.number({ error: "githubAppId is the App's numeric id" }).int().positive().optional(),
+  githubAppKey: z.string().min(1).optional(),
+  githubAppInstallation: z.coerce.number({ error: "githubAppInstallation is the installation's numeric id" }).int().positive().optional(),
+  githubDeployments: flag.optional(),
+  githubWriteInterval: seconds("githubWriteInterval").optional(),
+  hostStatuses: flag.optional(),
+  hostStatusLimit: z.coerce.number({ error: "hostStatusLimit is a number of hosts" }).int().nonnegative().optional(),
+  publicUrl: z.url({ error: "publicUrl is the operator's URL as people reach it, e.g. https://tidemark.example.com" }).optional(),
 });
 
 export type Settings = z.infer<typeof SettingsSchema>;
@@ -52,11 +66,23 @@ const ENV: Record<string, keyof Settings> = {
   TIDEMARK_TAKEOVER_AFTER: "takeoverAfter",
   TIDEMARK_SHUTDOWN_TIMEOUT: "shutdownTimeout",
   TIDEMARK_LOG_LEVEL: "logLevel",
+  TIDEMARK_GITHUB_TOKEN: "githubToken",
+  TIDEMARK_GITHUB_API_URL: "githubApiUrl",
+  TIDEMARK_GITHUB_REPO: "githubRepo",
+  TIDEMARK_GITHUB_APP_ID: "githubAppId",
+  TIDEMARK_GITHUB_APP_KEY: "githubAppKey",
+  TIDEMARK_GITHUB_APP_INSTALLATION: "githubAppInstallation",
+  TIDEMARK_GITHUB_DEPLOYMENTS: "githubDeployments",
+  TIDEMARK_GITHUB_WRITE_INTERVAL: "githubWriteInterval",
+  TIDEMARK_HOST_STATUSES: "hostStatuses",
+  TIDEMARK_HOST_STATUS_LIMIT: "hostStatusLimit",
+  TIDEMARK_PUBLIC_URL: "publicUrl",
 };
 
 /** Where a person sets each setting, for error lines. */
 const WHERE: Partial<Record<keyof Settings, string>> = Object.fromEntries(Object.entries(ENV).map(([name, key]) => [key, `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} or ${name}`]));
 WHERE.webhookSecrets = "TIDEMARK_WEBHOOK_SECRET (comma-separated) or webhookSecrets in the config file";
+WHERE.githubToken = "TIDEMARK_GITHUB_TOKEN or githubToken in the config file";
 
 export type Flags = Partial<Record<keyof Settings, string | undefined>> & { config?: string };
 
@@ -95,11 +121,18 @@ export interface OperatorSettings extends Settings {
   settle: number;
   takeoverAfter: number;
   shutdownTimeout: number;
+  githubApiUrl: string;
+  githubDeployments: boolean;
+  githubWriteInterval: number;
+  hostStatuses: boolean;
+  hostStatusLimit: number;
 }
+
+export const GITHUB_DEFAULTS = { githubApiUrl: "https://api.github.com", githubDeployments: true, githubWriteInterval: 1, hostStatuses: true, hostStatusLimit: 20 };
 
 /** Checks what the service needs before anything starts; every missing setting is one line. */
 export function operatorSettings(settings: Settings, role: "serve" | "worker"): OperatorSettings {
-  const full = { ...(role === "serve" ? { listen: "127.0.0.1:8080" } : {}), webhookSecrets: [], pollInterval: 60, settle: 1, takeoverAfter: 30, shutdownTimeout: 60, ...settings } as OperatorSettings;
+  const full = { ...(role === "serve" ? { listen: "127.0.0.1:8080" } : {}), webhookSecrets: [], pollInterval: 60, settle: 1, takeoverAfter: 30, shutdownTimeout: 60, ...GITHUB_DEFAULTS, ...settings } as OperatorSettings;
   const problems: string[] = [];
   if (!settings.repo) problems.push(`repo: missing (${WHERE.repo})`);
   if (!settings.redis) problems.push(`redis: missing (${WHERE.redis})`);
@@ -107,6 +140,23 @@ export function operatorSettings(settings: Settings, role: "serve" | "worker"): 
   if (role === "serve" && full.webhookSecrets.length === 0 && full.pollInterval === 0) {
     problems.push(`webhookSecrets: missing, and polling is off: nothing would ever deploy (set ${WHERE.webhookSecrets}, or a pollInterval above 0)`);
   }
+  const app = [settings.githubAppId, settings.githubAppKey, settings.githubAppInstallation];
+  if (app.some((value) => value !== undefined) && app.some((value) => value === undefined)) {
+    problems.push("githubApp: an App needs all three of githubAppId, githubAppKey and githubAppInstallation (TIDEMARK_GITHUB_APP_ID, TIDEMARK_GITHUB_APP_KEY, TIDEMARK_GITHUB_APP_INSTALLATION)");
+  }
+  if (settings.githubToken && settings.githubAppId !== undefined) problems.push("githubToken: give a token or an App, not both");
   if (problems.length > 0) throw new TidemarkError("SETTINGS_INVALID", `cannot start ${role}:\n  ${problems.join("\n  ")}`, `set them as flags, TIDEMARK_* variables or in the --config file; see tidemark ${role} --help`);
   return full;
+}
+
+/** Removes every secret these settings hold from a text: tokens, webhook secrets, passwords in URLs, the App's key. */
+export function settingsRedactor(settings: Settings): Redactor {
+  const password = (url: string | undefined) => {
+    try {
+      return url ? decodeURIComponent(new URL(url).password) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return redactor([settings.githubToken, ...(settings.webhookSecrets ?? []), password(settings.redis), password(settings.repo), password(settings.storeRemote)]);
 }

@@ -9,7 +9,8 @@ export interface HostOutcome {
   detail?: string;
 }
 
-export const TRIGGERS = ["webhook", "poll", "cli", "rollback"] as const;
+/** What started a store record; `unpin` records no deployment, only that the environment follows its ref again. */
+export const TRIGGERS = ["webhook", "poll", "cli", "rollback", "unpin"] as const;
 export type Trigger = (typeof TRIGGERS)[number];
 
 /** Outcomes after which the deployed tree is what runs on the host. */

@@ -65,20 +65,9 @@ export class SourceMirror {
     return running;
   }
 
-  private async fetchNow(): Promise<void> {
+  private async fetchNow(what: { ref?: string; singleBranch: boolean; tags: boolean; prune: boolean; pruneTags: boolean } = { singleBranch: false, tags: true, prune: true, pruneTags: true }): Promise<void> {
     try {
-      await git.fetch({
-        fs: repoFs(this.gitdir),
-        http,
-        gitdir: this.gitdir,
-        url: this.url,
-        remote: "origin",
-        singleBranch: false,
-        tags: true,
-        prune: true,
-        pruneTags: true,
-        onAuth: () => this.auth ?? { cancel: true },
-      });
+      await git.fetch({ fs: repoFs(this.gitdir), http, gitdir: this.gitdir, url: this.url, remote: "origin", ...what, onAuth: () => this.auth ?? { cancel: true } });
     } catch (error) {
       if (error instanceof Errors.NotFoundError && (error.data as { what?: string }).what === "HEAD") {
         // isomorphic-git#1654: it cannot fetch from a repository whose HEAD points nowhere.
@@ -87,6 +76,15 @@ export class SourceMirror {
       const message = error instanceof Errors.UserCanceledError ? "it asks for credentials and none were given" : error instanceof Error ? error.message : String(error);
       throw new TidemarkError("REPO_UNREACHABLE", `could not fetch ${this.url}: ${message}`, "check the URL, the network and the credentials (--repo https://user:token@host/repo.git)", { cause: error });
     }
+  }
+
+  /**
+   * Fetches a pull request's head (`refs/pull/<n>/head`, which GitHub keeps
+   * for forks too): its objects only, no local ref, so that a pull request
+   * never moves what an environment tracks.
+   */
+  async fetchPullRequest(number: number): Promise<void> {
+    await withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.fetchNow({ ref: `refs/pull/${number}/head`, singleBranch: true, tags: false, prune: false, pruneTags: false }));
   }
 
   /** The mirror's branches and tags, tags peeled to their commits. */

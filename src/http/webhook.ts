@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Webhooks } from "@octokit/webhooks";
 import { z } from "zod";
-import type { OperatorQueues } from "../queue/queues.js";
+import type { OperatorQueues, PullRequestHint, PushHint } from "../queue/queues.js";
 import { readLimited, send } from "./respond.js";
 
 /** GitHub caps payloads at 25 MB, but a push that matters to Tidemark is a few KB: anything over 1 MiB is refused unread. */
@@ -13,6 +13,19 @@ const PushPayload = z.object({
   ref: z.string().regex(/^refs\/(heads|tags)\/./),
   after: z.string().regex(/^[0-9a-f]{40}$/),
   deleted: z.boolean(),
+  repository: z.object({ full_name: z.string(), clone_url: z.string() }),
+});
+
+/** The pull request actions that change what a merge would deploy. */
+const PLANNED_ACTIONS = ["opened", "synchronize", "reopened"];
+
+const PullRequestPayload = z.object({
+  action: z.string(),
+  number: z.number().int().positive(),
+  pull_request: z.object({
+    head: z.object({ sha: z.string().regex(/^[0-9a-f]{40}$/), repo: z.object({ full_name: z.string() }).nullable() }),
+    base: z.object({ ref: z.string().min(1), repo: z.object({ full_name: z.string() }) }),
+  }),
   repository: z.object({ full_name: z.string(), clone_url: z.string() }),
 });
 
@@ -58,22 +71,36 @@ export function webhookHandler(deps: WebhookDeps): (request: IncomingMessage, re
     const event = header(request, "x-github-event");
     const delivery = header(request, "x-github-delivery");
     if (event === "ping") return answer(200, "ping", "pong");
-    if (event !== "push") return answer(202, "ignored", `Tidemark acts on push events only, not ${event ?? "(no X-GitHub-Event)"}`);
+    if (event !== "push" && event !== "pull_request") return answer(202, "ignored", `Tidemark acts on push and pull_request events, not ${event ?? "(no X-GitHub-Event)"}`);
     if (!delivery) return answer(400, "malformed", "missing X-GitHub-Delivery");
-    let parsed: z.infer<typeof PushPayload>;
+    let hint: PushHint | PullRequestHint;
+    let repository: { full_name: string; clone_url: string };
     try {
-      parsed = PushPayload.parse(JSON.parse(text));
+      const json: unknown = JSON.parse(text);
+      if (event === "push") {
+        const push = PushPayload.parse(json);
+        hint = { kind: "push", ref: push.ref, after: push.after, deleted: push.deleted, delivery };
+        repository = push.repository;
+      } else {
+        const pull = PullRequestPayload.parse(json);
+        if (!PLANNED_ACTIONS.includes(pull.action)) return answer(202, "ignored", `pull_request ${pull.action}: only ${PLANNED_ACTIONS.join(", ")} change what a merge would deploy`);
+        const { head, base } = pull.pull_request;
+        hint = { kind: "pull-request", number: pull.number, head: head.sha, base: base.ref, fork: head.repo?.full_name !== base.repo.full_name, delivery };
+        repository = pull.repository;
+      }
     } catch (error) {
-      return answer(400, "malformed", `not a push payload: ${error instanceof z.ZodError ? error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ") : "invalid JSON"}`);
+      return answer(400, "malformed", `not a ${event} payload: ${error instanceof z.ZodError ? error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ") : "invalid JSON"}`);
     }
-    if (repoKey(parsed.repository.clone_url) !== source) return answer(202, "ignored", `a push to ${parsed.repository.full_name}, not to the source repo`);
+    if (repoKey(repository.clone_url) !== source) return answer(202, "ignored", `${event === "push" ? "a push" : "a pull request"} to ${repository.full_name}, not to the source repo`);
+    const subject = hint.kind === "push" ? { ref: hint.ref } : { pullRequest: hint.number };
 
     const hookId = header(request, "x-github-hook-id") ?? "-";
     try {
-      if (!(await withDeadline(deps.queues.firstDelivery(hookId, delivery)))) return answer(200, "duplicate", "this delivery was queued before", { ref: parsed.ref });
+      if (!(await withDeadline(deps.queues.firstDelivery(hookId, delivery)))) return answer(200, "duplicate", "this delivery was queued before", subject);
       try {
-        const job = await withDeadline(deps.queues.addPush({ kind: "push", ref: parsed.ref, after: parsed.after, deleted: parsed.deleted, delivery }));
-        return answer(202, "queued", `queued ${parsed.ref} at ${parsed.after.slice(0, 7)}`, { ref: parsed.ref, after: parsed.after, job });
+        const job = await withDeadline(deps.queues.addHint(hint));
+        const what = hint.kind === "push" ? `${hint.ref} at ${hint.after.slice(0, 7)}` : `pull request #${hint.number} at ${hint.head.slice(0, 7)}`;
+        return answer(202, "queued", `queued ${what}`, { ...subject, job });
       } catch (error) {
         await deps.queues.forgetDelivery(hookId, delivery).catch(() => undefined);
         throw error;

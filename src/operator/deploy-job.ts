@@ -6,14 +6,17 @@ import { movesForward } from "../core/track.js";
 import { deployPlan } from "../pipeline/deploy.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import { trackEnvironment } from "../pipeline/read-source.js";
-import type { DeployJob } from "../queue/queues.js";
+import type { DeployJob, DeploymentReport, GitHubDeploymentState } from "../queue/queues.js";
+import { finalStatuses, invalidConfigStatus, pinnedStatus, startStatuses, supersededStatus, type CommitStatus } from "../core/statuses.js";
+import { newDeploymentId } from "../store/store.js";
+import { deploymentUrl, environmentUrl } from "./links.js";
 import type { PhaseObserver } from "../remote/apply-host.js";
 import { STOPPED } from "../rollout/rollout.js";
 import type { Operator } from "./operator.js";
 
 /** What a deploy job did; kept by BullMQ as the job's return value (no logs, no secrets). */
 export type DeployJobResult = (
-  | { status: "deployed"; id: string; outcome: DeploymentOutcome; sourceRef: string; sourceCommit: string; hosts: Array<HostOutcome & { durationMs?: number }> }
+  | { status: "deployed"; id: string; outcome: DeploymentOutcome; sourceRef: string; sourceCommit: string; hosts: Array<HostOutcome & { durationMs?: number; uploadedBytes?: number }>; rollbackTo?: { id: string; sourceCommit: string } }
   | { status: "up-to-date"; sourceRef: string; sourceCommit: string }
   | { status: "stays"; reason: string }
 ) & { environment: string; superseded: string[] };
@@ -30,10 +33,12 @@ export class StoppedError extends Error {}
 export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal, observe?: PhaseObserver): Promise<DeployJobResult> {
   const { environment } = job;
   const seen = await op.queues.sequence();
+  let commit: string | undefined;
   try {
     await op.mirror.fetch();
     const { track, resolution } = await trackEnvironment(op.mirror, environment);
     if (resolution.ref === null) return { environment, status: "stays", reason: `${resolution.reason}; ${environment} stays where it is`, superseded: [] };
+    commit = resolution.commit;
     try {
       await op.store.sync(environment);
     } catch (error) {
@@ -41,21 +46,38 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
       op.log.warn({ environment, error: describeError(error) }, "store remote unreachable: planning with the local store");
     }
     const last = (await op.store.history(environment, 1))[0];
+    if (last?.pin) {
+      // Pinned by tidemark rollback: the push is kept in mind (polls ask again) and deployed after tidemark unpin.
+      if (await op.queues.markWaiting(environment, resolution.commit)) await op.report([pinnedStatus(environment, resolution.commit, last.pin, environmentUrl(op.settings, environment))]);
+      return { environment, status: "stays", reason: `${environment} is pinned (${last.pin}); ${resolution.commit.slice(0, 7)} waits for tidemark unpin ${environment}`, superseded: [] };
+    }
+    await op.queues.clearWaiting(environment);
     if (last && !movesForward(track, last.sourceRef, resolution.ref)) {
       return { environment, status: "stays", reason: `${resolution.ref} is older than ${last.sourceRef}, deployed last; ${environment} stays where it is`, superseded: [] };
     }
     const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, resolution);
-    const superseded = () => op.queues.takeRequested(environment, seen, resolution.commit);
     if (last?.sourceCommit === resolution.commit && prepared.plan.hosts.length === 0) {
-      return { environment, status: "up-to-date", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded: await superseded() };
+      const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
+      await op.report(superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, deploymentUrl(op.settings, last.id))));
+      return { environment, status: "up-to-date", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded };
     }
     if (stop.aborted) throw new StoppedError("the operator is shutting down; another worker deploys it");
 
-    const deployment = await deployPlan(op.mirror, op.store, prepared, { ...op.deploy, trigger: job.trigger, stop, observe });
+    const id = newDeploymentId();
+    const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
+    const hostCount = new Set([...prepared.desired.hosts.keys(), ...prepared.plan.hosts.map((host) => host.host)]).size;
+    const facts = { id, environment, sourceCommit: resolution.commit, hostStatuses: op.settings.hostStatuses && hostCount <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, id), ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}) };
+    const start = startStatuses(facts, prepared.plan.hosts.map((host) => host.host));
+    await op.report([...start, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))], gitHubDeployment(facts, "in_progress", start[0]!.description));
+
+    const deployment = await deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe });
     if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
-    if (deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED))) {
-      throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
+    const stopped = deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED));
+    if (!stopped) {
+      const final = finalStatuses({ ...facts, hosts: deployment.hosts });
+      await op.report(final, gitHubDeployment(facts, DEPLOYMENT_STATE[final[0]!.state], final[0]!.description));
     }
+    if (stopped) throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
     return {
       environment,
       status: "deployed",
@@ -63,14 +85,22 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
       outcome: deploymentOutcome(deployment.hosts),
       sourceRef: deployment.sourceRef,
       sourceCommit: deployment.sourceCommit,
-      hosts: deployment.hosts.map(({ host, outcome, detail, durationMs }) => ({ host, outcome, ...(detail ? { detail } : {}), ...(durationMs !== undefined ? { durationMs } : {}) })),
-      superseded: await superseded(),
+      hosts: deployment.hosts.map(({ host, outcome, detail, durationMs, uploadedBytes }) => ({ host, outcome, ...(detail ? { detail } : {}), ...(durationMs !== undefined ? { durationMs } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) })),
+      ...(deployment.rollbackTo ? { rollbackTo: deployment.rollbackTo } : {}),
+      superseded,
     };
   } catch (error) {
+    if (error instanceof InvalidConfigError && commit) await op.report([invalidConfigStatus(environment, commit, error.problems, environmentUrl(op.settings, environment))]);
     // A broken config tree or an unknown environment stays broken until someone pushes: no retry.
     if (error instanceof InvalidConfigError || (error instanceof TidemarkError && ["ENV_UNKNOWN", "REPO_URL"].includes(error.code))) {
       throw new UnrecoverableError(describeError(error));
     }
     throw error;
   }
+}
+
+const DEPLOYMENT_STATE: Record<CommitStatus["state"], GitHubDeploymentState> = { pending: "in_progress", success: "success", failure: "failure", error: "error" };
+
+function gitHubDeployment(facts: { id: string; environment: string; sourceCommit: string; targetUrl?: string }, state: GitHubDeploymentState, description: string): DeploymentReport {
+  return { id: facts.id, environment: facts.environment, sha: facts.sourceCommit, state, description, ...(facts.targetUrl ? { targetUrl: facts.targetUrl } : {}) };
 }

@@ -4,12 +4,16 @@ import { movesForward, resolveTrack, tracksRef } from "../core/track.js";
 import { defaultBranch, readSourceConfig } from "../pipeline/read-source.js";
 import type { RefsJob } from "../queue/queues.js";
 import type { Operator } from "./operator.js";
+import { previewPullRequest } from "./preview.js";
+import { queuedStatus } from "../core/statuses.js";
+import { environmentUrl } from "./links.js";
 
 /** What a push or a poll did to one environment. */
 export type IntakeResult =
   | { environment: string; action: "requested"; ref: string; commit: string }
   | { environment: string; action: "current"; commit: string }
-  | { environment: string; action: "stays"; reason: string };
+  | { environment: string; action: "stays"; reason: string }
+  | { environment: string; action: "previewed"; pullRequest: number; commit: string; hosts?: string[]; invalid?: number };
 
 /**
  * Turns a push hint or a poll into deployment requests: for every
@@ -18,6 +22,7 @@ export type IntakeResult =
  * already. Deleted refs and tags older than the one deployed move nothing.
  */
 export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]> {
+  if (job.kind === "pull-request") return previewPullRequest(op, job);
   await op.mirror.fetch();
   const head = await defaultBranch(op.mirror);
   let config;
@@ -44,7 +49,8 @@ export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]
     // The pushed commit, if it is what the rule follows, is reported superseded should a newer one be deployed instead.
     if (job.kind === "push" && job.ref === resolved.ref) await op.queues.noteRequested(environment, job.after);
     const last = await op.queues.lastRequested(environment);
-    if (last?.commit === resolved.commit) {
+    // A commit held back by a pin is asked for again at each poll: the deploy job finds out whether the pin is gone.
+    if (last?.commit === resolved.commit && !(job.kind === "poll" && (await op.queues.isWaiting(environment)))) {
       results.push({ environment, action: "current", commit: resolved.commit });
       continue;
     }
@@ -53,6 +59,7 @@ export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]
       continue;
     }
     await op.queues.requestDeployment({ environment, trigger: job.kind === "push" ? "webhook" : "poll", requested: { ref: resolved.ref, commit: resolved.commit } });
+    await op.report([queuedStatus(environment, resolved.commit, environmentUrl(op.settings, environment))]);
     results.push({ environment, action: "requested", ref: resolved.ref, commit: resolved.commit });
   }
   return results;

@@ -1,7 +1,7 @@
 import { accessSync, constants, mkdirSync } from "node:fs";
 import type { Server } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
-import { Worker, type Job } from "bullmq";
+import { RateLimitError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { OperatorSettings } from "../config/settings.js";
@@ -9,7 +9,11 @@ import { describeError, TidemarkError } from "../core/errors.js";
 import { SourceMirror } from "../git/mirror.js";
 import { startHttp, stopHttp, type Readiness } from "../http/server.js";
 import { webhookHandler } from "../http/webhook.js";
-import { deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, type DeployJob, type RefsJob } from "../queue/queues.js";
+import { deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, REPORT_QUEUE, type DeployJob, type DeploymentReport, type RefsJob, type ReportJob } from "../queue/queues.js";
+import type { CommitStatus } from "../core/statuses.js";
+import type { Redactor } from "../core/redact.js";
+import { gitHubClient } from "../github/client.js";
+import { GitHubReporter, rateLimitWait, reportKey } from "../github/reporter.js";
 import { evictionWarning, redactUrl, redisFactory } from "../queue/redis.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
@@ -37,9 +41,10 @@ export class OperatorService {
   private constructor(
     private readonly op: Operator,
     private readonly connections: { queues: Redis; workers: Redis },
+    private readonly redact: Redactor,
   ) {}
 
-  static async start(settings: OperatorSettings, role: "serve" | "worker", log: Logger): Promise<OperatorService> {
+  static async start(settings: OperatorSettings, role: "serve" | "worker", log: Logger, redact: Redactor): Promise<OperatorService> {
     const connect = redisFactory(settings.redis, settings.redisCa);
     // Queues fail fast when Redis is down (a webhook answers 503 at once, a job step fails and is retried); workers wait for it to come back.
     const connections = { queues: connect({ enableOfflineQueue: false, maxRetriesPerRequest: 0 }), workers: connect() };
@@ -50,6 +55,7 @@ export class OperatorService {
       const warning = await evictionWarning(connections.queues);
       if (warning) log.warn(warning);
       mkdirSync(settings.mirrors, { recursive: true });
+      const github = gitHubClient(settings, log);
       const op: Operator = {
         settings,
         mirror: await SourceMirror.open(settings.repo, settings.mirrors),
@@ -62,15 +68,22 @@ export class OperatorService {
           knownHosts: settings.knownHosts ? KnownHosts.read(settings.knownHosts) : undefined,
           settleMs: settings.settle * 1000,
         },
+        report: github ? reportTo(queues, log, redact) : () => Promise.resolve(),
       };
-      const service = new OperatorService(op, connections);
+      const service = new OperatorService(op, connections, redact);
+      if (github) {
+        await queues.prepareReports();
+        const reporter = new GitHubReporter(github.octokit, github.repo, queues, log, settings.githubDeployments);
+        service.work(REPORT_QUEUE, (job: Job<ReportJob>) => service.reportJob(reporter, job));
+      }
       await queues.schedulePolling(settings.pollInterval);
       // Push hints in a burst run side by side and share one fetch of the source repo.
       service.work(REFS_QUEUE, (job: Job<RefsJob>) => service.intake(job), 8);
       await service.discover();
       service.discovery = setInterval(() => void service.discover().catch(() => undefined), DISCOVERY_MS);
       if (role === "serve" || settings.listen) await service.listen(role);
-      log.info({ repo: op.mirror.url, redis: redactUrl(settings.redis), store: settings.store, pollInterval: settings.pollInterval, webhooks: role === "serve" && settings.webhookSecrets.length > 0, url: service.url }, `tidemark ${role} started`);
+      const reporting = github ? `${github.repo.owner}/${github.repo.repo} at ${settings.githubApiUrl}` : "off (no TIDEMARK_GITHUB_TOKEN or App)";
+      log.info({ repo: op.mirror.url, redis: redactUrl(settings.redis), store: settings.store, pollInterval: settings.pollInterval, webhooks: role === "serve" && settings.webhookSecrets.length > 0, github: reporting, url: service.url }, `tidemark ${role} started`);
       return service;
     } catch (error) {
       await queues.close().catch(() => undefined);
@@ -154,7 +167,21 @@ export class OperatorService {
 
   private work<T>(name: string, process: (job: Job<T>) => Promise<unknown>, concurrency = 1): void {
     const { settings, log } = this.op;
-    const worker = new Worker<T>(name, process, {
+    // A job's error is kept in Redis: no secret may ride along in its message or stack.
+    const clean = async (job: Job<T>) => {
+      try {
+        return await process(job);
+      } catch (error) {
+        if (!(error instanceof Error)) throw error;
+        const message = this.redact(error.message);
+        if (message === error.message && this.redact(error.stack ?? "") === (error.stack ?? "")) throw error;
+        const redacted = new Error(message);
+        redacted.name = error.name;
+        redacted.stack = this.redact(error.stack ?? "");
+        throw redacted;
+      }
+    };
+    const worker = new Worker<T>(name, clean, {
       connection: this.connections.workers,
       prefix: PREFIX,
       concurrency,
@@ -166,6 +193,25 @@ export class OperatorService {
     worker.on("failed", (job, error) => log.error({ queue: name, job: job?.id, attempt: job?.attemptsMade, error: error.message, retry: !(error.name === "UnrecoverableError") && (job?.attemptsMade ?? 0) < (job?.opts.attempts ?? 1) }, `${name} job failed`));
     worker.on("error", (error) => log.warn({ queue: name, error: error.message }, "worker error"));
     this.workers.set(name, worker);
+  }
+
+  /** Posts one report, unless a newer one of the same status or deployment went first; a long rate limit pauses the whole queue. */
+  private async reportJob(reporter: GitHubReporter, job: Job<ReportJob>): Promise<string> {
+    const { queues, log } = this.op;
+    const key = reportKey(job.data.report);
+    if (!(await queues.isNewestReport(key, job.data.seq))) return "skipped: a newer report was posted";
+    try {
+      const done = await reporter.post(job.data.report);
+      await queues.markReported(key, job.data.seq);
+      log.debug({ job: job.id, report: done }, "reported to GitHub");
+      return done;
+    } catch (error) {
+      const wait = rateLimitWait(error);
+      if (wait === undefined) throw error;
+      log.warn({ waitSeconds: Math.round(wait / 1000) }, "GitHub rate limit: reports wait until it resets");
+      await queues.reports.rateLimit(wait);
+      throw new RateLimitError();
+    }
   }
 
   private async intake(job: Job<RefsJob>): Promise<IntakeResult[]> {
@@ -202,6 +248,17 @@ export class OperatorService {
       throw error;
     }
   }
+}
+
+/** Queues reports; a Redis hiccup costs a status, never a deployment. */
+function reportTo(queues: OperatorQueues, log: Logger, redact: Redactor): Operator["report"] {
+  return async (statuses: CommitStatus[], deployment?: DeploymentReport) => {
+    try {
+      await queues.addReports([...statuses.map((status) => ({ kind: "status" as const, status: { ...status, description: redact(status.description) } })), ...(deployment ? [{ kind: "deployment" as const, deployment: { ...deployment, description: redact(deployment.description) } }] : [])]);
+    } catch (error) {
+      log.warn({ error: describeError(error), statuses: statuses.length }, "could not queue reports for GitHub");
+    }
+  };
 }
 
 async function waitReady(redis: Redis, url: string): Promise<void> {

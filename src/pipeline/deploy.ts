@@ -20,6 +20,12 @@ export interface DeployOptions {
   observe?: PhaseObserver;
   /** Aborted when the operator shuts down: no new host starts, the ones in flight finish. */
   stop?: AbortSignal;
+  /** The deployment's id, when the caller named it before (for the links in statuses); a new one otherwise. */
+  id?: string;
+  /** Commits asked for and not deployed because this deployment brings a newer one: recorded with it. */
+  superseded?: string[];
+  /** Pins the environment (tidemark rollback): recorded with the deployment; pushes wait until tidemark unpin. */
+  pin?: string;
 }
 
 export interface Deployment {
@@ -31,6 +37,8 @@ export interface Deployment {
   hosts: HostResult[];
   /** The store commit that records it. */
   storeCommit: string;
+  /** The earlier deployment whose tree this one brought back. */
+  rollbackTo?: { id: string; sourceCommit: string };
   /** Set when the store remote could not be reached: the deployment is recorded locally and shared later. */
   shareError?: string;
 }
@@ -42,9 +50,9 @@ export interface Deployment {
  */
 export async function deployPlan(mirror: SourceMirror, store: Store, prepared: PreparedPlan, options: DeployOptions): Promise<Deployment> {
   const { config, plan, desired, deployed, source } = prepared;
-  const id = newDeploymentId();
+  const id = options.id ?? newDeploymentId();
   const jobs = new Map(plan.hosts.map((hostPlan) => [hostPlan.host, hostPlan]));
-  const blob = (oid: string) => mirror.reader.blob(oid);
+  const blob = (oid: string) => prepared.reader.blob(oid);
   const job = (host: string, hostPlan = jobs.get(host)!): HostJob => ({
     deploymentId: id,
     target: target(host, config.hosts[host]!, options.knownHosts),
@@ -55,6 +63,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     settleMs: options.settleMs ?? 1000,
     keepReleases: options.keepReleases ?? 3,
     rollBack: config.rollout.onFailure !== "halt",
+    previousLabel: prepared.liveSource.get(host)?.slice(0, 7),
   });
   const connect = (target: SshTarget) => {
     if ((typeof target.hostKey === "string" ? [target.hostKey] : target.hostKey).length === 0) {
@@ -70,7 +79,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   };
 
   // The store gets the tree's objects first, so its commit can point at them whatever happens next.
-  await store.importTree(mirror.reader, prepared.envTreeOid);
+  await store.importTree(prepared.reader, prepared.envTreeOid);
   const timed = async (apply: () => Promise<HostResult>): Promise<HostResult> => {
     const started = performance.now();
     const result = await apply();
@@ -81,7 +90,18 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const byHost = new Map(results.map((result) => [result.host, result]));
   const hosts = [...new Set([...desired.hosts.keys(), ...jobs.keys()])].sort().map((host): HostResult => byHost.get(host) ?? { host, outcome: "unchanged" });
   const storeCommit = await store.record(
-    { id, environment: plan.environment, sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: options.trigger, hosts: hosts.map(({ host, outcome, detail }): HostOutcome => ({ host, outcome, ...(detail ? { detail } : {}) })) },
+    {
+      id,
+      environment: plan.environment,
+      sourceRepo: mirror.url,
+      sourceCommit: source.commit,
+      sourceRef: source.ref,
+      trigger: options.trigger,
+      hosts: hosts.map(({ host, outcome, detail }): HostOutcome => ({ host, outcome, ...(detail ? { detail } : {}) })),
+      ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}),
+      ...(options.pin ? { pin: options.pin } : {}),
+      ...(options.superseded?.length ? { superseded: options.superseded } : {}),
+    },
     prepared.envTreeOid,
   );
   let shareError: string | undefined;
@@ -90,7 +110,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   } catch (error) {
     shareError = describeError(error);
   }
-  return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(shareError ? { shareError } : {}) };
+  return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}), ...(shareError ? { shareError } : {}) };
 }
 
 function target(name: string, host: InventoryHost, knownHosts: KnownHosts | undefined): SshTarget {

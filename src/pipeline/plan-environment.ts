@@ -4,34 +4,47 @@ import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
-import { readTreePair } from "../git/tree-reader.js";
+import { readTreePair, type TreeReader } from "../git/tree-reader.js";
+import { findReturn } from "../core/returns.js";
 import type { Store } from "../store/store.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
 export interface PreparedPlan {
   config: SourceConfig;
   source: SourceCommit;
+  /** Where the desired tree's objects are read from: the source mirror, or the store for a recorded tree. */
+  reader: TreeReader;
   /** The environment's config tree at the source commit (the store commit's tree). */
   envTreeOid: string;
   desired: EnvTree;
   /** What the store says each host runs, read where it differs from `desired`. */
   deployed: Map<string, HostTree>;
   plan: Plan;
+  /** The source commit live on each host, per the store: what a failing host rolls back to. */
+  liveSource: Map<string, string>;
+  /** Set when the tree is one an earlier deployment brought: this deployment returns to it. */
+  rollbackTo?: { id: string; sourceCommit: string };
+  /** Set while the environment is pinned by `tidemark rollback`. */
+  pin?: string;
 }
+
+/** How many deployments back a return to an earlier tree is recognised. */
+const RETURN_DEPTH = 200;
 
 /**
  * Reads what an environment should run at a source commit and what the store
  * says runs now, reading only the subtrees that differ, and plans the change.
  */
-export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store, environment: string, source: SourceCommit): Promise<PreparedPlan> {
+export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store, environment: string, source: SourceCommit, recorded?: { tree: string }): Promise<PreparedPlan> {
   const config = await readSourceConfig(mirror, source.commit);
   const env = config.environments[environment];
   if (!env) throw unknownEnvironment(environment, config);
-  const root = await mirror.reader.commitTree(source.commit);
-  const envOid = await mirror.reader.treeAt(root, env.tree);
+  // A recorded tree (tidemark rollback) is read from the store: the source repo may be unreachable.
+  const reader = recorded ? store.reader : mirror.reader;
+  const envOid = recorded?.tree ?? (await mirror.reader.treeAt(await mirror.reader.commitTree(source.commit), env.tree));
   if (!envOid) throw new InvalidConfigError([{ file: env.tree, message: `the environment's tree directory does not exist at ${source.commit.slice(0, 7)} (environments.${environment}.tree)` }]);
 
-  const wanted = await mirror.reader.entries(envOid);
+  const wanted = await reader.entries(envOid);
   const live = await store.liveHostTrees(environment);
   const hosts = new Set([...wanted.map((entry) => entry.name), ...(env.hosts ?? []), ...live.keys()]);
   const entries = new Map<string, Entry>();
@@ -45,7 +58,7 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
         return;
       }
       const [desiredDir, liveDir] = await readTreePair(
-        want ? { reader: mirror.reader, oid: want.oid, sizes: true } : undefined,
+        want ? { reader, oid: want.oid, sizes: true } : undefined,
         liveOid ? { reader: store.reader, oid: liveOid, sizes: false } : undefined,
         `${host}/`,
       );
@@ -56,7 +69,20 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
   const envDir: Dir = { kind: "dir", oid: envOid, entries };
   const { tree: desired, problems } = readEnvTree(config, environment, envDir);
   if (problems.length > 0) throw new InvalidConfigError(problems);
-  return { config, source, envTreeOid: envOid, desired, deployed, plan: planEnvironment(environment, desired, deployed) };
+  const history = await store.history(environment, RETURN_DEPTH);
+  const rollbackTo = findReturn(history, envOid);
+  return {
+    config,
+    source,
+    reader,
+    envTreeOid: envOid,
+    desired,
+    deployed,
+    plan: planEnvironment(environment, desired, deployed),
+    liveSource: await store.liveHostSources(environment),
+    ...(rollbackTo ? { rollbackTo } : {}),
+    ...(history[0]?.pin ? { pin: history[0].pin } : {}),
+  };
 }
 
 /** Every environment's whole tree at a commit, checked: what `tidemark validate` reports. */

@@ -1,12 +1,15 @@
 import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Trigger } from "../core/outcome.js";
+import type { CommitStatus } from "../core/statuses.js";
 
 /** Every key Tidemark writes to Redis starts with this. */
 export const PREFIX = "tidemark";
 /** Push hints and polls: each becomes deployment requests for the environments it moves. */
 export const REFS_QUEUE = "refs";
 export const deployQueueName = (environment: string) => `deploy.${environment}`;
+/** What goes back to GitHub: commit statuses and Deployments, posted one at a time, in order, whatever GitHub's mood. */
+export const REPORT_QUEUE = "report";
 
 /** A `push` webhook, reduced to what matters: which ref moved. A hint: the deploy job resolves the ref again when it runs. */
 export interface PushHint {
@@ -17,11 +20,42 @@ export interface PushHint {
   delivery: string;
 }
 
-export type RefsJob = PushHint | { kind: "poll" };
+/** A `pull_request` webhook (opened, synchronize, reopened): its head is planned against what the environments run. */
+export interface PullRequestHint {
+  kind: "pull-request";
+  number: number;
+  head: string;
+  base: string;
+  /** A pull request from a fork: its objects are read, nothing in it is ever trusted with credentials. */
+  fork: boolean;
+  delivery: string;
+}
+
+export type RefsJob = PushHint | PullRequestHint | { kind: "poll" };
+
+export type GitHubDeploymentState = "in_progress" | "success" | "failure" | "error";
+
+/** A GitHub deployment's state changing, for the Tidemark deployment `id`. */
+export interface DeploymentReport {
+  id: string;
+  environment: string;
+  sha: string;
+  state: GitHubDeploymentState;
+  description: string;
+  targetUrl?: string;
+}
+
+export type Report = { kind: "status"; status: CommitStatus } | { kind: "deployment"; deployment: DeploymentReport };
+
+export interface ReportJob {
+  report: Report;
+  /** Order of enqueueing: a report older than the last one posted for the same status or deployment is dropped. */
+  seq: number;
+}
 
 export interface DeployJob {
   environment: string;
-  trigger: Extract<Trigger, "webhook" | "poll">;
+  trigger: Extract<Trigger, "webhook" | "poll" | "cli">;
   /** The commit the request saw; the job deploys wherever the environment points when it runs. */
   requested: { ref: string; commit: string };
 }
@@ -29,6 +63,8 @@ export interface DeployJob {
 const KEEP = { removeOnComplete: { count: 200 }, removeOnFail: { count: 200 } } satisfies JobsOptions;
 /** How long a delivery id is remembered: GitHub redelivers on request for days. */
 const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
+/** Report bookkeeping outlives any retry of a report by far. */
+const REPORT_TTL_SECONDS = 30 * 24 * 3600;
 
 /**
  * The operator's queues on one Redis, shared by every server and worker:
@@ -38,10 +74,43 @@ const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
  */
 export class OperatorQueues {
   readonly refs: Queue<RefsJob>;
+  readonly reports: Queue<ReportJob>;
   private readonly deployQueues = new Map<string, Promise<Queue<DeployJob>>>();
 
   constructor(readonly redis: Redis) {
     this.refs = new Queue<RefsJob>(REFS_QUEUE, { connection: redis, prefix: PREFIX, defaultJobOptions: { ...KEEP, attempts: 5, backoff: { type: "exponential", delay: 1000 } } });
+    // Twelve attempts backing off from 10 s: a GitHub outage of up to about 11 hours loses no status.
+    this.reports = new Queue<ReportJob>(REPORT_QUEUE, { connection: redis, prefix: PREFIX, defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 }, attempts: 12, backoff: { type: "exponential", delay: 10_000 } } });
+  }
+
+  /** One report queue for every process: one report at a time, so that statuses reach GitHub in the order they were made. */
+  async prepareReports(): Promise<void> {
+    await this.reports.setGlobalConcurrency(1);
+  }
+
+  async addReports(reports: Report[]): Promise<void> {
+    if (reports.length === 0) return;
+    const last = await this.redis.incrby(this.key("report-seq"), reports.length);
+    await this.reports.addBulk(reports.map((report, i) => ({ name: report.kind, data: { report, seq: last - reports.length + 1 + i } })));
+  }
+
+  /** Whether a report is newer than the last one posted under the same key; `markReported` records it once posted. */
+  async isNewestReport(key: string, seq: number): Promise<boolean> {
+    return Number((await this.redis.get(this.key("reported", key))) ?? 0) < seq;
+  }
+
+  async markReported(key: string, seq: number): Promise<void> {
+    await this.redis.set(this.key("reported", key), String(seq), "EX", REPORT_TTL_SECONDS);
+  }
+
+  /** The GitHub deployment made for a Tidemark deployment, once created. */
+  async gitHubDeployment(id: string): Promise<number | undefined> {
+    const value = await this.redis.get(this.key("github-deployment", id));
+    return value === null ? undefined : Number(value);
+  }
+
+  async setGitHubDeployment(id: string, gitHubId: number): Promise<void> {
+    await this.redis.set(this.key("github-deployment", id), String(gitHubId), "EX", REPORT_TTL_SECONDS);
   }
 
   /** True the first time a delivery is seen: redeliveries (same hook, same GUID) return false. */
@@ -54,8 +123,8 @@ export class OperatorQueues {
     await this.redis.del(this.key("deliveries", hookId, guid));
   }
 
-  async addPush(hint: PushHint): Promise<string | undefined> {
-    return (await this.refs.add("push", hint)).id;
+  async addHint(hint: PushHint | PullRequestHint): Promise<string | undefined> {
+    return (await this.refs.add(hint.kind, hint)).id;
   }
 
   async deployQueue(environment: string): Promise<Queue<DeployJob>> {
@@ -109,6 +178,20 @@ export class OperatorQueues {
     return value.ref && value.commit ? { ref: value.ref, commit: value.commit } : undefined;
   }
 
+  /** Remembers the commit a pinned environment holds back; true if it is another one than last time (worth a status). */
+  async markWaiting(environment: string, commit: string): Promise<boolean> {
+    return (await this.redis.getset(this.key("waiting", environment), commit)) !== commit;
+  }
+
+  async clearWaiting(environment: string): Promise<void> {
+    await this.redis.del(this.key("waiting", environment));
+  }
+
+  /** Whether a pinned environment holds a commit back: polls ask for it again, to deploy it once unpinned. */
+  async isWaiting(environment: string): Promise<boolean> {
+    return (await this.redis.exists(this.key("waiting", environment))) === 1;
+  }
+
   /** Every environment ever asked for: the workers listen on their queues. */
   async environments(): Promise<string[]> {
     return (await this.redis.smembers(this.key("environments"))).sort();
@@ -121,12 +204,12 @@ export class OperatorQueues {
   }
 
   async counts(): Promise<Map<string, Record<string, number>>> {
-    const queues = [this.refs, ...(await Promise.all(this.deployQueues.values()))] as Array<Queue<unknown>>;
+    const queues = [this.refs, this.reports, ...(await Promise.all(this.deployQueues.values()))] as Array<Queue<unknown>>;
     return new Map(await Promise.all(queues.map(async (queue) => [queue.name, await queue.getJobCounts("waiting", "active", "delayed", "failed")] as const)));
   }
 
   async close(): Promise<void> {
-    const queues = [this.refs, ...(await Promise.all(this.deployQueues.values()))] as Array<Queue<unknown>>;
+    const queues = [this.refs, this.reports, ...(await Promise.all(this.deployQueues.values()))] as Array<Queue<unknown>>;
     await Promise.all(queues.map((queue) => queue.close()));
   }
 

@@ -26,6 +26,8 @@ export interface HostJob {
   keepReleases: number;
   /** false for `onFailure: halt`: a failing host is left as it is, for a person to look at. */
   rollBack: boolean;
+  /** How people know what the host ran before (the source commit), for "rolled back to 1a2b3c4". */
+  previousLabel?: string;
 }
 
 export interface HostResult extends HostOutcome {
@@ -33,6 +35,8 @@ export interface HostResult extends HostOutcome {
   log?: string;
   /** How long the host took, connect to commit (and rollback): set by the deployment, for metrics and JSON. */
   durationMs?: number;
+  /** Bytes of release content sent to the host: 0 when every release was there already (a return to an earlier tree). */
+  uploadedBytes?: number;
 }
 
 export type PhaseObserver = (host: string, phase: HostPhase) => void;
@@ -51,7 +55,8 @@ interface Failure {
  */
 export async function applyHost(job: HostJob, connect: (target: SshTarget) => Promise<SshSession>, observe: PhaseObserver = () => undefined): Promise<HostResult> {
   const host = job.plan.host;
-  const outcome = (kind: HostOutcome["outcome"], detail?: string, log?: string): HostResult => ({ host, outcome: kind, ...(detail ? { detail } : {}), ...(log ? { log } : {}) });
+  let uploadedBytes: number | undefined;
+  const outcome = (kind: HostOutcome["outcome"], detail?: string, log?: string): HostResult => ({ host, outcome: kind, ...(detail ? { detail } : {}), ...(log ? { log } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) });
   const user: RemoteUser = job.target.user === "root" ? "root" : { sudo: job.target.user };
 
   observe(host, "connect");
@@ -82,7 +87,7 @@ export async function applyHost(job: HostJob, connect: (target: SshTarget) => Pr
 
     observe(host, "upload");
     try {
-      await upload(session, user, job, forward, state.apps);
+      uploadedBytes = await upload(session, user, job, forward, state.apps);
     } catch (error) {
       return outcome("failed", `upload failed, nothing switched: ${describeError(error)}`);
     }
@@ -105,7 +110,7 @@ export async function applyHost(job: HostJob, connect: (target: SshTarget) => Pr
     const missing = reversePlan.apps.filter((app) => app.release !== null && state.apps.get(app.app)?.baseExists !== true);
     if (missing.length > 0) return outcome("rollback-failed", `${failure.detail}; rollback impossible: the previous release of ${missing.map((app) => app.app).join(", ")} is gone from the host`, failure.log);
     const rollbackFailure = await switchAndCheck(session, user, reverse, job.settleMs, () => undefined);
-    const back = job.plan.from === null ? "the host is empty again" : `rolled back to ${short(job.plan.from)}`;
+    const back = job.plan.from === null ? "the host is empty again" : `rolled back to ${job.previousLabel ?? short(job.plan.from)}`;
     if (rollbackFailure) return outcome("rollback-failed", `${failure.detail}; the rollback failed too: ${rollbackFailure.detail}`, [failure.log, rollbackFailure.log].filter(Boolean).join("\n---\n"));
     return outcome("rolled-back", `${failure.detail}; ${back}`, failure.log);
   } catch (error) {
@@ -135,8 +140,8 @@ async function inspect(session: SshSession, user: RemoteUser, changes: HostChang
   return { tree: tree === undefined || tree === "-" ? null : tree, apps: state };
 }
 
-/** New release dirs for the apps whose release is not on the host yet: hard links to the base for unchanged files, SFTP for the rest. */
-async function upload(session: SshSession, user: RemoteUser, job: HostJob, changes: HostChanges, state: Map<string, AppState>): Promise<void> {
+/** New release dirs for the apps whose release is not on the host yet: hard links to the base for unchanged files, SFTP for the rest. Returns the bytes sent. */
+async function upload(session: SshSession, user: RemoteUser, job: HostJob, changes: HostChanges, state: Map<string, AppState>): Promise<number> {
   const stage: StageApp[] = [];
   const work: Array<{ app: string; release: string; path: string; oid: string; mode: string }> = [];
   for (const app of changes.plan.apps) {
@@ -153,7 +158,8 @@ async function upload(session: SshSession, user: RemoteUser, job: HostJob, chang
   }
   // `target` is written even when every release is on the host already (a revert, or a run taken over after a crash).
   await run(session, stageScript(user, job.deploymentId, job.plan.to, stage), "prepare the release dirs");
-  if (stage.length === 0) return;
+  if (stage.length === 0) return 0;
+  let bytes = 0;
   const sftp = await session.sftp();
   // ssh2 never calls back a write whose channel died: the channel's end fails them all.
   const lost = new Promise<never>((_, reject) => {
@@ -171,11 +177,13 @@ async function upload(session: SshSession, user: RemoteUser, job: HostJob, chang
           sftp.writeFile(`${partialDir(file.app, file.release)}/${file.path}`, data, { mode: file.mode === "100755" ? 0o555 : 0o444 }, (error) => (error ? reject(error) : resolve()));
         });
         await Promise.race([written, lost]);
+        bytes += data.length;
         sums.get(file.app)!.uploaded.push({ path: file.path, sha256: createHash("sha256").update(data).digest("hex") });
       }),
     ),
   );
   await run(session, sealScript(user, [...sums.values()]), "verify and seal the releases");
+  return bytes;
 }
 
 /** Switches, restarts, waits for the units to settle and checks them and the app checks; returns what failed, if anything. */

@@ -9,6 +9,12 @@ export interface DeploymentRecord {
   sourceRef: string;
   trigger: Trigger;
   hosts: HostOutcome[];
+  /** Set when the deployed tree is one an earlier deployment brought: a return to that state (after a `git revert`, a moved pin, `tidemark rollback`). */
+  rollbackTo?: { id: string; sourceCommit: string };
+  /** Set while the environment is pinned by `tidemark rollback`: why. Pushes are not deployed until `tidemark unpin`. */
+  pin?: string;
+  /** Commits asked for before this deployment resolved its ref and not deployed on their own. */
+  superseded?: string[];
 }
 
 /**
@@ -19,7 +25,7 @@ export interface DeploymentRecord {
 export function formatRecord(record: DeploymentRecord): string {
   const counts = new Map<string, number>();
   for (const host of record.hosts) counts.set(host.outcome, (counts.get(host.outcome) ?? 0) + 1);
-  const summary = [...counts].map(([outcome, n]) => `${n} ${outcome}`).join(", ") || "no hosts";
+  const summary = record.trigger === "unpin" ? "unpinned" : [...counts].map(([outcome, n]) => `${n} ${outcome}`).join(", ") || "no hosts";
   const oneLine = (text: string) => text.replace(/[\r\n]+/g, " ").trim();
   return [
     `${record.environment}: ${record.sourceCommit.slice(0, 7)} (${record.trigger}): ${summary}`,
@@ -30,6 +36,9 @@ export function formatRecord(record: DeploymentRecord): string {
     `Tidemark-Source-Commit: ${record.sourceCommit}`,
     `Tidemark-Source-Ref: ${oneLine(record.sourceRef)}`,
     `Tidemark-Trigger: ${record.trigger}`,
+    ...(record.rollbackTo ? [`Tidemark-Rollback-To: ${record.rollbackTo.id} ${record.rollbackTo.sourceCommit}`] : []),
+    ...(record.pin ? [`Tidemark-Pin: ${oneLine(record.pin)}`] : []),
+    ...(record.superseded ?? []).map((commit) => `Tidemark-Superseded: ${commit}`),
     ...record.hosts.map((host) => `Tidemark-Host: ${host.host} ${host.outcome}${host.detail ? ` ${oneLine(host.detail)}` : ""}`),
     "",
   ].join("\n");
@@ -49,5 +58,19 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
       return { host, outcome: outcome as HostOutcomeKind, ...(detail.length > 0 ? { detail: detail.join(" ") } : {}) };
     })
     .filter((host) => HOST_OUTCOMES.includes(host.outcome));
-  return { id, environment, trigger, sourceRepo: one("Source-Repo") ?? "", sourceCommit: one("Source-Commit") ?? "", sourceRef: one("Source-Ref") ?? "", hosts };
+  const [rollbackId, rollbackCommit] = one("Rollback-To")?.split(" ") ?? [];
+  const pin = one("Pin");
+  const superseded = trailers.filter(([name]) => name === "Superseded").map(([, value]) => value);
+  return {
+    id,
+    environment,
+    trigger,
+    sourceRepo: one("Source-Repo") ?? "",
+    sourceCommit: one("Source-Commit") ?? "",
+    sourceRef: one("Source-Ref") ?? "",
+    hosts,
+    ...(rollbackId && rollbackCommit ? { rollbackTo: { id: rollbackId, sourceCommit: rollbackCommit } } : {}),
+    ...(pin ? { pin } : {}),
+    ...(superseded.length > 0 ? { superseded } : {}),
+  };
 }

@@ -1,3 +1,4 @@
+import type { AppCredentials } from "./apps.js";
 import type { ApiRequest, Violation } from "./github-api.js";
 import type { Fault } from "./faults.js";
 import type { Delivery, Hook } from "./webhooks.js";
@@ -12,6 +13,15 @@ export interface RepoInfo {
   /** The bare repository on disk, for checks with native git. */
   gitDir: string;
 }
+
+/** What a pull request event did: the pull request's number, the commit refs/pull/N/head now points at, the webhooks sent. */
+export interface PullRequestEvent {
+  number: number;
+  headSha: string;
+  deliveries: Delivery[];
+}
+
+export type { AppCredentials };
 
 /** Talks to a running forge: its control API, and the URLs its parts answer on. */
 export class ForgeClient {
@@ -52,6 +62,34 @@ export class ForgeClient {
 
   redeliver(guid: string): Promise<Delivery> {
     return this.call("POST", "/_bed/redeliver", { guid });
+  }
+
+  /**
+   * Opens a pull request on `repo` ("owner/name") from `head` (a branch of
+   * `headRepo`, a fork, or of `repo` itself) into `base` (the default branch
+   * unless given), and sends the `pull_request` "opened" webhook.
+   */
+  openPullRequest(repo: string, pull: { head: string; base?: string; headRepo?: string; title?: string }): Promise<PullRequestEvent> {
+    return this.call("POST", "/_bed/pulls", { repo, action: "opened", ...pull });
+  }
+
+  /** After a push to the head branch: moves refs/pull/N/head and sends "synchronize" (with before/after). */
+  synchronizePullRequest(repo: string, number: number): Promise<PullRequestEvent> {
+    return this.call("POST", "/_bed/pulls", { repo, action: "synchronize", number });
+  }
+
+  closePullRequest(repo: string, number: number): Promise<PullRequestEvent> {
+    return this.call("POST", "/_bed/pulls", { repo, action: "closed", number });
+  }
+
+  /** Reopens a closed pull request, at its head branch's current commit, and sends "reopened". */
+  reopenPullRequest(repo: string, number: number): Promise<PullRequestEvent> {
+    return this.call("POST", "/_bed/pulls", { repo, action: "reopened", number });
+  }
+
+  /** Creates a GitHub App installed on `repo` alone, for @octokit/auth-app: { appId, installationId, privateKey }. */
+  createApp(repo: string): Promise<AppCredentials> {
+    return this.call("POST", "/_bed/apps", { repo });
   }
 
   apiRequests(): Promise<ApiRequest[]> {

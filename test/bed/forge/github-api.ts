@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { UNDECODABLE, type Apps, type Credential, type Installation } from "./apps.js";
 import { Faults } from "./faults.js";
 import { readBody } from "./read-body.js";
-import { ownerId, userObject, webhookRepository, type Urls } from "./github-objects.js";
+import { isoTime, ownerId, userObject, webhookRepository, type Urls } from "./github-objects.js";
 import { OpenApiRouter, type RouteMatch } from "./openapi-router.js";
+import type { Pulls } from "./pulls.js";
 import { resolveCommit, type ForgeRepo, type Repos } from "./repos.js";
 import type { Schemas } from "./schemas.js";
 
@@ -12,6 +14,8 @@ export interface ApiRequest {
   operationId: string | null;
   status: number;
   body: unknown;
+  /** The credential the request carried, as the stand-in recognised it: "none" for no header, an unknown or expired token, a refused JWT. */
+  auth: Credential["kind"];
   at: number;
 }
 
@@ -30,6 +34,8 @@ interface Answer {
 }
 
 type Handler = (repo: ForgeRepo, match: RouteMatch, query: URLSearchParams, body: Record<string, unknown>) => Promise<Answer> | Answer;
+/** An operation GitHub authenticates with an app's JWT; the JWT speaks for the app's installation. */
+type AppHandler = (installation: Installation, match: RouteMatch) => Answer;
 
 const DOCS = "https://docs.github.com/rest";
 
@@ -37,7 +43,8 @@ const DOCS = "https://docs.github.com/rest";
  * The GitHub REST stand-in: every request is checked against GitHub's OpenAPI
  * description, answered as GitHub answers (401, 404, 422 with its messages),
  * and recorded. The operations Tidemark uses are implemented with GitHub's
- * semantics (commit statuses, deployments and their statuses).
+ * semantics (commit statuses, deployments and their statuses, pull requests,
+ * GitHub App installation tokens).
  */
 export class GitHubApi {
   readonly requests: ApiRequest[] = [];
@@ -53,6 +60,8 @@ export class GitHubApi {
     private readonly repos: Repos,
     private readonly urls: Urls,
     private readonly token: string,
+    private readonly apps: Apps,
+    private readonly pulls: Pulls,
   ) {
     this.router = new OpenApiRouter(schemas);
   }
@@ -62,7 +71,7 @@ export class GitHubApi {
     const raw = await readBody(request);
     let body: unknown;
     const answer = await this.answer(method, path, query, request.headers.authorization, raw, (parsed) => (body = parsed));
-    this.requests.push({ method, path, operationId: answer.operationId, status: answer.status, body, at: Date.now() });
+    this.requests.push({ method, path, operationId: answer.operationId, status: answer.status, body, auth: answer.auth, at: Date.now() });
     const remaining = String(Math.max(0, 5000 - this.requests.length));
     response.writeHead(answer.status, {
       "content-type": "application/json; charset=utf-8",
@@ -78,15 +87,20 @@ export class GitHubApi {
     response.end(answer.body === undefined ? "" : JSON.stringify(answer.body));
   }
 
-  private async answer(method: string, path: string, query: URLSearchParams, authorization: string | undefined, raw: Buffer, record: (body: unknown) => void): Promise<Answer & { operationId: string | null; headers?: Record<string, string> }> {
+  private async answer(method: string, path: string, query: URLSearchParams, authorization: string | undefined, raw: Buffer, record: (body: unknown) => void): Promise<Answer & { operationId: string | null; auth: Credential["kind"]; headers?: Record<string, string> }> {
+    const credential = this.apps.identify(authorization, this.token);
+    const auth = credential.kind;
     const fault = await this.faults.take(path);
-    if (fault) return { ...fault, operationId: null };
-    const auth = /^(?:token|bearer) (.+)$/i.exec(authorization ?? "")?.[1];
-    if (auth !== this.token) return { status: 401, body: { message: "Bad credentials", documentation_url: DOCS, status: "401" }, operationId: null };
+    if (fault) return { ...fault, operationId: null, auth };
     const match = this.router.match(method, path);
+    if (credential.kind === "none") {
+      // An app's own operations speak of JWTs, whatever was wrong with the credentials.
+      const message = credential.jwtProblem ?? (match && this.appHandlers[match.operation.operationId] ? UNDECODABLE : "Bad credentials");
+      return { ...unauthorized(message), operationId: null, auth };
+    }
     if (!match) {
       this.violations.push({ method, path, problems: ["GitHub has no such endpoint"] });
-      return { status: 404, body: { message: "Not Found", documentation_url: DOCS, status: "404" }, operationId: null };
+      return { ...notFound(), operationId: null, auth };
     }
     const operationId = match.operation.operationId;
     let body: unknown;
@@ -95,30 +109,51 @@ export class GitHubApi {
         body = JSON.parse(raw.toString("utf8"));
       } catch {
         this.violations.push({ method, path, problems: ["body is not JSON"] });
-        return { status: 400, body: { message: "Problems parsing JSON", documentation_url: DOCS, status: "400" }, operationId };
+        return { status: 400, body: { message: "Problems parsing JSON", documentation_url: DOCS, status: "400" }, operationId, auth };
       }
     }
     record(body);
     const problems = this.router.validateRequest(match, query, body, raw.length > 0);
     if (problems.length > 0) {
       this.violations.push({ method, path, problems });
-      return { status: 422, body: { message: `Invalid request.\n\n${problems.join("\n")}`, documentation_url: DOCS, status: "422" }, operationId };
+      return { status: 422, body: { message: `Invalid request.\n\n${problems.join("\n")}`, documentation_url: DOCS, status: "422" }, operationId, auth };
     }
-    const repo = this.repos.get(match.params.owner ?? "", match.params.repo ?? "");
-    const handler = this.handlers[operationId];
-    if (!repo) return { status: 404, body: { message: "Not Found", documentation_url: DOCS, status: "404" }, operationId };
-    if (!handler) {
+    const answer = await this.dispatch(credential, match, query, (body ?? {}) as Record<string, unknown>);
+    if (!answer) {
       this.violations.push({ method, path, problems: [`the stand-in does not implement ${operationId}: add it to test/bed/forge/github-api.ts`] });
-      return { status: 404, body: { message: "Not Found", documentation_url: DOCS, status: "404" }, operationId };
+      return { ...notFound(), operationId, auth };
     }
-    const answer = await handler(repo, match, query, (body ?? {}) as Record<string, unknown>);
     const drift = this.router.validateResponse(match, answer.status, answer.body);
     if (drift.length > 0) this.violations.push({ method, path, problems: drift.map((problem) => `stand-in answer breaks GitHub's description: ${problem}`) });
-    return { ...answer, operationId };
+    return { ...answer, operationId, auth };
   }
+
+  /** Hands the request to the operation's handler; undefined when the stand-in does not implement it. */
+  private async dispatch(credential: Exclude<Credential, { kind: "none" }>, match: RouteMatch, query: URLSearchParams, body: Record<string, unknown>): Promise<Answer | undefined> {
+    const operationId = match.operation.operationId;
+    const appHandler = this.appHandlers[operationId];
+    if (appHandler) return credential.kind === "jwt" ? appHandler(credential.installation, match) : unauthorized(UNDECODABLE);
+    const repo = this.repos.get(match.params.owner ?? "", match.params.repo ?? "");
+    // An installation token reaches only the repositories the app is installed on; GitHub hides the others.
+    if (!repo || (credential.kind === "installation" && credential.installation.repo !== repo)) return notFound();
+    const handler = this.handlers[operationId];
+    if (!handler) return undefined;
+    // A JWT speaks for the app itself, which owns no repositories: their operations want an installation token.
+    if (credential.kind === "jwt") return { status: 403, body: { message: "Resource not accessible by integration", documentation_url: DOCS, status: "403" } };
+    return handler(repo, match, query, body);
+  }
+
+  private readonly appHandlers: Record<string, AppHandler> = {
+    "apps/create-installation-access-token": (installation, match) => (Number(match.params.installation_id) === installation.id ? { status: 201, body: this.apps.issueToken(installation) } : notFound()),
+    "apps/get-repo-installation": (installation, match) => (`${match.params.owner}/${match.params.repo}` === installation.repo.fullName ? { status: 200, body: this.apps.installationObject(installation) } : notFound()),
+  };
 
   private readonly handlers: Record<string, Handler> = {
     "repos/get": (repo) => ({ status: 200, body: this.restRepository(repo) }),
+    "pulls/get": (repo, match) => {
+      const pull = this.pulls.get(repo, Number(match.params.pull_number));
+      return pull ? { status: 200, body: this.pulls.object(pull) } : notFound();
+    },
     "repos/create-commit-status": async (repo, match, _query, body) => {
       const sha = await resolveCommit(repo, match.params.sha ?? "");
       if (!sha || sha !== match.params.sha) return unprocessable(`No commit found for SHA: ${match.params.sha}`);
@@ -262,8 +297,7 @@ export class GitHubApi {
   }
 
   private restRepository(repo: ForgeRepo) {
-    const iso = (seconds: number) => new Date(seconds * 1000).toISOString().replace(/\.\d+Z$/, "Z");
-    return { ...this.minimalRepository(repo), created_at: iso(repo.createdAt), updated_at: iso(repo.createdAt), pushed_at: iso(repo.createdAt), owner: userObject(this.urls, repo.owner, ownerId(repo.owner)), permissions: { admin: false, maintain: false, push: true, triage: true, pull: true }, network_count: 0, subscribers_count: 0 };
+    return { ...this.minimalRepository(repo), created_at: isoTime(repo.createdAt), updated_at: isoTime(repo.createdAt), pushed_at: isoTime(repo.createdAt), owner: userObject(this.urls, repo.owner, ownerId(repo.owner)), permissions: { admin: false, maintain: false, push: true, triage: true, pull: true }, network_count: 0, subscribers_count: 0 };
   }
 }
 
@@ -285,6 +319,10 @@ function omit<T extends object, K extends keyof T>(value: T, key: K): Omit<T, K>
 
 function unprocessable(message: string): Answer {
   return { status: 422, body: { message, documentation_url: DOCS, status: "422" } };
+}
+
+function unauthorized(message: string): Answer {
+  return { status: 401, body: { message, documentation_url: DOCS, status: "401" } };
 }
 
 function notFound(): Answer {

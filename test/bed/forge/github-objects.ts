@@ -88,7 +88,7 @@ export function webhookRepository(urls: Urls, repo: ForgeRepo, pushedAt: number)
     releases_url: `${api}/releases{/id}`,
     deployments_url: `${api}/deployments`,
     created_at: repo.createdAt,
-    updated_at: new Date(repo.createdAt * 1000).toISOString().replace(/\.\d+Z$/, "Z"),
+    updated_at: isoTime(repo.createdAt),
     pushed_at: pushedAt,
     git_url: `git://${host}/${repo.fullName}.git`,
     ssh_url: `git@${host}:${repo.fullName}.git`,
@@ -124,6 +124,19 @@ export function webhookRepository(urls: Urls, repo: ForgeRepo, pushedAt: number)
     master_branch: repo.defaultBranch,
     custom_properties: {},
   };
+}
+
+/**
+ * A repository as REST answers and most webhook payloads carry it (timestamps
+ * as ISO strings; only `push` sends integers). A fork's head repository says so.
+ */
+export function repositoryObject(urls: Urls, repo: ForgeRepo, options: { fork?: boolean } = {}) {
+  return { ...webhookRepository(urls, repo, repo.createdAt), created_at: isoTime(repo.createdAt), pushed_at: isoTime(repo.createdAt), fork: options.fork ?? false };
+}
+
+/** GitHub's timestamps: UTC, whole seconds. */
+export function isoTime(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/\.\d+Z$/, "Z");
 }
 
 /** Stable small ids per login, as GitHub's users have. */

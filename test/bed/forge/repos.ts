@@ -35,6 +35,8 @@ export class Repos {
     const defaultBranch = options.defaultBranch ?? "main";
     await run("git", ["init", "--quiet", "--bare", `--initial-branch=${defaultBranch}`, gitDir]);
     await run("git", ["-C", gitDir, "config", "http.receivepack", "true"]);
+    // refs/pull/* are the forge's to write, as on GitHub, which refuses pushes to them.
+    await run("git", ["-C", gitDir, "config", "receive.hideRefs", "refs/pull"]);
     writeFileSync(join(gitDir, "hooks", "post-receive"), `#!/bin/sh\nexec node ${HOOK}\n`, { mode: 0o755 });
     const repo: ForgeRepo = { id: this.nextId++, owner, name, fullName, defaultBranch, private: options.private ?? false, createdAt: Math.floor(Date.now() / 1000), gitDir: realpathSync(gitDir) };
     this.byName.set(fullName, repo);
@@ -43,6 +45,13 @@ export class Repos {
 
   get(owner: string, name: string): ForgeRepo | undefined {
     return this.byName.get(`${owner}/${name}`);
+  }
+
+  /** The repository "owner/name"; throws if there is none. */
+  named(fullName: string): ForgeRepo {
+    const repo = this.byName.get(fullName);
+    if (!repo) throw new Error(`no repository ${fullName}`);
+    return repo;
   }
 
   byGitDir(gitDir: string): ForgeRepo | undefined {

@@ -33,6 +33,7 @@ export class Schemas {
 
   constructor() {
     this.openapi = JSON.parse(readFileSync(require.resolve("@octokit/openapi/generated/api.github.com.json"), "utf8")) as OpenApiSpec;
+    nullableWithoutType(this.openapi);
     const webhooks = JSON.parse(readFileSync(require.resolve("@octokit/webhooks-schemas/schema.json"), "utf8")) as { definitions: object };
     this.ajv = new Ajv({ strict: false, allErrors: true });
     addFormats(this.ajv);
@@ -63,6 +64,21 @@ export class Schemas {
     }
     return validate(value) ? [] : (validate.errors ?? []).map(describe);
   }
+}
+
+/**
+ * GitHub's description marks some untyped schemas `nullable` (an account that
+ * is a user or an enterprise, or null); Ajv refuses to compile those. Rewritten
+ * in place to what they mean: the schema, or null.
+ */
+function nullableWithoutType(node: unknown): void {
+  if (typeof node !== "object" || node === null) return;
+  const schema = node as Record<string, unknown>;
+  for (const child of Object.values(schema)) nullableWithoutType(child);
+  if (schema.nullable !== true || "type" in schema) return;
+  const { nullable: _nullable, ...rest } = schema;
+  for (const key of Object.keys(schema)) delete schema[key];
+  schema.anyOf = [rest, { type: "null" }];
 }
 
 function describe(error: ErrorObject): string {

@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Apps } from "./apps.js";
 import { GitHubApi } from "./github-api.js";
 import { serveGit } from "./git-http.js";
+import { Pulls, type PullAction, type PullEventRequest } from "./pulls.js";
 import { buildPushPayload, parseUpdates } from "./push-payload.js";
 import { Repos } from "./repos.js";
 import { Schemas } from "./schemas.js";
@@ -26,7 +28,9 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
   const webhooks = new Webhooks(schemas);
   let base = "";
   const urls = { get web() { return base; }, get api() { return `${base}/api/v3`; } };
-  const api = new GitHubApi(schemas, repos, urls, options.token);
+  const apps = new Apps(urls);
+  const pulls = new Pulls(urls, repos);
+  const api = new GitHubApi(schemas, repos, urls, options.token, apps, pulls);
   const pending = new Set<Promise<unknown>>();
   let gitAvailable = true;
   /** Ref advertisements for fetches (`info/refs?service=git-upload-pack`), per repository: how many fetches a client made. */
@@ -59,6 +63,12 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
       void delivery.finally(() => pending.delete(delivery));
       return { payloads: payloads.length };
     },
+    "POST /_bed/pulls": async (body) => {
+      const { pull, payload } = await pulls.apply(pullEventRequest(body));
+      const deliveries = await webhooks.dispatch(pull.base.fullName, "pull_request", payload);
+      return { number: pull.number, headSha: pull.headSha, deliveries };
+    },
+    "POST /_bed/apps": (body) => apps.create(repos.named(String(body.repo))),
     "GET /_bed/api/requests": () => api.requests,
     "GET /_bed/api/violations": () => api.violations,
     "POST /_bed/api/violations/drain": () => api.violations.splice(0),
@@ -110,6 +120,22 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+function pullEventRequest(body: Record<string, unknown>): PullEventRequest {
+  const text = (key: string) => {
+    const value = body[key];
+    return typeof value === "string" ? value : undefined;
+  };
+  return {
+    repo: String(body.repo),
+    action: (text("action") ?? "opened") as PullAction,
+    number: body.number === undefined ? undefined : Number(body.number),
+    base: text("base"),
+    head: text("head"),
+    headRepo: text("headRepo"),
+    title: text("title"),
+  };
 }
 
 function basicUser(request: IncomingMessage, token: string): string | undefined {

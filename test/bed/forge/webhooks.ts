@@ -45,9 +45,10 @@ export class Webhooks {
     return hook;
   }
 
-  /** Throws unless GitHub's schema for the event accepts the payload. */
+  /** Throws unless GitHub's schema for the event (and its action, for events that have them) accepts the payload. */
   check(event: string, payload: unknown): void {
-    const errors = this.schemas.check("webhooks", ["definitions", `${event}$event`], payload);
+    const action = (payload as { action?: unknown }).action;
+    const errors = this.schemas.check("webhooks", ["definitions", `${event}$${typeof action === "string" ? action : "event"}`], payload);
     if (errors.length > 0) throw new PayloadViolation(`the forge built a ${event} payload that GitHub's schema refuses: ${errors.join("; ")}`);
   }
 

@@ -1,0 +1,180 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { TestBed } from "../bed/bed.js";
+import type { ApiRequest } from "../bed/forge/github-api.js";
+import { waitFor } from "../bed/proc.js";
+import { WorkRepo } from "../bed/work-repo.js";
+import { HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
+
+const HOSTS = ["web01", "web02"];
+const GATE = "/run/tidemark-test-gate";
+const PUBLIC_URL = "http://127.0.0.1:8080/tidemark";
+
+const app = (version: string, { run = "exec sleep infinity", gated = false } = {}) => ({
+  "app/systemd/app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
+  "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks: [{ command: "sh check.sh", timeoutSeconds: 120 }] }),
+  "app/check.sh": gated ? `while [ ! -e ${GATE} ]; do sleep 0.1; done\n` : "true\n",
+  "app/run.sh": `${run}\n`,
+  "app/version": `${version}\n`,
+});
+const tree = (files: Record<string, string>, only?: string) => Object.fromEntries(HOSTS.filter((host) => !only || host === only).flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content])));
+
+/** What a person sees on the commit: every status posted to it, in order, as "context state description". */
+type Posted = ApiRequest & { body: { context: string; state: string; description: string; target_url?: string } };
+
+describe("reports to GitHub: commit statuses and Deployments, through their own queue", () => {
+  let bed: TestBed;
+  let work: WorkRepo;
+  let shell: HostShell;
+  let operator: ReturnType<typeof operatorEnv>;
+  let serve: OperatorProcess;
+
+  const statusRequests = async (sha: string) => (await bed.forge!.apiRequests()).filter((request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`));
+  const statuses = async (sha: string) => (await statusRequests(sha)).filter((request) => request.status === 201).map(({ body }) => `${body.context} ${body.state} ${body.description}`);
+  /** Waits until the commit's `tidemark/staging` status is final (not pending) and every per-host status after it arrived. */
+  const finalStatuses = (sha: string, count: number) =>
+    waitFor(`the statuses of ${sha.slice(0, 7)}`, async () => {
+      const seen = await statuses(sha);
+      return seen.length >= count && seen.some((line) => line.startsWith("tidemark/staging ") && !line.startsWith("tidemark/staging pending")) ? seen : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 200 });
+  const finished = (sha: string) => (line: LogLine) => line.environment === "staging" && line.commit === sha && typeof line.outcome === "string";
+  const push = async (files: Record<string, string>, message: string) => {
+    const sha = await work.commit(files, message);
+    await work.push("main");
+    return sha;
+  };
+
+  beforeAll(async () => {
+    bed = await TestBed.up({ systemdHosts: 2, redis: true, forge: true });
+    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
+    shell = new HostShell(bed);
+    operator = operatorEnv(bed);
+    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
+    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
+    await work.push("main");
+    serve = await OperatorProcess.start("serve", {
+      ...operator.env,
+      TIDEMARK_REDIS_URL: bed.redis!.url,
+      TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
+      TIDEMARK_LISTEN: "127.0.0.1:0",
+      TIDEMARK_POLL_INTERVAL: "0",
+      TIDEMARK_SETTLE: "0.3",
+      TIDEMARK_GITHUB_TOKEN: bed.forge!.token,
+      TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl,
+      TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
+      TIDEMARK_PUBLIC_URL: PUBLIC_URL,
+    });
+    await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
+  });
+
+  beforeEach(async () => {
+    await bed.forge!.setFaults([]);
+  });
+
+  afterEach(async ({ task }) => {
+    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve.output.slice(-30_000)}`);
+    // Every request Tidemark made is one GitHub's description allows.
+    expect(await bed.forge!.violations()).toEqual([]);
+  });
+
+  afterAll(async () => {
+    await OperatorProcess.stopAll();
+    shell?.close();
+    work?.remove();
+    operator?.remove();
+    await bed?.down();
+  });
+
+  it("a good deploy: queued, deploying, deployed to 2/2 hosts, one status per host, and a GitHub deployment that retires the one before", async () => {
+    const first = await push(tree(app("v1")), "v1");
+    const seen = await finalStatuses(first, 7);
+    expect(seen).toEqual([
+      "tidemark/staging pending queued for staging",
+      "tidemark/staging pending deploying to 2 hosts",
+      "tidemark/staging/web01 pending deploying",
+      "tidemark/staging/web02 pending deploying",
+      "tidemark/staging success deployed to 2/2 hosts",
+      `tidemark/staging/web01 success deployed ${first.slice(0, 7)}`,
+      `tidemark/staging/web02 success deployed ${first.slice(0, 7)}`,
+    ]);
+    const [final] = (await statusRequests(first)).filter((request) => request.body.state === "success");
+    const done = await serve.waitForLog(finished(first));
+    expect(final!.body.target_url).toBe(`${PUBLIC_URL}/deployments/${String(done.deployment)}`);
+
+    const second = await push(tree(app("v2")), "v2");
+    await finalStatuses(second, 7);
+    const deployments = await waitFor("both GitHub deployments to be final", async () => {
+      const requests = (await bed.forge!.apiRequests()).filter((request) => request.operationId === "repos/create-deployment-status" && request.status === 201);
+      return requests.length >= 4 ? requests : undefined;
+    });
+    expect(deployments.map((request) => (request.body as { state: string }).state)).toEqual(["in_progress", "success", "in_progress", "success"]);
+    const created = (await bed.forge!.apiRequests()).filter((request) => request.operationId === "repos/create-deployment");
+    expect(created.map((request) => (request.body as { ref: string; environment: string }).ref)).toEqual([first, second]);
+    // GitHub's Environments view: the first deployment is inactive now, the second is what runs.
+    const list = async (id: number) => (await (await fetch(`${bed.forge!.apiUrl}/repos/${bed.forgeRepo}/deployments/${id}/statuses`, { headers: { authorization: `token ${bed.forge!.token}` } })).json()) as Array<{ state: string }>;
+    const ids = await Promise.all(created.map(async (request) => ((await (await fetch(`${bed.forge!.apiUrl}/repos/${bed.forgeRepo}/deployments?sha=${(request.body as { ref: string }).ref}`, { headers: { authorization: `token ${bed.forge!.token}` } })).json()) as Array<{ id: number }>)[0]!.id));
+    expect((await list(ids[0]!))[0]!.state).toBe("inactive");
+    expect((await list(ids[1]!))[0]!.state).toBe("success");
+  });
+
+  it("one host auto-rolls back: failure naming the unit and the commit it went back to; the other host keeps the new version", async () => {
+    const before = await work.head();
+    const sha = await push(tree(app("v3", { run: "exit 3" }), "web02"), "v3, broken on web02");
+    const seen = await finalStatuses(sha, 6);
+    expect(seen).toEqual([
+      "tidemark/staging pending queued for staging",
+      "tidemark/staging pending deploying to 1 host",
+      "tidemark/staging/web02 pending deploying",
+      `tidemark/staging failure web02: app.service failed (exit-code); rolled back to ${before.slice(0, 7)}`,
+      "tidemark/staging/web01 success unchanged: already runs this config",
+      `tidemark/staging/web02 failure rolled-back: app.service failed (exit-code); rolled back to ${before.slice(0, 7)}`,
+    ]);
+    expect(await shell.run("web02", "cat /var/lib/tidemark/apps/app/current/version")).toBe("v2");
+  });
+
+  it("an invalid config tree: error naming the file and the field, nothing deployed", async () => {
+    const sha = await push({ "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) }, "broken manifest");
+    const seen = await waitFor("the error status", async () => {
+      const lines = await statuses(sha);
+      return lines.length >= 2 ? lines : undefined;
+    });
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toBe("tidemark/staging pending queued for staging");
+    expect(seen[1]).toMatch(/^tidemark\/staging error invalid config: clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled: /);
+    expect(await shell.run("web01", "cat /var/lib/tidemark/apps/app/current/version")).toBe("v2");
+  });
+
+  it("a superseded commit gets a final status naming the commit that replaced it", async () => {
+    for (const host of HOSTS) await shell.run(host, `rm -f ${GATE}`);
+    const slow = await push(tree(app("v4", { gated: true })), "v4, held open");
+    await serve.waitForLog((line) => line.msg === "staging: deployment started" && line.requested === slow, 30_000);
+    await waitFor("web01 to be in its check", async () => (await statuses(slow)).includes("tidemark/staging pending deploying to 2 hosts"));
+    const skipped = await push(tree(app("v5")), "v5");
+    const newest = await push(tree(app("v6")), "v6");
+    await waitFor("both pushes queued", async () => (await statuses(newest)).length >= 1 && (await statuses(skipped)).length >= 1);
+    for (const host of HOSTS) await shell.run(host, `touch ${GATE}`);
+    await finalStatuses(newest, 7);
+    expect(await statuses(skipped)).toEqual(["tidemark/staging pending queued for staging", `tidemark/staging success superseded by ${newest.slice(0, 7)}, deployed in its place`]);
+  });
+
+  it("GitHub answering 502 three times: the deployment goes on, the statuses arrive once it recovers", async () => {
+    await bed.forge!.setFaults([{ kind: "status", status: 502, times: 3, path: "/statuses/" }]);
+    const sha = await push(tree(app("v7")), "v7");
+    const done = await serve.waitForLog(finished(sha), 60_000);
+    const seen = await finalStatuses(sha, 7);
+    expect(seen.slice(0, 2)).toEqual(["tidemark/staging pending queued for staging", "tidemark/staging pending deploying to 2 hosts"]);
+    const requests = await statusRequests(sha);
+    expect(requests.filter((request) => request.status === 502)).toHaveLength(3);
+    // Octokit's retry backs off 1 + 4 + 9 s: the deployment was over before its first status got through.
+    expect(done.time as number).toBeLessThan(requests.find((request) => request.status === 201)!.at);
+  });
+
+  it("403 with rate-limit headers: waits for the reset and asks once more, no storm", async () => {
+    await bed.forge!.setFaults([{ kind: "rate-limit", resetInSeconds: 3, times: 1, path: "/statuses/" }]);
+    const sha = await push(tree(app("v8")), "v8");
+    await finalStatuses(sha, 7);
+    const requests = await statusRequests(sha);
+    expect(requests.map((request) => request.status)).toEqual([403, 201, 201, 201, 201, 201, 201, 201]);
+    expect(requests[1]!.at - requests[0]!.at).toBeGreaterThanOrEqual(2000);
+  });
+});
