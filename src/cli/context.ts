@@ -11,6 +11,7 @@ export interface CommonFlags {
   sshKey?: string;
   knownHosts?: string;
   config?: string;
+  redis?: string;
   json?: boolean;
 }
 
@@ -21,14 +22,14 @@ export interface Context {
 }
 
 export function context(flags: CommonFlags, env: NodeJS.ProcessEnv, out: (text: string) => void): Context {
-  return { settings: loadSettings({ repo: flags.repo, store: flags.store, storeRemote: flags.storeRemote, sshKey: flags.sshKey, knownHosts: flags.knownHosts, config: flags.config }, env), json: flags.json === true, out };
+  return { settings: loadSettings({ repo: flags.repo, store: flags.store, storeRemote: flags.storeRemote, sshKey: flags.sshKey, knownHosts: flags.knownHosts, config: flags.config, redis: flags.redis }, env), json: flags.json === true, out };
 }
 
-/** The source repo's mirror, fetched now. */
-export async function openMirror(ctx: Context): Promise<SourceMirror> {
+/** The source repo's mirror, fetched now unless asked not to. */
+export async function openMirror(ctx: Context, { fetch = true } = {}): Promise<SourceMirror> {
   mkdirSync(ctx.settings.mirrors, { recursive: true });
   const mirror = await SourceMirror.open(requireRepo(ctx.settings), ctx.settings.mirrors);
-  await mirror.fetch();
+  if (fetch) await mirror.fetch();
   return mirror;
 }
 

@@ -31,7 +31,10 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   const store = await openStore(ctx, environment);
   const source = flags.ref ? await resolveUserRef(mirror, flags.ref) : await resolveEnvironment(mirror, environment);
   const prepared = await prepareEnvironmentPlan(mirror, store, environment, source);
-  const planText = `source ${source.commit.slice(0, 7)} (${source.ref})\n${renderPlan(prepared.plan)}`;
+  if (prepared.pin && !flags.planOnly) {
+    throw new TidemarkError("ENV_PINNED", `${environment} is pinned (${prepared.pin})`, `tidemark unpin ${environment} first, or move the pin with tidemark rollback ${environment} <target>`);
+  }
+  const planText = `source ${source.commit.slice(0, 7)} (${source.ref})${prepared.rollbackTo ? `, a return to ${prepared.rollbackTo.id}` : ""}\n${renderPlan(prepared.plan)}`;
   if (flags.planOnly) {
     ctx.out(ctx.json ? `${JSON.stringify(planJson(prepared.plan, source), null, 2)}\n` : planText);
     return EXIT.ok;
@@ -56,10 +59,10 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   if (ctx.json) ctx.out(`${JSON.stringify(deploymentJson(deployment), null, 2)}\n`);
   else ctx.out(summary(deployment));
   if (deployment.shareError) terminal.err(`warning: ${deployment.shareError}\n`);
-  return exitCode(deployment);
+  return deploymentExitCode(deployment);
 }
 
-function exitCode(deployment: Deployment): number {
+export function deploymentExitCode(deployment: Deployment): number {
   const outcomes = new Set(deployment.hosts.map((host) => host.outcome));
   if (["failed", "rolled-back", "rollback-failed", "skipped"].some((outcome) => outcomes.has(outcome as never))) return EXIT.failed;
   if (outcomes.has("unreachable")) return EXIT.unreachable;
@@ -71,12 +74,13 @@ export function deploymentJson(deployment: Deployment): object {
   return { schema: "tidemark.deployment/v1", ...deployment };
 }
 
-function summary(deployment: Deployment): string {
+export function summary(deployment: Deployment): string {
   const width = Math.max(4, ...deployment.hosts.map((host) => host.host.length));
   const outcomeWidth = Math.max(7, ...deployment.hosts.map((host) => host.outcome.length));
   const rows = deployment.hosts.map((host) => `${host.host.padEnd(width)}  ${host.outcome.padEnd(outcomeWidth)}  ${host.detail ?? ""}`.trimEnd());
   const logs = deployment.hosts.filter((host) => host.log).map((host) => `\n${host.host}:\n${indent(host.log!)}`);
-  return [`\ndeployment ${deployment.id}: ${deployment.environment} at ${deployment.sourceCommit.slice(0, 7)}`, `${"host".padEnd(width)}  ${"outcome".padEnd(outcomeWidth)}  detail`, ...rows, ...logs, ""].join("\n");
+  const title = `\ndeployment ${deployment.id}: ${deployment.environment} at ${deployment.sourceCommit.slice(0, 7)}${deployment.rollbackTo ? `, rollback to ${deployment.rollbackTo.id}` : ""}`;
+  return [title, `${"host".padEnd(width)}  ${"outcome".padEnd(outcomeWidth)}  detail`, ...rows, ...logs, ""].join("\n");
 }
 
 const indent = (text: string) => text.split("\n").map((line) => `  ${line}`).join("\n");

@@ -11,8 +11,18 @@ export async function historyCommand(ctx: Context, environment: string, options:
   }
   if (entries.length === 0) ctx.out(`${environment}: no deployments yet\n`);
   for (const entry of entries) {
+    const when = `${entry.id}  ${entry.at.toISOString()}`;
+    if (entry.trigger === "unpin") {
+      ctx.out(`${when}  unpinned: follows ${entry.sourceRef} again\n`);
+      continue;
+    }
     const hosts = entry.hosts.map((host) => `${host.host} ${host.outcome}`).join(", ");
-    ctx.out(`${entry.id}  ${entry.at.toISOString()}  ${entry.sourceCommit.slice(0, 7)} ${entry.sourceRef} (${entry.trigger})  ${hosts}\n`);
+    const notes = [
+      entry.rollbackTo && `rollback to ${entry.rollbackTo.id} (${entry.rollbackTo.sourceCommit.slice(0, 7)})`,
+      entry.pin && `pinned`,
+      entry.superseded && `superseded ${entry.superseded.map((commit) => commit.slice(0, 7)).join(", ")}`,
+    ].filter(Boolean);
+    ctx.out(`${when}  ${entry.sourceCommit.slice(0, 7)} ${entry.sourceRef} (${entry.trigger})  ${hosts}${notes.length > 0 ? `  [${notes.join("; ")}]` : ""}\n`);
   }
   return EXIT.ok;
 }

@@ -9,6 +9,7 @@ import { historyCommand } from "./history.js";
 import { serviceCommand } from "./serve.js";
 import type { Flags } from "../config/settings.js";
 import { planCommand } from "./plan.js";
+import { rollbackCommand, unpinCommand, type RollbackFlags } from "./rollback.js";
 import { statusCommand } from "./status.js";
 import { validateCommand } from "./validate.js";
 
@@ -97,6 +98,25 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       const flags = this.opts<CommonFlags & DeployFlags>();
       const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
       return run(() => deployCommand(context(flags, io.env, io.out), terminal, environment, flags));
+    });
+
+  common(program.command("rollback").argument("<env>", "the environment").argument("[target]", "a tag, a commit, or a deployment id from tidemark history (default: the deployment before the one live now)"))
+    .description("go back to an earlier state in one command: moves a pinned tag, or pushes a revert (--revert), or deploys the recorded tree from the store and pins the environment")
+    .option("--revert", "for an environment that tracks a branch: push a commit onto the branch whose tree is the target's, instead of pinning")
+    .option("--yes", "do not ask for confirmation (needed without a terminal)")
+    .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
+    .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
+    .option("--settle <seconds>", "how long units settle before they are checked", (value) => Number.parseFloat(value), 1)
+    .action(function (this: Command, environment: string, target: string | undefined) {
+      const flags = this.opts<CommonFlags & RollbackFlags>();
+      const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
+      return run(() => rollbackCommand(context(flags, io.env, io.out), terminal, environment, target, flags));
+    });
+
+  common(program.command("unpin").argument("<env>", "the environment").description("end a pin set by tidemark rollback: the environment follows its tracking rule again"))
+    .option("--redis <url>", "queue the deployment of where the environment tracks now on the operator's Redis (env: TIDEMARK_REDIS_URL)")
+    .action(function (this: Command, environment: string) {
+      return run(() => unpinCommand(context(this.opts<CommonFlags>(), io.env, io.out), environment));
     });
 
   const service = (role: "serve" | "worker", description: string) =>

@@ -1,4 +1,4 @@
-import { envRef, hostRef, type HistoryEntry, type Store } from "../store/store.js";
+import { hostRef, type HistoryEntry, type Store } from "../store/store.js";
 import { openStore, type Context } from "./context.js";
 import { EXIT } from "./exit-codes.js";
 
@@ -12,19 +12,25 @@ interface HostStatus {
 /** `tidemark status <env> [--json]`: per host, what runs there and whether changes are pending. Reads only the store. */
 export async function statusCommand(ctx: Context, environment: string): Promise<number> {
   const store = await openStore(ctx, environment);
-  const headCommit = await store.resolve(envRef(environment));
-  const head = headCommit ? await store.entry(headCommit) : undefined;
+  const recent = await store.history(environment, 50);
+  // An unpin entry records no deployment: the last attempt is the newest entry that does.
+  const head = recent.find((entry) => entry.trigger !== "unpin");
+  const pin = recent[0]?.pin;
   const hosts: HostStatus[] = [];
   for (const host of [...(head?.hosts ?? [])].sort((a, b) => a.host.localeCompare(b.host))) hosts.push(await hostStatus(store, environment, host.host, head!));
   if (ctx.json) {
-    ctx.out(`${JSON.stringify({ environment, lastAttempt: head ? summary(head) : null, hosts }, null, 2)}\n`);
+    ctx.out(`${JSON.stringify({ environment, pinned: pin ?? null, lastAttempt: head ? summary(head) : null, hosts }, null, 2)}\n`);
     return EXIT.ok;
   }
   if (!head) {
     ctx.out(`${environment}: never deployed\n`);
     return EXIT.ok;
   }
-  const lines = [`${environment}: last attempt ${head.id}, source ${head.sourceCommit.slice(0, 7)} (${head.sourceRef}, ${head.trigger})`];
+  const lines = [
+    `${environment}: last attempt ${head.id}, source ${head.sourceCommit.slice(0, 7)} (${head.sourceRef}, ${head.trigger})${head.rollbackTo ? `, rollback to ${head.rollbackTo.id}` : ""}`,
+    ...(pin ? [`  pinned: ${pin}; pushes are recorded, not deployed, until tidemark unpin ${environment}`] : []),
+    ...(head.superseded ? [`  superseded: ${head.superseded.map((commit) => commit.slice(0, 7)).join(", ")} (asked for, not deployed on their own)`] : []),
+  ];
   for (const host of hosts) {
     const live = host.live ? `live ${host.live.deployment} (source ${host.live.sourceCommit.slice(0, 7)})` : "nothing live";
     lines.push(`  ${host.host.padEnd(12)} ${live}  ${host.pending ? `pending: ${host.reason}` : "up to date"}`);
@@ -49,5 +55,5 @@ async function hostStatus(store: Store, environment: string, host: string, head:
 }
 
 function summary(entry: HistoryEntry) {
-  return { deployment: entry.id, sourceCommit: entry.sourceCommit, sourceRef: entry.sourceRef, trigger: entry.trigger, at: entry.at.toISOString() };
+  return { deployment: entry.id, sourceCommit: entry.sourceCommit, sourceRef: entry.sourceRef, trigger: entry.trigger, at: entry.at.toISOString(), rollbackTo: entry.rollbackTo ?? null, superseded: entry.superseded ?? [] };
 }

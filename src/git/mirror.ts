@@ -87,6 +87,32 @@ export class SourceMirror {
     await withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.fetchNow({ ref: `refs/pull/${number}/head`, singleBranch: true, tags: false, prune: false, pruneTags: false }));
   }
 
+  /**
+   * Points a ref of the source repo at a commit the mirror has: moves a pin
+   * tag (force) or adds a commit on top of a branch (fast-forward only: a
+   * branch someone pushed to meanwhile is refused, not overwritten).
+   */
+  async pushRef(remoteRef: string, commit: string, { force }: { force: boolean }): Promise<void> {
+    const fs = repoFs(this.gitdir);
+    const local = "refs/tidemark/push";
+    await git.writeRef({ fs, gitdir: this.gitdir, ref: local, value: commit, force: true });
+    try {
+      const result = await git.push({ fs, http, gitdir: this.gitdir, url: this.url, ref: local, remoteRef, force, onAuth: () => this.auth ?? { cancel: true } });
+      if (!result.ok) throw new Error(result.error ?? Object.values(result.refs).find((ref) => !ref.ok)?.error ?? "refused");
+    } catch (error) {
+      const message = error instanceof Errors.UserCanceledError ? "it asks for credentials and none were given" : error instanceof Error ? error.message : String(error);
+      throw new TidemarkError("REPO_PUSH_FAILED", `could not push ${remoteRef} to ${this.url}: ${message}`, "check that the credentials in the repo URL may push (a token with Contents: write), and that no one pushed to it meanwhile", { cause: error });
+    } finally {
+      await git.deleteRef({ fs, gitdir: this.gitdir, ref: local }).catch(() => undefined);
+    }
+  }
+
+  /** Writes a commit into the mirror (to be pushed with pushRef): `tree` on top of `parent`. */
+  async writeCommit(tree: string, parent: string, message: string): Promise<string> {
+    const author = { name: "Tidemark", email: "tidemark@localhost", timestamp: Math.floor(Date.now() / 1000), timezoneOffset: 0 };
+    return git.writeCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, commit: { tree, parent: [parent], author, committer: author, message } });
+  }
+
   /** The mirror's branches and tags, tags peeled to their commits. */
   async refs(): Promise<SourceRefs> {
     const fs = repoFs(this.gitdir);
