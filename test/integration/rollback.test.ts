@@ -171,7 +171,7 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
 
   it("rollback --revert pushes a commit whose tree is the target's; the operator deploys it as a rollback", async () => {
     const [live] = await history("staging");
-    const s5 = await work.commit(tree("staging", app("s5")), "s5");
+    await work.commit(tree("staging", app("s5")), "s5");
     await work.push("main");
     await waitVersions("staging", ["s5", "s5"]);
     const rolled = await tidemark(["rollback", "staging", live!.sourceCommit, "--revert", "--yes"], cliEnv);
