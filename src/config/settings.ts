@@ -79,10 +79,14 @@ const ENV: Record<string, keyof Settings> = {
   TIDEMARK_PUBLIC_URL: "publicUrl",
 };
 
+/** Settings that also have a command-line flag; the rest come from the environment or the config file only. */
+const FLAGGED = new Set<keyof Settings>(["repo", "store", "storeRemote", "sshKey", "knownHosts", "listen", "redis", "redisCa", "pollInterval", "settle", "takeoverAfter", "shutdownTimeout"]);
+
 /** Where a person sets each setting, for error lines. */
-const WHERE: Partial<Record<keyof Settings, string>> = Object.fromEntries(Object.entries(ENV).map(([name, key]) => [key, `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} or ${name}`]));
+const WHERE: Partial<Record<keyof Settings, string>> = Object.fromEntries(
+  Object.entries(ENV).map(([name, key]) => [key, FLAGGED.has(key) ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} or ${name}` : `${name} or ${key} in the config file`]),
+);
 WHERE.webhookSecrets = "TIDEMARK_WEBHOOK_SECRET (comma-separated) or webhookSecrets in the config file";
-WHERE.githubToken = "TIDEMARK_GITHUB_TOKEN or githubToken in the config file";
 
 export type Flags = Partial<Record<keyof Settings, string | undefined>> & { config?: string };
 

@@ -31,6 +31,15 @@ describe("loadSettings", () => {
     expect(operatorSettings(loadSettings({ repo: "http://x/r.git", redis: "redis://h" }, { TIDEMARK_SSH_KEY: "/k" }), "worker").listen).toBeUndefined();
   });
 
+  it("reads GitHub reporting from its contract variables, with defaults, and wants a whole App or a token", () => {
+    const base = { repo: "http://127.0.0.1:1/acme/fleet.git", redis: "redis://127.0.0.1:6379" };
+    const env = { TIDEMARK_SSH_KEY: "/k", TIDEMARK_GITHUB_TOKEN: "ghp_0123456789abcdef0123", TIDEMARK_GITHUB_REPO: "acme/fleet", TIDEMARK_PUBLIC_URL: "https://tidemark.example.com", TIDEMARK_HOST_STATUSES: "false" };
+    expect(operatorSettings(loadSettings(base, env), "worker")).toMatchObject({ githubToken: env.TIDEMARK_GITHUB_TOKEN, githubRepo: "acme/fleet", githubApiUrl: "https://api.github.com", publicUrl: env.TIDEMARK_PUBLIC_URL, hostStatuses: false, hostStatusLimit: 20, githubDeployments: true });
+    expect(() => operatorSettings(loadSettings(base, { TIDEMARK_SSH_KEY: "/k", TIDEMARK_GITHUB_APP_ID: "12" }), "worker")).toThrow(/an App needs all three of githubAppId, githubAppKey and githubAppInstallation/);
+    expect(() => operatorSettings(loadSettings(base, { ...env, TIDEMARK_GITHUB_APP_ID: "12", TIDEMARK_GITHUB_APP_KEY: "/app.pem", TIDEMARK_GITHUB_APP_INSTALLATION: "3" }), "worker")).toThrow(/give a token or an App, not both/);
+    expect(() => loadSettings(base, { TIDEMARK_GITHUB_REPO: "not a repo" })).toThrow(/githubRepo: githubRepo is owner\/name \(TIDEMARK_GITHUB_REPO or githubRepo in the config file\)/);
+  });
+
   it("refuses to start serve without what it needs, one line per problem, and never echoes a secret", async () => {
     const missing = await tidemark(["serve"], {});
     expect(missing.code).toBe(1);

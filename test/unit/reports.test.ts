@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { redactDeep, redactor } from "../../src/core/redact.js";
+import { findReturn } from "../../src/core/returns.js";
+import { finalStatuses, fitDescription, invalidConfigStatus, planStatus, startStatuses } from "../../src/core/statuses.js";
+import { formatRecord, parseRecord, type DeploymentRecord } from "../../src/store/record.js";
+
+const SHA = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b";
+const facts = { id: "20261122T101010Z-abcdef", environment: "production", sourceCommit: SHA, hostStatuses: true, targetUrl: "http://127.0.0.1:8080/deployments/x" };
+
+describe("commit statuses: what a person reads on the commit", () => {
+  it("says deployed to N/M hosts, one status per host, and names a return", () => {
+    const hosts = [{ host: "web01", outcome: "deployed" as const }, { host: "web02", outcome: "unchanged" as const }];
+    expect(finalStatuses({ ...facts, hosts }).map((status) => `${status.context} ${status.state} ${status.description}`)).toEqual([
+      "tidemark/production success deployed to 2/2 hosts",
+      "tidemark/production/web01 success deployed 1a2b3c4",
+      "tidemark/production/web02 success unchanged: already runs this config",
+    ]);
+    const back = finalStatuses({ ...facts, hosts, rollbackTo: { id: "20261121T090000Z-123456", sourceCommit: "ffffffffffffffffffffffffffffffffffffffff" }, hostStatuses: false });
+    expect(back.map((status) => status.description)).toEqual(["rollback to 20261121T090000Z-123456 (fffffff): deployed to 2/2 hosts"]);
+  });
+
+  it("names the one failing host and what it went back to; groups several; unreachable hosts are an error", () => {
+    const one = finalStatuses({ ...facts, hosts: [{ host: "web03", outcome: "rolled-back", detail: "nginx.service failed (exit-code); rolled back to 1a2b3c4" }, { host: "web04", outcome: "deployed" }] });
+    expect(one[0]).toMatchObject({ state: "failure", description: "web03: nginx.service failed (exit-code); rolled back to 1a2b3c4" });
+    const hosts = Array.from({ length: 10 }, (_, i) => ({ host: `web${String(i + 1).padStart(2, "0")}`, outcome: i < 2 ? ("rolled-back" as const) : i === 2 ? ("unreachable" as const) : ("deployed" as const) }));
+    expect(finalStatuses({ ...facts, hosts })[0]).toMatchObject({ state: "failure", description: "2 of 10 hosts rolled back (web01, web02); 1 unreachable (web03)" });
+    const down = finalStatuses({ ...facts, hosts: [{ host: "web01", outcome: "unreachable", detail: "connect ECONNREFUSED" }, { host: "web02", outcome: "unreachable" }] });
+    expect(down[0]).toMatchObject({ state: "error", description: "2 of 2 hosts unreachable (web01, web02)" });
+  });
+
+  it("keeps every description within GitHub's 140 characters", () => {
+    const many = Array.from({ length: 60 }, (_, i) => ({ host: `a-rather-long-host-name-${i}`, outcome: "rolled-back" as const }));
+    for (const status of [...finalStatuses({ ...facts, hosts: many }), ...startStatuses(facts, many.map((host) => host.host))]) expect(status.description.length).toBeLessThanOrEqual(140);
+    expect(fitDescription("x".repeat(200))).toHaveLength(140);
+    expect(fitDescription("x".repeat(200)).endsWith("…")).toBe(true);
+    expect(invalidConfigStatus("staging", SHA, [{ file: "clusters/staging/web01/app/manifest.json", field: "systemd.units_enabled", message: "expected array, received string" }])).toMatchObject({
+      state: "error",
+      description: "invalid config: clusters/staging/web01/app/manifest.json: systemd.units_enabled: expected array, received string",
+    });
+  });
+
+  it("previews a plan as the hosts that would change", () => {
+    const host = (name: string, apps: Array<[string, "added" | "changed" | "removed"]>, rollback = true) => ({
+      host: name,
+      from: null,
+      to: null,
+      apps: apps.map(([app, change]) => ({ app, change, release: null, previousRelease: null, files: [] })),
+      units: { enable: [], restart: [], stop: [] },
+      rollback: rollback ? ({ available: true } as const) : ({ available: false, reason: "new" } as const),
+    });
+    expect(planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["nginx", "changed"]]), host("web02", [["redis", "added"]])] }).description).toBe("2 hosts would change: web01 ~nginx, web02 +redis; rollback available");
+    expect(planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["app", "removed"]], false)] }).description).toBe("1 host would change: web01 -app; no rollback on web01");
+    expect(planStatus("staging", SHA, { environment: "staging", hosts: [] }).description).toBe("no host would change");
+  });
+});
+
+describe("returns to an earlier tree", () => {
+  const entry = (id: string, tree: string, outcome: "deployed" | "failed" = "deployed") => ({ id, tree, sourceCommit: `${id}sha`, hosts: [{ host: "web01", outcome }] });
+
+  it("finds the newest earlier deployment with the same tree that went live", () => {
+    expect(findReturn([entry("c", "T3"), entry("b", "T2"), entry("a", "T1")], "T1")).toEqual({ id: "a", sourceCommit: "asha" });
+    expect(findReturn([entry("c", "T3", "failed"), entry("b", "T1", "failed"), entry("a", "T1")], "T1")).toEqual({ id: "a", sourceCommit: "asha" });
+  });
+
+  it("is not a return when the tree is the last attempt's, new, or never went live", () => {
+    expect(findReturn([entry("b", "T1"), entry("a", "T1")], "T1")).toBeUndefined();
+    expect(findReturn([entry("a", "T1")], "T9")).toBeUndefined();
+    expect(findReturn([entry("b", "T2"), entry("a", "T1", "failed")], "T1")).toBeUndefined();
+    expect(findReturn([], "T1")).toBeUndefined();
+  });
+});
+
+describe("store records carry rollbacks, pins and superseded commits", () => {
+  it("reads back what it writes", () => {
+    const record: DeploymentRecord = {
+      id: "20261122T101010Z-abcdef",
+      environment: "staging",
+      sourceRepo: "https://forge.example/o/r.git",
+      sourceCommit: SHA,
+      sourceRef: "refs/heads/main",
+      trigger: "rollback",
+      hosts: [{ host: "web01", outcome: "deployed" }],
+      rollbackTo: { id: "20261121T090000Z-123456", sourceCommit: SHA },
+      pin: "rollback to 20261121T090000Z-123456 (1a2b3c4)",
+      superseded: ["a".repeat(40), "b".repeat(40)],
+    };
+    expect(parseRecord(formatRecord(record))).toEqual(record);
+    const unpin = { ...record, trigger: "unpin" as const, hosts: [], rollbackTo: undefined, pin: undefined, superseded: undefined };
+    expect(formatRecord(unpin).split("\n")[0]).toBe("staging: 1a2b3c4 (unpin): unpinned");
+  });
+});
+
+describe("redaction", () => {
+  const token = `ghp_${"A1b2C3d4".repeat(5)}`;
+  const redact = redactor([token, "webhook-secret-value", "short"]);
+
+  it("removes tokens, private keys, URL credentials, Authorization values and the given secrets", () => {
+    const key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
+    const text = `token ${token}; app ghs_${"x".repeat(36)}; url https://tidemark:p4ss@forge.example/o/r.git; ${key}; authorization: token abc123; webhook-secret-value`;
+    const out = redact(text);
+    for (const secret of [token, "ghs_", "p4ss", "b3BlbnNzaC1rZXktdjEAAAAA", "abc123", "webhook-secret-value"]) expect(out).not.toContain(secret);
+    expect(out).toContain("https://[redacted]@forge.example/o/r.git");
+    // A value too short to be a secret is left alone, or every "short" word would go.
+    expect(redact("a short note")).toBe("a short note");
+  });
+
+  it("goes through log fields and errors", () => {
+    expect(redactDeep({ error: new Error(`failed with ${token}`), nested: [{ url: "http://u:pw@127.0.0.1/" }], at: 3 }, redact)).toEqual({
+      error: { name: "Error", message: "failed with [redacted]", stack: expect.not.stringContaining(token) as string },
+      nested: [{ url: "http://[redacted]@127.0.0.1/" }],
+      at: 3,
+    });
+  });
+});
