@@ -1,3 +1,5 @@
+import { writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
@@ -28,6 +30,7 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
   let shell: HostShell;
   let operator: ReturnType<typeof operatorEnv>;
   let serve: OperatorProcess;
+  let serveEnv: NodeJS.ProcessEnv;
 
   const statusRequests = async (sha: string) => (await bed.forge!.apiRequests()).filter((request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`));
   const statuses = async (sha: string) => (await statusRequests(sha)).filter((request) => request.status === 201).map(({ body }) => `${body.context} ${body.state} ${body.description}`);
@@ -52,7 +55,7 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
     await work.push("main");
-    serve = await OperatorProcess.start("serve", {
+    serveEnv = {
       ...operator.env,
       TIDEMARK_REDIS_URL: bed.redis!.url,
       TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
@@ -63,7 +66,8 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
       TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl,
       TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
       TIDEMARK_PUBLIC_URL: PUBLIC_URL,
-    });
+    };
+    serve = await OperatorProcess.start("serve", serveEnv);
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
   });
 
@@ -176,5 +180,20 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     const requests = await statusRequests(sha);
     expect(requests.map((request) => request.status)).toEqual([403, 201, 201, 201, 201, 201, 201, 201]);
     expect(requests[1]!.at - requests[0]!.at).toBeGreaterThanOrEqual(2000);
+  });
+
+  it("a GitHub App instead of a token: statuses are posted with an installation token", async () => {
+    const credentials = await bed.forge!.createApp(bed.forgeRepo);
+    const keyFile = join(dirname(operator.env.TIDEMARK_STORE!), "app.pem");
+    writeFileSync(keyFile, credentials.privateKey, { mode: 0o600 });
+    serve.kill("SIGTERM");
+    await serve.exited;
+    const { TIDEMARK_GITHUB_TOKEN: _token, ...withoutToken } = serveEnv;
+    serve = await OperatorProcess.start("serve", { ...withoutToken, TIDEMARK_GITHUB_APP_ID: String(credentials.appId), TIDEMARK_GITHUB_APP_KEY: keyFile, TIDEMARK_GITHUB_APP_INSTALLATION: String(credentials.installationId), TIDEMARK_LISTEN: new URL(serve.url).host });
+    const sha = await push(tree(app("v9")), "v9");
+    await finalStatuses(sha, 7);
+    const requests = await statusRequests(sha);
+    expect(requests.map((request) => request.auth)).toEqual(Array(7).fill("installation"));
+    expect((await bed.forge!.apiRequests()).filter((request) => request.operationId === "apps/create-installation-access-token").map((request) => [request.auth, request.status])).toEqual([["jwt", 201]]);
   });
 });
