@@ -199,7 +199,10 @@ export class OperatorService {
   private async reportJob(reporter: GitHubReporter, job: Job<ReportJob>): Promise<string> {
     const { queues, log } = this.op;
     const key = reportKey(job.data.report);
-    if (!(await queues.isNewestReport(key, job.data.seq))) return "skipped: a newer report was posted";
+    if (!(await queues.isNewestReport(key, job.data.seq))) {
+      log.info({ job: job.id, key, attempt: job.attemptsMade + 1 }, "report dropped: a newer one for the same status was posted first");
+      return "skipped: a newer report was posted";
+    }
     try {
       const done = await reporter.post(job.data.report);
       await queues.markReported(key, job.data.seq);

@@ -173,6 +173,20 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     expect(done.time as number).toBeLessThan(requests.find((request) => request.status === 201)!.at);
   });
 
+  it("a status held back by GitHub errors never overwrites a newer one posted meanwhile", async () => {
+    const sha = await work.commit(tree(app("v8a")), "v8a");
+    // The first status of this commit fails through Octokit's three retries: its job comes back after BullMQ's backoff.
+    await bed.forge!.setFaults([{ kind: "status", status: 502, times: 4, path: `/statuses/${sha}` }]);
+    await work.push("main");
+    await finalStatuses(sha, 6);
+    const dropped = await serve.waitForLog((line) => line.msg === "report dropped: a newer one for the same status was posted first" && line.key === `status:${sha}:tidemark/staging`, 60_000);
+    expect(dropped.attempt).toBe(2);
+    const seen = await statuses(sha);
+    expect(seen[0]).toBe("tidemark/staging pending deploying to 2 hosts");
+    expect(seen.filter((line) => line.startsWith("tidemark/staging ")).at(-1)).toBe("tidemark/staging success deployed to 2/2 hosts");
+    expect(seen).not.toContain("tidemark/staging pending queued for staging");
+  }, 90_000);
+
   it("403 with rate-limit headers: waits for the reset and asks once more, no storm", async () => {
     await bed.forge!.setFaults([{ kind: "rate-limit", resetInSeconds: 3, times: 1, path: "/statuses/" }]);
     const sha = await push(tree(app("v8")), "v8");
