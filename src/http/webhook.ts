@@ -41,8 +41,8 @@ export interface WebhookDeps {
 /**
  * `POST /webhooks/github`: checks size, type and signature before parsing a
  * byte, remembers the delivery so that a redelivery adds nothing, and queues
- * a push hint. It answers as soon as the hint is in Redis: the work happens
- * in the workers.
+ * a hint: a push, or a pull request to preview. It answers as soon as the
+ * hint is in Redis: the work happens in the workers.
  */
 export function webhookHandler(deps: WebhookDeps): (request: IncomingMessage, response: ServerResponse) => Promise<void> {
   const verifiers = deps.secrets.map((secret) => new Webhooks({ secret }));
