@@ -42,6 +42,8 @@ export function gitHubClient(settings: OperatorSettings, log: Logger): { octokit
     baseUrl: settings.githubApiUrl.replace(/\/+$/, ""),
     userAgent: "tidemark",
     log: { debug: () => undefined, info: () => undefined, warn: (message: string) => log.warn(message), error: (message: string) => log.error(message) },
+    // Rate limits (403, 429) are the throttling plugin's alone: two plugins retrying them would double the requests.
+    retry: { doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] },
     throttle: {
       onRateLimit: waitOnce("rate limit reached"),
       onSecondaryRateLimit: waitOnce("secondary rate limit reached"),

@@ -50,7 +50,8 @@ export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]
     if (job.kind === "push" && job.ref === resolved.ref) await op.queues.noteRequested(environment, job.after);
     const last = await op.queues.lastRequested(environment);
     // A commit held back by a pin is asked for again at each poll: the deploy job finds out whether the pin is gone.
-    if (last?.commit === resolved.commit && !(job.kind === "poll" && (await op.queues.isWaiting(environment)))) {
+    const again = last?.commit === resolved.commit;
+    if (again && !(job.kind === "poll" && (await op.queues.isWaiting(environment)))) {
       results.push({ environment, action: "current", commit: resolved.commit });
       continue;
     }
@@ -59,7 +60,8 @@ export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]
       continue;
     }
     await op.queues.requestDeployment({ environment, trigger: job.kind === "push" ? "webhook" : "poll", requested: { ref: resolved.ref, commit: resolved.commit } });
-    await op.report([queuedStatus(environment, resolved.commit, environmentUrl(op.settings, environment))]);
+    // Asked again for a commit a pin holds back: its status already says why it waits.
+    if (!again) await op.report([queuedStatus(environment, resolved.commit, environmentUrl(op.settings, environment))]);
     results.push({ environment, action: "requested", ref: resolved.ref, commit: resolved.commit });
   }
   return results;

@@ -164,6 +164,8 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     expect(unpinned.stdout).toContain("staging unpinned");
     await waitVersions("staging", ["s4", "s4"]);
     expect(await finalStatus(s4, "staging")).toBe("success deployed to 2/2 hosts");
+    // Polls asked for s4 again and again while it was held back; its commit heard of it once.
+    expect((await envStatuses(s4, "staging")).map((line) => line.split(":")[0])).toEqual(["pending queued for staging", "pending not deployed", "pending deploying to 2 hosts", "success deployed to 2/2 hosts"]);
     const entries = await history("staging");
     expect(entries.slice(0, 3).map((entry) => entry.trigger)).toEqual(["poll", "unpin", "rollback"]);
     expect(entries[2]).toMatchObject({ sourceCommit: s1Deployment!.sourceCommit, pin: `rollback to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)})` });
