@@ -2,16 +2,16 @@ import { UnrecoverableError } from "bullmq";
 import { describeError, TidemarkError } from "../core/errors.js";
 import { deploymentOutcome, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
 import { InvalidConfigError } from "../core/problems.js";
+import { finalStatuses, invalidConfigStatus, pinnedStatus, startStatuses, supersededStatus, type CommitStatus } from "../core/statuses.js";
 import { movesForward } from "../core/track.js";
 import { deployPlan } from "../pipeline/deploy.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import { trackEnvironment } from "../pipeline/read-source.js";
 import type { DeployJob, DeploymentReport, GitHubDeploymentState } from "../queue/queues.js";
-import { finalStatuses, invalidConfigStatus, pinnedStatus, startStatuses, supersededStatus, type CommitStatus } from "../core/statuses.js";
-import { newDeploymentId } from "../store/store.js";
-import { deploymentUrl, environmentUrl } from "./links.js";
 import type { PhaseObserver } from "../remote/apply-host.js";
 import { STOPPED } from "../rollout/rollout.js";
+import { newDeploymentId } from "../store/store.js";
+import { deploymentUrl, environmentUrl } from "./links.js";
 import type { Operator } from "./operator.js";
 
 /** What a deploy job did; kept by BullMQ as the job's return value (no logs, no secrets). */
@@ -26,9 +26,10 @@ export class StoppedError extends Error {}
 
 /**
  * One deployment job: resolves where the environment points now (the
- * request was a hint), plans against the store, rolls out, records. The
- * commits asked for before it resolved and not deployed are reported
- * superseded. Errors that a retry cannot fix end the job at once.
+ * request was a hint), plans against the store, rolls out, records, and
+ * queues the statuses of each step for GitHub. The commits asked for before
+ * it resolved and not deployed are reported superseded; a pinned environment
+ * holds the commit back. Errors that a retry cannot fix end the job at once.
  */
 export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal, observe?: PhaseObserver): Promise<DeployJobResult> {
   const { environment } = job;

@@ -1,12 +1,12 @@
 import { UnrecoverableError } from "bullmq";
 import { InvalidConfigError } from "../core/problems.js";
+import { queuedStatus } from "../core/statuses.js";
 import { movesForward, resolveTrack, tracksRef } from "../core/track.js";
 import { defaultBranch, readSourceConfig } from "../pipeline/read-source.js";
 import type { RefsJob } from "../queue/queues.js";
+import { environmentUrl } from "./links.js";
 import type { Operator } from "./operator.js";
 import { previewPullRequest } from "./preview.js";
-import { queuedStatus } from "../core/statuses.js";
-import { environmentUrl } from "./links.js";
 
 /** What a push or a poll did to one environment. */
 export type IntakeResult =
