@@ -10,6 +10,7 @@ export class OperatorMetrics {
   private readonly hosts = new Counter({ name: "tidemark_host_outcomes_total", help: "Host outcomes of deployments, by environment and outcome", labelNames: ["environment", "outcome"], registers: [this.registry] });
   private readonly rollbacks = new Counter({ name: "tidemark_auto_rollbacks_total", help: "Hosts that rolled themselves back after a failed deployment", labelNames: ["environment"], registers: [this.registry] });
   private readonly superseded = new Counter({ name: "tidemark_superseded_commits_total", help: "Requested commits never deployed because a newer one was", labelNames: ["environment"], registers: [this.registry] });
+  private readonly reports = new Counter({ name: "tidemark_github_reports_total", help: "Reports to GitHub (commit statuses, deployments), by kind and result: posted, dropped (a newer one went first), failed (retried), rate-limited", labelNames: ["kind", "result"], registers: [this.registry] });
   private readonly deploymentSeconds = new Histogram({ name: "tidemark_deployment_duration_seconds", help: "Deployment jobs from start to recorded", labelNames: ["environment"], buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600], registers: [this.registry] });
   private readonly hostSeconds = new Histogram({ name: "tidemark_host_apply_duration_seconds", help: "One host's apply, connect to commit (or rollback)", labelNames: ["environment"], buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120], registers: [this.registry] });
 
@@ -43,6 +44,10 @@ export class OperatorMetrics {
       if (host.outcome === "rolled-back") this.rollbacks.inc({ environment });
       if (host.durationMs !== undefined) this.hostSeconds.observe({ environment }, host.durationMs / 1000);
     }
+  }
+
+  report(kind: string, result: "posted" | "dropped" | "failed" | "rate-limited"): void {
+    this.reports.inc({ kind, result });
   }
 
   supersededCommits(environment: string, count: number): void {

@@ -6,7 +6,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { OperatorSettings } from "../config/settings.js";
 import { describeError, TidemarkError } from "../core/errors.js";
-import type { Redactor } from "../core/redact.js";
+import { redactDeep, type Redactor } from "../core/redact.js";
 import type { CommitStatus } from "../core/statuses.js";
 import { SourceMirror } from "../git/mirror.js";
 import { gitHubClient } from "../github/client.js";
@@ -167,10 +167,10 @@ export class OperatorService {
 
   private work<T>(name: string, process: (job: Job<T>) => Promise<unknown>, concurrency = 1): void {
     const { settings, log } = this.op;
-    // A job's error is kept in Redis: no secret may ride along in its message or stack.
+    // A job's result and error are kept in Redis: no secret may ride along in them.
     const clean = async (job: Job<T>) => {
       try {
-        return await process(job);
+        return redactDeep(await process(job), this.redact);
       } catch (error) {
         if (!(error instanceof Error)) throw error;
         const message = this.redact(error.message);
@@ -197,20 +197,28 @@ export class OperatorService {
 
   /** Posts one report, unless a newer one of the same status or deployment went first; a long rate limit pauses the whole queue. */
   private async reportJob(reporter: GitHubReporter, job: Job<ReportJob>): Promise<string> {
-    const { queues, log } = this.op;
-    const key = reportKey(job.data.report);
-    if (!(await queues.isNewestReport(key, job.data.seq))) {
+    const { queues, log, metrics } = this.op;
+    const { report, seq } = job.data;
+    const key = reportKey(report);
+    if (!(await queues.isNewestReport(key, seq))) {
+      metrics.report(report.kind, "dropped");
       log.info({ job: job.id, key, attempt: job.attemptsMade + 1 }, "report dropped: a newer one for the same status was posted first");
       return "skipped: a newer report was posted";
     }
     try {
-      const done = await reporter.post(job.data.report);
-      await queues.markReported(key, job.data.seq);
+      const done = await reporter.post(report);
+      await queues.markReported(key, seq);
+      metrics.report(report.kind, "posted");
       log.debug({ job: job.id, report: done }, "reported to GitHub");
       return done;
     } catch (error) {
       const wait = rateLimitWait(error);
-      if (wait === undefined) throw error;
+      if (wait === undefined) {
+        metrics.report(report.kind, "failed");
+        log.warn({ job: job.id, key, attempt: job.attemptsMade + 1, error: describeError(error) }, "report to GitHub failed; it is tried again");
+        throw error;
+      }
+      metrics.report(report.kind, "rate-limited");
       log.warn({ waitSeconds: Math.round(wait / 1000) }, "GitHub rate limit: reports wait until it resets");
       await queues.reports.rateLimit(wait);
       throw new RateLimitError();

@@ -5,6 +5,7 @@ import type { AppTree, HostTree } from "../core/config-tree.js";
 import { describeError } from "../core/errors.js";
 import type { HostOutcome } from "../core/outcome.js";
 import { planHost, type HostPlan } from "../core/plan.js";
+import { splitCredentials } from "../git/credentials.js";
 import { checkScript, commitScript, inspectScript, journalScript, LOCK_CONFLICT_EXIT, lockCommand, parseUnitStates, partialDir, sealScript, stageScript, switchScript, unitFailed, unitStateScript, type RemoteCommand, type RemoteUser, type SealApp, type StageApp } from "./commands.js";
 import { hostChanges, type HostChanges } from "./host-changes.js";
 import { httpCheck } from "./http-check.js";
@@ -203,7 +204,7 @@ async function switchAndCheck(session: SshSession, user: RemoteUser, changes: Ho
     await new Promise((resolve) => setTimeout(resolve, settleMs));
   }
   for (const { app, check } of changes.checks) {
-    const name = check.name ?? ("command" in check ? check.command : check.http);
+    const name = check.name ?? ("command" in check ? check.command : splitCredentials(check.http).url);
     if ("command" in check) {
       const result = await execute(session, checkScript(user, app, check.command, check.timeoutSeconds));
       if (result.code !== 0) return { detail: `check ${JSON.stringify(name)} of ${app} failed (exit ${String(result.code)})`, log: `${result.stdout}${result.stderr}`.trimEnd() };

@@ -2,6 +2,7 @@ import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
+import { splitCredentials } from "../git/credentials.js";
 import type { SshSession } from "./ssh-session.js";
 
 /**
@@ -11,6 +12,8 @@ import type { SshSession } from "./ssh-session.js";
  */
 export async function httpCheck(session: SshSession, url: string, status: number, timeoutMs: number): Promise<string | undefined> {
   const target = new URL(url);
+  // A URL is named in outcomes, which are stored and reported: never with credentials in it.
+  const shown = splitCredentials(url).url;
   const secure = target.protocol === "https:";
   const port = Number(target.port) || (secure ? 443 : 80);
   const hostname = target.hostname.replace(/^\[|\]$/g, "");
@@ -27,8 +30,8 @@ export async function httpCheck(session: SshSession, url: string, status: number
       request.end();
     });
     socket.destroy();
-    return got === status ? undefined : `${url} answered ${got}, expected ${status}`;
+    return got === status ? undefined : `${shown} answered ${got}, expected ${status}`;
   } catch (error) {
-    return `${url}: ${error instanceof Error ? error.message : String(error)}`;
+    return `${shown}: ${error instanceof Error ? error.message : String(error)}`;
   }
 }

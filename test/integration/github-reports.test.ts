@@ -185,6 +185,9 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     expect(seen[0]).toBe("tidemark/staging pending deploying to 2 hosts");
     expect(seen.filter((line) => line.startsWith("tidemark/staging ")).at(-1)).toBe("tidemark/staging success deployed to 2/2 hosts");
     expect(seen).not.toContain("tidemark/staging pending queued for staging");
+    const metrics = await (await fetch(`${serve.url}/metrics`)).text();
+    expect(metrics).toMatch(/^tidemark_github_reports_total\{kind="status",result="dropped"\} 1$/m);
+    expect(metrics).toMatch(/^tidemark_github_reports_total\{kind="status",result="failed"\} 1$/m);
   }, 90_000);
 
   it("403 with rate-limit headers: waits for the reset and asks once more, no storm", async () => {

@@ -1,0 +1,340 @@
+import { randomBytes, randomInt } from "node:crypto";
+import { readdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { TestBed } from "../bed/bed.js";
+import { run, waitFor } from "../bed/proc.js";
+import { WorkRepo } from "../bed/work-repo.js";
+import { operatorEnv } from "../helpers/host-shell.js";
+import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
+import { tidemark } from "../helpers/run-cli.js";
+
+const REPO = "acme/vault";
+
+const app = (version: string, { run = "exec sleep infinity", checks = [] as unknown[] } = {}) => ({
+  "clusters/staging/web01/app/systemd/app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
+  "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks }),
+  "clusters/staging/web01/app/run.sh": `${run}\n`,
+  "clusters/staging/web01/app/version": `${version}\n`,
+});
+
+/** A GitHub token in GitHub's format that the stand-in has never issued: every report is answered 401. */
+function foreignToken(): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  return `ghp_${Array.from({ length: 36 }, () => alphabet[randomInt(alphabet.length)]).join("")}`;
+}
+
+interface Tapped {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  status: number;
+  response: string;
+}
+
+/**
+ * A pass-through in front of the forge's REST API that keeps every request
+ * as sent: the forge records no body for a request it refuses with 401, and
+ * those are the ones this test is about.
+ */
+async function startTap(target: string): Promise<{ url: string; seen: Tapped[]; close: () => Promise<void> }> {
+  const seen: Tapped[] = [];
+  const hopByHop = new Set(["host", "connection", "content-length", "transfer-encoding", "keep-alive", "content-encoding"]);
+  const server: Server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => {
+      void (async () => {
+        const body = Buffer.concat(chunks);
+        const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => !hopByHop.has(name)).map(([name, value]) => [name, String(value)]));
+        const answer = await fetch(`${target}${request.url ?? "/"}`, { method: request.method, headers, body: body.length > 0 ? body : undefined });
+        const text = await answer.text();
+        // The Authorization header carries the token on purpose: it is where the token belongs, not a leak.
+        const { authorization: _sent, ...kept } = headers;
+        seen.push({ method: request.method ?? "GET", url: request.url ?? "/", headers: kept, body: body.toString(), status: answer.status, response: text });
+        response.writeHead(answer.status, Object.fromEntries([...answer.headers].filter(([name]) => !hopByHop.has(name))));
+        response.end(text);
+      })().catch((error: unknown) => {
+        response.writeHead(502, { "content-type": "text/plain" });
+        response.end(String(error));
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** Every key of a Redis and what it holds, read by type, as text: one entry per key. */
+async function dumpRedis(redis: Redis): Promise<Record<string, string>> {
+  const keys: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, batch] = await redis.scan(cursor, "COUNT", 1000);
+    keys.push(...batch);
+    cursor = next;
+  } while (cursor !== "0");
+  const dump: Record<string, string> = {};
+  for (const key of keys.sort()) {
+    const type = await redis.type(key);
+    let content: unknown;
+    if (type === "string") content = await redis.get(key);
+    else if (type === "hash") content = await redis.hgetall(key);
+    else if (type === "list") content = await redis.lrange(key, 0, -1);
+    else if (type === "set") content = await redis.smembers(key);
+    else if (type === "zset") content = await redis.zrange(key, "0", "-1", "WITHSCORES");
+    else if (type === "stream") content = await redis.xrange(key, "-", "+");
+    else if (type === "none") continue; // expired between SCAN and TYPE
+    else throw new Error(`Redis key ${key} has a type this test cannot read: ${type}`);
+    dump[`${type} ${key}`] = JSON.stringify(content);
+  }
+  return dump;
+}
+
+/** Each secret's occurrences in each place, with some text around it: [] when nothing leaked. */
+function leaks(places: Record<string, string>, secrets: Record<string, string>): string[] {
+  const found: string[] = [];
+  for (const [place, text] of Object.entries(places)) {
+    for (const [name, secret] of Object.entries(secrets)) {
+      for (let at = text.indexOf(secret); at >= 0; at = text.indexOf(secret, at + 1)) {
+        found.push(`${name} in ${place}: …${text.slice(Math.max(0, at - 120), at + secret.length + 60)}…`);
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * A run that fails every way it can, with every secret Tidemark is given,
+ * then a search of everything it wrote: its log, every key in Redis, every
+ * request it sent to GitHub, its store and mirror, and a failing CLI's output.
+ */
+describe("Secrets never leak", () => {
+  let bed: TestBed;
+  let work: WorkRepo;
+  let operator: ReturnType<typeof operatorEnv>;
+  let serve: OperatorProcess;
+  let tap: Awaited<ReturnType<typeof startTap>>;
+  let redis: Redis;
+  let cliDir: string;
+  let secrets: Record<string, string>;
+  let repoUrl: string;
+  /** The source repo's URL as it may be shown: no credentials in it. */
+  let plainRepoUrl: string;
+  /** An HTTP check with basic-auth credentials, on a port nothing listens on. */
+  let healthUrl: string;
+  let env: NodeJS.ProcessEnv;
+  const cli: Record<string, { code: number; stdout: string; stderr: string }> = {};
+
+  beforeAll(async () => {
+    bed = await TestBed.up({ systemdHosts: 1, redis: true, forge: true });
+    const forge = bed.forge!;
+    // A private repository: fetching it takes the credentials in the URL, so they are used, not only carried.
+    await forge.createRepo("acme", "vault", { private: true });
+    repoUrl = forge.pushUrl(REPO);
+    plainRepoUrl = forge.cloneUrl(REPO);
+    // The bed's Redis has no password option; redis-server takes one at run time.
+    const redisPassword = `rp-${randomBytes(16).toString("hex")}`;
+    const open = new Redis(bed.redis!.url);
+    await open.config("SET", "requirepass", redisPassword);
+    open.disconnect();
+    const redisUrl = `redis://:${redisPassword}@127.0.0.1:${bed.redis!.port}`;
+    redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+
+    const key = readFileSync(bed.clientKeyPath, "utf8");
+    const body = key.split("\n").filter((line) => line !== "" && !line.startsWith("-----"));
+    // The first line is the OpenSSH format's header, the same in every key; the others are this key's own.
+    const keyLines = body.slice(1).filter((line) => line.length >= 40);
+    expect(keyLines.length).toBeGreaterThanOrEqual(3);
+    secrets = {
+      "the GitHub token": foreignToken(),
+      "the repo URL's password": new URL(repoUrl).password,
+      "the webhook secret": bed.webhookSecret,
+      "the Redis password": redisPassword,
+      ...Object.fromEntries(keyLines.map((line, i) => [`line ${i + 2} of the SSH private key`, line])),
+      // Not a setting: a credential in a URL of the config tree, which only the redactor's URL pattern catches.
+      "the health check URL's password": `hc-${randomBytes(12).toString("hex")}`,
+    };
+    healthUrl = `http://probe:${secrets["the health check URL's password"]}@127.0.0.1:9/health`;
+    for (const [name, secret] of Object.entries(secrets)) expect(secret.length, name).toBeGreaterThanOrEqual(20);
+
+    work = await WorkRepo.create(repoUrl);
+    operator = operatorEnv(bed);
+    cliDir = mkdtempSync(join(tmpdir(), "tidemark-cli-"));
+    tap = await startTap(forge.url);
+    const host = bed.host("web01");
+    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", `  web01: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`, ""].join("\n"), ...app("v0") }, "zero");
+    await work.push("main");
+    env = {
+      ...operator.env,
+      TIDEMARK_REPO: repoUrl,
+      TIDEMARK_REDIS_URL: redisUrl,
+      TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
+      TIDEMARK_LISTEN: "127.0.0.1:0",
+      TIDEMARK_POLL_INTERVAL: "0",
+      TIDEMARK_SETTLE: "0.3",
+      TIDEMARK_GITHUB_TOKEN: secrets["the GitHub token"],
+      TIDEMARK_GITHUB_API_URL: `${tap.url}/api/v3`,
+      TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
+      TIDEMARK_PUBLIC_URL: "http://127.0.0.1:8080/tidemark",
+    };
+    serve = await OperatorProcess.start("serve", env);
+    await forge.addHook(REPO, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret, events: ["push", "pull_request"] });
+  });
+
+  afterEach(async ({ task }) => {
+    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve?.output.slice(-30_000)}`);
+    expect(await bed.forge!.violations()).toEqual([]);
+  });
+
+  afterAll(async () => {
+    await OperatorProcess.stopAll();
+    redis?.disconnect();
+    await tap?.close();
+    work?.remove();
+    operator?.remove();
+    if (cliDir) rmSync(cliDir, { recursive: true, force: true });
+    await bed?.down();
+  });
+
+  const finished = (sha: string) => (line: LogLine) => line.environment === "staging" && line.commit === sha && typeof line.outcome === "string";
+
+  it("a run that fails on purpose: refused reports, a rollback, an invalid tree, the source repo down, failing CLI commands", { timeout: 300_000 }, async () => {
+    const forge = bed.forge!;
+    // A good deployment first: the private repo was fetched with the URL's credentials.
+    const good = await work.commit(app("v1"), "v1");
+    await work.push("main");
+    expect((await serve.waitForLog(finished(good), 90_000)).outcome).toBe("succeeded");
+
+    // A unit that exits 3: the host rolls back.
+    const broken = await work.commit(app("v2", { run: "exit 3" }), "v2: the unit exits 3");
+    await work.push("main");
+    const failed = await serve.waitForLog(finished(broken), 90_000);
+    expect(failed.outcome).toBe("failed");
+    expect(failed.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back" })]);
+
+    // A health check behind basic auth that fails: its URL, credentials and all, is in the failure's text.
+    const checked = await work.commit(app("v2b", { checks: [{ http: healthUrl, timeoutSeconds: 5 }] }), "v2b: a health check that fails");
+    await work.push("main");
+    const unhealthy = await serve.waitForLog(finished(checked), 90_000);
+    expect(unhealthy.outcome).toBe("failed");
+    expect(unhealthy.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back", detail: expect.stringMatching(/^check "http:\/\/[^"]*127\.0\.0\.1:9\/health" of app failed: /) as unknown })]);
+
+    // An invalid config tree.
+    let since = serve.lines.length;
+    await work.commit({ "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) }, "broken manifest");
+    await work.push("main");
+    const invalid = await serve.waitForLog((line) => line.msg === "deploy.staging job failed", 60_000, since);
+    expect(invalid.error).toMatch(/manifest\.json/);
+
+    // The source repo unreachable while a pull request is planned, and while a person runs the CLI.
+    await work.git("checkout", "--quiet", "-b", "leak");
+    await work.commit(app("v3"), "v3, fixed");
+    await work.push("leak");
+    since = serve.lines.length;
+    await forge.setGitAvailable(false);
+    try {
+      const pull = await forge.openPullRequest(REPO, { head: "leak" });
+      const down = await serve.waitForLog((line) => line.msg === "refs job failed", 60_000, since);
+      expect(down.error).toContain(`could not fetch ${plainRepoUrl}`);
+      const cliEnv = { ...env, TIDEMARK_STORE: join(cliDir, "store.git"), TIDEMARK_MIRRORS: join(cliDir, "mirrors") };
+      cli.plan = await tidemark(["plan", "staging"], cliEnv);
+      expect(cli.plan.code).toBe(4);
+      expect(cli.plan.stderr).toContain(`could not fetch ${plainRepoUrl}`);
+      await forge.setGitAvailable(true);
+      await serve.waitForLog((line) => line.msg === "staging: previewed" && line.pullRequest === pull.number, 60_000, since);
+      cli.deploy = await tidemark(["deploy", "staging", "--plan-only", "--repo", repoUrl], cliEnv);
+      expect(cli.deploy.code).toBe(2);
+      expect(cli.deploy.stderr).toMatch(/clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled/);
+      // Settings refused before anything starts, with every secret in the environment.
+      cli.serve = await tidemark(["serve"], { ...cliEnv, TIDEMARK_LISTEN: "every interface", TIDEMARK_REDIS_URL: `http://:${secrets["the Redis password"]}@127.0.0.1:${bed.redis!.port}` });
+      expect(cli.serve.code).toBe(1);
+      expect(cli.serve.stderr).toMatch(/invalid settings[\s\S]*\n {2}listen: [\s\S]*\n {2}redis: /);
+    } finally {
+      await forge.setGitAvailable(true);
+    }
+
+    // Every report refused: GitHub answered 401, BullMQ keeps the jobs to try again, with the reason.
+    await waitFor("the refused reports of the invalid tree and of the rollback", () => {
+      const statuses = tap.seen.filter((request) => request.method === "POST" && request.url.includes("/statuses/")).map((request) => JSON.parse(request.body) as { description: string });
+      return statuses.some((status) => status.description.startsWith("invalid config: clusters/staging/web01/app/manifest.json")) && statuses.some((status) => status.description.includes("rolled back to"));
+    }, { timeoutMs: 60_000, intervalMs: 200 });
+    expect(tap.seen.length).toBeGreaterThan(0);
+    expect(tap.seen.every((request) => request.status === 401)).toBe(true);
+    await serve.waitForLog((line) => line.msg === "report job failed" && String(line.error).includes("Bad credentials"));
+  });
+
+  it("not in serve's log, which has the failures", () => {
+    const log = serve.output;
+    // The failures are in it, the repo's URL among them, without its credentials.
+    expect(serve.logs((line) => line.msg === "report job failed" && String(line.error).startsWith("Bad credentials")).length).toBeGreaterThan(0);
+    expect(serve.logs((line) => /^POST \/repos\/acme\/vault\/statuses\/[0-9a-f]{40} - 401 /.test(line.msg)).length).toBeGreaterThan(0);
+    // The Redis URL is logged, its password masked.
+    expect(serve.logs((line) => line.msg === "tidemark serve started")[0]!.redis).toMatch(new RegExp(`^redis://\\S+@127\\.0\\.0\\.1:${bed.redis!.port}$`));
+    expect(serve.logs((line) => line.msg === "refs job failed" && String(line.error).includes(`could not fetch ${plainRepoUrl}`)).length).toBeGreaterThan(0);
+    expect(serve.logs((line) => line.msg === "staging: deployment failed").length).toBe(2);
+    expect(serve.logs((line) => line.msg === "staging: deployment failed" && JSON.stringify(line.hosts).includes("127.0.0.1:9/health")).length).toBe(1);
+    expect(log).toContain(plainRepoUrl.replace(/\.git$/, ""));
+    const places = Object.fromEntries(log.split("\n").map((line, i) => [`serve's output, line ${i + 1}`, line]));
+    expect(leaks(places, secrets)).toEqual([]);
+  });
+
+  it("not in Redis, which holds the failed jobs and their reasons", async () => {
+    const dump = await dumpRedis(redis);
+    const all = Object.values(dump).join("\n");
+    const reports = new Queue("report", { connection: redis, prefix: "tidemark" });
+    try {
+      const refused = (await reports.getJobs(["delayed", "failed", "wait", "active"])).filter((job) => job.failedReason?.startsWith("Bad credentials"));
+      expect(refused.length).toBeGreaterThan(0);
+    } finally {
+      await reports.close();
+    }
+    expect(all).toContain(`could not fetch ${plainRepoUrl}`);
+    expect(all).toMatch(/invalid config: clusters\/staging\/web01\/app\/manifest\.json/);
+    expect(all).toContain("rolled-back");
+    expect(Object.keys(dump).length).toBeGreaterThan(20);
+    expect(leaks(dump, secrets)).toEqual([]);
+  });
+
+  it("not in what was sent to GitHub, every status refused with 401", async () => {
+    const statuses = tap.seen.filter((request) => request.method === "POST" && request.url.includes("/statuses/"));
+    expect(statuses.length).toBeGreaterThanOrEqual(5);
+    expect(statuses.map((request) => (JSON.parse(request.body) as { context: string }).context)).toContain("tidemark/plan/staging");
+    const recorded = await bed.forge!.apiRequests();
+    expect(recorded.length).toBeGreaterThanOrEqual(statuses.length);
+    expect(recorded.every((request) => request.status === 401 && request.auth === "none")).toBe(true);
+    const places = {
+      ...Object.fromEntries(tap.seen.map((request, i) => [`request ${i + 1} to GitHub (${request.method} ${request.url})`, JSON.stringify(request)])),
+      "the forge's record of the API requests": JSON.stringify(recorded),
+    };
+    expect(leaks(places, secrets)).toEqual([]);
+  });
+
+  it("not in the output of failing CLI commands, which name the repo", () => {
+    expect(Object.keys(cli)).toEqual(["plan", "deploy", "serve"]);
+    expect(cli.plan!.stderr).toContain(plainRepoUrl);
+    const places = Object.fromEntries(Object.entries(cli).flatMap(([command, { stdout, stderr }]) => [[`tidemark ${command}: stdout`, stdout], [`tidemark ${command}: stderr`, stderr]]));
+    expect(leaks(places, secrets)).toEqual([]);
+  });
+
+  it("not in the store's records (nor in what tidemark history shows of them), nor in the mirrors' git config", async () => {
+    const store = operator.env.TIDEMARK_STORE!;
+    const records = (await run("git", ["--git-dir", store, "log", "--all", "--format=%H%n%B"])).stdout;
+    expect(records).toContain(`Tidemark-Source-Repo: ${plainRepoUrl}`);
+    // What a person sees of them.
+    const history = await tidemark(["history", "staging", "--json"], env);
+    expect(history.code).toBe(0);
+    expect(history.stdout).toMatch(/rolled-back/);
+    const places: Record<string, string> = { "the store's records": records, "the store's config": readFileSync(join(store, "config"), "utf8"), "tidemark history staging: stdout": history.stdout, "tidemark history staging: stderr": history.stderr };
+    for (const mirrors of [operator.env.TIDEMARK_MIRRORS!, join(cliDir, "mirrors")]) {
+      for (const mirror of readdirSync(mirrors).filter((name) => name.endsWith(".git"))) places[join(mirrors, mirror, "config")] = readFileSync(join(mirrors, mirror, "config"), "utf8");
+    }
+    expect(Object.keys(places).length).toBe(6);
+    expect(leaks(places, secrets)).toEqual([]);
+  });
+});
