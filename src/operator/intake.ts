@@ -1,11 +1,9 @@
-import { UnrecoverableError } from "bullmq";
-import { InvalidConfigError } from "../core/problems.js";
 import { queuedStatus } from "../core/statuses.js";
 import { movesForward, resolveTrack, tracksRef } from "../core/track.js";
-import { defaultBranch, readSourceConfig } from "../pipeline/read-source.js";
 import type { RefsJob } from "../queue/queues.js";
 import { environmentUrl } from "./links.js";
 import type { Operator } from "./operator.js";
+import { trackingConfig } from "./tracking-config.js";
 import { previewPullRequest } from "./preview.js";
 
 /** What a push or a poll did to one environment. */
@@ -24,15 +22,7 @@ export type IntakeResult =
 export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]> {
   if (job.kind === "pull-request") return previewPullRequest(op, job);
   await op.mirror.fetch();
-  const head = await defaultBranch(op.mirror);
-  let config;
-  try {
-    config = await readSourceConfig(op.mirror, head.commit);
-  } catch (error) {
-    // Retrying cannot fix the default branch: the next push will.
-    if (error instanceof InvalidConfigError) throw new UnrecoverableError(`tidemark.yaml on ${head.ref} at ${head.commit.slice(0, 7)} is invalid: ${error.message}`);
-    throw error;
-  }
+  const config = await trackingConfig(op.mirror);
   const refs = await op.mirror.refs();
   const results: IntakeResult[] = [];
   for (const [environment, { track }] of Object.entries(config.environments)) {

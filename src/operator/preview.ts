@@ -1,13 +1,12 @@
-import { UnrecoverableError } from "bullmq";
 import { describeError } from "../core/errors.js";
 import { InvalidConfigError } from "../core/problems.js";
 import { invalidPlanStatus, planStatus, type CommitStatus } from "../core/statuses.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
-import { defaultBranch, readSourceConfig } from "../pipeline/read-source.js";
 import type { PullRequestHint } from "../queue/queues.js";
 import type { IntakeResult } from "./intake.js";
 import { planUrl } from "./links.js";
 import type { Operator } from "./operator.js";
+import { trackingConfig } from "./tracking-config.js";
 
 /**
  * A pull request's plan preview: for every environment that tracks its base
@@ -21,14 +20,7 @@ export async function previewPullRequest(op: Operator, hint: PullRequestHint): P
   if ((await op.mirror.expandCommit(hint.head)) !== hint.head) {
     return [{ environment: "*", action: "stays", reason: `pull request #${hint.number} no longer has ${hint.head.slice(0, 7)}: a newer push replaced it` }];
   }
-  const head = await defaultBranch(op.mirror);
-  let config;
-  try {
-    config = await readSourceConfig(op.mirror, head.commit);
-  } catch (error) {
-    if (error instanceof InvalidConfigError) throw new UnrecoverableError(`tidemark.yaml on ${head.ref} at ${head.commit.slice(0, 7)} is invalid: ${error.message}`);
-    throw error;
-  }
+  const config = await trackingConfig(op.mirror);
   const results: IntakeResult[] = [];
   const statuses: CommitStatus[] = [];
   for (const [environment, { track }] of Object.entries(config.environments)) {

@@ -48,3 +48,20 @@ export function operatorEnv(bed: TestBed): { env: NodeJS.ProcessEnv; remove: () 
   const env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
   return { env, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
+
+/** `tidemark serve` against the bed: webhooks on, polling off, short settle, reporting to the forge's GitHub stand-in. */
+export function reportingServeEnv(bed: TestBed, operator: NodeJS.ProcessEnv, overrides: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    ...operator,
+    TIDEMARK_REDIS_URL: bed.redis!.url,
+    TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
+    TIDEMARK_LISTEN: "127.0.0.1:0",
+    TIDEMARK_POLL_INTERVAL: "0",
+    TIDEMARK_SETTLE: "0.3",
+    TIDEMARK_GITHUB_TOKEN: bed.forge!.token,
+    TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl,
+    // GitHub asks for 1 s between writes; the stand-in does not, and the tests would crawl.
+    TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
+    ...overrides,
+  };
+}

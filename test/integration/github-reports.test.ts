@@ -5,7 +5,7 @@ import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 
 const HOSTS = ["web01", "web02"];
@@ -55,18 +55,7 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
     await work.push("main");
-    serveEnv = {
-      ...operator.env,
-      TIDEMARK_REDIS_URL: bed.redis!.url,
-      TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
-      TIDEMARK_LISTEN: "127.0.0.1:0",
-      TIDEMARK_POLL_INTERVAL: "0",
-      TIDEMARK_SETTLE: "0.3",
-      TIDEMARK_GITHUB_TOKEN: bed.forge!.token,
-      TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl,
-      TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
-      TIDEMARK_PUBLIC_URL: PUBLIC_URL,
-    };
+    serveEnv = reportingServeEnv(bed, operator.env, { TIDEMARK_PUBLIC_URL: PUBLIC_URL });
     serve = await OperatorProcess.start("serve", serveEnv);
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
   });

@@ -3,7 +3,7 @@ import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
 
@@ -59,19 +59,7 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     await work.push("main");
     // The CLI pushes tags and reverts: its repo URL carries the forge's credentials.
     cliEnv = { ...operator.env, TIDEMARK_REPO: bed.forge!.pushUrl(bed.forgeRepo), TIDEMARK_SETTLE: "0.3" };
-    serve = await OperatorProcess.start("serve", {
-      ...operator.env,
-      TIDEMARK_REDIS_URL: bed.redis!.url,
-      TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
-      TIDEMARK_LISTEN: "127.0.0.1:0",
-      TIDEMARK_POLL_INTERVAL: "1",
-      TIDEMARK_SETTLE: "0.3",
-      TIDEMARK_LOG_LEVEL: "debug",
-      TIDEMARK_GITHUB_TOKEN: bed.forge!.token,
-      TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl,
-      TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
-      TIDEMARK_HOST_STATUSES: "false",
-    });
+    serve = await OperatorProcess.start("serve", reportingServeEnv(bed, operator.env, { TIDEMARK_POLL_INTERVAL: "1", TIDEMARK_LOG_LEVEL: "debug", TIDEMARK_HOST_STATUSES: "false" }));
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
   });
 
