@@ -2,10 +2,10 @@ import type { SourceConfig } from "../config/source-config.js";
 import { readEnvTree, readHostTree, validateEnvironments, type EnvTree, type HostTree } from "../core/config-tree.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
+import { findReturn } from "../core/returns.js";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair, type TreeReader } from "../git/tree-reader.js";
-import { findReturn } from "../core/returns.js";
 import type { Store } from "../store/store.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
