@@ -20,7 +20,7 @@ export interface PreparedPlan {
   /** What the store says each host runs, read where it differs from `desired`. */
   deployed: Map<string, HostTree>;
   plan: Plan;
-  /** The source commit live on each host, per the store: what a failing host rolls back to. */
+  /** The source commit live on each host that changes, per the store: what a failing host rolls back to. */
   liveSource: Map<string, string>;
   /** Set when the tree is one an earlier deployment brought: this deployment returns to it. */
   rollbackTo?: { id: string; sourceCommit: string };
@@ -69,8 +69,15 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
   const envDir: Dir = { kind: "dir", oid: envOid, entries };
   const { tree: desired, problems } = readEnvTree(config, environment, envDir);
   if (problems.length > 0) throw new InvalidConfigError(problems);
+  const plan = planEnvironment(environment, desired, deployed);
   const history = await store.history(environment, RETURN_DEPTH);
   const rollbackTo = findReturn(history, envOid);
+  // Only the hosts that change can roll back: what they run now is all a failure needs to name.
+  const liveSource = new Map<string, string>();
+  for (const { host } of plan.hosts) {
+    const commit = await store.liveHostSource(environment, host);
+    if (commit) liveSource.set(host, commit);
+  }
   return {
     config,
     source,
@@ -78,8 +85,8 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
     envTreeOid: envOid,
     desired,
     deployed,
-    plan: planEnvironment(environment, desired, deployed),
-    liveSource: await store.liveHostSources(environment),
+    plan,
+    liveSource,
     ...(rollbackTo ? { rollbackTo } : {}),
     ...(history[0]?.pin ? { pin: history[0].pin } : {}),
   };

@@ -75,11 +75,10 @@ export class Store {
     return new Map(live.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
   }
 
-  /** The source commit live on each host of the environment that has something live. */
-  async liveHostSources(environment: string): Promise<Map<string, string>> {
-    const hosts = await git.listRefs({ fs: repoFs(this.gitdir), gitdir: this.gitdir, filepath: `refs/tidemark/hosts/${environment}` }).catch(() => [] as string[]);
-    const live = await Promise.all(hosts.map(async (host) => [host, (await this.entry((await this.resolve(hostRef(environment, host)))!))?.sourceCommit] as const));
-    return new Map(live.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
+  /** The source commit live on a host, per the store, or undefined for a host never deployed. */
+  async liveHostSource(environment: string, host: string): Promise<string | undefined> {
+    const commit = await this.resolve(hostRef(environment, host));
+    return commit ? (await this.entry(commit))?.sourceCommit : undefined;
   }
 
   /** Copies a tree and everything below it from another repository; subtrees the store has are skipped. */
