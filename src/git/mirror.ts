@@ -113,8 +113,16 @@ export class SourceMirror {
     return git.writeCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, commit: { tree, parent: [parent], author, committer: author, message } });
   }
 
-  /** The mirror's branches and tags, tags peeled to their commits. */
-  async refs(): Promise<SourceRefs> {
+  /**
+   * The mirror's branches and tags, tags peeled to their commits. Read under
+   * the fetch lock: a fetch in another process rewrites refs (pruned tags
+   * go, moved ones come back), and a listing read across it names refs that are gone.
+   */
+  refs(): Promise<SourceRefs> {
+    return withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.readRefs());
+  }
+
+  private async readRefs(): Promise<SourceRefs> {
     const fs = repoFs(this.gitdir);
     const branches = new Map<string, string>();
     for (const name of await git.listBranches({ fs, gitdir: this.gitdir, remote: "origin" })) {

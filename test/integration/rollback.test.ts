@@ -113,8 +113,7 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     await waitVersions("production", ["p13"]);
 
     const rolled = await tidemark(["rollback", "production", "v1.2", "--yes"], cliEnv);
-    expect(rolled.stderr).toBe("");
-    expect(rolled.code).toBe(0);
+    expect({ code: rolled.code, stderr: rolled.stderr }).toEqual({ code: 0, stderr: "" });
     expect(rolled.stdout).toContain(`moved production to ${v12.slice(0, 7)} (v1.2)`);
     expect((await work.git("ls-remote", "origin", "refs/tags/production")).split("\t")[0]).toBe(v12);
     await waitVersions("production", ["p12"]);
@@ -165,7 +164,7 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     await work.push("main");
     await waitVersions("staging", ["s5", "s5"]);
     const rolled = await tidemark(["rollback", "staging", live!.sourceCommit, "--revert", "--yes"], cliEnv);
-    expect(rolled.code).toBe(0);
+    expect({ code: rolled.code, stderr: rolled.stderr }).toEqual({ code: 0, stderr: "" });
     await waitVersions("staging", ["s4", "s4"]);
     await work.git("pull", "--quiet", "--ff-only", "origin", "main");
     expect((await work.git("log", "-1", "--format=%s")).trim()).toBe(`Roll back staging to ${live!.sourceCommit.slice(0, 7)}`);
