@@ -9,6 +9,21 @@ export interface HostOutcome {
   detail?: string;
 }
 
+/** One step of a host's apply as it began, in ms after the deployment started; `done` ends the host. */
+export interface TimelineStep {
+  phase: string;
+  at: number;
+}
+
+/** A host's outcome as the store keeps it: the outcome, and how it came about. */
+export interface HostRecord extends HostOutcome {
+  timeline?: TimelineStep[];
+  /** For people: the failing unit's last journal lines, or the failing check's output. */
+  log?: string;
+  /** Bytes of release content sent to the host: 0 when every release was there already (a return to an earlier tree). */
+  uploadedBytes?: number;
+}
+
 /** What started a store record; `unpin` records no deployment, only that the environment follows its ref again. */
 export const TRIGGERS = ["webhook", "poll", "cli", "rollback", "unpin"] as const;
 export type Trigger = (typeof TRIGGERS)[number];

@@ -14,10 +14,12 @@ export interface HttpRoutes {
   webhook?: (request: IncomingMessage, response: ServerResponse) => Promise<void>;
   ready: () => Promise<Readiness>;
   metrics: Registry;
+  /** The operator's page (`serve` only): answers the paths it knows, false for the rest. */
+  site?: { serve: (path: string, response: ServerResponse, request: IncomingMessage) => Promise<boolean> };
   onError: (error: unknown) => void;
 }
 
-/** The operator's HTTP side: webhooks, health, readiness and metrics. Listens on HOST:PORT (port 0: any free port). */
+/** The operator's HTTP side: webhooks, health, readiness, metrics and the page. Listens on HOST:PORT (port 0: any free port). */
 export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ server: Server; url: string }> {
   const server = createServer((request, response) => {
     void route(request, response).catch((error: unknown) => {
@@ -30,7 +32,7 @@ export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ s
   server.requestTimeout = 30_000;
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const path = (request.url ?? "/").split("?")[0];
+    const path = (request.url ?? "/").split("?")[0] ?? "/";
     if (path === "/webhooks/github" && routes.webhook) {
       if (request.method !== "POST") return send(response, 405, { message: "webhooks are POSTed" }, { allow: "POST" });
       return routes.webhook(request, response);
@@ -46,6 +48,7 @@ export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ s
       response.writeHead(200, { "content-type": routes.metrics.contentType });
       return void response.end(text);
     }
+    if (routes.site && (await routes.site.serve(path, response, request))) return;
     send(response, 404, { message: `nothing at ${path}` });
   }
 

@@ -7,7 +7,7 @@ import { movesForward } from "../core/track.js";
 import { deployPlan } from "../pipeline/deploy.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import { trackEnvironment } from "../pipeline/read-source.js";
-import type { DeployJob, DeploymentReport, GitHubDeploymentState } from "../queue/queues.js";
+import type { DeployJob, DeploymentReport, GitHubDeploymentState, RunningDeployment } from "../queue/queues.js";
 import type { PhaseObserver } from "../remote/apply-host.js";
 import { STOPPED } from "../rollout/rollout.js";
 import { newDeploymentId } from "../store/store.js";
@@ -71,7 +71,9 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
     const start = startStatuses(facts, prepared.plan.hosts.map((host) => host.host));
     await op.report([...start, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))], gitHubDeployment(facts, "in_progress", start[0]!.description));
 
-    const deployment = await deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe });
+    const deployment = await showRunning(op, { id, environment, sourceCommit: resolution.commit, sourceRef: resolution.ref, hosts: prepared.plan.hosts.map((host) => host.host) }, observe, (running) =>
+      deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe: running }),
+    );
     if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
     const stopped = deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED));
     if (!stopped) {
@@ -104,4 +106,19 @@ const DEPLOYMENT_STATE: Record<CommitStatus["state"], GitHubDeploymentState> = {
 
 function gitHubDeployment(facts: { id: string; environment: string; sourceCommit: string; targetUrl?: string }, state: GitHubDeploymentState, description: string): DeploymentReport {
   return { id: facts.id, environment: facts.environment, sha: facts.sourceCommit, state, description, ...(facts.targetUrl ? { targetUrl: facts.targetUrl } : {}) };
+}
+
+/** Shows the deployment as under way on the operator's page while it runs; a Redis hiccup costs the live view, never the deployment. */
+async function showRunning<T>(op: Operator, deployment: Omit<RunningDeployment, "steps" | "startedAt">, observe: PhaseObserver | undefined, run: (observe: PhaseObserver) => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const quietly = (write: Promise<void>) => void write.catch((error: unknown) => op.log.debug({ deployment: deployment.id, error: describeError(error) }, "could not update the live view"));
+  await op.queues.startRunning({ ...deployment, startedAt: new Date().toISOString() }).catch(() => undefined);
+  try {
+    return await run((host, phase) => {
+      quietly(op.queues.runningStep(deployment.id, host, phase, Math.round(performance.now() - started)));
+      observe?.(host, phase);
+    });
+  } finally {
+    quietly(op.queues.endRunning(deployment.id));
+  }
 }

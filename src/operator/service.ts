@@ -18,6 +18,7 @@ import { evictionWarning, redactUrl, redisFactory } from "../queue/redis.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
 import { Store } from "../store/store.js";
+import { OperatorSite } from "../web/site.js";
 import { runDeployJob, StoppedError, type DeployJobResult } from "./deploy-job.js";
 import { takeIn, type IntakeResult } from "./intake.js";
 import { OperatorMetrics } from "./metrics.js";
@@ -130,7 +131,9 @@ export class OperatorService {
             },
           })
         : undefined;
-    const { server, url } = await startHttp(settings.listen ?? "127.0.0.1:8080", { webhook, ready: () => this.readiness(), metrics: metrics.registry, onError: (error) => log.error({ error: describeError(error) }, "HTTP handler failed") });
+    const site = role === "serve" ? new OperatorSite(this.op.store, mirror, queues) : undefined;
+    void site?.warm().catch((error: unknown) => log.warn({ error: describeError(error) }, "could not read the store's history for the page"));
+    const { server, url } = await startHttp(settings.listen ?? "127.0.0.1:8080", { webhook, site, ready: () => this.readiness(), metrics: metrics.registry, onError: (error) => log.error({ error: describeError(error) }, "HTTP handler failed") });
     this.server = server;
     this.url = url;
   }

@@ -1,6 +1,6 @@
 import type { InventoryHost } from "../config/source-config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
-import type { HostOutcome, Trigger } from "../core/outcome.js";
+import type { TimelineStep, Trigger } from "../core/outcome.js";
 import { planHost } from "../core/plan.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { applyHost, type HostJob, type HostResult, type PhaseObserver } from "../remote/apply-host.js";
@@ -71,21 +71,31 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     }
     return SshSession.connect(target, options.ssh);
   };
+
+  // The store gets the tree's objects first, so its commit can point at them whatever happens next.
+  await store.importTree(prepared.reader, prepared.envTreeOid);
+  const startedAt = new Date();
+  const started = performance.now();
+  const since = () => Math.round(performance.now() - started);
+  const timelines = new Map<string, TimelineStep[]>();
+  const observe: PhaseObserver = (host, phase) => {
+    timelines.set(host, [...(timelines.get(host) ?? []), { phase, at: since() }]);
+    options.observe?.(host, phase);
+  };
+  const timed = async (apply: () => Promise<HostResult>): Promise<HostResult> => {
+    const begun = performance.now();
+    const result = await apply();
+    const host = result.host;
+    timelines.set(host, [...(timelines.get(host) ?? []), { phase: "done", at: since() }]);
+    return { ...result, durationMs: Math.round(performance.now() - begun), timeline: timelines.get(host) };
+  };
   // Undoing a host that was deployed in this rollout: the reverse plan, applied like any other.
   const undo = async (host: string): Promise<HostResult> => {
     const reverse = planHost(host, deployed.get(host), desired.hosts.get(host));
     if (!reverse) return { host, outcome: "deployed" };
-    return applyHost({ ...job(host, reverse), desired: deployed.get(host), deployed: desired.hosts.get(host) }, connect, options.observe);
+    return timed(() => applyHost({ ...job(host, reverse), desired: deployed.get(host), deployed: desired.hosts.get(host) }, connect, observe));
   };
-
-  // The store gets the tree's objects first, so its commit can point at them whatever happens next.
-  await store.importTree(prepared.reader, prepared.envTreeOid);
-  const timed = async (apply: () => Promise<HostResult>): Promise<HostResult> => {
-    const started = performance.now();
-    const result = await apply();
-    return { ...result, durationMs: Math.round(performance.now() - started) };
-  };
-  const results = await runRollout([...jobs.keys()], config.rollout, (host) => timed(() => applyHost(job(host), connect, options.observe)), undo, options.stop);
+  const results = await runRollout([...jobs.keys()], config.rollout, (host) => timed(() => applyHost(job(host), connect, observe)), undo, options.stop);
 
   const byHost = new Map(results.map((result) => [result.host, result]));
   const hosts = [...new Set([...desired.hosts.keys(), ...jobs.keys()])].sort().map((host): HostResult => byHost.get(host) ?? { host, outcome: "unchanged" });
@@ -97,7 +107,8 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
       sourceCommit: source.commit,
       sourceRef: source.ref,
       trigger: options.trigger,
-      hosts: hosts.map(({ host, outcome, detail }): HostOutcome => ({ host, outcome, ...(detail ? { detail } : {}) })),
+      startedAt,
+      hosts: hosts.map(({ durationMs: _, ...host }) => host),
       ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}),
       ...(options.pin ? { pin: options.pin } : {}),
       ...(options.superseded?.length ? { superseded: options.superseded } : {}),

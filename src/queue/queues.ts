@@ -1,5 +1,6 @@
 import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
+import { z } from "zod";
 import type { Trigger } from "../core/outcome.js";
 import type { CommitStatus } from "../core/statuses.js";
 
@@ -60,9 +61,22 @@ export interface DeployJob {
   requested: { ref: string; commit: string };
 }
 
+/** A deployment under way, for the operator's page until the store records it. */
+export const RunningDeploymentSchema = z.object({
+  id: z.string(),
+  environment: z.string(),
+  sourceCommit: z.string(),
+  sourceRef: z.string(),
+  startedAt: z.iso.datetime(),
+  hosts: z.array(z.string()),
+});
+export type RunningDeployment = z.infer<typeof RunningDeploymentSchema> & { steps: Array<{ host: string; phase: string; at: number }> };
+
 const KEEP = { removeOnComplete: { count: 200 }, removeOnFail: { count: 200 } } satisfies JobsOptions;
 /** How long a delivery id is remembered: GitHub redelivers on request for days. */
 const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
+/** A deployment shown as under way whose worker died stops showing after this. */
+const RUNNING_TTL_SECONDS = 6 * 3600;
 /** Report bookkeeping outlives any retry of a report by far. */
 const REPORT_TTL_SECONDS = 30 * 24 * 3600;
 
@@ -190,6 +204,48 @@ export class OperatorQueues {
   /** Whether a pinned environment holds a commit back: polls ask for it again, to deploy it once unpinned. */
   async isWaiting(environment: string): Promise<boolean> {
     return (await this.redis.exists(this.key("waiting", environment))) === 1;
+  }
+
+  /** Shows a deployment as under way; it ends with `endRunning`, or on its own after RUNNING_TTL_SECONDS if its worker died. */
+  async startRunning(deployment: Omit<RunningDeployment, "steps">): Promise<void> {
+    await this.redis.multi().set(this.key("running", deployment.id), JSON.stringify(deployment), "EX", RUNNING_TTL_SECONDS).zadd(this.key("running"), Date.parse(deployment.startedAt), deployment.id).exec();
+  }
+
+  /** One host's step, `at` ms after the deployment started. */
+  async runningStep(id: string, host: string, phase: string, at: number): Promise<void> {
+    await this.redis.multi().rpush(this.key("running", id, "steps"), `${host} ${phase} ${at}`).expire(this.key("running", id, "steps"), RUNNING_TTL_SECONDS).exec();
+  }
+
+  async endRunning(id: string): Promise<void> {
+    await this.redis.multi().del(this.key("running", id), this.key("running", id, "steps")).zrem(this.key("running"), id).exec();
+  }
+
+  /** The deployments under way, newest first; entries whose worker died long ago are dropped. */
+  async running(): Promise<RunningDeployment[]> {
+    const ids = await this.redis.zrevrange(this.key("running"), 0, 99);
+    const found = await Promise.all(ids.map((id) => this.runningDeployment(id)));
+    const gone = ids.filter((_, i) => found[i] === undefined);
+    if (gone.length > 0) await this.redis.zrem(this.key("running"), ...gone);
+    return found.filter((deployment): deployment is RunningDeployment => deployment !== undefined);
+  }
+
+  async runningDeployment(id: string): Promise<RunningDeployment | undefined> {
+    const [meta, steps] = await Promise.all([this.redis.get(this.key("running", id)), this.redis.lrange(this.key("running", id, "steps"), 0, -1)]);
+    if (meta === null) return undefined;
+    let parsed;
+    try {
+      parsed = RunningDeploymentSchema.safeParse(JSON.parse(meta));
+    } catch {
+      return undefined;
+    }
+    if (!parsed.success) return undefined;
+    return {
+      ...parsed.data,
+      steps: steps.map((step) => {
+        const [host = "", phase = "", at = "0"] = step.split(" ");
+        return { host, phase, at: Number(at) };
+      }),
+    };
   }
 
   /** Every environment ever asked for: the workers listen on their queues. */

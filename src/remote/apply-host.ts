@@ -3,16 +3,18 @@ import { hostname } from "node:os";
 import { dirname } from "node:path";
 import type { AppTree, HostTree } from "../core/config-tree.js";
 import { describeError } from "../core/errors.js";
-import type { HostOutcome } from "../core/outcome.js";
+import type { HostOutcome, HostRecord } from "../core/outcome.js";
 import { planHost, type HostPlan } from "../core/plan.js";
 import { splitCredentials } from "../git/credentials.js";
-import { checkScript, commitScript, inspectScript, journalScript, LOCK_CONFLICT_EXIT, lockCommand, parseUnitStates, partialDir, sealScript, stageScript, switchScript, unitFailed, unitStateScript, type RemoteCommand, type RemoteUser, type SealApp, type StageApp } from "./commands.js";
+import { checkScript, commitScript, inspectScript, journalScript, LOCK_CONFLICT_EXIT, lockCommand, parseUnitStates, partialDir, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript, type RemoteCommand, type RemoteUser, type SealApp, type StageApp } from "./commands.js";
 import { hostChanges, type HostChanges } from "./host-changes.js";
 import { httpCheck } from "./http-check.js";
 import { Semaphore } from "./semaphore.js";
 import type { SshSession, SshTarget } from "./ssh-session.js";
 
-export type HostPhase = "connect" | "lock" | "inspect" | "upload" | "switch" | "check" | "rollback" | "commit";
+/** The steps of one host's apply, in order; after `rollback`, the switch, restart and check steps come again, backwards. */
+export const HOST_PHASES = ["connect", "lock", "inspect", "upload", "switch", "restart", "check", "rollback", "commit"] as const;
+export type HostPhase = (typeof HOST_PHASES)[number];
 
 /** Everything needed to apply one host's plan; the trees carry the files and manifests of both sides. */
 export interface HostJob {
@@ -31,13 +33,9 @@ export interface HostJob {
   previousLabel?: string;
 }
 
-export interface HostResult extends HostOutcome {
-  /** For people: the failing unit's last journal lines, or the failing check's output. */
-  log?: string;
+export interface HostResult extends HostRecord {
   /** How long the host took, connect to commit (and rollback): set by the deployment, for metrics and JSON. */
   durationMs?: number;
-  /** Bytes of release content sent to the host: 0 when every release was there already (a return to an earlier tree). */
-  uploadedBytes?: number;
 }
 
 export type PhaseObserver = (host: string, phase: HostPhase) => void;
@@ -93,9 +91,8 @@ export async function applyHost(job: HostJob, connect: (target: SshTarget) => Pr
       return outcome("failed", `upload failed, nothing switched: ${describeError(error)}`);
     }
 
-    observe(host, "switch");
     switched = true;
-    const failure = await switchAndCheck(session, user, forward, job.settleMs, () => observe(host, "check"));
+    const failure = await switchAndCheck(session, user, forward, job.settleMs, (phase) => observe(host, phase));
     if (!failure) {
       observe(host, "commit");
       await run(session, commitScript(user, job.deploymentId, job.plan.to, job.plan.apps.map((app) => app.app), job.keepReleases), "record the host's current deployment");
@@ -110,7 +107,7 @@ export async function applyHost(job: HostJob, connect: (target: SshTarget) => Pr
     const reverse = hostChanges(reversePlan, job.deployed, job.desired, "rollback");
     const missing = reversePlan.apps.filter((app) => app.release !== null && state.apps.get(app.app)?.baseExists !== true);
     if (missing.length > 0) return outcome("rollback-failed", `${failure.detail}; rollback impossible: the previous release of ${missing.map((app) => app.app).join(", ")} is gone from the host`, failure.log);
-    const rollbackFailure = await switchAndCheck(session, user, reverse, job.settleMs, () => undefined);
+    const rollbackFailure = await switchAndCheck(session, user, reverse, job.settleMs, (phase) => observe(host, phase));
     const back = job.plan.from === null ? "the host is empty again" : `rolled back to ${job.previousLabel ?? short(job.plan.from)}`;
     if (rollbackFailure) return outcome("rollback-failed", `${failure.detail}; the rollback failed too: ${rollbackFailure.detail}`, [failure.log, rollbackFailure.log].filter(Boolean).join("\n---\n"));
     return outcome("rolled-back", `${failure.detail}; ${back}`, failure.log);
@@ -188,10 +185,14 @@ async function upload(session: SshSession, user: RemoteUser, job: HostJob, chang
 }
 
 /** Switches, restarts, waits for the units to settle and checks them and the app checks; returns what failed, if anything. */
-async function switchAndCheck(session: SshSession, user: RemoteUser, changes: HostChanges, settleMs: number, checking: () => void): Promise<Failure | undefined> {
+async function switchAndCheck(session: SshSession, user: RemoteUser, changes: HostChanges, settleMs: number, step: (phase: "switch" | "restart" | "check") => void): Promise<Failure | undefined> {
+  step("switch");
   const switched = await execute(session, switchScript(user, changes.switch));
   if (switched.code !== 0) return { detail: `the switch failed: ${lastLine(switched.stderr) || `exit ${String(switched.code)}`}`, log: switched.stderr };
-  checking();
+  step("restart");
+  const restarted = await execute(session, restartScript(user, changes.switch));
+  if (restarted.code !== 0) return { detail: `systemd could not reload its units: ${lastLine(restarted.stderr) || `exit ${String(restarted.code)}`}`, log: restarted.stderr };
+  step("check");
   if (changes.units.length > 0) {
     const { stdout } = await run(session, unitStateScript(user, changes.units, settleMs), "read the units' state");
     const failed = parseUnitStates(stdout).filter(unitFailed);

@@ -137,7 +137,7 @@ export interface SwitchSpec {
   restart: string[];
 }
 
-/** Stops what goes, switches `current` per app, reconciles unit and manifest links, reloads, enables and restarts. */
+/** Stops what goes, switches `current` per app (a rename over the old link), reconciles unit and manifest links. */
 export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand {
   return script(user, [
     ...(spec.stop.length > 0 ? [`${command("systemctl", "disable", "--now", "--", ...spec.stop)} || true`] : []),
@@ -145,6 +145,12 @@ export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand 
     ...(spec.links.remove.length > 0 ? [command("tm_unlink", ...spec.links.remove)] : []),
     ...spec.links.add.map(({ path, target }) => command("tm_link", target, path)),
     ...(spec.purge.length > 0 ? [command("rm", "-rf", "--", ...spec.purge.map(appDir))] : []),
+  ]);
+}
+
+/** After the switch: systemd reads the new unit links, then enables and restarts the units of changed apps. */
+export function restartScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand {
+  return script(user, [
     "systemctl daemon-reload",
     ...(spec.enable.length > 0 ? [command("systemctl", "enable", "--quiet", "--", ...spec.enable)] : []),
     // A unit that fails to restart is seen by the check that follows; the script carries on.

@@ -48,7 +48,7 @@ export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: 
     await Promise.all(
       done.map(async (host) => {
         const undone = await undo(host);
-        results.set(host, undone.outcome === "deployed" ? { host, outcome: "rolled-back", detail: "rolled back with the rollout (rollout.onFailure: rollback-all)" } : { ...undone, outcome: "rollback-failed", detail: `rollout.onFailure: rollback-all could not undo it: ${undone.detail ?? undone.outcome}` });
+        results.set(host, undone.outcome === "deployed" ? { ...undone, outcome: "rolled-back", detail: "rolled back with the rollout (rollout.onFailure: rollback-all)" } : { ...undone, outcome: "rollback-failed", detail: `rollout.onFailure: rollback-all could not undo it: ${undone.detail ?? undone.outcome}` });
       }),
     );
   }

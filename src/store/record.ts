@@ -1,4 +1,4 @@
-import { HOST_OUTCOMES, TRIGGERS, type HostOutcome, type HostOutcomeKind, type Trigger } from "../core/outcome.js";
+import { HOST_OUTCOMES, TRIGGERS, type HostOutcomeKind, type HostRecord, type TimelineStep, type Trigger } from "../core/outcome.js";
 
 /** One deployment attempt as the store keeps it. */
 export interface DeploymentRecord {
@@ -8,7 +8,9 @@ export interface DeploymentRecord {
   sourceCommit: string;
   sourceRef: string;
   trigger: Trigger;
-  hosts: HostOutcome[];
+  /** When the rollout began; the hosts' timelines count from here. */
+  startedAt?: Date;
+  hosts: HostRecord[];
   /** Set when the deployed tree is one an earlier deployment brought: a return to that state (after a `git revert`, a moved pin, `tidemark rollback`). */
   rollbackTo?: { id: string; sourceCommit: string };
   /** Set while the environment is pinned by `tidemark rollback`: why. Pushes are not deployed until `tidemark unpin`. */
@@ -18,8 +20,9 @@ export interface DeploymentRecord {
 }
 
 /**
- * The commit message of a deployment in the store: a summary line, then git
- * trailers, one per field and one `Tidemark-Host` per host. Readable with
+ * The commit message of a deployment in the store: a summary line, the
+ * output of each failing host (indented), then git trailers: one per field,
+ * and per host its outcome, timeline and bytes uploaded. Readable with
  * `git log` and `git interpret-trailers`; the format is documented in the README.
  */
 export function formatRecord(record: DeploymentRecord): string {
@@ -27,7 +30,7 @@ export function formatRecord(record: DeploymentRecord): string {
   for (const host of record.hosts) counts.set(host.outcome, (counts.get(host.outcome) ?? 0) + 1);
   const summary = record.trigger === "unpin" ? "unpinned" : [...counts].map(([outcome, n]) => `${n} ${outcome}`).join(", ") || "no hosts";
   const oneLine = (text: string) => text.replace(/[\r\n]+/g, " ").trim();
-  return [
+  const lines = [
     `${record.environment}: ${record.sourceCommit.slice(0, 7)} (${record.trigger}): ${summary}`,
     "",
     `Tidemark-Deployment: ${record.id}`,
@@ -39,9 +42,23 @@ export function formatRecord(record: DeploymentRecord): string {
     ...(record.rollbackTo ? [`Tidemark-Rollback-To: ${record.rollbackTo.id} ${record.rollbackTo.sourceCommit}`] : []),
     ...(record.pin ? [`Tidemark-Pin: ${oneLine(record.pin)}`] : []),
     ...(record.superseded ?? []).map((commit) => `Tidemark-Superseded: ${commit}`),
+    ...(record.startedAt ? [`Tidemark-Started: ${record.startedAt.toISOString()}`] : []),
     ...record.hosts.map((host) => `Tidemark-Host: ${host.host} ${host.outcome}${host.detail ? ` ${oneLine(host.detail)}` : ""}`),
+    ...record.hosts.flatMap((host) => (host.timeline?.length ? [`Tidemark-Timeline: ${host.host} ${host.timeline.map((step) => `${step.phase}@${step.at}`).join(" ")}`] : [])),
+    ...record.hosts.flatMap((host) => (host.uploadedBytes !== undefined ? [`Tidemark-Uploaded: ${host.host} ${host.uploadedBytes}`] : [])),
     "",
-  ].join("\n");
+  ];
+  // Output comes from the hosts: indented, so that no line of it can pass for a trailer; its tail is what matters.
+  const outputs = record.hosts.flatMap((host) => (host.log ? [`Output of ${host.host}:`, ...tail(host.log).map((line) => `${OUTPUT_INDENT}${line}`), ""] : []));
+  return [...lines.slice(0, 2), ...outputs, ...lines.slice(2)].join("\n");
+}
+
+const OUTPUT_INDENT = "    ";
+const OUTPUT_LIMIT = { lines: 60, chars: 8000 };
+
+function tail(log: string): string[] {
+  const text = log.length > OUTPUT_LIMIT.chars ? log.slice(-OUTPUT_LIMIT.chars) : log;
+  return text.replace(/\r/g, "").trimEnd().split("\n").slice(-OUTPUT_LIMIT.lines);
 }
 
 export function parseRecord(message: string): DeploymentRecord | undefined {
@@ -51,13 +68,28 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
   const environment = one("Environment");
   const trigger = one("Trigger") as Trigger | undefined;
   if (!id || !environment || !trigger || !TRIGGERS.includes(trigger)) return undefined;
+  const perHost = (key: string) => new Map(trailers.filter(([name]) => name === key).map(([, value]) => [value.slice(0, value.indexOf(" ")), value.slice(value.indexOf(" ") + 1)]));
+  const timelines = perHost("Timeline");
+  const uploaded = perHost("Uploaded");
+  const outputs = new Map([...message.matchAll(/^Output of (\S+):\n((?: {4}.*(?:\n|$))+)/gm)].map((match) => [match[1] ?? "", (match[2] ?? "").replace(/^ {4}/gm, "").trimEnd()]));
   const hosts = trailers
     .filter(([name]) => name === "Host")
-    .map(([, value]): HostOutcome => {
+    .map(([, value]): HostRecord => {
       const [host = "", outcome = "", ...detail] = value.split(" ");
-      return { host, outcome: outcome as HostOutcomeKind, ...(detail.length > 0 ? { detail: detail.join(" ") } : {}) };
+      const timeline = timelines.get(host)?.split(" ").map((step): TimelineStep => ({ phase: step.slice(0, step.lastIndexOf("@")), at: Number(step.slice(step.lastIndexOf("@") + 1)) }));
+      const bytes = uploaded.get(host);
+      const log = outputs.get(host);
+      return {
+        host,
+        outcome: outcome as HostOutcomeKind,
+        ...(detail.length > 0 ? { detail: detail.join(" ") } : {}),
+        ...(timeline ? { timeline } : {}),
+        ...(bytes !== undefined ? { uploadedBytes: Number(bytes) } : {}),
+        ...(log ? { log } : {}),
+      };
     })
     .filter((host) => HOST_OUTCOMES.includes(host.outcome));
+  const started = one("Started");
   const [rollbackId, rollbackCommit] = one("Rollback-To")?.split(" ") ?? [];
   const pin = one("Pin");
   const superseded = trailers.filter(([name]) => name === "Superseded").map(([, value]) => value);
@@ -65,6 +97,7 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
     id,
     environment,
     trigger,
+    ...(started ? { startedAt: new Date(started) } : {}),
     sourceRepo: one("Source-Repo") ?? "",
     sourceCommit: one("Source-Commit") ?? "",
     sourceRef: one("Source-Ref") ?? "",

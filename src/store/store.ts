@@ -15,6 +15,8 @@ export interface HistoryEntry extends DeploymentRecord {
   commit: string;
   tree: string;
   at: Date;
+  /** The attempt before this one in the environment's history. */
+  parent?: string;
 }
 
 const IDENTITY = { name: "Tidemark", email: "tidemark@localhost" };
@@ -116,7 +118,7 @@ export class Store {
     const commits = await git.log({ fs: repoFs(this.gitdir), gitdir: this.gitdir, ref: head, depth: limit, cache: this.cache });
     return commits.flatMap(({ oid, commit }) => {
       const record = parseRecord(commit.message);
-      return record ? [{ ...record, commit: oid, tree: commit.tree, at: new Date(commit.committer.timestamp * 1000) }] : [];
+      return record ? [{ ...record, commit: oid, tree: commit.tree, at: new Date(commit.committer.timestamp * 1000), ...(commit.parent[0] ? { parent: commit.parent[0] } : {}) }] : [];
     });
   }
 
@@ -124,7 +126,7 @@ export class Store {
   async entry(commit: string): Promise<HistoryEntry | undefined> {
     const { commit: data } = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache });
     const record = parseRecord(data.message);
-    return record && { ...record, commit, tree: data.tree, at: new Date(data.committer.timestamp * 1000) };
+    return record && { ...record, commit, tree: data.tree, at: new Date(data.committer.timestamp * 1000), ...(data.parent[0] ? { parent: data.parent[0] } : {}) };
   }
 
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkScript, commitScript, inspectScript, journalScript, lockCommand, parseUnitStates, PRELUDE, sealScript, stageScript, switchScript, unitFailed, unitStateScript } from "../../src/remote/commands.js";
+import { checkScript, commitScript, inspectScript, journalScript, lockCommand, parseUnitStates, PRELUDE, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript } from "../../src/remote/commands.js";
 
 const ODD = "-x $(touch pwned) 'q'";
 const body = (input: string) => {
@@ -57,7 +57,7 @@ describe("remote command builders", () => {
     );
   });
 
-  it("switches: stop what goes, switch or retire apps, reconcile links, reload, enable, restart", () => {
+  it("switches: stop what goes, switch or retire apps, reconcile links; then reload, enable, restart", () => {
     const spec = {
       stop: ["old.service"],
       apps: [{ app: "web", release: "r2" }, { app: ODD, release: null }],
@@ -73,6 +73,11 @@ describe("remote command builders", () => {
         "tm_retire '/var/lib/tidemark/apps/-x $(touch pwned) '\\''q'\\'''",
         "tm_unlink /etc/systemd/system/old.service",
         "tm_link /var/lib/tidemark/apps/web/current/systemd/web.service /etc/systemd/system/web.service",
+        "",
+      ].join("\n"),
+    );
+    expect(body(restartScript("root", spec).input)).toBe(
+      [
         "systemctl daemon-reload",
         "systemctl enable --quiet -- web.service",
         "systemctl reset-failed -- web.service 2>/dev/null || true",

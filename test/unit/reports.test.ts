@@ -90,6 +90,36 @@ describe("store records carry rollbacks, pins and superseded commits", () => {
   });
 });
 
+describe("store records carry each host's timeline, upload and output", () => {
+  const record: DeploymentRecord = {
+    id: "20261122T101010Z-abcdef",
+    environment: "staging",
+    sourceRepo: "https://forge.example/o/r.git",
+    sourceCommit: SHA,
+    sourceRef: "refs/heads/main",
+    trigger: "webhook",
+    startedAt: new Date("2026-11-22T10:10:10.123Z"),
+    hosts: [
+      { host: "web01", outcome: "deployed", timeline: [{ phase: "connect", at: 0 }, { phase: "switch", at: 310 }, { phase: "done", at: 1420 }], uploadedBytes: 0 },
+      // Output from a host is data: a line that looks like a trailer must stay output.
+      { host: "web02", outcome: "rolled-back", detail: "app.service failed (exit-code); rolled back to 1a2b3c4", timeline: [{ phase: "rollback", at: 1500 }, { phase: "done", at: 2600 }], uploadedBytes: 812, log: "app.service:\nTidemark-Host: web02 deployed\n  indented <b>\n\nlast line" },
+      { host: "web03", outcome: "unchanged" },
+    ],
+  };
+
+  it("reads back what it writes, and output never passes for a trailer", () => {
+    expect(parseRecord(formatRecord(record))).toEqual(record);
+    expect(formatRecord(record)).toContain("\nOutput of web02:\n    app.service:\n    Tidemark-Host: web02 deployed\n");
+  });
+
+  it("keeps the tail of long output", () => {
+    const long = Array.from({ length: 500 }, (_, i) => `line ${i}`).join("\n");
+    const log = parseRecord(formatRecord({ ...record, hosts: [{ host: "web01", outcome: "failed", log: long }] }))!.hosts[0]!.log!;
+    expect(log.split("\n")).toHaveLength(60);
+    expect(log.endsWith("line 499")).toBe(true);
+  });
+});
+
 describe("redaction", () => {
   const token = `ghp_${"A1b2C3d4".repeat(5)}`;
   const redact = redactor([token, "webhook-secret-value", "short"]);
