@@ -141,6 +141,22 @@ export class TestBed {
     return host;
   }
 
+  /** A directory of the bed's own, removed with it. */
+  get dir(): string {
+    return this.state.dir;
+  }
+
+  /**
+   * Starts a process that belongs to the bed: in a cgroup of its own under the
+   * bed's, detached, its output in `<dir>/<name>.log`. `down` (and `testbed
+   * down`) ends it with everything else, also if its starter has exited.
+   */
+  spawn(name: string, cmd: string, args: readonly string[], env: NodeJS.ProcessEnv): { pid: number; log: string } {
+    const log = `${this.state.dir}/${name}.log`;
+    const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(`tidemark-testbed/${this.id}/${name}`).join(":"), cmd, ...args], log, env);
+    return { pid, log };
+  }
+
   get clientKey(): Buffer {
     return this.clientKeyBuffer;
   }
