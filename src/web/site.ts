@@ -9,7 +9,7 @@ import { resolveTrack } from "../core/track.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair } from "../git/tree-reader.js";
 import { prepareEnvironmentPlan, type PreparedPlan } from "../pipeline/plan-environment.js";
-import { defaultBranch, readSourceConfig } from "../pipeline/read-source.js";
+import { trackingConfig } from "../operator/tracking-config.js";
 import type { OperatorQueues } from "../queue/queues.js";
 import type { HistoryEntry, Store } from "../store/store.js";
 import { HistoryIndex } from "./history-index.js";
@@ -110,7 +110,7 @@ export class OperatorSite {
 
   private async trackingConfig(): Promise<{ config?: SourceConfig; problem?: string }> {
     try {
-      return { config: await readSourceConfig(this.mirror, (await defaultBranch(this.mirror)).commit) };
+      return { config: await trackingConfig(this.mirror) };
     } catch (error) {
       return { problem: describeError(error) };
     }

@@ -70,14 +70,19 @@ describe("returns to an earlier tree", () => {
   });
 });
 
+/** What every store record carries; the tests below add what they are about. */
+const RECORD_BASE = {
+  id: "20261122T101010Z-abcdef",
+  environment: "staging",
+  sourceRepo: "https://forge.example/o/r.git",
+  sourceCommit: SHA,
+  sourceRef: "refs/heads/main",
+} as const;
+
 describe("store records carry rollbacks, pins and superseded commits", () => {
   it("reads back what it writes", () => {
     const record: DeploymentRecord = {
-      id: "20261122T101010Z-abcdef",
-      environment: "staging",
-      sourceRepo: "https://forge.example/o/r.git",
-      sourceCommit: SHA,
-      sourceRef: "refs/heads/main",
+      ...RECORD_BASE,
       trigger: "rollback",
       hosts: [{ host: "web01", outcome: "deployed" }],
       rollbackTo: { id: "20261121T090000Z-123456", sourceCommit: SHA },
@@ -92,11 +97,7 @@ describe("store records carry rollbacks, pins and superseded commits", () => {
 
 describe("store records carry each host's timeline, upload and output", () => {
   const record: DeploymentRecord = {
-    id: "20261122T101010Z-abcdef",
-    environment: "staging",
-    sourceRepo: "https://forge.example/o/r.git",
-    sourceCommit: SHA,
-    sourceRef: "refs/heads/main",
+    ...RECORD_BASE,
     trigger: "webhook",
     startedAt: new Date("2026-11-22T10:10:10.123Z"),
     hosts: [
