@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Extra packages for benchmarks come as arguments (e.g. ansible rsync).
 # chromium (~350 MB, a one-time install) drives the browser tests through
 # playwright-core, which never downloads a browser of its own.
-packages="git redis-server openssh-server openssh-client systemd-container debootstrap iproute2 util-linux curl chromium $*"
+packages="git redis-server openssh-server openssh-client systemd systemd-container debootstrap iproute2 util-linux curl chromium $*"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
