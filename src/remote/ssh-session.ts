@@ -94,9 +94,9 @@ export class SshSession {
   /** Runs one command line (built by a pure builder that quoted every word), feeding `input` to its stdin. */
   async exec(commandLine: string, input?: string | Buffer, { timeoutMs = this.commandTimeoutMs } = {}): Promise<ExecResult> {
     return this.channels.run(async () => {
-      const channel = await this.openExec(commandLine);
+      const collecting = await this.openExec(commandLine, (channel) => collect(channel, input, timeoutMs, () => new TidemarkError("SSH_COMMAND_TIMEOUT", `${this.target.name}: a command ran longer than ${Math.round(timeoutMs / 1000)} s and was cut`, "check the host's load, or raise the timeout")));
       try {
-        return await collect(channel, input, timeoutMs, () => new TidemarkError("SSH_COMMAND_TIMEOUT", `${this.target.name}: a command ran longer than ${Math.round(timeoutMs / 1000)} s and was cut`, "check the host's load, or raise the timeout"));
+        return await collecting.result;
       } catch (error) {
         if (!(error instanceof TidemarkError) || error.code !== "SSH_CONNECTION_LOST") throw error;
         // The channel closes before the connection says why: give it a moment, then name the cause.
@@ -112,8 +112,7 @@ export class SshSession {
    * what it printed on failure. Used for the host lock.
    */
   async hold(commandLine: string, ready: string): Promise<{ held: true } | { held: false; result: ExecResult }> {
-    const channel = await this.openExec(commandLine);
-    return new Promise((resolve) => {
+    const holding = await this.openExec(commandLine, (channel) => new Promise<{ held: true } | { held: false; result: ExecResult }>((resolve) => {
       let stdout = "";
       let stderr = "";
       let code: number | null = null;
@@ -124,13 +123,14 @@ export class SshSession {
       channel.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
       channel.on("exit", (exitCode: number | null) => (code = exitCode));
       channel.on("close", () => resolve({ held: false, result: { code, signal: null, stdout, stderr } }));
-    });
+    }));
+    return holding.result;
   }
 
   /** The connection's one SFTP channel, opened on first use. */
   sftp(): Promise<SFTPWrapper> {
     this.sftpChannel ??= new Promise((resolve, reject) => {
-      this.client.sftp((error, sftp) => (error ? reject(this.channelError(error)) : resolve(sftp)));
+      this.client.sftp((error, sftp) => (error ? void this.channelFailure(error).then(reject) : resolve(sftp)));
     });
     return this.sftpChannel;
   }
@@ -153,11 +153,35 @@ export class SshSession {
     this.client.end();
   }
 
-  private openExec(commandLine: string): Promise<ClientChannel> {
-    return new Promise((resolve, reject) => {
-      if (this.closedBecause) return reject(this.channelError(this.closedBecause));
-      this.client.exec(commandLine, (error, channel) => (error ? reject(this.channelError(error)) : resolve(channel)));
-    });
+  /**
+   * Opens an exec channel and hands it to `use` inside ssh2's callback: ssh2
+   * emits `exit` as it reads it, and an exit status that came in the same read
+   * as the exec reply is gone by the time an awaiting caller would listen
+   * (a fast command then looks like a dropped session).
+   */
+  private async openExec<T>(commandLine: string, use: (channel: ClientChannel) => Promise<T>): Promise<{ result: Promise<T> }> {
+    try {
+      // Wrapped, so that the outer promise does not adopt `use`'s: its errors are the command's, not the channel's.
+      return await new Promise<{ result: Promise<T> }>((resolve, reject) => {
+        if (this.closedBecause) return reject(this.closedBecause);
+        this.client.exec(commandLine, (error, channel) => (error ? reject(error) : resolve({ result: use(channel) })));
+      });
+    } catch (error) {
+      throw await this.channelFailure(error as Error);
+    }
+  }
+
+  /**
+   * Why a channel could not be opened: a connection that went away (ssh2 says
+   * only "Unable to exec" when it closes mid-request; it says why a moment
+   * later) is a lost connection, not a host that refuses sessions.
+   */
+  private async channelFailure(error: Error): Promise<TidemarkError> {
+    if (!this.closedBecause) await new Promise((resolve) => setTimeout(resolve, 20));
+    if (this.closedBecause) {
+      return new TidemarkError("SSH_CONNECTION_LOST", `${this.target.name}: the connection was lost before a command could start (${this.closedBecause.message})`, "check the host and the network; run the deployment again: every step is idempotent", { cause: this.closedBecause });
+    }
+    return this.channelError(error);
   }
 
   private channelError(error: Error): TidemarkError {

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeError } from "../../src/core/errors.js";
 import { SshSession } from "../../src/remote/ssh-session.js";
 import type { TestBed } from "../bed/bed.js";
 
@@ -12,22 +11,15 @@ export class HostShell {
   constructor(private readonly bed: TestBed) {}
 
   /** Runs a command line on a host; stdout and stderr together, trimmed. */
-  async run(host: string, line: string, fresh = false, attempt = 1): Promise<string> {
-    let session = fresh ? undefined : this.sessions.get(host);
+  async run(host: string, line: string): Promise<string> {
+    let session = this.sessions.get(host);
     if (!session?.alive) {
-      // A probe is a quick read: one that hangs is a stuck session, better cut and asked again than waited on for minutes.
+      // A probe is a quick read: one that hangs is a stuck host, better named than waited on for minutes.
       session = await SshSession.connect(this.bed.host(host), { privateKey: this.bed.clientKey, commandTimeoutMs: 20_000 });
       this.sessions.set(host, session);
     }
-    try {
-      const result = await session.exec(line);
-      return `${result.stdout}${result.stderr}`.trim();
-    } catch (error) {
-      // Seen a few times under full-suite load, cause not found yet: a probe session dropped mid-command. Say so, and ask again.
-      if (attempt >= 3 || !["SSH_CONNECTION_LOST", "SSH_COMMAND_TIMEOUT"].includes((error as { code?: string }).code ?? "")) throw error;
-      console.error(`host-shell: ${host}: ${JSON.stringify(line)}: ${describeError(error)}; asking again on a new session`);
-      return this.run(host, line, true, attempt + 1);
-    }
+    const result = await session.exec(line);
+    return `${result.stdout}${result.stderr}`.trim();
   }
 
   /** Forgets a host's session, e.g. after a test cut its connections on purpose. */

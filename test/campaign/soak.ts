@@ -1,0 +1,126 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { TestBed } from "../bed/bed.js";
+import { run } from "../bed/proc.js";
+import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
+import { OperatorProcess } from "../helpers/operator-process.js";
+import { median, ms } from "../helpers/report.js";
+import { duplicatedApplies, hostState, isHalfSwitched } from "./checks.js";
+import { Pusher, seedFleet, splitFleet } from "./fleet.js";
+import type { Scenario } from "./scenario.js";
+
+const DEPLOYMENTS = Number(process.env.TIDEMARK_SOAK_DEPLOYMENTS ?? 2000);
+const HOSTS = 2;
+const SAMPLE_EVERY = 20;
+
+interface Sample {
+  after: number;
+  rssBytes: number;
+  heapBytes: number;
+  fds: number;
+  sshConnections: number;
+}
+
+/**
+ * 2,000 small deployments in a row through one `tidemark serve`: push, wait
+ * for the deployment to be recorded, push again. Every 20 deployments its
+ * memory, open file descriptors and SSH connections are sampled; the first
+ * tenth is warm-up, and the growth compares the next tenth with the last.
+ */
+const soak: Scenario = async (log) => {
+  const bed = await TestBed.up({ lightHosts: HOSTS, redis: true, forge: true });
+  const shell = new HostShell(bed);
+  const operator = operatorEnv(bed);
+  let pusher: Pusher | undefined;
+  const findings: string[] = [];
+  try {
+    const layout = splitFleet(bed.hosts, 1);
+    (await seedFleet(bed, layout, false)).remove();
+    const serve = await OperatorProcess.start("serve", { ...reportingServeEnv(bed, operator.env), TIDEMARK_SETTLE: "0" });
+    await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
+    pusher = await Pusher.clone(bed, "e0");
+    const hosts = layout.environments.get("e0")!;
+    const ports = new Set(hosts.map((host) => host.port));
+
+    const sample = async (after: number): Promise<Sample> => {
+      const status = readFileSync(`/proc/${serve.pid}/status`, "utf8");
+      const metrics = await (await fetch(`${serve.url}/metrics`)).text();
+      const sockets = (await run("ss", ["-tnH", "state", "established"])).stdout.split("\n").filter((line) => {
+        const peer = line.trim().split(/\s+/).at(-1) ?? "";
+        return peer.startsWith("127.0.0.1:") && ports.has(Number(peer.split(":")[1]));
+      });
+      return {
+        after,
+        rssBytes: Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024,
+        heapBytes: Number(/^nodejs_heap_size_used_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
+        fds: readdirSync(`/proc/${serve.pid}/fd`).length,
+        sshConnections: sockets.length,
+      };
+    };
+
+    const samples: Sample[] = [];
+    const durations: number[] = [];
+    const began = Date.now();
+    let done = 0;
+    for (let n = 1; n <= DEPLOYMENTS; n++) {
+      const mark = serve.lines.length;
+      const started = performance.now();
+      const { sha } = await pusher.push(hosts, `s${n}`, false);
+      const result = await serve.waitForLog((line) => (line.commit === sha && typeof line.outcome === "string") || (line.sourceCommit === sha && typeof line.status === "string"), 60_000, mark);
+      durations.push(performance.now() - started);
+      if (result.outcome !== "succeeded") findings.push(`deployment ${n} (${sha.slice(0, 7)}) ended ${String(result.outcome ?? result.status)}: ${JSON.stringify(result.hosts ?? result.reason)}`);
+      done = n;
+      if (n % SAMPLE_EVERY === 0) samples.push(await sample(n));
+      if (n % 200 === 0) log(`${n} deployments, ${ms(Date.now() - began)}; rss ${(samples.at(-1)!.rssBytes / 2 ** 20).toFixed(1)} MiB, heap ${(samples.at(-1)!.heapBytes / 2 ** 20).toFixed(1)} MiB, fds ${samples.at(-1)!.fds}`);
+      serve.lines.splice(0, serve.lines.length - 50);
+    }
+
+    const tenth = Math.max(1, Math.floor(samples.length / 10));
+    const early = samples.slice(tenth, 2 * tenth);
+    const late = samples.slice(-tenth);
+    const growth = (pick: (s: Sample) => number) => median(late.map(pick)) / median(early.map(pick)) - 1;
+    const pct = (value: number) => `${value >= 0 ? "+" : ""}${(value * 100).toFixed(1)} %`;
+    const rssGrowth = growth((s) => s.rssBytes);
+    const heapGrowth = growth((s) => s.heapBytes);
+    if (heapGrowth >= 0.05) findings.push(`heap used grew ${pct(heapGrowth)} from deployment ${early[0]!.after}–${early.at(-1)!.after} to ${late[0]!.after}–${late.at(-1)!.after}`);
+    if (rssGrowth >= 0.05) findings.push(`resident memory grew ${pct(rssGrowth)}`);
+    const fdsEarly = median(early.map((s) => s.fds));
+    const fdsLate = Math.max(...late.map((s) => s.fds));
+    if (fdsLate > fdsEarly + 2) findings.push(`open file descriptors went from ${fdsEarly} to ${fdsLate}`);
+    const maxSsh = Math.max(...samples.map((s) => s.sshConnections));
+    if (maxSsh > HOSTS) findings.push(`${maxSsh} SSH connections open to ${HOSTS} hosts between deployments`);
+
+    await serve.stop();
+    const states = await Promise.all(hosts.map((host) => hostState(shell, host.name, "app")));
+    const lost = states.filter((state) => state.version !== `s${DEPLOYMENTS}`).length;
+    const halfSwitched = states.filter(isHalfSwitched).length;
+    const applies = await duplicatedApplies(operator.env.TIDEMARK_STORE!, ["e0"]);
+    findings.push(...applies.examples.slice(0, 5).map((example) => `applied twice: ${example}`));
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+    return {
+      title: "Soak: 2,000 small deployments in a row",
+      what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, V8 heap, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments; growth compares the median of deployments ${early[0]!.after}–${early.at(-1)!.after} (after a tenth of warm-up) with the last ${late.length * SAMPLE_EVERY}.`,
+      deployments: done,
+      lost,
+      duplicated: applies.duplicated,
+      halfSwitched,
+      finalStatusMs: null,
+      figures: [
+        ["push to recorded, median (p99)", `${ms(median(durations))} (${ms([...durations].sort((a, b) => a - b)[Math.floor(durations.length * 0.99)]!)})`],
+        ["resident memory, early → late (growth)", `${mib(median(early.map((s) => s.rssBytes)))} → ${mib(median(late.map((s) => s.rssBytes)))} (${pct(rssGrowth)})`],
+        ["V8 heap used, early → late (growth)", `${mib(median(early.map((s) => s.heapBytes)))} → ${mib(median(late.map((s) => s.heapBytes)))} (${pct(heapGrowth)})`],
+        ["open file descriptors, early → most late", `${fdsEarly} → ${fdsLate}`],
+        ["SSH connections to the hosts between deployments, most seen", String(maxSsh)],
+        ["whole soak", ms(Date.now() - began)],
+      ],
+      findings,
+    };
+  } finally {
+    await OperatorProcess.stopAll();
+    pusher?.remove();
+    operator.remove();
+    shell.close();
+    await bed.down();
+  }
+};
+
+export default soak;
