@@ -1,86 +1,40 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Plan } from "../src/core/plan.js";
 import { SourceMirror } from "../src/git/mirror.js";
 import { prepareEnvironmentPlan, validateSource } from "../src/pipeline/plan-environment.js";
-import { resolveEnvironment } from "../src/pipeline/read-source.js";
+import { resolveEnvironment, type SourceCommit } from "../src/pipeline/read-source.js";
 import { newDeploymentId, Store } from "../src/store/store.js";
 import { TestBed } from "../test/bed/bed.js";
 import { WorkRepo } from "../test/bed/work-repo.js";
 import { median, ms } from "../test/helpers/report.js";
-import type { Bench } from "./section.js";
+import type { Bench, BenchSection } from "./section.js";
 
 /**
  * Planning cost follows the change, not the tree: a config tree of 10,000
- * files across 100 hosts, one file changed, planned against a warm mirror and
+ * files across 100 hosts, one file changed; then a fleet of 1,000 hosts, one
+ * host changed and every host changed. Each planned against a warm mirror and
  * a store that has the previous deployment. `npm run bench -- plan`.
  */
 const HOSTS = 100;
 const APPS = 5;
 const FILES = 20;
 const RUNS = 15;
+const FLEET = 1000;
+const FLEET_RUNS_ALL = 5;
 
-const bench: Bench = async () => {
+const bench: Bench = async (log) => {
   const bed = await TestBed.up({ forge: true });
   const state = mkdtempSync(join(tmpdir(), "tidemark-bench-"));
   const work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
   try {
-    const hosts = Array.from({ length: HOSTS }, (_, i) => `host${String(i).padStart(3, "0")}`);
-    const inventory = hosts.map((host, i) => `  ${host}: { address: 127.0.0.1, port: ${20000 + i} }`).join("\n");
-    writeFileSync(join(work.dir, "tidemark.yaml"), `environments:\n  production: { track: { branch: main }, tree: fleet }\nhosts:\n${inventory}\n`);
-    for (const host of hosts) {
-      for (let a = 0; a < APPS; a++) {
-        const app = join(work.dir, "fleet", host, `app${a}`);
-        mkdirSync(app, { recursive: true });
-        for (let f = 0; f < FILES; f++) writeFileSync(join(app, `file${f}.conf`), `${host} app${a} file${f}\n`.repeat(8));
-      }
-    }
-    await work.commit({}, "10,000 files");
-    await work.push("main");
-
     const mirror = await SourceMirror.open(bed.forge!.cloneUrl(bed.forgeRepo), join(state, "mirrors"));
-    await mirror.fetch();
-    const store = await Store.open(join(state, "store.git"));
-    const first = await resolveEnvironment(mirror, "production");
-    const validateStart = performance.now();
-    const problems = await validateSource(mirror, first.commit);
-    const validateMs = performance.now() - validateStart;
-    if (problems.length > 0) throw new Error(`the benchmark tree is invalid: ${JSON.stringify(problems.slice(0, 3))}`);
-    const initial = await prepareEnvironmentPlan(mirror, store, "production", first);
-    const importStart = performance.now();
-    await store.importTree(mirror.reader, initial.envTreeOid);
-    const importMs = performance.now() - importStart;
-    await store.record({ id: newDeploymentId(), environment: "production", sourceRepo: mirror.url, sourceCommit: first.commit, sourceRef: first.ref, trigger: "cli", hosts: hosts.map((host) => ({ host, outcome: "deployed" })) }, initial.envTreeOid);
-
-    await work.commit({ "fleet/host042/app3/file7.conf": "changed\n" }, "one file");
-    await work.push("main");
-    await mirror.fetch();
-    const next = await resolveEnvironment(mirror, "production");
-
-    const times: number[] = [];
-    for (let run = 0; run < RUNS; run++) {
-      // A fresh store handle each run: no cache carried over from the run before.
-      const fresh = await Store.open(join(state, "store.git"));
-      const started = performance.now();
-      const { plan } = await prepareEnvironmentPlan(mirror, fresh, "production", next);
-      times.push(performance.now() - started);
-      const files = plan.hosts.flatMap((host) => host.apps.flatMap((app) => app.files.map((file) => `${host.host}/${app.app}/${file.path}:${file.change}`)));
-      if (files.join() !== "host042/app3/file7.conf:changed") throw new Error(`wrong plan: ${files.join()}`);
-    }
-    const planMs = median(times);
-    return [
-      {
-        title: "Plan time for 10,000 files",
-        setup: `A config tree of ${HOSTS * APPS * FILES} files (${HOSTS} hosts × ${APPS} apps × ${FILES} files), one file changed, planned against a warm mirror and a store that holds the previous deployment; a fresh store handle each run, ${RUNS} runs.`,
-        header: ["step", "median", "min", "max"],
-        rows: [
-          ["plan (one file changed)", `${planMs.toFixed(1)} ms`, `${Math.min(...times).toFixed(1)} ms`, `${Math.max(...times).toFixed(1)} ms`],
-          ["validate the whole tree (once)", ms(validateMs), "", ""],
-          ["first import of the whole tree into the store (once)", ms(importMs), "", ""],
-        ],
-        notes: [`Planning reads only what changed: the plan takes ${(planMs / validateMs * 100).toFixed(1)} % of the time a full validation of the tree takes. Goal: median under 50 ms (${planMs < 50 ? "met" : "missed"}).`],
-      },
-    ];
+    const wide = await wideTree(work, mirror, join(state, "wide.git"));
+    log(`10,000 files: plan median ${wide.rows[0]![1]}`);
+    const fleet = await fleetTree(work, mirror, join(state, "fleet.git"));
+    log(`1,000 hosts: plan medians ${fleet.rows[0]![1]} (one host), ${fleet.rows[1]![1]} (every host)`);
+    return [wide, fleet];
   } finally {
     work.remove();
     rmSync(state, { recursive: true, force: true });
@@ -88,3 +42,121 @@ const bench: Bench = async () => {
   }
 };
 export default bench;
+
+/** 100 hosts × 5 apps × 20 files, one file changed. */
+async function wideTree(work: WorkRepo, mirror: SourceMirror, storeDir: string): Promise<BenchSection> {
+  const hosts = Array.from({ length: HOSTS }, (_, i) => `host${String(i).padStart(3, "0")}`);
+  rmSync(join(work.dir, "fleet"), { recursive: true, force: true });
+  writeFileSync(join(work.dir, "tidemark.yaml"), tidemarkYaml(hosts, "fleet"));
+  for (const host of hosts) {
+    for (let a = 0; a < APPS; a++) {
+      const app = join(work.dir, "fleet", host, `app${a}`);
+      mkdirSync(app, { recursive: true });
+      for (let f = 0; f < FILES; f++) writeFileSync(join(app, `file${f}.conf`), `${host} app${a} file${f}\n`.repeat(8));
+    }
+  }
+  const { validateMs, importMs } = await deployFirst(work, mirror, storeDir, hosts, "10,000 files");
+
+  await work.commit({ "fleet/host042/app3/file7.conf": "changed\n" }, "one file");
+  const times = await timePlans(work, mirror, storeDir, RUNS, (plan) => expectFiles(plan, ["host042/app3/file7.conf:changed"]));
+  const planMs = median(times);
+  return {
+    title: "Plan time for 10,000 files",
+    setup: `A config tree of ${HOSTS * APPS * FILES} files (${HOSTS} hosts × ${APPS} apps × ${FILES} files), one file changed, planned against a warm mirror and a store that holds the previous deployment; a fresh store handle each run, ${RUNS} runs.`,
+    header: ["step", "median", "min", "max"],
+    rows: [
+      ["plan (one file changed)", `${planMs.toFixed(1)} ms`, `${Math.min(...times).toFixed(1)} ms`, `${Math.max(...times).toFixed(1)} ms`],
+      ["validate the whole tree (once)", ms(validateMs), "", ""],
+      ["first import of the whole tree into the store (once)", ms(importMs), "", ""],
+    ],
+    notes: [`Planning reads only what changed: the plan takes ${((planMs / validateMs) * 100).toFixed(1)} % of the time a full validation of the tree takes. Goal: median under 50 ms (${planMs < 50 ? "met" : "missed"}).`],
+  };
+}
+
+/** 1,000 hosts of one small app each: one host's file changed, then a file every host shares. */
+async function fleetTree(work: WorkRepo, mirror: SourceMirror, storeDir: string): Promise<BenchSection> {
+  const hosts = Array.from({ length: FLEET }, (_, i) => `node${String(i).padStart(4, "0")}`);
+  // The 10,000-file tree goes: this section's commits carry the fleet alone.
+  rmSync(join(work.dir, "fleet"), { recursive: true, force: true });
+  writeFileSync(join(work.dir, "tidemark.yaml"), tidemarkYaml(hosts, "fleet"));
+  const files = (host: string, common: string) => ({ "agent.conf": `node_name = ${host}\nlisten = 0.0.0.0:9100\n`, "limits.conf": `${host} nofile 65536\n`, "common.conf": common });
+  for (const host of hosts) {
+    const app = join(work.dir, "fleet", host, "agent");
+    mkdirSync(app, { recursive: true });
+    for (const [name, content] of Object.entries(files(host, "log_level = info\n"))) writeFileSync(join(app, name), content);
+  }
+  const fileCount = hosts.length * Object.keys(files("", "")).length;
+  const { validateMs, importMs } = await deployFirst(work, mirror, storeDir, hosts, `${FLEET} hosts`);
+
+  const changed = hosts[421]!;
+  await work.commit({ [`fleet/${changed}/agent/agent.conf`]: `node_name = ${changed}\nlisten = 0.0.0.0:9200\n` }, "one host");
+  const one = await timePlans(work, mirror, storeDir, RUNS, (plan) => expectFiles(plan, [`${changed}/agent/agent.conf:changed`]));
+
+  await work.commit(Object.fromEntries(hosts.map((host) => [`fleet/${host}/agent/common.conf`, "log_level = debug\n"])), "every host");
+  const all = await timePlans(work, mirror, storeDir, FLEET_RUNS_ALL, (plan) => {
+    const common = plan.hosts.filter((host) => host.apps.some((app) => app.files.some((file) => file.path === "common.conf" && file.change === "changed")));
+    if (plan.hosts.length !== FLEET || common.length !== FLEET) throw new Error(`wrong plan: ${plan.hosts.length} hosts, ${common.length} with common.conf changed`);
+  });
+  const [oneMs, allMs] = [median(one), median(all)];
+  const row = (step: string, times: number[]) => [step, `${median(times).toFixed(1)} ms`, `${Math.min(...times).toFixed(1)} ms`, `${Math.max(...times).toFixed(1)} ms`];
+  return {
+    title: "Planning for 1,000 hosts",
+    setup: `A fleet of ${FLEET.toLocaleString("en")} hosts with one app of ${Object.keys(files("", "")).length} small files each (${fileCount.toLocaleString("en")} files), planned against a warm mirror and a store that holds the previous deployment; a fresh store handle each run. One host's file changed (${RUNS} runs), then a file every host shares changed on all of them (${FLEET_RUNS_ALL} runs).`,
+    header: ["step", "median", "min", "max"],
+    rows: [
+      row("plan (one file on one host)", one),
+      row(`plan (a shared file changed on all ${FLEET.toLocaleString("en")} hosts)`, all),
+      ["validate the whole tree (once)", ms(validateMs), "", ""],
+      ["first import of the whole tree into the store (once)", ms(importMs), "", ""],
+    ],
+    notes: [
+      `With one host changed, the plan for ${FLEET.toLocaleString("en")} hosts takes ${oneMs.toFixed(1)} ms: hosts whose tree oid did not change are skipped unread, and what remains is per fleet, not per change: reading the inventory of ${FLEET.toLocaleString("en")} hosts in tidemark.yaml and each host's ref in the store.`,
+      `With every host changed it takes ${ms(allMs)}, ${((allMs - oneMs) / (FLEET - 1)).toFixed(2)} ms more for each further changed host.`,
+    ],
+  };
+}
+
+function tidemarkYaml(hosts: string[], tree: string): string {
+  const inventory = hosts.map((host, i) => `  ${host}: { address: 127.0.0.1, port: ${20000 + i} }`).join("\n");
+  return `environments:\n  production: { track: { branch: main }, tree: ${tree} }\nhosts:\n${inventory}\n`;
+}
+
+/** Commits what is in the work dir and records it in a new store as deployed to every host; times a whole validation and the first import. */
+async function deployFirst(work: WorkRepo, mirror: SourceMirror, storeDir: string, hosts: string[], message: string): Promise<{ validateMs: number; importMs: number }> {
+  await work.commit({}, message);
+  await work.push("main");
+  await mirror.fetch();
+  const store = await Store.open(storeDir);
+  const first = await resolveEnvironment(mirror, "production");
+  const validateStart = performance.now();
+  const problems = await validateSource(mirror, first.commit);
+  const validateMs = performance.now() - validateStart;
+  if (problems.length > 0) throw new Error(`the benchmark tree is invalid: ${JSON.stringify(problems.slice(0, 3))}`);
+  const initial = await prepareEnvironmentPlan(mirror, store, "production", first);
+  const importStart = performance.now();
+  await store.importTree(mirror.reader, initial.envTreeOid);
+  const importMs = performance.now() - importStart;
+  await store.record({ id: newDeploymentId(), environment: "production", sourceRepo: mirror.url, sourceCommit: first.commit, sourceRef: first.ref, trigger: "cli", hosts: hosts.map((host) => ({ host, outcome: "deployed" })) }, initial.envTreeOid);
+  return { validateMs, importMs };
+}
+
+/** Pushes the work repo's last commit and plans it `runs` times, each against a fresh store handle (no cache carried over), checking each plan. */
+async function timePlans(work: WorkRepo, mirror: SourceMirror, storeDir: string, runs: number, check: (plan: Plan) => void): Promise<number[]> {
+  await work.push("main");
+  await mirror.fetch();
+  const next: SourceCommit = await resolveEnvironment(mirror, "production");
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const fresh = await Store.open(storeDir);
+    const started = performance.now();
+    const { plan } = await prepareEnvironmentPlan(mirror, fresh, "production", next);
+    times.push(performance.now() - started);
+    check(plan);
+  }
+  return times;
+}
+
+function expectFiles(plan: Plan, expected: string[]): void {
+  const files = plan.hosts.flatMap((host) => host.apps.flatMap((app) => app.files.map((file) => `${host.host}/${app.app}/${file.path}:${file.change}`)));
+  if (files.join() !== expected.join()) throw new Error(`wrong plan: ${files.join()}`);
+}

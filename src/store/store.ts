@@ -7,7 +7,8 @@ import { isLive } from "../core/outcome.js";
 import { MODE_KIND } from "../core/tree.js";
 import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
-import { TreeReader } from "../git/tree-reader.js";
+import { parseTree, TreeReader } from "../git/tree-reader.js";
+import { Semaphore } from "../remote/semaphore.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
 import { StoreRemote } from "./remote.js";
 
@@ -20,6 +21,16 @@ export interface HistoryEntry extends DeploymentRecord {
 }
 
 const IDENTITY = { name: "Tidemark", email: "tidemark@localhost" };
+/** Objects read or written at once while importing a tree. */
+const IMPORT_PARALLEL = 16;
+
+/** One importTree call: where from, its pack cache, its slots, and every object it has started to copy. */
+interface TreeCopy {
+  from: TreeReader;
+  cache: object;
+  slots: Semaphore;
+  copied: Map<string, Promise<void>>;
+}
 export const envRef = (environment: string) => `refs/tidemark/envs/${environment}`;
 export const hostRef = (environment: string, host: string) => `refs/tidemark/hosts/${environment}/${host}`;
 
@@ -83,19 +94,14 @@ export class Store {
     return commit ? (await this.entry(commit))?.sourceCommit : undefined;
   }
 
-  /** Copies a tree and everything below it from another repository; subtrees the store has are skipped. */
+  /**
+   * Copies a tree and everything below it from another repository; subtrees
+   * the store has are skipped. Children are written before their tree: a tree
+   * in the store always has everything below it.
+   */
   async importTree(from: TreeReader, oid: string): Promise<void> {
-    if (this.has(oid)) return;
-    const { object, type } = await git.readObject({ fs: repoFs(from.gitdir), gitdir: from.gitdir, oid, format: "content" });
-    if (type === "tree") {
-      for (const entry of await from.entries(oid)) {
-        const kind = MODE_KIND[entry.mode];
-        if (kind === "dir") await this.importTree(from, entry.oid);
-        else if (kind !== "submodule") await this.importBlob(from, entry.oid);
-      }
-    }
-    // Children first: a tree in the store always has everything below it.
-    await git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: type as "tree" | "blob", object, format: "content" });
+    // One pack cache for the whole copy (without it isomorphic-git reads and checksums the source's whole pack for every object), a few objects in flight, each object copied once.
+    await this.copyTree({ from, cache: {}, slots: new Semaphore(IMPORT_PARALLEL), copied: new Map() }, oid);
   }
 
   /** Records a deployment attempt on top of the environment's history; retried if another writer got there first. */
@@ -204,10 +210,38 @@ export class Store {
     return commits;
   }
 
-  private async importBlob(from: TreeReader, oid: string): Promise<void> {
-    if (this.has(oid)) return;
-    const { object } = await git.readObject({ fs: repoFs(from.gitdir), gitdir: from.gitdir, oid, format: "content" });
-    await git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "blob", object, format: "content" });
+  private copyTree(copy: TreeCopy, oid: string): Promise<void> {
+    return this.once(copy, oid, async () => {
+      const { object, type } = await copy.slots.run(() => git.readObject({ fs: repoFs(copy.from.gitdir), gitdir: copy.from.gitdir, oid, format: "content", cache: copy.cache }));
+      if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
+      const children = parseTree(Buffer.from(object as Uint8Array)).flatMap((entry) => {
+        const kind = MODE_KIND[entry.mode];
+        return kind === "dir" ? [this.copyTree(copy, entry.oid)] : kind === "submodule" ? [] : [this.copyBlob(copy, entry.oid)];
+      });
+      // Every child settles before the tree is written or the copy fails: nothing is left writing behind an error.
+      const failed = (await Promise.allSettled(children)).find((result) => result.status === "rejected");
+      if (failed) throw failed.reason;
+      await copy.slots.run(() => git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "tree", object, format: "content" }));
+    });
+  }
+
+  private copyBlob(copy: TreeCopy, oid: string): Promise<void> {
+    return this.once(copy, oid, () =>
+      copy.slots.run(async () => {
+        const { object } = await git.readObject({ fs: repoFs(copy.from.gitdir), gitdir: copy.from.gitdir, oid, format: "content", cache: copy.cache });
+        await git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "blob", object, format: "content" });
+      }),
+    );
+  }
+
+  /** Copies an object unless the store has it; an object found at several paths (the same file on many hosts) is copied once. */
+  private once(copy: TreeCopy, oid: string, write: () => Promise<void>): Promise<void> {
+    let copied = copy.copied.get(oid);
+    if (!copied) {
+      copied = this.has(oid) ? Promise.resolve() : write();
+      copy.copied.set(oid, copied);
+    }
+    return copied;
   }
 
   private has(oid: string): boolean {

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createCgroup, destroyCgroup } from "./cgroups.js";
 import { generateKey } from "./keys.js";
 import { freePort, greeting } from "./ports.js";
@@ -35,11 +35,13 @@ export async function startLightHost(options: { bedId: string; bedDir: string; n
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     writeFileSync(`${dir}/sshd_config`, sshdConfig(dir, port));
+    rmSync(`${dir}/sshd.pid`, { force: true });
     const script = `${mounts.join(" && ")} && exec /usr/sbin/sshd -D -e -f ${dir}/sshd_config`;
     const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(cgroup).join(":"), "unshare", "--mount", "--propagation", "private", "sh", "-c", script], `${dir}/sshd.log`);
     const up = await waitFor(`sshd of ${name} on port ${port}`, async () => {
       if (!isAlive(pid)) throw new GiveUp(`sshd of ${name} exited; see ${dir}/sshd.log`);
-      return (await greeting("127.0.0.1", port))?.startsWith("SSH-2.0-");
+      // sshd writes its pid file once it holds the port: before that, a greeting may come from whoever took the port first.
+      return existsSync(`${dir}/sshd.pid`) && (await greeting("127.0.0.1", port))?.startsWith("SSH-2.0-");
     }, { timeoutMs: 10_000, intervalMs: 10 }).catch((error: unknown) => {
       if (attempt < 3 && error instanceof GiveUp) return false; // lost the port to someone else: try another
       throw error;
