@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { zodProblems } from "./zod-problems.js";
+import { hasProtoKey, zodProblems } from "./zod-problems.js";
 import type { Problem } from "../core/problems.js";
 
 /**
@@ -37,5 +37,7 @@ export function parseManifest(file: string, text: string): { manifest?: Manifest
     return { problems: [{ file, message: `not valid JSON: ${error instanceof Error ? error.message : String(error)}` }] };
   }
   const parsed = ManifestSchema.safeParse(json);
-  return parsed.success ? { manifest: parsed.data, problems: [] } : { problems: zodProblems(file, parsed.error) };
+  const dropped = hasProtoKey((json as { symlinks?: unknown } | null)?.symlinks) ? [{ file, field: "symlinks.__proto__", message: "a symlink is placed at an absolute host path, not at __proto__" }] : [];
+  if (!parsed.success) return { problems: [...zodProblems(file, parsed.error), ...dropped] };
+  return dropped.length > 0 ? { problems: dropped } : { manifest: parsed.data, problems: [] };
 }

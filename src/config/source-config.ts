@@ -1,7 +1,7 @@
-import { parseDocument } from "yaml";
+import { parseDocument, Parser } from "yaml";
 import { z } from "zod";
 import type { Problem } from "../core/problems.js";
-import { zodProblems } from "./zod-problems.js";
+import { hasProtoKey, zodProblems } from "./zod-problems.js";
 
 /**
  * `tidemark.yaml` at the root of the source repo: environments with their
@@ -12,7 +12,8 @@ export const CONFIG_FILE = "tidemark.yaml";
 
 /** Names that go into git refs, status contexts and logs. */
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
-const safeName = (what: string) => z.string().regex(SAFE_NAME, `${what} names are letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)`);
+const nameRule = (what: string) => `${what} names are letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)`;
+const safeName = (what: string) => z.string().regex(SAFE_NAME, nameRule(what));
 
 const TrackSchema = z.union([
   z.strictObject({ branch: z.string().min(1) }),
@@ -59,8 +60,18 @@ export type Environment = z.infer<typeof EnvironmentSchema>;
 export type TrackingRule = Environment["track"];
 export type InventoryHost = z.infer<typeof HostSchema>;
 
+/**
+ * Far deeper than tidemark.yaml ever nests (4 levels). The YAML library
+ * composes recursively: a document nested a thousand levels overflows the
+ * stack inside it, and after that V8 can abort the whole process on a later
+ * parse (a fatal "RegExpCompiler Allocation failed"), so such a file is
+ * refused before it is composed.
+ */
+const MAX_NESTING = 64;
+
 /** Parses and checks `tidemark.yaml`: the YAML's own errors, then the schema, then the rules between fields. */
 export function parseSourceConfig(text: string): { config?: SourceConfig; problems: Problem[] } {
+  if (nestingDepth(text) > MAX_NESTING) return { problems: [{ file: CONFIG_FILE, message: `YAML nested more than ${MAX_NESTING} levels deep; tidemark.yaml needs a few` }] };
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   const yamlProblems = [...document.errors, ...document.warnings].map((error) => ({
     file: CONFIG_FILE,
@@ -68,9 +79,40 @@ export function parseSourceConfig(text: string): { config?: SourceConfig; proble
     message: error.message.split("\n")[0] ?? error.message,
   }));
   if (document.errors.length > 0) return { problems: yamlProblems };
-  const parsed = SourceConfigSchema.safeParse(document.toJS());
-  if (!parsed.success) return { problems: zodProblems(CONFIG_FILE, parsed.error) };
-  return { config: parsed.data, problems: semanticProblems(parsed.data) };
+  let data: unknown;
+  try {
+    data = document.toJS();
+  } catch (error) {
+    // An alias to no anchor, or aliases of aliases that would blow the data up (a "billion laughs"): the library throws.
+    return { problems: [{ file: CONFIG_FILE, message: error instanceof Error ? error.message : String(error) }] };
+  }
+  const dropped = (["environments", "hosts"] as const)
+    .filter((key) => hasProtoKey((data as Partial<Record<string, unknown>> | null)?.[key]))
+    .map((key) => ({ file: CONFIG_FILE, field: `${key}.__proto__`, message: nameRule(key === "hosts" ? "host" : "environment") }));
+  const parsed = SourceConfigSchema.safeParse(data);
+  if (!parsed.success) return { problems: [...zodProblems(CONFIG_FILE, parsed.error), ...dropped] };
+  // Host and environment names come from trees, URLs and the command line: in a plain object, `constructor` or `toString` would find Object.prototype's and pass for one.
+  const config = { ...parsed.data, environments: lookupTable(parsed.data.environments), hosts: lookupTable(parsed.data.hosts) };
+  return { config, problems: [...semanticProblems(config), ...dropped] };
+}
+
+function lookupTable<T>(record: Record<string, T>): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, record);
+}
+
+/** How deep the YAML's collections nest, from the parser's tokens (the parser does not recurse), walked without recursion. */
+function nestingDepth(text: string): number {
+  const pending: Array<{ token: unknown; depth: number }> = [...new Parser().parse(text)].map((token) => ({ token, depth: 0 }));
+  let deepest = 0;
+  while (pending.length > 0 && deepest <= MAX_NESTING) {
+    const { token, depth } = pending.pop()!;
+    if (!token || typeof token !== "object") continue;
+    const type = (token as { type?: unknown }).type;
+    const inner = type === "block-map" || type === "block-seq" || type === "flow-collection" ? depth + 1 : depth;
+    deepest = Math.max(deepest, inner);
+    for (const child of Object.values(token)) if (child && typeof child === "object") pending.push({ token: child, depth: inner });
+  }
+  return deepest;
 }
 
 function semanticProblems(config: SourceConfig): Problem[] {

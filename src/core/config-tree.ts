@@ -1,7 +1,7 @@
 import { MANIFEST_FILE, parseManifest, UNIT_NAME, type Manifest, EMPTY_MANIFEST } from "../config/manifest.js";
 import type { SourceConfig } from "../config/source-config.js";
 import type { Problem } from "./problems.js";
-import { flattenFiles, type Dir, type FileEntry } from "./tree.js";
+import type { Dir, FileEntry, OtherEntry } from "./tree.js";
 
 /** An environment's config tree read as hosts and apps: `<tree dir>/<host>/<app>/...`. */
 export interface EnvTree {
@@ -23,6 +23,8 @@ export interface AppTree {
 }
 
 const SYSTEMD_DIR = "systemd";
+/** NAME_MAX of Linux file systems: a longer name passes git but fails on the host, mid-deployment. */
+const MAX_NAME_BYTES = 255;
 
 /**
  * Interprets the read parts of an environment's tree and checks them, all
@@ -86,9 +88,10 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
   if (!dir.entries) return { oid: dir.oid };
   const files = new Map<string, FileEntry>();
   let releaseBytes = 0;
-  for (const [path, entry] of flattenFiles(dir)) {
+  for (const [names, entry] of appFiles(dir)) {
+    const path = names.join("/");
     const file = `${appPath}/${path}`;
-    const bad = path.split("/").map(nameProblem).find(Boolean);
+    const bad = names.map(nameProblem).find(Boolean);
     if (bad) {
       problems.push({ file, message: bad });
       continue;
@@ -119,6 +122,14 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
   return { oid: dir.oid, files, manifest };
 }
 
+/** Every file below an app's dir, with the names on its way: checked one by one, as a name with a '/' in it (a crafted tree) reads as two once joined. */
+function* appFiles(dir: Dir, names: string[] = []): Generator<[string[], FileEntry | OtherEntry]> {
+  for (const [name, entry] of dir.entries ?? []) {
+    if (entry.kind === "dir") yield* appFiles(entry, [...names, name]);
+    else yield [[...names, name], entry];
+  }
+}
+
 function isUnitFile(path: string): boolean {
   const parts = path.split("/");
   if (parts.length === 1) return UNIT_NAME.test(parts[0] ?? "");
@@ -147,5 +158,7 @@ export function nameProblem(name: string): string | undefined {
   if (name.includes("\0")) return "a name that contains a NUL byte";
   if ([...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f)) return `a name with a control character or newline: ${JSON.stringify(name)}`;
   if (name.toLowerCase() === ".git") return "a .git entry inside a config tree";
+  const bytes = new TextEncoder().encode(name).length;
+  if (bytes > MAX_NAME_BYTES) return `a name of ${bytes} bytes, longer than a Linux file name can be (${MAX_NAME_BYTES})`;
   return undefined;
 }

@@ -90,6 +90,19 @@ function hostStatus(facts: DeploymentFacts, host: HostOutcome): CommitStatus {
   }
 }
 
+/**
+ * Every host runs the commit, though the deployment that recorded it last left
+ * some behind: another attempt (a worker that took the job over) finished them.
+ * The commit's final word turns green.
+ */
+export function convergedStatuses(facts: Omit<DeploymentFacts, "hosts" | "rollbackTo">, hosts: string[], finished: string[]): CommitStatus[] {
+  const { sourceCommit: sha, environment, targetUrl } = facts;
+  return [
+    status(sha, envContext(environment), "success", `deployed to ${hosts.length}/${hosts.length} ${hostsWord(hosts.length)} (${finished.join(", ")} by another attempt)`, targetUrl),
+    ...(facts.hostStatuses ? finished.map((host) => status(sha, hostContext(environment, host), "success", `deployed ${short(sha)}`, targetUrl)) : []),
+  ];
+}
+
 /** A config tree the operator could not read: `error`, naming the file and the field. */
 export function invalidConfigStatus(environment: string, sha: string, problems: Problem[], targetUrl?: string): CommitStatus {
   const first = problems[0];

@@ -1,5 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { TidemarkError } from "../core/errors.js";
 import { send } from "./respond.js";
@@ -21,7 +22,9 @@ export interface HttpRoutes {
 
 /** The operator's HTTP side: webhooks, health, readiness, metrics and the page. Listens on HOST:PORT (port 0: any free port). */
 export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ server: Server; url: string }> {
+  const answering = new WeakMap<Socket, ServerResponse>();
   const server = createServer((request, response) => {
+    answering.set(request.socket, response);
     void route(request, response).catch((error: unknown) => {
       routes.onError(error);
       if (!response.headersSent) send(response, 500, { message: "internal error; see the operator's log" });
@@ -30,6 +33,13 @@ export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ s
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
+  // A request HTTP itself cannot read (a bad Content-Length, a header line that is not one, headers too big) got Node's bare 400: say what is wrong, unless an answer is already under way.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable || error.code === "ECONNRESET" || answering.get(socket as Socket)?.headersSent) return void socket.destroy();
+    const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    const body = `${JSON.stringify({ message: `malformed HTTP request: ${error.message} (${error.code ?? "no code"})` })}\n`;
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = (request.url ?? "/").split("?")[0] ?? "/";

@@ -1,8 +1,8 @@
 import { UnrecoverableError } from "bullmq";
 import { describeError, TidemarkError } from "../core/errors.js";
-import { deploymentOutcome, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
+import { deploymentOutcome, isLive, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
 import { InvalidConfigError } from "../core/problems.js";
-import { finalStatuses, invalidConfigStatus, pinnedStatus, startStatuses, supersededStatus, type CommitStatus } from "../core/statuses.js";
+import { convergedStatuses, finalStatuses, invalidConfigStatus, pinnedStatus, startStatuses, supersededStatus, type CommitStatus } from "../core/statuses.js";
 import { movesForward } from "../core/track.js";
 import { deployPlan } from "../pipeline/deploy.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
@@ -20,6 +20,8 @@ export type DeployJobResult = (
   | { status: "up-to-date"; sourceRef: string; sourceCommit: string }
   | { status: "stays"; reason: string }
 ) & { environment: string; superseded: string[] };
+
+const HELD = "held back: ";
 
 /** Thrown after a shutdown cut a rollout short: the attempt is recorded, and the job runs again to deploy the rest. */
 export class StoppedError extends Error {}
@@ -57,9 +59,21 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
       return { environment, status: "stays", reason: `${resolution.ref} is older than ${last.sourceRef}, deployed last; ${environment} stays where it is`, superseded: [] };
     }
     const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, resolution);
-    if (last?.sourceCommit === resolution.commit && prepared.plan.hosts.length === 0) {
+    const again = last?.sourceCommit === resolution.commit ? last : undefined;
+    // Polls ask again for a commit that left hosts behind. Where the commit itself failed (a rollback), and the hosts its failure kept
+    // from starting, it stays out: a new commit or `tidemark deploy` tries again. Unreachable, cut-off and stopped hosts are retried.
+    const failed = (host: HostOutcome) => ["rolled-back", "rollback-failed"].includes(host.outcome) || host.detail?.startsWith(HELD) === true;
+    const gated = again?.hosts.some(failed) === true;
+    const held = (host: HostOutcome) => failed(host) || (gated && host.outcome === "skipped" && !host.detail?.endsWith(STOPPED));
+    const hold = new Map((again?.hosts ?? []).filter(held).map((host) => [host.host, `${HELD}${again!.sourceCommit.slice(0, 7)} failed on this environment; a new commit or tidemark deploy tries again`] as const));
+    const pending = prepared.plan.hosts.filter((host) => !hold.has(host.host));
+    if (again && pending.length === 0) {
       const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
-      await op.report(superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, deploymentUrl(op.settings, last.id))));
+      const facts = { id: again.id, environment, sourceCommit: resolution.commit, hostStatuses: op.settings.hostStatuses && prepared.desired.hosts.size <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, again.id) };
+      const finished = again.hosts.filter((host) => !isLive(host.outcome) && !hold.has(host.host) && prepared.desired.hosts.has(host.host)).map((host) => host.host);
+      const converged = hold.size === 0 && finished.length > 0 && (await op.queues.firstConverged(environment, resolution.commit)) ? convergedStatuses(facts, [...prepared.desired.hosts.keys()], finished) : [];
+      await op.report([...converged, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))]);
+      await op.queues.markBehind(environment, false);
       return { environment, status: "up-to-date", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded };
     }
     if (stop.aborted) throw new StoppedError("the operator is shutting down; another worker deploys it");
@@ -68,11 +82,11 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
     const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
     const hostCount = new Set([...prepared.desired.hosts.keys(), ...prepared.plan.hosts.map((host) => host.host)]).size;
     const facts = { id, environment, sourceCommit: resolution.commit, hostStatuses: op.settings.hostStatuses && hostCount <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, id), ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}) };
-    const start = startStatuses(facts, prepared.plan.hosts.map((host) => host.host));
+    const start = startStatuses(facts, pending.map((host) => host.host));
     await op.report([...start, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))], gitHubDeployment(facts, "in_progress", start[0]!.description));
 
-    const deployment = await showRunning(op, { id, environment, sourceCommit: resolution.commit, sourceRef: resolution.ref, hosts: prepared.plan.hosts.map((host) => host.host) }, observe, (running) =>
-      deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe: running }),
+    const deployment = await showRunning(op, { id, environment, sourceCommit: resolution.commit, sourceRef: resolution.ref, hosts: pending.map((host) => host.host) }, observe, (running) =>
+      deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe: running, hold }),
     );
     if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
     const stopped = deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED));
@@ -80,6 +94,8 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
       const final = finalStatuses({ ...facts, hosts: deployment.hosts });
       await op.report(final, gitHubDeployment(facts, DEPLOYMENT_STATE[final[0]!.state], final[0]!.description));
     }
+    // Hosts a passing failure left behind (not the ones where the commit itself failed) are tried again at the next polls.
+    await op.queues.markBehind(environment, deployment.hosts.some((host) => host.outcome === "unreachable" || host.outcome === "failed"));
     if (stopped) throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
     return {
       environment,

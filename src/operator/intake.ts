@@ -39,9 +39,9 @@ export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]
     // The pushed commit, if it is what the rule follows, is reported superseded should a newer one be deployed instead.
     if (job.kind === "push" && job.ref === resolved.ref) await op.queues.noteRequested(environment, job.after);
     const last = await op.queues.lastRequested(environment);
-    // A commit held back by a pin is asked for again at each poll: the deploy job finds out whether the pin is gone.
+    // A commit held back by a pin, or that some hosts do not run yet after a passing failure, is asked for again at each poll.
     const again = last?.commit === resolved.commit;
-    if (again && !(job.kind === "poll" && (await op.queues.isWaiting(environment)))) {
+    if (again && !(job.kind === "poll" && ((await op.queues.isWaiting(environment)) || (await op.queues.isBehind(environment))))) {
       results.push({ environment, action: "current", commit: resolved.commit });
       continue;
     }

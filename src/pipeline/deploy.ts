@@ -26,6 +26,8 @@ export interface DeployOptions {
   superseded?: string[];
   /** Pins the environment (tidemark rollback): recorded with the deployment; pushes wait until tidemark unpin. */
   pin?: string;
+  /** Hosts of the plan left as they are, each with why: recorded `skipped`, never contacted. */
+  hold?: ReadonlyMap<string, string>;
 }
 
 export interface Deployment {
@@ -51,7 +53,7 @@ export interface Deployment {
 export async function deployPlan(mirror: SourceMirror, store: Store, prepared: PreparedPlan, options: DeployOptions): Promise<Deployment> {
   const { config, plan, desired, deployed, source } = prepared;
   const id = options.id ?? newDeploymentId();
-  const jobs = new Map(plan.hosts.map((hostPlan) => [hostPlan.host, hostPlan]));
+  const jobs = new Map(plan.hosts.filter((hostPlan) => !options.hold?.has(hostPlan.host)).map((hostPlan) => [hostPlan.host, hostPlan]));
   const blob = (oid: string) => prepared.reader.blob(oid);
   const job = (host: string, hostPlan = jobs.get(host)!): HostJob => ({
     deploymentId: id,
@@ -98,7 +100,8 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const results = await runRollout([...jobs.keys()], config.rollout, (host) => timed(() => applyHost(job(host), connect, observe)), undo, options.stop);
 
   const byHost = new Map(results.map((result) => [result.host, result]));
-  const hosts = [...new Set([...desired.hosts.keys(), ...jobs.keys()])].sort().map((host): HostResult => byHost.get(host) ?? { host, outcome: "unchanged" });
+  const held = (host: string): HostResult | undefined => (options.hold?.has(host) ? { host, outcome: "skipped", detail: options.hold.get(host)! } : undefined);
+  const hosts = [...new Set([...desired.hosts.keys(), ...plan.hosts.map((hostPlan) => hostPlan.host)])].sort().map((host): HostResult => byHost.get(host) ?? held(host) ?? { host, outcome: "unchanged" });
   const storeCommit = await store.record(
     {
       id,

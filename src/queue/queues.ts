@@ -132,6 +132,11 @@ export class OperatorQueues {
     return (await this.redis.set(this.key("deliveries", hookId, guid), "1", "EX", DELIVERY_TTL_SECONDS, "NX")) === "OK";
   }
 
+  /** True the first time an environment is found on a commit that its last deployment left short (another attempt finished it). */
+  async firstConverged(environment: string, commit: string): Promise<boolean> {
+    return (await this.redis.set(this.key("converged", environment, commit), "1", "EX", DELIVERY_TTL_SECONDS, "NX")) === "OK";
+  }
+
   /** Forgets a delivery that could not be queued, so that GitHub's redelivery is taken. */
   async forgetDelivery(hookId: string, guid: string): Promise<void> {
     await this.redis.del(this.key("deliveries", hookId, guid));
@@ -199,6 +204,15 @@ export class OperatorQueues {
 
   async clearWaiting(environment: string): Promise<void> {
     await this.redis.del(this.key("waiting", environment));
+  }
+
+  /** Hosts that a passing failure (unreachable, locked, cut off) left behind: polls ask for the commit again until they run it. */
+  async markBehind(environment: string, behind: boolean): Promise<void> {
+    await (behind ? this.redis.set(this.key("behind", environment), "1") : this.redis.del(this.key("behind", environment)));
+  }
+
+  async isBehind(environment: string): Promise<boolean> {
+    return (await this.redis.exists(this.key("behind", environment))) === 1;
   }
 
   /** Whether a pinned environment holds a commit back: polls ask for it again, to deploy it once unpinned. */

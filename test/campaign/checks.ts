@@ -65,3 +65,10 @@ export async function finalStatus(bed: TestBed, octokit: Octokit, sha: string, e
     return { state: latest.state, description: latest.description ?? "", seenAt: Date.now() };
   }, { timeoutMs, intervalMs: 100 });
 }
+
+/** Every status of the environment's context on a commit, oldest first, as "state: description". */
+export async function statusHistory(bed: TestBed, octokit: Octokit, sha: string, environment: string): Promise<string[]> {
+  const [owner, repo] = bed.forgeRepo.split("/") as [string, string];
+  const { data } = await octokit.repos.listCommitStatusesForRef({ owner, repo, ref: sha, per_page: 100 });
+  return data.filter((status) => status.context === envContext(environment)).reverse().map((status) => `${status.state}: ${status.description ?? ""}`);
+}

@@ -4,7 +4,7 @@ import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess } from "../helpers/operator-process.js";
 import { ms } from "../helpers/report.js";
-import { duplicatedApplies, finalStatus, forgeOctokit, hostState, isHalfSwitched } from "./checks.js";
+import { duplicatedApplies, finalStatus, forgeOctokit, hostState, isHalfSwitched, statusHistory } from "./checks.js";
 import { cloneStore } from "./fleet.js";
 import type { Scenario } from "./scenario.js";
 
@@ -63,12 +63,19 @@ const stall: Scenario = async (log) => {
     stalled.kill("SIGCONT");
     log("worker continued");
 
-    const status = await finalStatus(bed, forgeOctokit(bed), sha, "e0", 60_000);
-    if (status.state !== "success") findings.push(`v1's final status is ${status.state}: ${status.description}`);
-    // The stalled worker finishes what it was doing once it runs again; wait for its word on v1.
-    const resumed = await stalled.waitForLog((line) => line.commit === sha || (line.level >= 40 && JSON.stringify(line).includes(String(stalled.lines.find(started)!.job))), 60_000).catch(() => null);
-    log(`the stalled worker after SIGCONT: ${resumed ? JSON.stringify(resumed).slice(0, 300) : "said nothing"}`);
-    const states = await Promise.all(bed.hosts.map((host) => hostState(shell, host.name, "app")));
+    // The takeover finds web01 locked and says so; the stalled worker then finishes web01. Wait for the hosts to settle, then for the last word on v1.
+    const octokit = forgeOctokit(bed);
+    const first = await finalStatus(bed, octokit, sha, "e0", 60_000);
+    const settledStates = async () => {
+      const states = await Promise.all(bed.hosts.map((host) => hostState(shell, host.name, "app")));
+      return states.every((state) => state.version === "v1" && !isHalfSwitched(state)) ? states : undefined;
+    };
+    const states = await waitFor("both hosts on v1, target = current", settledStates, { timeoutMs: 60_000, intervalMs: 200 }).catch(() => Promise.all(bed.hosts.map((host) => hostState(shell, host.name, "app"))));
+    const settled = await waitFor("v1's status to say success", async () => {
+      const history = await statusHistory(bed, octokit, sha, "e0");
+      return history.at(-1)?.startsWith("success") ? { history, at: Date.now() } : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 200 }).catch(async () => ({ history: await statusHistory(bed, octokit, sha, "e0"), at: null }));
+    if (settled.at === null) findings.push(`v1's last status is not success: ${settled.history.at(-1) ?? "none"}`);
     const lost = states.filter((state) => state.version !== "v1").length;
     for (const state of states.filter((s) => s.version !== "v1")) findings.push(`${state.host} runs ${state.version}, not v1`);
     const starts = await Promise.all(bed.hosts.map(async (host) => (await shell.run(host.name, "cat /var/log/campaign-starts")).split("\n").filter((line) => line === "v1").length));
@@ -87,12 +94,13 @@ const stall: Scenario = async (log) => {
       lost,
       duplicated: applies.duplicated + doubled,
       halfSwitched,
-      finalStatusMs: status.seenAt - stalledAt,
+      finalStatusMs: settled.at === null ? null : settled.at - stalledAt,
       figures: [
         ["the other worker took the job over after", takeover === null ? "never" : ms(takeover)],
         ["deployments that found a host locked by the stalled worker", String(lockedOut.length)],
         ["unit starts for v1, per host", starts.join(", ")],
-        ["v1's final status", `${status.state}: ${status.description}`],
+        ["v1's first final status, after", `${first.state}: ${first.description} (${ms(first.seenAt - stalledAt)})`],
+        ["v1's statuses, in order", settled.history.join(" → ")],
       ],
       findings,
     };

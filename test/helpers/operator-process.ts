@@ -48,6 +48,11 @@ export class OperatorProcess {
     return operator;
   }
 
+  /** True once the process has exited. */
+  get dead(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
   get pid(): number {
     return this.child.pid!;
   }
