@@ -45,6 +45,8 @@ export const hostRef = (environment: string, host: string) => `refs/tidemark/hos
 export class Store {
   readonly reader: TreeReader;
   private readonly cache = {};
+  /** The source commit each store commit records, by store commit. */
+  private readonly sources = new Map<string, string | undefined>();
 
   private constructor(
     readonly gitdir: string,
@@ -91,7 +93,13 @@ export class Store {
   /** The source commit live on a host, per the store, or undefined for a host never deployed. */
   async liveHostSource(environment: string, host: string): Promise<string | undefined> {
     const commit = await this.resolve(hostRef(environment, host));
-    return commit ? (await this.entry(commit))?.sourceCommit : undefined;
+    if (!commit) return undefined;
+    // Most hosts point at the same few store commits, each a record of every host: read and parse each once (commits never change).
+    if (!this.sources.has(commit)) {
+      if (this.sources.size >= 1024) this.sources.clear();
+      this.sources.set(commit, (await this.entry(commit))?.sourceCommit);
+    }
+    return this.sources.get(commit);
   }
 
   /**

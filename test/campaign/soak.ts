@@ -1,11 +1,12 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { TestBed } from "../bed/bed.js";
 import { run } from "../bed/proc.js";
+import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess } from "../helpers/operator-process.js";
 import { median, ms } from "../helpers/report.js";
 import { duplicatedApplies, hostState, isHalfSwitched } from "./checks.js";
-import { Pusher, seedFleet, splitFleet } from "./fleet.js";
+import { appFiles, seedFleet, splitFleet } from "./fleet.js";
 import type { Scenario } from "./scenario.js";
 
 const DEPLOYMENTS = Number(process.env.TIDEMARK_SOAK_DEPLOYMENTS ?? 2000);
@@ -30,14 +31,17 @@ const soak: Scenario = async (log) => {
   const bed = await TestBed.up({ lightHosts: HOSTS, redis: true, forge: true });
   const shell = new HostShell(bed);
   const operator = operatorEnv(bed);
-  let pusher: Pusher | undefined;
+  let work: WorkRepo | undefined;
   const findings: string[] = [];
   try {
     const layout = splitFleet(bed.hosts, 1);
     (await seedFleet(bed, layout, false)).remove();
     const serve = await OperatorProcess.start("serve", { ...reportingServeEnv(bed, operator.env), TIDEMARK_SETTLE: "0" });
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
-    pusher = await Pusher.clone(bed, "e0");
+    // One pusher, so no fetch before each push: commit on top of what it pushed last.
+    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
+    await work.git("fetch", "--quiet", "origin", "e0");
+    await work.git("checkout", "--quiet", "-B", "e0", "FETCH_HEAD");
     const hosts = layout.environments.get("e0")!;
     const ports = new Set(hosts.map((host) => host.port));
 
@@ -51,7 +55,7 @@ const soak: Scenario = async (log) => {
       return {
         after,
         rssBytes: Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024,
-        heapBytes: Number(/^nodejs_heap_size_used_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
+        heapBytes: Number(/^tidemark_nodejs_heap_size_used_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
         fds: readdirSync(`/proc/${serve.pid}/fd`).length,
         sshConnections: sockets.length,
       };
@@ -64,7 +68,8 @@ const soak: Scenario = async (log) => {
     for (let n = 1; n <= DEPLOYMENTS; n++) {
       const mark = serve.lines.length;
       const started = performance.now();
-      const { sha } = await pusher.push(hosts, `s${n}`, false);
+      const sha = await work.commit(Object.assign({}, ...hosts.map((host) => appFiles("e0", host.name, `s${n}`, false))) as Record<string, string>, `s${n}`);
+      await work.push("e0");
       const result = await serve.waitForLog((line) => (line.commit === sha && typeof line.outcome === "string") || (line.sourceCommit === sha && typeof line.status === "string"), 60_000, mark);
       durations.push(performance.now() - started);
       if (result.outcome !== "succeeded") findings.push(`deployment ${n} (${sha.slice(0, 7)}) ended ${String(result.outcome ?? result.status)}: ${JSON.stringify(result.hosts ?? result.reason)}`);
@@ -116,7 +121,7 @@ const soak: Scenario = async (log) => {
     };
   } finally {
     await OperatorProcess.stopAll();
-    pusher?.remove();
+    work?.remove();
     operator.remove();
     shell.close();
     await bed.down();
