@@ -2,11 +2,11 @@ import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import type { AppTree, HostTree } from "../core/config-tree.js";
-import { describeError } from "../core/errors.js";
+import { describeError, TidemarkError } from "../core/errors.js";
 import type { HostOutcome, HostRecord } from "../core/outcome.js";
 import { planHost, type HostPlan } from "../core/plan.js";
 import { splitCredentials } from "../git/credentials.js";
-import { checkScript, commitScript, inspectScript, journalScript, LOCK_CONFLICT_EXIT, lockCommand, parseUnitStates, partialDir, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript, type RemoteCommand, type RemoteUser, type SealApp, type StageApp } from "./commands.js";
+import { checkScript, commitScript, diskSpaceScript, HOST_ROOT, inspectScript, journalScript, LOCK_CONFLICT_EXIT, lockCommand, parseDiskSpace, parseUnitStates, partialDir, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript, type RemoteCommand, type RemoteUser, type SealApp, type StageApp } from "./commands.js";
 import { hostChanges, type HostChanges } from "./host-changes.js";
 import { httpCheck } from "./http-check.js";
 import { Semaphore } from "./semaphore.js";
@@ -88,7 +88,7 @@ export async function applyHost(job: HostJob, connect: (target: SshTarget) => Pr
     try {
       uploadedBytes = await upload(session, user, job, forward, state.apps);
     } catch (error) {
-      return outcome("failed", `upload failed, nothing switched: ${describeError(error)}`);
+      return outcome("failed", `upload failed, nothing switched: ${describeError(await explain(session, user, error))}`);
     }
 
     switched = true;
@@ -113,7 +113,7 @@ export async function applyHost(job: HostJob, connect: (target: SshTarget) => Pr
     return outcome("rolled-back", `${failure.detail}; ${back}`, failure.log);
   } catch (error) {
     const when = switched ? "after the switch began; the host may run the new release unchecked. Run the deployment again: it converges" : "nothing switched";
-    return outcome("failed", `${describeError(error)} (${when})`);
+    return outcome("failed", `${describeError(await explain(session, user, error))} (${when})`);
   } finally {
     session.close();
   }
@@ -190,8 +190,9 @@ async function switchAndCheck(session: SshSession, user: RemoteUser, changes: Ho
   const switched = await execute(session, switchScript(user, changes.switch));
   if (switched.code !== 0) return { detail: `the switch failed: ${lastLine(switched.stderr) || `exit ${String(switched.code)}`}`, log: switched.stderr };
   step("restart");
-  const restarted = await execute(session, restartScript(user, changes.switch));
-  if (restarted.code !== 0) return { detail: `systemd could not reload its units: ${lastLine(restarted.stderr) || `exit ${String(restarted.code)}`}`, log: restarted.stderr };
+  const restart = restartScript(user, changes.switch);
+  const restarted = restart ? await execute(session, restart) : undefined;
+  if (restarted && restarted.code !== 0) return { detail: `systemd could not reload its units: ${lastLine(restarted.stderr) || `exit ${String(restarted.code)}`}`, log: restarted.stderr };
   step("check");
   if (changes.units.length > 0) {
     const { stdout } = await run(session, unitStateScript(user, changes.units, settleMs), "read the units' state");
@@ -215,6 +216,36 @@ async function switchAndCheck(session: SshSession, user: RemoteUser, changes: Ho
     }
   }
   return undefined;
+}
+
+/** Below this much free space, a step that failed on the host is put down to a full disk. */
+const DISK_FULL_BYTES = 1024 * 1024;
+
+/**
+ * Names the cause of a failed step where the error alone does not: a
+ * connection that went away makes SFTP say "No response from server"; a host
+ * whose disk is full makes SFTP answer "Failure" and sh "I/O error", so the
+ * host is asked for its free space. Any other error is returned as it is.
+ */
+async function explain(session: SshSession, user: RemoteUser, error: unknown): Promise<unknown> {
+  if (!session.alive) {
+    if (error instanceof TidemarkError) return error;
+    return new TidemarkError("SSH_CONNECTION_LOST", `${session.target.name}: the connection was lost (${describeError(error)})`, "check the host and the network; run the deployment again: every step is idempotent", { cause: error });
+  }
+  try {
+    const { stdout } = await run(session, diskSpaceScript(user), "read the free space");
+    const space = parseDiskSpace(stdout);
+    if (!space || space.availableBytes >= DISK_FULL_BYTES) return error;
+    const kib = (bytes: number) => `${Math.floor(bytes / 1024)} KiB`;
+    return new TidemarkError(
+      "HOST_DISK_FULL",
+      `${session.target.name}'s disk is full (${kib(space.availableBytes)} free of ${kib(space.totalBytes)} in ${HOST_ROOT}): ${describeError(error)}`,
+      `free space on ${session.target.name} (df -h ${HOST_ROOT}), then deploy again (the next push, or tidemark deploy)`,
+      { cause: error },
+    );
+  } catch {
+    return error;
+  }
 }
 
 const execute = (session: SshSession, remote: RemoteCommand) => session.exec(remote.line, remote.input);

@@ -69,10 +69,26 @@ export function inspectScript(user: RemoteUser, apps: InspectApp[]): RemoteComma
   ]);
 }
 
-/** Writes a host state file (`target` or `current`) in one rename. */
+/**
+ * Writes a host state file (`target` or `current`) in one rename. Two commands,
+ * not an `&&` list: `set -e` ignores a failure on the left of `&&`, and a write
+ * that fails (a full disk) must stop the script, not leave the old file as if written.
+ */
 export function stateLine(name: "target" | "current", deploymentId: string, tree: string | null): string {
   const file = `${HOST_ROOT}/${name}`;
-  return `printf '%s\\n' ${quote(`${deploymentId} ${tree ?? "-"}`)} > ${file}.tidemark-new && mv -T -- ${file}.tidemark-new ${file}`;
+  return `printf '%s\\n' ${quote(`${deploymentId} ${tree ?? "-"}`)} > ${file}.tidemark-new; mv -T -- ${file}.tidemark-new ${file}`;
+}
+
+/** The free space of the file system that holds Tidemark's releases: available blocks, block size, total blocks. */
+export function diskSpaceScript(user: RemoteUser): RemoteCommand {
+  return script(user, [command("stat", "-f", "-c", "%a %S %b", "--", HOST_ROOT)]);
+}
+
+/** Parses `diskSpaceScript` output into bytes, or undefined if it is not what `stat -f` prints. */
+export function parseDiskSpace(output: string): { availableBytes: number; totalBytes: number } | undefined {
+  const [available, blockSize, total] = output.trim().split(" ").map(Number);
+  if (available === undefined || blockSize === undefined || total === undefined || ![available, blockSize, total].every(Number.isSafeInteger)) return undefined;
+  return { availableBytes: available * blockSize, totalBytes: total * blockSize };
 }
 
 export interface StageApp {
@@ -135,6 +151,8 @@ export interface SwitchSpec {
   links: { remove: string[]; add: Array<{ path: string; target: string }> };
   enable: string[];
   restart: string[];
+  /** A unit file or drop-in came, went or changed: systemd must read them again (a reload costs 0.3-0.5 s). */
+  reload: boolean;
 }
 
 /** Stops what goes, switches `current` per app (a rename over the old link), reconciles unit and manifest links. */
@@ -148,14 +166,19 @@ export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand 
   ]);
 }
 
-/** After the switch: systemd reads the new unit links, then enables and restarts the units of changed apps. */
-export function restartScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand {
-  return script(user, [
-    "systemctl daemon-reload",
+/**
+ * After the switch: systemd reads the unit files again if any changed, then
+ * enables and restarts the units of changed apps. Null when there is nothing
+ * for systemd to do, so a host without systemd takes apps that have no units.
+ */
+export function restartScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand | null {
+  const lines = [
+    ...(spec.reload ? ["systemctl daemon-reload"] : []),
     ...(spec.enable.length > 0 ? [command("systemctl", "enable", "--quiet", "--", ...spec.enable)] : []),
     // A unit that fails to restart is seen by the check that follows; the script carries on.
     ...(spec.restart.length > 0 ? [`${command("systemctl", "reset-failed", "--", ...spec.restart)} 2>/dev/null || true`, `${command("systemctl", "restart", "--", ...spec.restart)} || true`] : []),
-  ]);
+  ];
+  return lines.length > 0 ? script(user, lines) : null;
 }
 
 export const unitLinkPath = (unitFile: string) => `${UNIT_DIR}/${unitFile}`;

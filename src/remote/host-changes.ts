@@ -39,6 +39,7 @@ export function hostChanges(plan: HostPlan, desired: HostTree | undefined, deplo
       links: { remove: [...new Set(removing)].sort(), add: newLinks },
       enable: plan.units.enable,
       restart: plan.units.restart,
+      reload: plan.apps.some((app) => app.files.some((file) => file.path.startsWith(SYSTEMD_PREFIX))),
     },
     units: plan.units.restart,
     checks: [...incoming].flatMap(([app, tree]) => (tree.manifest?.checks ?? []).map((check) => ({ app, check }))),

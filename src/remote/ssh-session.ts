@@ -70,8 +70,10 @@ export class SshSession {
         socket.removeListener("error", fail);
         resolve();
       });
-      client.once("error", fail);
-      socket.once("error", fail);
+      // Not `once`: a connection reset before the handshake makes ssh2 emit a second error ("Connection lost before handshake"),
+      // and an error with no listener left would end the whole operator.
+      client.on("error", fail);
+      socket.on("error", fail);
       client.connect({
         sock: socket,
         username: target.user,

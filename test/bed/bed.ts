@@ -9,7 +9,7 @@ import { createNetwork, destroyNetwork, netnsPrefix, type BedNetwork } from "./n
 import { GiveUp, isAlive, run, spawnDetached, waitFor } from "./proc.js";
 import { BedRedis, type RedisState } from "./redis.js";
 import { ensureRootfs } from "./rootfs.js";
-import { bootSystemdHost, IN_CGROUP, stopSystemdHost, waitSystemdHostReady, type SystemdHostState } from "./systemd-host.js";
+import { bootSystemdHost, IN_CGROUP, rebootSystemdHost, stopSystemdHost, waitSystemdHostReady, type SystemdHostState } from "./systemd-host.js";
 import type { BedHost } from "./types.js";
 
 export const BEDS = "/run/tidemark-testbed/beds";
@@ -18,6 +18,8 @@ const FORGE_MAIN = fileURLToPath(new URL("./forge/main.ts", import.meta.url));
 export interface BedOptions {
   /** Hosts with real systemd (nspawn containers), named web01, web02, ... */
   systemdHosts?: number;
+  /** Systemd hosts whose /var/lib/tidemark and /etc/systemd/system survive `reboot` (kept in the bed's dir); by default every boot starts clean. */
+  persistentDisks?: boolean;
   /** Plain sshd hosts on loopback, named light001, light002, ... */
   lightHosts?: number;
   redis?: boolean | { aof: boolean };
@@ -82,7 +84,7 @@ export class TestBed {
         state.network = await createNetwork(id);
         save();
         for (let i = 1; i <= systemd; i++) {
-          const host = await bootSystemdHost({ bedId: id, bedDir: dir, rootfs, network: state.network, index: i, name: `web${String(i).padStart(2, "0")}`, authorizedKey: state.clientKey.publicKey });
+          const host = await bootSystemdHost({ bedId: id, bedDir: dir, rootfs, network: state.network, index: i, name: `web${String(i).padStart(2, "0")}`, authorizedKey: state.clientKey.publicKey, persistentDisk: options.persistentDisks ?? false });
           state.hosts.push(host);
           save();
         }
@@ -139,6 +141,23 @@ export class TestBed {
     const host = this.hosts.find((candidate) => candidate.name === name);
     if (!host) throw new Error(`the bed has no host ${name}`);
     return host;
+  }
+
+  /**
+   * Reboots a systemd host of a bed brought up with `persistentDisks`: a clean
+   * poweroff, then the same host again (name, address, host key, and what was
+   * deployed on its disk); resolves once it is `running` again.
+   */
+  async reboot(name: string): Promise<void> {
+    const i = this.state.hosts.findIndex((host) => host.name === name);
+    const host = this.state.hosts[i];
+    if (host?.kind !== "systemd") throw new Error(`the bed has no systemd host ${name}`);
+    const rebooted = await rebootSystemdHost(host, this.clientKeyBuffer, (pid) => {
+      // Teardown must find the new container: its pid is in the state before it is awaited.
+      this.state.hosts[i] = { ...host, pid };
+      writeFileSync(`${this.state.dir}/state.json`, JSON.stringify(this.state, null, 2));
+    });
+    this.state.hosts[i] = rebooted;
   }
 
   /** A directory of the bed's own, removed with it. */

@@ -4,7 +4,7 @@ import { SshSession } from "../../src/remote/ssh-session.js";
 import { createCgroup, destroyCgroup, isInCgroup } from "./cgroups.js";
 import { generateKey } from "./keys.js";
 import { addHostNamespace, type BedNetwork } from "./network.js";
-import { GiveUp, isAlive, sleep, spawnDetached, waitFor } from "./proc.js";
+import { GiveUp, isAlive, run, sleep, spawnDetached, waitFor } from "./proc.js";
 import type { BedHost } from "./types.js";
 
 export const IN_CGROUP = fileURLToPath(new URL("./in-cgroup.sh", import.meta.url));
@@ -14,27 +14,73 @@ export interface SystemdHostState extends BedHost {
   pid: number;
   cgroup: string;
   machine: string;
+  /** How it was booted: what `rebootSystemdHost` needs to boot it again (absent in the state of older beds). */
+  boot?: SystemdBoot;
 }
+
+/** How a host is booted, kept so that `rebootSystemdHost` boots the same host again. */
+export interface SystemdBoot {
+  rootfs: string;
+  dir: string;
+  netns: string;
+  hostKeyPath: string;
+  /** /var/lib/tidemark and /etc/systemd/system live in `<dir>/disk` and survive a reboot. */
+  persistentDisk: boolean;
+}
+
+/** The host's directories kept across reboots, bound over the volatile overlay. */
+const PERSISTENT = { tidemark: "/var/lib/tidemark", "systemd-system": "/etc/systemd/system" } as const;
 
 /**
  * Boots one host: a systemd-nspawn container with real systemd and sshd, on a
  * volatile overlay of the shared root fs (every boot starts clean), in its own
  * network namespace, with its own host key and the bed's client key bound in.
+ * With `persistentDisk`, its /var/lib/tidemark and /etc/systemd/system are
+ * bound from the bed's dir instead, so that a reboot keeps what was deployed.
  */
-export async function bootSystemdHost(options: { bedId: string; bedDir: string; rootfs: string; network: BedNetwork; index: number; name: string; authorizedKey: string }): Promise<SystemdHostState> {
+export async function bootSystemdHost(options: { bedId: string; bedDir: string; rootfs: string; network: BedNetwork; index: number; name: string; authorizedKey: string; persistentDisk?: boolean }): Promise<SystemdHostState> {
   const { bedId, bedDir, rootfs, network, index, name } = options;
   const dir = `${bedDir}/hosts/${name}`;
   mkdirSync(dir, { recursive: true });
   const hostKey = await generateKey(`${dir}/ssh_host_ed25519_key`, name);
   writeFileSync(`${dir}/authorized_keys`, `${options.authorizedKey}\n`);
+  const persistentDisk = options.persistentDisk ?? false;
+  if (persistentDisk) {
+    mkdirSync(`${dir}/disk/tidemark`, { recursive: true });
+    // The root fs's own units and masks stay: the host's copy starts as the tree's.
+    await run("cp", ["-a", "--", `${rootfs}${PERSISTENT["systemd-system"]}`, `${dir}/disk/systemd-system`]);
+  }
   const { netns, address } = await addHostNamespace(bedId, network, index, name);
-  const cgroup = `tidemark-testbed/${bedId}/${name}`;
-  const machine = `tmk-${bedId}-${name}`;
+  const boot: SystemdBoot = { rootfs, dir, netns, hostKeyPath: hostKey.privateKeyPath, persistentDisk };
+  const host: SystemdHostState = { kind: "systemd", name, address, port: 22, user: "root", hostKey: hostKey.publicKey, pid: 0, cgroup: `tidemark-testbed/${bedId}/${name}`, machine: `tmk-${bedId}-${name}`, boot };
+  host.pid = await launch(host, boot);
+  return host;
+}
+
+/**
+ * Reboots a host whose disk persists: a clean poweroff (SIGTERM to its nspawn),
+ * then the same container again, with the same name, namespace, address and
+ * host key; `launched` hears the new pid at once, and it resolves with the
+ * new state once the host is `running`.
+ */
+export async function rebootSystemdHost(host: SystemdHostState, privateKey: Buffer, launched: (pid: number) => void = () => undefined): Promise<SystemdHostState> {
+  if (!host.boot?.persistentDisk) throw new Error(`${host.name} has no persistent disk: a reboot would lose what was deployed (bring the bed up with persistentDisks)`);
+  await stopSystemdHost(host);
+  const rebooted = { ...host, pid: await launch(host, host.boot) };
+  launched(rebooted.pid);
+  await waitSystemdHostReady(rebooted, privateKey);
+  return rebooted;
+}
+
+async function launch(host: Pick<SystemdHostState, "name" | "cgroup" | "machine">, boot: SystemdBoot): Promise<number> {
+  const { name, cgroup, machine } = host;
+  const { dir } = boot;
   const nspawn = [
-    "systemd-nspawn", "-D", rootfs, "--boot", "--register=no", "--keep-unit", "--volatile=overlay",
-    "-M", machine, `--hostname=${name}`, `--network-namespace-path=/run/netns/${netns}`,
-    `--bind-ro=${hostKey.privateKeyPath}:/etc/ssh/ssh_host_ed25519_key`,
+    "systemd-nspawn", "-D", boot.rootfs, "--boot", "--register=no", "--keep-unit", "--volatile=overlay",
+    "-M", machine, `--hostname=${name}`, `--network-namespace-path=/run/netns/${boot.netns}`,
+    `--bind-ro=${boot.hostKeyPath}:/etc/ssh/ssh_host_ed25519_key`,
     `--bind-ro=${dir}/authorized_keys:/root/.ssh/authorized_keys`,
+    ...(boot.persistentDisk ? Object.entries(PERSISTENT).map(([kept, path]) => `--bind=${dir}/disk/${kept}:${path}`) : []),
     "--console=read-only",
   ];
   const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(cgroup).join(":"), ...nspawn], `${dir}/console.log`);
@@ -43,7 +89,7 @@ export async function bootSystemdHost(options: { bedId: string; bedDir: string; 
     if (!isAlive(pid)) throw new GiveUp(`systemd-nspawn for ${name} exited; see ${dir}/console.log`);
     return isInCgroup(pid, cgroup);
   }, { timeoutMs: 5_000, intervalMs: 5 });
-  return { kind: "systemd", name, address, port: 22, user: "root", hostKey: hostKey.publicKey, pid, cgroup, machine };
+  return pid;
 }
 
 /** Waits until the host's systemd says `running` over SSH; `degraded` fails with the failed units. */

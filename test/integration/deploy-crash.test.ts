@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { commitScript } from "../../src/remote/commands.js";
 import { SshSession } from "../../src/remote/ssh-session.js";
 import { GiveUp, run, waitFor } from "../bed/proc.js";
 import { TestBed } from "../bed/bed.js";
@@ -114,12 +115,37 @@ describe("a deployment killed or cut off at any phase", () => {
     if (!result.deployment) throw new Error(`deploy printed no result: ${result.stderr}`);
     const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
     expect(outcomes.web01!.outcome).toBe("failed");
-    expect(outcomes.web01!.detail).toContain("nothing switched");
+    expect(outcomes.web01!.detail).toMatch(/^upload failed, nothing switched: web01: the connection was lost \(/);
     expect(outcomes.web02!.outcome).toBe("deployed");
     const after = await invariants("web01");
     expect(after.current).toBe(before.current);
     expect(after.version).toBe(before.version);
     await converge();
     expect((await invariants("web01")).version).toBe("cut");
+  });
+
+  it("a full disk fails the host before anything changes, says so and what to do; freed, a rerun converges", async () => {
+    // web01's /var/lib/tidemark moves onto a disk of its own, a little bigger than what it holds, and fills up.
+    await sh("web01", "cp -a /var/lib/tidemark /run/kept && mount -t tmpfs -o size=$(( $(du -sk /run/kept | cut -f1) + 4096 ))k full /var/lib/tidemark && cp -a /run/kept/. /var/lib/tidemark/ && rm -rf /run/kept && { dd if=/dev/zero of=/var/lib/tidemark/filler bs=64k 2>/dev/null || true; }");
+    const before = await invariants("web01");
+    // A state file that cannot be written stops the script: `current` is never left saying what the host no longer runs.
+    const session = await SshSession.connect(bed.host("web01"), { privateKey: bed.clientKey });
+    const commit = commitScript("root", "d-full", "t-full", [], 3);
+    expect((await session.exec(commit.line, commit.input)).code).not.toBe(0);
+    session.close();
+
+    await work.commit(tree("full"), "version full");
+    await work.push("main");
+    const result = await deploy();
+    if (!result.deployment) throw new Error(`deploy printed no result: ${result.stderr}`);
+    const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
+    expect(outcomes.web01).toMatchObject({ outcome: "failed", detail: expect.stringMatching(/nothing switched: web01's disk is full \(\d+ KiB free of \d+ KiB in \/var\/lib\/tidemark\).*HOST_DISK_FULL.*free space on web01/s) as string });
+    expect(outcomes.web02!.outcome).toBe("deployed");
+    expect(await invariants("web01")).toEqual(before);
+    expect(before.target).toBe(before.current);
+
+    await sh("web01", "rm /var/lib/tidemark/filler");
+    await converge();
+    expect((await invariants("web01")).version).toBe("full");
   });
 });

@@ -1,8 +1,10 @@
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SshSession } from "../../src/remote/ssh-session.js";
 import { command } from "../../src/remote/shell.js";
 import { TestBed } from "../bed/bed.js";
 import { waitFor } from "../bed/proc.js";
+import { TcpProxy } from "../bed/tcp-proxy.js";
 
 /** A unit file as a host would carry it. */
 const unit = (execStart: string) => `[Unit]\nDescription=test bed unit\n\n[Service]\nExecStart=${execStart}\n`;
@@ -77,6 +79,47 @@ describe("systemd hosts of the test bed", () => {
     // The other hosts are separate machines: they never saw these units.
     const other = await connect("web01");
     expect((await other.exec("systemctl cat bad.service")).code).not.toBe(0);
+  });
+
+  it("calls a connection cut by the network lost, whether a command was opening or running, not a host refusing sessions", async () => {
+    const web01 = bed.host("web01");
+    const proxy = await TcpProxy.start(web01);
+    try {
+      const connectCut = async () => {
+        proxy.restore();
+        const session = await SshSession.connect({ ...web01, address: "127.0.0.1", port: proxy.port }, { privateKey: bed.clientKey });
+        sessions.push(session);
+        return session;
+      };
+      const lost = { code: "SSH_CONNECTION_LOST", message: expect.stringContaining("the connection was lost") as string };
+      // Cut while the channel is being opened: ssh2 says only "Unable to exec" (seen as a MaxSessions hint after a cut mid-deployment).
+      const opening = await connectCut();
+      const starts = opening.exec("true");
+      proxy.cut();
+      await expect(starts).rejects.toMatchObject(lost);
+      await expect(opening.exec("true")).rejects.toMatchObject(lost);
+      const running = await connectCut();
+      const sleeps = running.exec("sleep 30");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      proxy.cut();
+      await expect(sleeps).rejects.toMatchObject(lost);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("calls a connection reset before the handshake unreachable, and the process lives on", async () => {
+    // ssh2 reports such a reset twice (ECONNRESET, then "Connection lost before handshake"): the second once crashed the operator.
+    const server = net.createServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      await expect(SshSession.connect({ ...bed.host("web01"), address: "127.0.0.1", port }, { privateKey: bed.clientKey })).rejects.toMatchObject({ code: "HOST_UNREACHABLE" });
+      // The second error comes with the socket's close.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      server.close();
+    }
   });
 
   it("refuses a host whose key is not the pinned one, naming the key it offered", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkScript, commitScript, inspectScript, journalScript, lockCommand, parseUnitStates, PRELUDE, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript } from "../../src/remote/commands.js";
+import { checkScript, commitScript, diskSpaceScript, inspectScript, journalScript, lockCommand, parseDiskSpace, parseUnitStates, PRELUDE, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript } from "../../src/remote/commands.js";
 
 const ODD = "-x $(touch pwned) 'q'";
 const body = (input: string) => {
@@ -33,7 +33,7 @@ describe("remote command builders", () => {
   it("stages a release from hard links to its base, dropping what changes", () => {
     expect(body(stageScript("root", "d1", "t1", [{ app: "web", release: "r2", base: "r1", drop: ["a b.txt"], dirs: ["conf"] }]).input)).toBe(
       [
-        "printf '%s\\n' 'd1 t1' > /var/lib/tidemark/target.tidemark-new && mv -T -- /var/lib/tidemark/target.tidemark-new /var/lib/tidemark/target",
+        "printf '%s\\n' 'd1 t1' > /var/lib/tidemark/target.tidemark-new; mv -T -- /var/lib/tidemark/target.tidemark-new /var/lib/tidemark/target",
         "rm -rf -- /var/lib/tidemark/apps/web/.partial-r2",
         "mkdir -p -- /var/lib/tidemark/apps/web/.partial-r2",
         "cp -a --link -- /var/lib/tidemark/apps/web/r1/. /var/lib/tidemark/apps/web/.partial-r2/",
@@ -65,6 +65,7 @@ describe("remote command builders", () => {
       links: { remove: ["/etc/systemd/system/old.service"], add: [{ path: "/etc/systemd/system/web.service", target: "/var/lib/tidemark/apps/web/current/systemd/web.service" }] },
       enable: ["web.service"],
       restart: ["web.service"],
+      reload: true,
     };
     expect(body(switchScript("root", spec).input)).toBe(
       [
@@ -76,7 +77,7 @@ describe("remote command builders", () => {
         "",
       ].join("\n"),
     );
-    expect(body(restartScript("root", spec).input)).toBe(
+    expect(body(restartScript("root", spec)!.input)).toBe(
       [
         "systemctl daemon-reload",
         "systemctl enable --quiet -- web.service",
@@ -85,6 +86,9 @@ describe("remote command builders", () => {
         "",
       ].join("\n"),
     );
+    // No unit file changed: no reload (0.3-0.5 s each); nothing for systemd at all: no script, so hosts without systemd work.
+    expect(body(restartScript("root", { ...spec, reload: false })!.input)).not.toContain("daemon-reload");
+    expect(restartScript("root", { ...spec, reload: false, enable: [], restart: [] })).toBeNull();
   });
 
   it("checks units after settling, runs command checks from the current release, reads the journal", () => {
@@ -95,9 +99,15 @@ describe("remote command builders", () => {
 
   it("records current, then collects old releases without ever failing", () => {
     const lines = body(commitScript("root", "d2", null, ["web"], 3).input).split("\n");
-    expect(lines[0]).toBe("printf '%s\\n' 'd2 -' > /var/lib/tidemark/current.tidemark-new && mv -T -- /var/lib/tidemark/current.tidemark-new /var/lib/tidemark/current");
+    expect(lines[0]).toBe("printf '%s\\n' 'd2 -' > /var/lib/tidemark/current.tidemark-new; mv -T -- /var/lib/tidemark/current.tidemark-new /var/lib/tidemark/current");
     expect(lines[1]).toContain("|| true; }");
     expect(lines[2]).toBe("tm_collect /var/lib/tidemark/apps/web");
+  });
+
+  it("reads the free space of the disk that holds the releases, to tell a full disk from other failures", () => {
+    expect(body(diskSpaceScript("root").input)).toBe("stat -f -c '%a %S %b' -- /var/lib/tidemark\n");
+    expect(parseDiskSpace("0 4096 4096\n")).toEqual({ availableBytes: 0, totalBytes: 16 * 1024 * 1024 });
+    expect(parseDiskSpace("stat: cannot read file system information\n")).toBeUndefined();
   });
 
   it("reads unit states and tells a failed unit from a healthy one", () => {
