@@ -28,7 +28,7 @@ export function isHalfSwitched(state: HostState): boolean {
 
 /**
  * Applies counted from the store: a host given the same source commit by two
- * deployments, each recorded `deployed`, was applied twice.
+ * deployments, each recorded `deployed` (not "already live"), was applied twice.
  */
 export async function duplicatedApplies(storePath: string, environments: string[]): Promise<{ duplicated: number; examples: string[] }> {
   const store = await Store.open(storePath);
@@ -37,7 +37,8 @@ export async function duplicatedApplies(storePath: string, environments: string[
   for (const environment of environments) {
     for (const entry of await store.history(environment, 100_000)) {
       for (const host of entry.hosts) {
-        if (host.outcome !== "deployed") continue;
+        // "already live on the host": an attempt that found the work done by one that was cut before recording it, not a second apply.
+        if (host.outcome !== "deployed" || host.detail?.startsWith("already live on the host")) continue;
         const key = `${environment} ${host.host} ${entry.sourceCommit}`;
         const earlier = seen.get(key);
         if (earlier) examples.push(`${host.host} got ${entry.sourceCommit.slice(0, 7)} in ${earlier} and again in ${entry.id}`);
