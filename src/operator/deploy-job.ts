@@ -9,7 +9,7 @@ import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import { trackEnvironment } from "../pipeline/read-source.js";
 import type { DeployJob, DeploymentReport, GitHubDeploymentState, RunningDeployment } from "../queue/queues.js";
 import type { PhaseObserver } from "../remote/apply-host.js";
-import { STOPPED } from "../rollout/rollout.js";
+import { heldBack, STOPPED } from "../rollout/rollout.js";
 import { newDeploymentId } from "../store/store.js";
 import { deploymentUrl, environmentUrl } from "./links.js";
 import type { Operator } from "./operator.js";
@@ -20,8 +20,6 @@ export type DeployJobResult = (
   | { status: "up-to-date"; sourceRef: string; sourceCommit: string }
   | { status: "stays"; reason: string }
 ) & { environment: string; superseded: string[] };
-
-const HELD = "held back: ";
 
 /** Thrown after a shutdown cut a rollout short: the attempt is recorded, and the job runs again to deploy the rest. */
 export class StoppedError extends Error {}
@@ -60,12 +58,7 @@ export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSign
     }
     const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, resolution);
     const again = last?.sourceCommit === resolution.commit ? last : undefined;
-    // Polls ask again for a commit that left hosts behind. Where the commit itself failed (a rollback), and the hosts its failure kept
-    // from starting, it stays out: a new commit or `tidemark deploy` tries again. Unreachable, cut-off and stopped hosts are retried.
-    const failed = (host: HostOutcome) => ["rolled-back", "rollback-failed"].includes(host.outcome) || host.detail?.startsWith(HELD) === true;
-    const gated = again?.hosts.some(failed) === true;
-    const held = (host: HostOutcome) => failed(host) || (gated && host.outcome === "skipped" && !host.detail?.endsWith(STOPPED));
-    const hold = new Map((again?.hosts ?? []).filter(held).map((host) => [host.host, `${HELD}${again!.sourceCommit.slice(0, 7)} failed on this environment; a new commit or tidemark deploy tries again`] as const));
+    const hold = again ? heldBack(again.hosts, again.sourceCommit) : new Map<string, string>();
     const pending = prepared.plan.hosts.filter((host) => !hold.has(host.host));
     if (again && pending.length === 0) {
       const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);

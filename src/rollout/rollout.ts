@@ -9,6 +9,22 @@ export const STOPPED = "the operator stopped before this host (shutdown); the ne
 
 const FAILED: ReadonlySet<HostOutcomeKind> = new Set(["rolled-back", "rollback-failed", "failed", "unreachable"]);
 
+/** The start of the detail of a host that a retry of the same commit leaves as it is. */
+export const HELD_BACK = "held back: ";
+
+/**
+ * The hosts that a retry of the same commit (a poll, while a passing failure
+ * left hosts behind) leaves as they are, each with why: where the commit
+ * itself failed (a rollback), and the hosts that failure kept from starting.
+ * Unreachable, cut-off and stopped hosts are tried again.
+ */
+export function heldBack(previous: ReadonlyArray<{ host: string; outcome: HostOutcomeKind; detail?: string }>, commit: string): Map<string, string> {
+  const failedHere = (host: (typeof previous)[number]) => host.outcome === "rolled-back" || host.outcome === "rollback-failed" || host.detail?.startsWith(HELD_BACK) === true;
+  const gated = previous.some(failedHere);
+  const held = previous.filter((host) => failedHere(host) || (gated && host.outcome === "skipped" && !host.detail?.endsWith(STOPPED)));
+  return new Map(held.map((host) => [host.host, `${HELD_BACK}${commit.slice(0, 7)} failed on this environment; a new commit or tidemark deploy tries again`]));
+}
+
 /**
  * Runs hosts under the rollout policy: `canary` hosts first (all must succeed
  * before the rest start), then the rest, at most `maxParallel` at once. More

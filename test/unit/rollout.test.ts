@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { HostResult } from "../../src/remote/apply-host.js";
-import { runRollout, STOPPED, type RolloutPolicy } from "../../src/rollout/rollout.js";
+import { heldBack, runRollout, STOPPED, type RolloutPolicy } from "../../src/rollout/rollout.js";
 
 const policy = (overrides: Partial<RolloutPolicy> = {}): RolloutPolicy => ({ maxParallel: 10, canary: 0, maxFailures: 0, onFailure: "rollback-host", ...overrides });
 const hosts = ["h1", "h2", "h3", "h4", "h5"];
@@ -66,5 +66,17 @@ describe("rollout policy", () => {
     const results = await runRollout(hosts, policy({ maxParallel: 1, canary: 1, onFailure: "rollback-all" }), apply, () => Promise.reject(new Error("no undo")), stop.signal);
     expect(results.map((result) => result.outcome)).toEqual(["deployed", "deployed", "deployed", "skipped", "skipped"]);
     expect(results[3]!.detail).toBe(`not started: ${STOPPED}`);
+  });
+
+  it("holds back, on a retry of the same commit, the hosts where it failed and the ones its failure kept from starting; retries the others", () => {
+    const sha = "1a2b3c4d5e6f";
+    const held = (previous: Parameters<typeof heldBack>[0]) => [...heldBack(previous, sha).keys()];
+    expect(held([{ host: "a", outcome: "rolled-back" }, { host: "b", outcome: "skipped", detail: "a canary host did not succeed" }, { host: "c", outcome: "unreachable" }, { host: "d", outcome: "skipped", detail: STOPPED }])).toEqual(["a", "b"]);
+    // No host failed for the commit itself: a rollout halted by an unreachable host is retried whole.
+    expect(held([{ host: "a", outcome: "unreachable" }, { host: "b", outcome: "skipped", detail: "more than 0 host(s) failed (rollout.maxFailures)" }])).toEqual([]);
+    // Held once, held again at the next retry, with why.
+    const again = heldBack([{ host: "a", outcome: "rolled-back" }], sha).get("a")!;
+    expect(again).toBe("held back: 1a2b3c4 failed on this environment; a new commit or tidemark deploy tries again");
+    expect(held([{ host: "a", outcome: "skipped", detail: again }, { host: "c", outcome: "failed" }])).toEqual(["a"]);
   });
 });
