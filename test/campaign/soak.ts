@@ -102,7 +102,7 @@ const soak: Scenario = async (log) => {
     findings.push(...applies.examples.slice(0, 5).map((example) => `applied twice: ${example}`));
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
     return {
-      title: "Soak: 2,000 small deployments in a row",
+      title: `Soak: ${DEPLOYMENTS.toLocaleString("en-US")} small deployments in a row`,
       what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, V8 heap, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments; growth compares the median of deployments ${early[0]!.after}–${early.at(-1)!.after} (after a tenth of warm-up) with the last ${late.length * SAMPLE_EVERY}.`,
       deployments: done,
       lost,
