@@ -1,9 +1,11 @@
 import type { InventoryHost } from "../config/source-config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import type { TimelineStep, Trigger } from "../core/outcome.js";
+import { readHostTree } from "../core/config-tree.js";
 import { planHost } from "../core/plan.js";
 import type { SourceMirror } from "../git/mirror.js";
-import { applyHost, type HostJob, type HostResult, type PhaseObserver } from "../remote/apply-host.js";
+import { readTreePair, type TreeReader } from "../git/tree-reader.js";
+import { applyHost, type HostJob, type Replanned, type HostResult, type PhaseObserver } from "../remote/apply-host.js";
 import type { KnownHosts } from "../remote/known-hosts.js";
 import { SshSession, type SshOptions, type SshTarget } from "../remote/ssh-session.js";
 import { runRollout } from "../rollout/rollout.js";
@@ -53,6 +55,8 @@ export interface Deployment {
 export async function deployPlan(mirror: SourceMirror, store: Store, prepared: PreparedPlan, options: DeployOptions): Promise<Deployment> {
   const { config, plan, desired, deployed, source } = prepared;
   const id = options.id ?? newDeploymentId();
+  // What each host runs, as far as this deployment knows: a host planned again from its live tree changes it.
+  const running = new Map(deployed);
   const jobs = new Map(plan.hosts.filter((hostPlan) => !options.hold?.has(hostPlan.host)).map((hostPlan) => [hostPlan.host, hostPlan]));
   const blob = (oid: string) => prepared.reader.blob(oid);
   const job = (host: string, hostPlan = jobs.get(host)!): HostJob => ({
@@ -60,12 +64,17 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     target: target(host, config.hosts[host]!, options.knownHosts),
     plan: hostPlan,
     desired: desired.hosts.get(host),
-    deployed: deployed.get(host),
+    deployed: running.get(host),
     blob,
     settleMs: options.settleMs ?? 1000,
     keepReleases: options.keepReleases ?? 3,
     rollBack: config.rollout.onFailure !== "halt",
     previousLabel: prepared.liveSource.get(host)?.slice(0, 7),
+    replan: async (live) => {
+      const replanned = await replanFromLive(mirror, store, prepared, host, live);
+      if (replanned) running.set(host, replanned.deployed);
+      return replanned;
+    },
   });
   const connect = (target: SshTarget) => {
     if ((typeof target.hostKey === "string" ? [target.hostKey] : target.hostKey).length === 0) {
@@ -93,9 +102,9 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   };
   // Undoing a host that was deployed in this rollout: the reverse plan, applied like any other.
   const undo = async (host: string): Promise<HostResult> => {
-    const reverse = planHost(host, deployed.get(host), desired.hosts.get(host));
+    const reverse = planHost(host, running.get(host), desired.hosts.get(host));
     if (!reverse) return { host, outcome: "deployed" };
-    return timed(() => applyHost({ ...job(host, reverse), desired: deployed.get(host), deployed: desired.hosts.get(host) }, connect, observe));
+    return timed(() => applyHost({ ...job(host, reverse), desired: running.get(host), deployed: desired.hosts.get(host), replan: undefined }, connect, observe));
   };
   const results = await runRollout([...jobs.keys()], config.rollout, (host) => timed(() => applyHost(job(host), connect, observe)), undo, options.stop);
 
@@ -125,6 +134,30 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     shareError = describeError(error);
   }
   return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}), ...(shareError ? { shareError } : {}) };
+}
+
+/**
+ * One host's plan made again from the tree it runs, read with the desired
+ * tree as a pair (subtrees they share are left unread): the source mirror has
+ * it if any commit of the source repo holds it, the store if a deployment
+ * brought it. Undefined when neither has it.
+ */
+async function replanFromLive(mirror: SourceMirror, store: Store, prepared: PreparedPlan, host: string, live: string): Promise<Replanned | undefined> {
+  const reader = await findTree([mirror.reader, store.reader], live);
+  if (!reader) return undefined;
+  const want = prepared.desired.hosts.get(host);
+  const [desiredDir, liveDir] = await readTreePair(want && want.oid !== "" ? { reader: prepared.reader, oid: want.oid, sizes: true } : undefined, { reader, oid: live, sizes: false }, `${host}/`);
+  const desired = desiredDir ? readHostTree(prepared.config, host, desiredDir, []) : want;
+  const deployed = readHostTree(prepared.config, host, liveDir!, []);
+  const plan = planHost(host, desired, deployed);
+  return plan ? { plan, desired, deployed } : undefined;
+}
+
+async function findTree(readers: TreeReader[], oid: string): Promise<TreeReader | undefined> {
+  for (const reader of readers) {
+    if (await reader.entries(oid).then(() => true, () => false)) return reader;
+  }
+  return undefined;
 }
 
 function target(name: string, host: InventoryHost, knownHosts: KnownHosts | undefined): SshTarget {

@@ -31,6 +31,19 @@ export interface HostJob {
   rollBack: boolean;
   /** How people know what the host ran before (the source commit), for "rolled back to 1a2b3c4". */
   previousLabel?: string;
+  /**
+   * The plan again, from the host tree the host runs when it is not the one
+   * the store names (a run cut after the host's commit, before its record);
+   * undefined when that tree is unknown here.
+   */
+  replan?: (live: string) => Promise<Replanned | undefined>;
+}
+
+/** A host's plan made again from what the host runs. */
+export interface Replanned {
+  plan: HostPlan;
+  desired: HostTree | undefined;
+  deployed: HostTree;
 }
 
 export interface HostResult extends HostRecord {
@@ -52,10 +65,15 @@ interface Failure {
  * switch, restart, check; on failure, every app of the host goes back to
  * `previous` with no upload. The outcome is data; only programming errors throw.
  */
-export async function applyHost(job: HostJob, connect: (target: SshTarget) => Promise<SshSession>, observe: PhaseObserver = () => undefined): Promise<HostResult> {
+export async function applyHost(planned: HostJob, connect: (target: SshTarget) => Promise<SshSession>, observe: PhaseObserver = () => undefined): Promise<HostResult> {
+  let job = planned;
   const host = job.plan.host;
+  let replannedFrom: string | undefined;
   let uploadedBytes: number | undefined;
-  const outcome = (kind: HostOutcome["outcome"], detail?: string, log?: string): HostResult => ({ host, outcome: kind, ...(detail ? { detail } : {}), ...(log ? { log } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) });
+  const outcome = (kind: HostOutcome["outcome"], reason?: string, log?: string): HostResult => {
+    const detail = [replannedFrom, reason].filter(Boolean).join("; ");
+    return { host, outcome: kind, ...(detail ? { detail } : {}), ...(log ? { log } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) };
+  };
   const user: RemoteUser = job.target.user === "root" ? "root" : { sudo: job.target.user };
 
   observe(host, "connect");
@@ -74,14 +92,21 @@ export async function applyHost(job: HostJob, connect: (target: SshTarget) => Pr
       return outcome("unreachable", `could not take the host lock on ${host}: ${lock.result.stderr.trim() || `exit ${String(lock.result.code)}`}`);
     }
 
-    const forward = hostChanges(job.plan, job.desired, job.deployed, "forward");
+    let forward = hostChanges(job.plan, job.desired, job.deployed, "forward");
     observe(host, "inspect");
-    const state = await inspect(session, user, forward);
+    let state = await inspect(session, user, forward);
     const live = state.tree;
     if (live !== job.plan.from) {
       // The host already runs the target: a run cut after the host's `current` was written but before the store heard of it.
       if (live === job.plan.to) return outcome("deployed", "already live on the host (a previous run was cut before it was recorded)");
-      return outcome("failed", `stale plan: ${host} runs ${short(live)} but the store expects ${short(job.plan.from)}; nothing was changed. Another operator deployed without sharing the store (--store-remote); record or re-plan before deploying`);
+      // A run cut the same way, with a newer commit since: plan again from the tree the host runs, if it is one of ours.
+      const replanned = live !== null && /^[0-9a-f]{40}$/.test(live) ? await job.replan?.(live) : undefined;
+      const unknown = live === null ? "" : ", a tree found in neither the source repo nor the store";
+      if (!replanned) return outcome("failed", `stale plan: ${host} runs ${short(live)}${unknown} but the store expects ${short(job.plan.from)}; nothing was changed. Another operator deployed without sharing the store (--store-remote); record or re-plan before deploying`);
+      job = { ...job, ...replanned, previousLabel: undefined };
+      replannedFrom = `planned again from ${short(live)}, which ${host} runs: the store expected ${short(planned.plan.from)} (a run was cut before it was recorded)`;
+      forward = hostChanges(job.plan, job.desired, job.deployed, "forward");
+      state = await inspect(session, user, forward);
     }
 
     observe(host, "upload");

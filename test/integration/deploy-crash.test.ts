@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commitScript } from "../../src/remote/commands.js";
 import { SshSession } from "../../src/remote/ssh-session.js";
@@ -11,7 +13,7 @@ const CLI = new URL("../helpers/tidemark-process.ts", import.meta.url).pathname;
 const service = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n";
 
 interface Deployment {
-  hosts: Array<{ host: string; outcome: string; detail?: string }>;
+  hosts: Array<{ host: string; outcome: string; detail?: string; uploadedBytes?: number }>;
 }
 
 describe("a deployment killed or cut off at any phase", () => {
@@ -147,5 +149,31 @@ describe("a deployment killed or cut off at any phase", () => {
     await sh("web01", "rm /var/lib/tidemark/filler");
     await converge();
     expect((await invariants("web01")).version).toBe("full");
+  });
+
+  it("killed after a host committed but before the store recorded it: the next commit is planned from what that host runs", async () => {
+    // One host at a time: web01 has committed when web02 starts.
+    const config = readFileSync(join(work.dir, "tidemark.yaml"), "utf8").replace("maxFailures: 10 }", "maxFailures: 10, maxParallel: 1 }");
+    const big = { "app/data.bin": "z".repeat(3_000_000) };
+    await work.commit({ "tidemark.yaml": config, ...tree("unrecorded", big) }, "one host at a time, and a big file");
+    await work.push("main");
+    const killed = await deploy((line, kill) => {
+      if (line === "web02: connect") kill();
+    });
+    expect(killed.signal).toBe("SIGKILL");
+    expect((await invariants("web01")).version).toBe("unrecorded");
+
+    await work.commit(tree("next", big), "version next");
+    await work.push("main");
+    const outcomes = Object.fromEntries((await converge()).hosts.map((host) => [host.host, host]));
+    expect(outcomes.web01).toMatchObject({ outcome: "deployed", detail: expect.stringMatching(/^planned again from [0-9a-f]{7}, which web01 runs: the store expected [0-9a-f]{7} \(a run was cut before it was recorded\)$/) as string });
+    // Planned from the release it runs, web01 receives the changed version file, not the big file again.
+    expect(outcomes.web01!.uploadedBytes).toBeLessThan(1000);
+    expect(outcomes.web02!.uploadedBytes).toBeGreaterThan(3_000_000);
+    for (const host of ["web01", "web02"]) {
+      const state = await invariants(host);
+      expect(state.version).toBe("next");
+      expect(state.target.split(" ")[1]).toBe(state.current.split(" ")[1]);
+    }
   });
 });
