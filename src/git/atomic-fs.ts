@@ -14,12 +14,10 @@ const byRepo = new Map<string, typeof fsp>();
 export function repoFs(gitdir: string): { promises: typeof fsp } {
   let promises = byRepo.get(gitdir);
   if (!promises) {
-    const temp = `${gitdir}/${TEMP_DIR}`;
     promises = {
       ...fsp,
       async writeFile(path: Parameters<typeof fsp.writeFile>[0], data: Parameters<typeof fsp.writeFile>[1], options?: Parameters<typeof fsp.writeFile>[2]): Promise<void> {
-        mkdirSync(temp, { recursive: true });
-        const file = `${temp}/${process.pid}-${randomBytes(6).toString("hex")}`;
+        const file = tempFile(gitdir);
         try {
           await fsp.writeFile(file, data, options);
           await fsp.rename(file, path as string);
@@ -32,6 +30,12 @@ export function repoFs(gitdir: string): { promises: typeof fsp } {
     byRepo.set(gitdir, promises);
   }
   return { promises };
+}
+
+/** A new file name in the repository's temp dir, on its file system, for a file written aside and renamed into place. */
+export function tempFile(gitdir: string): string {
+  mkdirSync(`${gitdir}/${TEMP_DIR}`, { recursive: true });
+  return `${gitdir}/${TEMP_DIR}/${process.pid}-${randomBytes(6).toString("hex")}`;
 }
 
 /** Removes what writers killed mid-write left in the temp dir (files of processes that are gone). */

@@ -7,6 +7,7 @@ import type { SourceRefs } from "../core/track.js";
 import { repoFs } from "./atomic-fs.js";
 import { splitCredentials } from "./credentials.js";
 import { withLockFile } from "./lock.js";
+import { consolidatePacks } from "./packs.js";
 import { TreeReader } from "./tree-reader.js";
 
 /** Per mirror: the fetch running now, and the one that starts after it, which every caller in between shares. */
@@ -76,6 +77,12 @@ export class SourceMirror {
       const message = error instanceof Errors.UserCanceledError ? "it asks for credentials and none were given" : error instanceof Error ? error.message : String(error);
       throw new TidemarkError("REPO_UNREACHABLE", `could not fetch ${this.url}: ${message}`, "check the URL, the network and the credentials (--repo https://user:token@host/repo.git)", { cause: error });
     }
+    try {
+      await consolidatePacks(this.gitdir);
+    } catch (error) {
+      throw new TidemarkError("MIRROR_PACKS", `could not merge the packs of the mirror in ${this.gitdir}: ${error instanceof Error ? error.message : String(error)}`, "check the free space there; the mirror is whole (old packs go only once the merged one is in place)", { cause: error });
+    }
+    await this.reader.notePacks();
   }
 
   /**

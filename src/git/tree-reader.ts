@@ -1,28 +1,42 @@
 import git from "isomorphic-git";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import { repoFs } from "./atomic-fs.js";
+import { packNames } from "./packs.js";
+
+/** How many parsed trees and commits a reader keeps (objects never change; the newest are the ones read again). */
+const KEPT_OBJECTS = 16_384;
 
 /** Reads git objects of one repository (a source mirror or the store). */
 export class TreeReader {
-  private readonly cache = {};
-  // Objects never change: what was parsed once is kept for the reader's life.
+  private packCache = {};
+  private packs = new Set<string>();
   private readonly trees = new Map<string, Promise<Array<{ name: string; mode: string; oid: string }>>>();
   private readonly commits = new Map<string, Promise<string>>();
 
   constructor(readonly gitdir: string) {}
+
+  /** isomorphic-git's cache for this repository: each pack's index, and each pack read whole. */
+  get cache(): object {
+    return this.packCache;
+  }
+
+  /**
+   * Drops the pack cache when a pack it may hold is gone (merged by
+   * consolidatePacks, in this process or another): its memory goes with it.
+   * Called after each fetch.
+   */
+  async notePacks(): Promise<void> {
+    const now = new Set(await packNames(`${this.gitdir}/objects/pack`));
+    if ([...this.packs].some((name) => !now.has(name))) this.packCache = {};
+    this.packs = now;
+  }
 
   /**
    * A tree's entries, parsed from the raw object: isomorphic-git's readTree
    * throws on names such as `.git` or `..`, which validation must see and name.
    */
   entries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
-    let entries = this.trees.get(oid);
-    if (!entries) {
-      entries = this.readEntries(oid);
-      this.trees.set(oid, entries);
-      entries.catch(() => this.trees.delete(oid));
-    }
-    return entries;
+    return remember(this.trees, oid, () => this.readEntries(oid));
   }
 
   private async readEntries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
@@ -36,13 +50,7 @@ export class TreeReader {
   }
 
   commitTree(commit: string): Promise<string> {
-    let tree = this.commits.get(commit);
-    if (!tree) {
-      tree = git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache }).then((result) => result.commit.tree);
-      this.commits.set(commit, tree);
-      tree.catch(() => this.commits.delete(commit));
-    }
-    return tree;
+    return remember(this.commits, commit, () => git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache }).then((result) => result.commit.tree));
   }
 
   /** The oid of the tree at a path below a root tree, or undefined if there is none. */
@@ -55,6 +63,19 @@ export class TreeReader {
     }
     return oid;
   }
+}
+
+/** The value kept for `key`, made once; the least recently used go past KEPT_OBJECTS, and failures are not kept. */
+function remember<T>(kept: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let value = kept.get(key);
+  if (value) kept.delete(key);
+  else {
+    value = make();
+    value.catch(() => kept.delete(key));
+  }
+  kept.set(key, value);
+  if (kept.size > KEPT_OBJECTS) kept.delete(kept.keys().next().value!);
+  return value;
 }
 
 /** git's tree format: `<mode> <name>\0<20-byte oid>`, repeated. */

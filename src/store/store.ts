@@ -7,6 +7,7 @@ import { isLive } from "../core/outcome.js";
 import { MODE_KIND } from "../core/tree.js";
 import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
+import { consolidatePacks } from "../git/packs.js";
 import { parseTree, TreeReader } from "../git/tree-reader.js";
 import { Semaphore } from "../remote/semaphore.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
@@ -44,7 +45,6 @@ export const hostRef = (environment: string, host: string) => `refs/tidemark/hos
  */
 export class Store {
   readonly reader: TreeReader;
-  private readonly cache = {};
   /** The source commit each store commit records, by store commit. */
   private readonly sources = new Map<string, string | undefined>();
 
@@ -108,8 +108,8 @@ export class Store {
    * in the store always has everything below it.
    */
   async importTree(from: TreeReader, oid: string): Promise<void> {
-    // One pack cache for the whole copy (without it isomorphic-git reads and checksums the source's whole pack for every object), a few objects in flight, each object copied once.
-    await this.copyTree({ from, cache: {}, slots: new Semaphore(IMPORT_PARALLEL), copied: new Map() }, oid);
+    // The source's pack cache (without one, isomorphic-git reads and checksums the source's whole pack for every object), a few objects in flight, each object copied once.
+    await this.copyTree({ from, cache: from.cache, slots: new Semaphore(IMPORT_PARALLEL), copied: new Map() }, oid);
   }
 
   /** Records a deployment attempt on top of the environment's history; retried if another writer got there first. */
@@ -129,7 +129,7 @@ export class Store {
   async history(environment: string, limit = 100): Promise<HistoryEntry[]> {
     const head = await this.resolve(envRef(environment));
     if (!head) return [];
-    const commits = await git.log({ fs: repoFs(this.gitdir), gitdir: this.gitdir, ref: head, depth: limit, cache: this.cache });
+    const commits = await git.log({ fs: repoFs(this.gitdir), gitdir: this.gitdir, ref: head, depth: limit, cache: this.reader.cache });
     return commits.flatMap(({ oid, commit }) => {
       const record = parseRecord(commit.message);
       return record ? [{ ...record, commit: oid, tree: commit.tree, at: new Date(commit.committer.timestamp * 1000), ...(commit.parent[0] ? { parent: commit.parent[0] } : {}) }] : [];
@@ -138,7 +138,7 @@ export class Store {
 
   /** The deployment a commit records. */
   async entry(commit: string): Promise<HistoryEntry | undefined> {
-    const { commit: data } = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache });
+    const { commit: data } = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.reader.cache });
     const record = parseRecord(data.message);
     return record && { ...record, commit, tree: data.tree, at: new Date(data.committer.timestamp * 1000), ...(data.parent[0] ? { parent: data.parent[0] } : {}) };
   }
@@ -154,13 +154,15 @@ export class Store {
     const ref = envRef(environment);
     for (let attempt = 0; attempt < 20; attempt++) {
       const remoteHead = await this.remote.fetch(ref);
+      await consolidatePacks(this.gitdir);
+      await this.reader.notePacks();
       const localHead = await this.resolve(ref);
       if (localHead === remoteHead) return;
       if (localHead === undefined) {
         if (await this.moveRefs(environment, undefined, remoteHead!, await this.liveSince(remoteHead!, undefined))) return;
         continue;
       }
-      const base = remoteHead && (await git.findMergeBase({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oids: [localHead, remoteHead], cache: this.cache }))[0] as string | undefined;
+      const base = remoteHead && (await git.findMergeBase({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oids: [localHead, remoteHead], cache: this.reader.cache }))[0] as string | undefined;
       if (remoteHead && base === localHead) {
         if (await this.moveRefs(environment, localHead, remoteHead, await this.liveSince(remoteHead, localHead))) return;
         continue;
@@ -211,7 +213,7 @@ export class Store {
   private async chain(head: string, base: string | undefined): Promise<ReadCommitResult[]> {
     const commits: ReadCommitResult[] = [];
     for (let oid: string | undefined = head; oid !== undefined && oid !== base; ) {
-      const read = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, cache: this.cache });
+      const read = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, cache: this.reader.cache });
       commits.push(read);
       oid = read.commit.parent[0];
     }
