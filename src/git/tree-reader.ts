@@ -3,8 +3,12 @@ import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import { repoFs } from "./atomic-fs.js";
 import { packNames } from "./packs.js";
 
-/** How many parsed trees and commits a reader keeps (objects never change; the newest are the ones read again). */
-const KEPT_OBJECTS = 16_384;
+/**
+ * How many parsed trees and commits a reader keeps: objects never change, and
+ * the ones read again are those of the last few commits (a plan, then its
+ * deployment), not the history's.
+ */
+const KEPT_OBJECTS = 2048;
 
 /** Reads git objects of one repository (a source mirror or the store). */
 export class TreeReader {
