@@ -114,7 +114,7 @@ describe("a deployment killed or cut off at any phase", () => {
     expect(await cut).toBe("cut");
     watcher.close();
     shell.forget("web01");
-    if (!result.deployment) throw new Error(`deploy printed no result: ${result.stderr}`);
+    if (!result.deployment) throw new Error(`deploy printed no result (exit ${String(result.code)}, signal ${String(result.signal)}): ${result.stderr}`);
     const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
     expect(outcomes.web01!.outcome).toBe("failed");
     expect(outcomes.web01!.detail).toMatch(/^upload failed, nothing switched: web01: the connection was lost \(/);
@@ -139,7 +139,7 @@ describe("a deployment killed or cut off at any phase", () => {
     await work.commit(tree("full"), "version full");
     await work.push("main");
     const result = await deploy();
-    if (!result.deployment) throw new Error(`deploy printed no result: ${result.stderr}`);
+    if (!result.deployment) throw new Error(`deploy printed no result (exit ${String(result.code)}, signal ${String(result.signal)}): ${result.stderr}`);
     const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
     expect(outcomes.web01).toMatchObject({ outcome: "failed", detail: expect.stringMatching(/nothing switched: web01's disk is full \(\d+ KiB free of \d+ KiB in \/var\/lib\/tidemark\).*HOST_DISK_FULL.*free space on web01/s) as string });
     expect(outcomes.web02!.outcome).toBe("deployed");
