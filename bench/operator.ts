@@ -94,7 +94,7 @@ const bench: Bench = async (log) => {
         const child = spawn(process.execPath, ["--import", "tsx", LOAD, url, payloadFile, signature, String(SECONDS), String(CONNECTIONS)], { stdio: ["ignore", "pipe", "inherit"] });
         let out = "";
         child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-        child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`the load tool exited ${String(code)}`))));
+        child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`the load tool exited ${String(code)}`))));
       });
     const queued = async () => Number(/^tidemark_webhook_deliveries_total\{result="queued"\} (\d+)$/m.exec(await (await fetch(`${serve.url}/metrics`)).text())?.[1] ?? 0);
     log(`webhook load: ${SECONDS} s against tidemark serve`);

@@ -34,7 +34,8 @@ export class OperatorProcess {
       for (const line of lines) if (line.startsWith("{")) this.lines.push(JSON.parse(line) as LogLine);
     });
     child.stderr!.on("data", (chunk: Buffer) => (this.stderr += chunk.toString()));
-    this.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    // "close": what it printed last is read by then.
+    this.exited = new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
     void this.exited.then(() => running.delete(this));
   }
 

@@ -36,7 +36,8 @@ describe("a deployment killed or cut off at any phase", () => {
       stderr += chunk.toString();
       for (const line of stderr.slice(stderr.lastIndexOf("\n", before) + 1).split("\n").slice(0, -1)) onLine(line, () => child.kill("SIGKILL"));
     });
-    return new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal, stderr, ...(stdout.trim().startsWith("{") ? { deployment: JSON.parse(stdout) as Deployment } : {}) })));
+    // "close", not "exit": the JSON may still be in the pipe when the process has exited.
+    return new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stderr, ...(stdout.trim().startsWith("{") ? { deployment: JSON.parse(stdout) as Deployment } : {}) })));
   }
 
   /** What no crash may ever leave: `current` on a partial release. Returns the host's target and current lines. */
