@@ -6,9 +6,10 @@ import { packNames } from "./packs.js";
 /**
  * How many parsed trees and commits a reader keeps: objects never change, and
  * the ones read again are those of the last few commits (a plan, then its
- * deployment), not the history's.
+ * deployment), not the history's. A tree is read once per plan however big
+ * the plan: the pair reader never reads one twice.
  */
-const KEPT_OBJECTS = 2048;
+const KEPT_OBJECTS = 512;
 
 /** Reads git objects of one repository (a source mirror or the store). */
 export class TreeReader {
@@ -69,8 +70,8 @@ export class TreeReader {
   }
 }
 
-/** The value kept for `key`, made once; the least recently used go past KEPT_OBJECTS, and failures are not kept. */
-function remember<T>(kept: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+/** The value kept for `key`, made once; the least recently used go past `limit`, and failures are not kept. */
+export function remember<T>(kept: Map<string, Promise<T>>, key: string, make: () => Promise<T>, limit = KEPT_OBJECTS): Promise<T> {
   let value = kept.get(key);
   if (value) kept.delete(key);
   else {
@@ -78,7 +79,7 @@ function remember<T>(kept: Map<string, Promise<T>>, key: string, make: () => Pro
     value.catch(() => kept.delete(key));
   }
   kept.set(key, value);
-  if (kept.size > KEPT_OBJECTS) kept.delete(kept.keys().next().value!);
+  if (kept.size > limit) kept.delete(kept.keys().next().value!);
   return value;
 }
 

@@ -8,7 +8,7 @@ import { MODE_KIND } from "../core/tree.js";
 import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
 import { consolidatePacks } from "../git/packs.js";
-import { parseTree, TreeReader } from "../git/tree-reader.js";
+import { parseTree, remember, TreeReader } from "../git/tree-reader.js";
 import { Semaphore } from "../remote/semaphore.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
 import { StoreRemote } from "./remote.js";
@@ -46,7 +46,7 @@ export const hostRef = (environment: string, host: string) => `refs/tidemark/hos
 export class Store {
   readonly reader: TreeReader;
   /** The source commit each store commit records, by store commit. */
-  private readonly sources = new Map<string, string | undefined>();
+  private readonly sources = new Map<string, Promise<string | undefined>>();
 
   private constructor(
     readonly gitdir: string,
@@ -95,11 +95,7 @@ export class Store {
     const commit = await this.resolve(hostRef(environment, host));
     if (!commit) return undefined;
     // Most hosts point at the same few store commits, each a record of every host: read and parse each once (commits never change).
-    if (!this.sources.has(commit)) {
-      if (this.sources.size >= 1024) this.sources.clear();
-      this.sources.set(commit, (await this.entry(commit))?.sourceCommit);
-    }
-    return this.sources.get(commit);
+    return remember(this.sources, commit, async () => (await this.entry(commit))?.sourceCommit, 256);
   }
 
   /**
