@@ -6,8 +6,8 @@ import { packNames } from "./packs.js";
 /**
  * How many parsed trees and commits a reader keeps: objects never change, and
  * the ones read again are those of the last few commits (a plan, then its
- * deployment), not the history's. A tree is read once per plan however big
- * the plan: the pair reader never reads one twice.
+ * deployment), not the history's. Within one plan, the pair reader reads
+ * each differing subtree about once, so even a plan of 1,000 hosts needs few.
  */
 const KEPT_OBJECTS = 512;
 
@@ -15,6 +15,7 @@ const KEPT_OBJECTS = 512;
 export class TreeReader {
   private packCache = {};
   private packs = new Set<string>();
+  private holders = 0;
   private readonly trees = new Map<string, Promise<Array<{ name: string; mode: string; oid: string }>>>();
   private readonly commits = new Map<string, Promise<string>>();
 
@@ -23,6 +24,22 @@ export class TreeReader {
   /** isomorphic-git's cache for this repository: each pack's index, and each pack read whole. */
   get cache(): object {
     return this.packCache;
+  }
+
+  /**
+   * Keeps the pack cache while the caller works. isomorphic-git holds each
+   * pack it reads whole, with an index of every object, so a long-lived
+   * process would otherwise hold the repo's size for good: when the last
+   * holder lets go, the cache goes.
+   */
+  hold(): () => void {
+    this.holders++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      if (--this.holders === 0) this.packCache = {};
+    };
   }
 
   /**

@@ -32,6 +32,16 @@ export class StoppedError extends Error {}
  * holds the commit back. Errors that a retry cannot fix end the job at once.
  */
 export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal, observe?: PhaseObserver): Promise<DeployJobResult> {
+  // The repos' packs stay in memory while jobs run, not for the life of the process.
+  const releases = [op.mirror.reader.hold(), op.store.reader.hold()];
+  try {
+    return await deployJob(op, job, stop, observe);
+  } finally {
+    for (const release of releases) release();
+  }
+}
+
+async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observe?: PhaseObserver): Promise<DeployJobResult> {
   const { environment } = job;
   const seen = await op.queues.sequence();
   let commit: string | undefined;

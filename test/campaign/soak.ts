@@ -17,6 +17,7 @@ interface Sample {
   after: number;
   rssBytes: number;
   heapBytes: number;
+  externalBytes: number;
   fds: number;
   sshConnections: number;
 }
@@ -58,6 +59,7 @@ const soak: Scenario = async (log) => {
         after,
         rssBytes: Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024,
         heapBytes: Number(/^tidemark_nodejs_heap_size_used_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
+        externalBytes: Number(/^tidemark_nodejs_external_memory_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
         fds: readdirSync(`/proc/${serve.pid}/fd`).length,
         sshConnections: sockets.length,
       };
@@ -117,6 +119,7 @@ const soak: Scenario = async (log) => {
         ["resident memory, early → late (growth)", `${mib(median(early.map((s) => s.rssBytes)))} → ${mib(median(late.map((s) => s.rssBytes)))} (${pct(rssGrowth)})`],
         ["V8 heap used, lowest sample, early → late (growth)", `${mib(floor(early))} → ${mib(floor(late))} (${pct(heapGrowth)})`],
         ["V8 heap used, median, early → late", `${mib(median(early.map((s) => s.heapBytes)))} → ${mib(median(late.map((s) => s.heapBytes)))}`],
+        ["memory outside the V8 heap (buffers), median, early → late", `${mib(median(early.map((s) => s.externalBytes)))} → ${mib(median(late.map((s) => s.externalBytes)))}`],
         ["open file descriptors, early → most late", `${fdsEarly} → ${fdsLate}`],
         ["SSH connections to the hosts between deployments, most seen", String(maxSsh)],
         ["whole soak", ms(Date.now() - began)],

@@ -50,6 +50,15 @@ describe("the source mirror over many fetches", () => {
     // A merged pack's old .pack files go at the next merge: the disk holds at most one generation more.
     expect(packs().filter((file) => file.endsWith(".pack")).length).toBeLessThanOrEqual(2 * MAX_PACKS);
 
+    // A job's hold keeps the packs in memory while it runs; once let go, they are read again when needed.
+    const release = mirror.reader.hold();
+    const packCache = mirror.reader.cache;
+    await blobAt(mirror.reader, commits[0]!, "big.conf");
+    expect(mirror.reader.cache).toBe(packCache);
+    release();
+    expect(mirror.reader.cache).not.toBe(packCache);
+    expect(Buffer.from(await mirror.reader.blob(await blobAt(mirror.reader, commits[0]!, "big.conf"))).toString()).toBe(version(0));
+
     // A fresh reader, as another process would open the mirror, reads every version as git has it.
     const fresh = new TreeReader(mirror.gitdir);
     for (const [n, commit] of commits.entries()) {
