@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { sweepTempFiles, tempFile } from "./atomic-fs.js";
+import { open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { repoFs, sweepTempFiles, tempFile } from "./atomic-fs.js";
 import { withLockFile } from "./lock.js";
 
 /** Past this many packs, consolidatePacks merges them: isomorphic-git looks an object up in every pack, one after another. */
@@ -48,7 +48,7 @@ export async function consolidatePacks(gitdir: string, maxPacks = MAX_PACKS): Pr
     if (picked.length < 2) return false;
 
     const merged = await mergePacks(gitdir, picked.map((pack) => pack.name));
-    await writeAtomically(gitdir, `${gitdir}/${RETIRED}`, picked.map((pack) => `${pack.name}\n`).join(""));
+    await repoFs(gitdir).promises.writeFile(`${gitdir}/${RETIRED}`, picked.map((pack) => `${pack.name}\n`).join(""));
     await Promise.all(picked.filter((pack) => pack.name !== merged).map((pack) => rm(`${dir}/${pack.name}.idx`, { force: true })));
     return true;
   });
@@ -95,14 +95,13 @@ async function mergePacks(gitdir: string, names: string[]): Promise<string> {
     await out.sync();
     await out.close();
     const name = `pack-${checksum.toString("hex")}`;
-    await writeFile(`${temp}.idx`, writeIndex([...entries.values()], checksum));
+    // The index last, written aside and renamed: a listed index always has its whole pack.
     await rename(`${temp}.pack`, `${dir}/${name}.pack`);
-    await rename(`${temp}.idx`, `${dir}/${name}.idx`);
+    await repoFs(gitdir).promises.writeFile(`${dir}/${name}.idx`, writeIndex([...entries.values()], checksum));
     return name;
   } catch (error) {
     await out.close().catch(() => undefined);
     await rm(`${temp}.pack`, { force: true });
-    await rm(`${temp}.idx`, { force: true });
     throw error;
   }
 }
@@ -120,7 +119,7 @@ async function readHeader(path: string): Promise<Buffer> {
 }
 
 /** A version 2 pack index: fan-out table, sorted oids, CRC32s, 31-bit offsets, then 64-bit ones. */
-export function readIndex(idx: Buffer): IndexEntry[] {
+function readIndex(idx: Buffer): IndexEntry[] {
   if (idx.readUInt32BE(0) !== 0xff744f63 || idx.readUInt32BE(4) !== 2) throw new Error("not a version 2 pack index");
   const count = idx.readUInt32BE(8 + 255 * 4);
   const oids = 8 + 256 * 4;
@@ -150,10 +149,4 @@ function writeIndex(entries: IndexEntry[], packChecksum: Buffer): Buffer {
   });
   const body = Buffer.concat([Buffer.from([0xff, 0x74, 0x4f, 0x63, 0, 0, 0, 2]), fanout, ...entries.map((entry) => entry.oid), crcs, offsets, packChecksum]);
   return Buffer.concat([body, createHash("sha1").update(body).digest()]);
-}
-
-async function writeAtomically(gitdir: string, path: string, content: string): Promise<void> {
-  const temp = tempFile(gitdir);
-  await writeFile(temp, content);
-  await rename(temp, path);
 }
