@@ -72,7 +72,7 @@ export class TreeReader {
   }
 
   commitTree(commit: string): Promise<string> {
-    return remember(this.commits, commit, () => git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache }).then((result) => result.commit.tree));
+    return remember(this.commits, commit, () => git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache }).then((result) => detached(result.commit.tree)));
   }
 
   /** The oid of the tree at a path below a root tree, or undefined if there is none. */
@@ -85,6 +85,15 @@ export class TreeReader {
     }
     return oid;
   }
+}
+
+/**
+ * A copy of a string that holds only itself: V8 keeps a string cut from a
+ * larger one as a view of it, so an oid parsed from a commit and kept in a
+ * cache would keep the commit's whole text (the soak's heap snapshots).
+ */
+export function detached(text: string): string {
+  return Buffer.from(text).toString();
 }
 
 /** The value kept for `key`, made once; the least recently used go past `limit`, and failures are not kept. */

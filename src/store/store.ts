@@ -8,7 +8,7 @@ import { MODE_KIND } from "../core/tree.js";
 import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
 import { consolidatePacks } from "../git/packs.js";
-import { parseTree, remember, TreeReader } from "../git/tree-reader.js";
+import { detached, parseTree, remember, TreeReader } from "../git/tree-reader.js";
 import { Semaphore } from "../remote/semaphore.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
 import { StoreRemote } from "./remote.js";
@@ -95,7 +95,10 @@ export class Store {
     const commit = await this.resolve(hostRef(environment, host));
     if (!commit) return undefined;
     // Most hosts point at the same few store commits, each a record of every host: read and parse each once (commits never change).
-    return remember(this.sources, commit, async () => (await this.entry(commit))?.sourceCommit, 256);
+    return remember(this.sources, commit, async () => {
+      const source = (await this.entry(commit))?.sourceCommit;
+      return source === undefined ? undefined : detached(source);
+    }, 256);
   }
 
   /**

@@ -7,11 +7,13 @@ import { OperatorProcess } from "../helpers/operator-process.js";
 import { median, ms } from "../helpers/report.js";
 import { duplicatedApplies, hostState, isHalfSwitched } from "./checks.js";
 import { appFiles, seedFleet, splitFleet } from "./fleet.js";
+import { grewMost, LiveHeapProbe, type LiveHeap } from "./live-heap.js";
 import type { Scenario } from "./scenario.js";
 
 const DEPLOYMENTS = Number(process.env.TIDEMARK_SOAK_DEPLOYMENTS ?? 2000);
 const HOSTS = 2;
 const SAMPLE_EVERY = 10;
+const SNAPSHOT_EVERY = Math.max(1, Math.floor(DEPLOYMENTS / 20));
 
 interface Sample {
   after: number;
@@ -25,21 +27,23 @@ interface Sample {
 /**
  * 2,000 small deployments in a row through one `tidemark serve`: push, wait
  * for the deployment to be recorded, push again. Every 10 deployments its
- * memory, open file descriptors and SSH connections are sampled; the first
- * tenth is warm-up, and the growth compares the next tenth with the last.
- * Heap used swings with garbage not yet collected, so the heap's growth
- * compares each window's lowest sample: its floor after a collection.
+ * memory, open file descriptors and SSH connections are sampled, and every
+ * 100 its live heap is measured by a heap snapshot; the first tenth is
+ * warm-up, and the growth compares the next tenth with the last.
  */
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
 const soak: Scenario = async (log) => {
   const bed = await TestBed.up({ lightHosts: HOSTS, redis: true, forge: true });
   const shell = new HostShell(bed);
   const operator = operatorEnv(bed);
+  const probe = new LiveHeapProbe();
   let work: WorkRepo | undefined;
   const findings: string[] = [];
   try {
     const layout = splitFleet(bed.hosts, 1);
     (await seedFleet(bed, layout, false)).remove();
-    const serve = await OperatorProcess.start("serve", { ...reportingServeEnv(bed, operator.env), TIDEMARK_SETTLE: "0" });
+    const serve = await OperatorProcess.start("serve", { ...reportingServeEnv(bed, operator.env), TIDEMARK_SETTLE: "0", NODE_OPTIONS: probe.nodeOptions });
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
     // One pusher, so no fetch before each push: commit on top of what it pushed last.
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
@@ -66,6 +70,7 @@ const soak: Scenario = async (log) => {
     };
 
     const samples: Sample[] = [];
+    const live: Array<{ after: number; heap: LiveHeap }> = [];
     const durations: number[] = [];
     const began = Date.now();
     let done = 0;
@@ -79,19 +84,26 @@ const soak: Scenario = async (log) => {
       if (result.outcome !== "succeeded") findings.push(`deployment ${n} (${sha.slice(0, 7)}) ended ${String(result.outcome ?? result.status)}: ${JSON.stringify(result.hosts ?? result.reason)}`);
       done = n;
       if (n % SAMPLE_EVERY === 0) samples.push(await sample(n));
-      if (n % 200 === 0) log(`${n} deployments, ${ms(Date.now() - began)}; rss ${(samples.at(-1)!.rssBytes / 2 ** 20).toFixed(1)} MiB, heap ${(samples.at(-1)!.heapBytes / 2 ** 20).toFixed(1)} MiB, fds ${samples.at(-1)!.fds}`);
+      if (n % SNAPSHOT_EVERY === 0) {
+        live.push({ after: n, heap: await probe.measure(serve.pid) });
+        log(`${n} deployments, ${ms(Date.now() - began)}; live heap ${mib(live.at(-1)!.heap.bytes)}, rss ${mib(samples.at(-1)!.rssBytes)}, fds ${samples.at(-1)!.fds}`);
+      }
       serve.lines.splice(0, serve.lines.length - 50);
     }
 
     const tenth = Math.max(1, Math.floor(samples.length / 10));
     const early = samples.slice(tenth, 2 * tenth);
     const late = samples.slice(-tenth);
-    const floor = (window: Sample[]) => Math.min(...window.map((s) => s.heapBytes));
+    const liveEarly = live.filter((s) => s.after >= DEPLOYMENTS / 10 && s.after <= DEPLOYMENTS / 5);
+    const liveLate = live.filter((s) => s.after >= DEPLOYMENTS * 0.9);
+    const liveBytes = (window: typeof live) => median(window.map((s) => s.heap.bytes));
     const growth = (pick: (s: Sample) => number) => median(late.map(pick)) / median(early.map(pick)) - 1;
     const pct = (value: number) => `${value >= 0 ? "+" : ""}${(value * 100).toFixed(1)} %`;
     const rssGrowth = growth((s) => s.rssBytes);
-    const heapGrowth = floor(late) / floor(early) - 1;
-    if (heapGrowth >= 0.05) findings.push(`the heap's floor grew ${pct(heapGrowth)} from deployment ${early[0]!.after}–${early.at(-1)!.after} to ${late[0]!.after}–${late.at(-1)!.after}`);
+    const heapGrowth = liveBytes(liveLate) / liveBytes(liveEarly) - 1;
+    const grown = grewMost(liveEarly[0]!.heap, liveLate.at(-1)!.heap, 5);
+    log(`grew most from deployment ${liveEarly[0]!.after} to ${liveLate.at(-1)!.after}: ${grown.map((g) => `${g.kind} ${(g.bytes / 1024).toFixed(0)} KiB`).join(", ")}`);
+    if (heapGrowth >= 0.05) findings.push(`the live heap grew ${pct(heapGrowth)} from deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after} to ${liveLate[0]!.after}–${liveLate.at(-1)!.after}; most: ${grown.slice(0, 3).map((g) => `${g.kind} +${(g.bytes / 1024).toFixed(0)} KiB`).join(", ")}`);
     if (rssGrowth >= 0.05) findings.push(`resident memory grew ${pct(rssGrowth)}`);
     const fdsEarly = median(early.map((s) => s.fds));
     const fdsLate = Math.max(...late.map((s) => s.fds));
@@ -105,10 +117,9 @@ const soak: Scenario = async (log) => {
     const halfSwitched = states.filter(isHalfSwitched).length;
     const applies = await duplicatedApplies(operator.env.TIDEMARK_STORE!, ["e0"]);
     findings.push(...applies.examples.slice(0, 5).map((example) => `applied twice: ${example}`));
-    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
     return {
       title: `Soak: ${DEPLOYMENTS.toLocaleString("en-US")} small deployments in a row`,
-      what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, V8 heap, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments; growth compares deployments ${early[0]!.after}–${early.at(-1)!.after} (after a tenth of warm-up) with the last ${late.length * SAMPLE_EVERY}: medians, except for the heap, whose used size swings with garbage not yet collected: there each window's lowest sample, its floor after a collection.`,
+      what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments, and its live heap every ${SNAPSHOT_EVERY} by a heap snapshot (V8 collects all garbage before it writes one; heap used without it swings by a third with garbage not yet collected). Growth compares medians: deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after}, after a tenth of warm-up, with the last tenth.`,
       deployments: done,
       lost,
       duplicated: applies.duplicated,
@@ -117,8 +128,8 @@ const soak: Scenario = async (log) => {
       figures: [
         ["push to recorded, median (p99)", `${ms(median(durations))} (${ms([...durations].sort((a, b) => a - b)[Math.floor(durations.length * 0.99)]!)})`],
         ["resident memory, early → late (growth)", `${mib(median(early.map((s) => s.rssBytes)))} → ${mib(median(late.map((s) => s.rssBytes)))} (${pct(rssGrowth)})`],
-        ["V8 heap used, lowest sample, early → late (growth)", `${mib(floor(early))} → ${mib(floor(late))} (${pct(heapGrowth)})`],
-        ["V8 heap used, median, early → late", `${mib(median(early.map((s) => s.heapBytes)))} → ${mib(median(late.map((s) => s.heapBytes)))}`],
+        ["live heap (after a full collection), early → late (growth)", `${mib(liveBytes(liveEarly))} → ${mib(liveBytes(liveLate))} (${pct(heapGrowth)})`],
+        ["V8 heap used with garbage not yet collected, median, early → late", `${mib(median(early.map((s) => s.heapBytes)))} → ${mib(median(late.map((s) => s.heapBytes)))}`],
         ["memory outside the V8 heap (buffers), median, early → late", `${mib(median(early.map((s) => s.externalBytes)))} → ${mib(median(late.map((s) => s.externalBytes)))}`],
         ["open file descriptors, early → most late", `${fdsEarly} → ${fdsLate}`],
         ["SSH connections to the hosts between deployments, most seen", String(maxSsh)],
@@ -129,6 +140,7 @@ const soak: Scenario = async (log) => {
   } finally {
     await OperatorProcess.stopAll();
     work?.remove();
+    probe.remove();
     operator.remove();
     shell.close();
     await bed.down();
