@@ -13,12 +13,14 @@ import type { Scenario } from "./scenario.js";
 const DEPLOYMENTS = Number(process.env.TIDEMARK_SOAK_DEPLOYMENTS ?? 2000);
 const HOSTS = 2;
 const SAMPLE_EVERY = 10;
-const SNAPSHOT_EVERY = Math.max(1, Math.floor(DEPLOYMENTS / 20));
+// Each heap snapshot leaves its buffers with the allocator: few of them, so resident memory stays the process's own.
+const SNAPSHOT_EVERY = Math.max(1, Math.floor(DEPLOYMENTS / 10));
 
 interface Sample {
   after: number;
   rssBytes: number;
   heapBytes: number;
+  heapCommittedBytes: number;
   externalBytes: number;
   fds: number;
   sshConnections: number;
@@ -28,7 +30,7 @@ interface Sample {
  * 2,000 small deployments in a row through one `tidemark serve`: push, wait
  * for the deployment to be recorded, push again. Every 10 deployments its
  * memory, open file descriptors and SSH connections are sampled, and every
- * 100 its live heap is measured by a heap snapshot; the first tenth is
+ * 200 its live heap is measured by a heap snapshot; the first tenth is
  * warm-up, and the growth compares the next tenth with the last.
  */
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -63,6 +65,7 @@ const soak: Scenario = async (log) => {
         after,
         rssBytes: Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024,
         heapBytes: Number(/^tidemark_nodejs_heap_size_used_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
+        heapCommittedBytes: Number(/^tidemark_nodejs_heap_size_total_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
         externalBytes: Number(/^tidemark_nodejs_external_memory_bytes (\d+)/m.exec(metrics)?.[1] ?? Number.NaN),
         fds: readdirSync(`/proc/${serve.pid}/fd`).length,
         sshConnections: sockets.length,
@@ -119,7 +122,7 @@ const soak: Scenario = async (log) => {
     findings.push(...applies.examples.slice(0, 5).map((example) => `applied twice: ${example}`));
     return {
       title: `Soak: ${DEPLOYMENTS.toLocaleString("en-US")} small deployments in a row`,
-      what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments, and its live heap every ${SNAPSHOT_EVERY} by a heap snapshot (V8 collects all garbage before it writes one; heap used without it swings by a third with garbage not yet collected). Growth compares medians: deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after}, after a tenth of warm-up, with the last tenth.`,
+      what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments, and its live heap every ${SNAPSHOT_EVERY} by a heap snapshot (V8 collects all garbage before it writes one; heap used without it swings by a third with garbage not yet collected). Growth compares medians: deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after}, after a tenth of warm-up, with the last tenth. Writing a snapshot leaves its buffers with the allocator (the first, about 110 MiB of resident memory), so resident memory is compared from after the first one.`,
       deployments: done,
       lost,
       duplicated: applies.duplicated,
@@ -131,6 +134,8 @@ const soak: Scenario = async (log) => {
         ["live heap (after a full collection), early → late (growth)", `${mib(liveBytes(liveEarly))} → ${mib(liveBytes(liveLate))} (${pct(heapGrowth)})`],
         ["V8 heap used with garbage not yet collected, median, early → late", `${mib(median(early.map((s) => s.heapBytes)))} → ${mib(median(late.map((s) => s.heapBytes)))}`],
         ["memory outside the V8 heap (buffers), median, early → late", `${mib(median(early.map((s) => s.externalBytes)))} → ${mib(median(late.map((s) => s.externalBytes)))}`],
+        ["of resident memory: the V8 heap's pages, median, early → late", `${mib(median(early.map((s) => s.heapCommittedBytes)))} → ${mib(median(late.map((s) => s.heapCommittedBytes)))}`],
+        ["of resident memory: the rest (buffers, compiled code outside the heap, the allocator's free memory), median, early → late", `${mib(median(early.map((s) => s.rssBytes - s.heapCommittedBytes)))} → ${mib(median(late.map((s) => s.rssBytes - s.heapCommittedBytes)))}`],
         ["open file descriptors, early → most late", `${fdsEarly} → ${fdsLate}`],
         ["SSH connections to the hosts between deployments, most seen", String(maxSsh)],
         ["whole soak", ms(Date.now() - began)],
