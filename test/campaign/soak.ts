@@ -100,6 +100,8 @@ const soak: Scenario = async (log) => {
     const liveEarly = live.filter((s) => s.after >= DEPLOYMENTS / 10 && s.after <= DEPLOYMENTS / 5);
     const liveLate = live.filter((s) => s.after >= DEPLOYMENTS * 0.9);
     const liveBytes = (window: typeof live) => median(window.map((s) => s.heap.bytes));
+    const beforeSnapshot = samples.find((s) => s.after === SNAPSHOT_EVERY)!;
+    const afterSnapshot = samples[samples.indexOf(beforeSnapshot) + 1]!;
     const growth = (pick: (s: Sample) => number) => median(late.map(pick)) / median(early.map(pick)) - 1;
     const pct = (value: number) => `${value >= 0 ? "+" : ""}${(value * 100).toFixed(1)} %`;
     const rssGrowth = growth((s) => s.rssBytes);
@@ -122,7 +124,7 @@ const soak: Scenario = async (log) => {
     findings.push(...applies.examples.slice(0, 5).map((example) => `applied twice: ${example}`));
     return {
       title: `Soak: ${DEPLOYMENTS.toLocaleString("en-US")} small deployments in a row`,
-      what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments, and its live heap every ${SNAPSHOT_EVERY} by a heap snapshot (V8 collects all garbage before it writes one; heap used without it swings by a third with garbage not yet collected). Growth compares medians: deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after}, after a tenth of warm-up, with the last tenth. Writing a snapshot leaves its buffers with the allocator (the first, about 110 MiB of resident memory), so resident memory is compared from after the first one.`,
+      what: `${DEPLOYMENTS} deployments one after another through one \`tidemark serve\` (webhook, plan, two light hosts, store, statuses): each push waits for the one before to be recorded. Its resident memory, open file descriptors and SSH connections were sampled every ${SAMPLE_EVERY} deployments, and its live heap every ${SNAPSHOT_EVERY} by a heap snapshot (V8 collects all garbage before it writes one; heap used without it swings by a third with garbage not yet collected). Growth compares medians: deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after}, after a tenth of warm-up, with the last tenth. Writing a snapshot leaves its buffers with the allocator (resident memory went from ${mib(beforeSnapshot.rssBytes)} to ${mib(afterSnapshot.rssBytes)} across the first), so resident memory is compared from after the first one.`,
       deployments: done,
       lost,
       duplicated: applies.duplicated,
