@@ -24,19 +24,17 @@ interface Snapshot {
 export class LiveHeapProbe {
   readonly dir = mkdtempSync(join(tmpdir(), "tidemark-heap-"));
   readonly nodeOptions = `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${this.dir}`;
-  private taken = new Set<string>();
 
   async measure(pid: number): Promise<LiveHeap> {
     process.kill(pid, "SIGUSR2");
     // The file grows as it is written; it is whole once it parses.
     const snapshot = await waitFor("a heap snapshot", () => {
-      const file = readdirSync(this.dir).find((name) => name.endsWith(".heapsnapshot") && !this.taken.has(name));
+      const file = readdirSync(this.dir).find((name) => name.endsWith(".heapsnapshot"));
       if (!file) return undefined;
       const text = readFileSync(join(this.dir, file), "utf8");
       if (!text.trimEnd().endsWith("}")) return undefined;
       try {
         const parsed = JSON.parse(text) as Snapshot;
-        this.taken.add(file);
         rmSync(join(this.dir, file));
         return parsed;
       } catch {

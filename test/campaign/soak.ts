@@ -14,7 +14,7 @@ const DEPLOYMENTS = Number(process.env.TIDEMARK_SOAK_DEPLOYMENTS ?? 2000);
 const HOSTS = 2;
 const SAMPLE_EVERY = 10;
 // Each heap snapshot leaves its buffers with the allocator: few of them, so resident memory stays the process's own.
-const SNAPSHOT_EVERY = Math.max(1, Math.floor(DEPLOYMENTS / 10));
+const SNAPSHOT_EVERY = Math.max(SAMPLE_EVERY, Math.floor(DEPLOYMENTS / 10 / SAMPLE_EVERY) * SAMPLE_EVERY);
 
 interface Sample {
   after: number;
@@ -36,6 +36,7 @@ interface Sample {
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 const soak: Scenario = async (log) => {
+  if (!(DEPLOYMENTS >= 100)) throw new Error(`TIDEMARK_SOAK_DEPLOYMENTS is ${process.env.TIDEMARK_SOAK_DEPLOYMENTS}: the soak needs at least 100 deployments, for a warm-up tenth and two windows of heap snapshots`);
   const bed = await TestBed.up({ lightHosts: HOSTS, redis: true, forge: true });
   const shell = new HostShell(bed);
   const operator = operatorEnv(bed);
