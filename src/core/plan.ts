@@ -1,5 +1,5 @@
 import type { AppTree, EnvTree, HostTree } from "./config-tree.js";
-import type { Manifest } from "../config/manifest.js";
+import { appLinks } from "./links.js";
 import type { FileEntry } from "./tree.js";
 
 export type Change = "added" | "changed" | "removed";
@@ -27,7 +27,16 @@ export interface HostPlan {
   to: string | null;
   apps: AppPlan[];
   units: { enable: string[]; restart: string[]; stop: string[] };
-  rollback: { available: true } | { available: false; reason: string };
+  /**
+   * Host paths this deployment links for the first time. Whatever is there
+   * now is kept aside on the host and put back when the link goes.
+   */
+  takesOver: string[];
+  /**
+   * Always available, since nothing a link displaces is lost; kept for
+   * readers of the `tidemark.plan/v1` JSON, which documents it.
+   */
+  rollback: { available: true };
 }
 
 export interface Plan {
@@ -59,18 +68,19 @@ export function planHost(host: string, desired: HostTree | undefined, deployed: 
   }
   if (apps.length === 0 && to !== null && from !== null) return undefined;
 
-  const manifests = (side: Map<string, AppTree>, change: Change) =>
-    apps.filter((app) => app.change === change || app.change === "changed").map((app) => side.get(app.app)?.manifest).filter((m): m is Manifest => m !== undefined);
-  const incoming = manifests(wantApps, "added");
-  const outgoing = manifests(haveApps, "removed");
-  const enabledNow = new Set(outgoing.flatMap((m) => m.systemd.units_enabled));
-  const enabledNext = new Set(incoming.flatMap((m) => m.systemd.units_enabled));
+  const changing = (side: Map<string, AppTree>, change: Change) => apps.filter((app) => app.change === change || app.change === "changed").map((app) => side.get(app.app)!);
+  const incoming = changing(wantApps, "added");
+  const outgoing = changing(haveApps, "removed");
+  const enabledNow = new Set(outgoing.flatMap((tree) => tree.manifest?.systemd.units_enabled ?? []));
+  const enabledNext = new Set(incoming.flatMap((tree) => tree.manifest?.systemd.units_enabled ?? []));
   const units = {
     enable: [...enabledNext].filter((unit) => !enabledNow.has(unit)).sort(),
     restart: [...enabledNext].sort(),
     stop: [...enabledNow].filter((unit) => !enabledNext.has(unit)).sort(),
   };
-  return { host, from, to, apps, units, rollback: rollbackSafety(from, incoming, outgoing) };
+  const linked = new Set(outgoing.flatMap(appLinks).map((link) => link.path));
+  const takesOver = [...new Set(incoming.flatMap(appLinks).map((link) => link.path))].filter((path) => !linked.has(path)).sort();
+  return { host, from, to, apps, units, takesOver, rollback: { available: true } };
 }
 
 function planApp(app: string, want: AppTree | undefined, have: AppTree | undefined): AppPlan | undefined {
@@ -87,18 +97,6 @@ function planApp(app: string, want: AppTree | undefined, have: AppTree | undefin
     else if (a && b && (a.oid !== b.oid || a.mode !== b.mode)) files.push({ path, change: "changed" });
   }
   return { app, change, release: want?.oid ?? null, previousRelease: have?.oid ?? null, files };
-}
-
-/**
- * Rolling back is safe unless the deployment places a symlink at a host path
- * Tidemark does not own yet: whatever was there before cannot be put back.
- */
-function rollbackSafety(from: string | null, incoming: Manifest[], outgoing: Manifest[]): HostPlan["rollback"] {
-  if (from === null) return { available: true };
-  const owned = new Set(outgoing.flatMap((m) => Object.keys(m.symlinks)));
-  const claimed = [...new Set(incoming.flatMap((m) => Object.keys(m.symlinks)))].filter((link) => !owned.has(link)).sort();
-  if (claimed.length === 0) return { available: true };
-  return { available: false, reason: `the deployment places ${claimed.join(", ")}, which Tidemark does not own yet; rolling back could not restore what is there now` };
 }
 
 function appsOf(host: string, side: string, tree: HostTree | undefined): Map<string, AppTree> {

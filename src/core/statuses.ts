@@ -130,8 +130,8 @@ export function planStatus(environment: string, sha: string, plan: Plan, targetU
     const apps = host.apps.map((app) => `${app.change === "added" ? "+" : app.change === "removed" ? "-" : "~"}${app.app}`);
     return `${host.host} ${apps.join(" ")}`.trim();
   });
-  const noRollback = plan.hosts.filter((host) => !host.rollback.available).map((host) => host.host);
-  const rollback = noRollback.length === 0 ? "rollback available" : `no rollback on ${noRollback.join(", ")}`;
+  const taking = plan.hosts.filter((host) => host.takesOver.length > 0).map((host) => host.host);
+  const rollback = taking.length === 0 ? "rollback available" : `rollback available; ${taking.join(", ")} take${taking.length === 1 ? "s" : ""} over host paths (what is there is kept)`;
   return status(sha, planContext(environment), "success", `${plan.hosts.length} ${hostsWord(plan.hosts.length)} would change: ${hosts.join(", ")}; ${rollback}`, targetUrl);
 }
 

@@ -125,7 +125,6 @@ export async function applyHost(planned: HostJob, connect: (target: SshTarget) =
     }
 
     if (!job.rollBack) return outcome("failed", `${failure.detail}; left as it is (rollout.onFailure: halt)`, failure.log);
-    if (!job.plan.rollback.available) return outcome("rollback-failed", `${failure.detail}; no rollback: ${job.plan.rollback.reason}`, failure.log);
     observe(host, "rollback");
     const reversePlan = planHost(host, job.deployed, job.desired);
     if (!reversePlan) return outcome("rollback-failed", `${failure.detail}; nothing to roll back to`, failure.log);

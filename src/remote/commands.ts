@@ -10,7 +10,8 @@ import { command, quote } from "./shell.js";
 /** Paths on hosts: a contract that units, checks and scripts rely on. */
 export const HOST_ROOT = "/var/lib/tidemark";
 export const appDir = (app: string) => `${HOST_ROOT}/apps/${app}`;
-const UNIT_DIR = "/etc/systemd/system";
+/** Where a host path's original is kept while a Tidemark link stands in its place: the same path below this dir. */
+export const DISPLACED = `${HOST_ROOT}/displaced`;
 const LOCK_CONFLICT = 75;
 
 export interface RemoteCommand {
@@ -32,8 +33,16 @@ const HELPERS = [
   `tm_link() { mkdir -p -- "$(dirname -- "$2")" && ln -sfn -- "$1" "$2.tidemark-new" && mv -T -- "$2.tidemark-new" "$2"; }`,
   `tm_switch() { old=$(readlink -- "$1/current" || true); if [ "$old" != "$2" ]; then if [ -n "$old" ]; then tm_link "$old" "$1/previous"; fi; tm_link "$2" "$1/current"; fi; }`,
   `tm_retire() { old=$(readlink -- "$1/current" || true); if [ -n "$old" ]; then tm_link "$old" "$1/previous"; rm -f -- "$1/current"; fi; }`,
-  // Only links that point into Tidemark's releases are Tidemark's to remove.
-  `tm_unlink() { for p in "$@"; do if [ -L "$p" ]; then case "$(readlink -- "$p")" in ${HOST_ROOT}/apps/*) rm -f -- "$p";; esac; fi; done; }`,
+  // Only links that point into Tidemark's releases are Tidemark's: anything else at a path it links is kept aside, never overwritten.
+  `tm_ours() { [ -L "$1" ] && case "$(readlink -- "$1")" in ${HOST_ROOT}/apps/*) return 0;; esac; return 1; }`,
+  `tm_there() { [ -e "$1" ] || [ -L "$1" ]; }`,
+  // A file is hard-linked aside (a copy across file systems), so the link then replaces it in one rename; a directory has to move first.
+  // Kept already and the same (a run cut after keeping it): carry on. Kept already and different: a person must choose, so stop.
+  `tm_keep() { if tm_ours "$1" || ! tm_there "$1"; then return 0; fi; k=${DISPLACED}$1; if tm_there "$k"; then if [ "$1" -ef "$k" ] || { [ ! -d "$1" ] && cmp -s -- "$1" "$k"; }; then return 0; fi; echo "tidemark: $1 is in the way: $k already keeps what was there before Tidemark linked it; move one of them away, then deploy again" >&2; return 1; fi; mkdir -p -m 0700 ${DISPLACED}; mkdir -p -- "$(dirname -- "$k")"; if [ -d "$1" ] && [ ! -L "$1" ]; then mv -T -- "$1" "$k"; else ln -P -- "$1" "$k" 2>/dev/null || { rm -rf -- "$k.tidemark-new"; cp -a -- "$1" "$k.tidemark-new"; mv -T -- "$k.tidemark-new" "$k"; }; fi; }`,
+  `tm_place() { tm_keep "$2"; tm_link "$1" "$2"; }`,
+  `tm_restore() { mv -T -- "$2" "$1"; rmdir -p -- "$(dirname -- "$2")" 2>/dev/null || true; }`,
+  // Removing a link puts back what it displaced: over the link in one rename for a file, after it for a directory; also after a run cut in between.
+  `tm_unlink() { for p in "$@"; do k=${DISPLACED}$p; if tm_ours "$p"; then if tm_there "$k" && { [ -L "$k" ] || [ ! -d "$k" ]; }; then tm_restore "$p" "$k"; continue; fi; rm -f -- "$p"; fi; if tm_there "$k" && ! tm_there "$p"; then tm_restore "$p" "$k"; fi; done; }`,
 ];
 /** What every script starts with: stop at the first error, and the helpers. */
 export const PRELUDE = ["set -e", ...HELPERS].join("\n");
@@ -155,13 +164,17 @@ export interface SwitchSpec {
   reload: boolean;
 }
 
-/** Stops what goes, switches `current` per app (a rename over the old link), reconciles unit and manifest links. */
+/**
+ * Stops what goes, switches `current` per app (a rename over the old link),
+ * reconciles unit and manifest links: what a new link displaces is kept
+ * under DISPLACED, and put back when the link goes.
+ */
 export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand {
   return script(user, [
     ...(spec.stop.length > 0 ? [`${command("systemctl", "disable", "--now", "--", ...spec.stop)} || true`] : []),
     ...spec.apps.map(({ app, release }) => (release === null ? command("tm_retire", appDir(app)) : command("tm_switch", appDir(app), release))),
     ...(spec.links.remove.length > 0 ? [command("tm_unlink", ...spec.links.remove)] : []),
-    ...spec.links.add.map(({ path, target }) => command("tm_link", target, path)),
+    ...spec.links.add.map(({ path, target }) => command("tm_place", target, path)),
     ...(spec.purge.length > 0 ? [command("rm", "-rf", "--", ...spec.purge.map(appDir))] : []),
   ]);
 }
@@ -180,8 +193,6 @@ export function restartScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand
   ];
   return lines.length > 0 ? script(user, lines) : null;
 }
-
-export const unitLinkPath = (unitFile: string) => `${UNIT_DIR}/${unitFile}`;
 
 /** Waits for units to settle, then prints each unit's state. */
 export function unitStateScript(user: RemoteUser, units: string[], settleMs: number): RemoteCommand {

@@ -1,9 +1,8 @@
 import type { Check } from "../config/manifest.js";
 import type { AppTree, HostTree } from "../core/config-tree.js";
+import { appLinks, SYSTEMD_PREFIX } from "../core/links.js";
 import type { HostPlan } from "../core/plan.js";
-import { appDir, unitLinkPath, type SwitchSpec } from "./commands.js";
-
-const SYSTEMD_PREFIX = "systemd/";
+import { appDir, type SwitchSpec } from "./commands.js";
 
 /** What applying one host plan means on the host, worked out from the plan and both trees; pure. */
 export interface HostChanges {
@@ -46,10 +45,7 @@ export function hostChanges(plan: HostPlan, desired: HostTree | undefined, deplo
   };
 }
 
-/** The links an app places on its host: unit files and drop-ins, and its manifest's symlinks, all through `current`. */
+/** The links an app places on its host, all through `current`, so that the switch moves them all at once. */
 function linksOf(app: string, tree: AppTree): Array<{ path: string; target: string }> {
-  const current = `${appDir(app)}/current`;
-  const units = [...(tree.files?.keys() ?? [])].filter((path) => path.startsWith(SYSTEMD_PREFIX)).map((path) => ({ path: unitLinkPath(path.slice(SYSTEMD_PREFIX.length)), target: `${current}/${path}` }));
-  const symlinks = Object.entries(tree.manifest?.symlinks ?? {}).map(([path, file]) => ({ path, target: `${current}/${file}` }));
-  return [...units, ...symlinks].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return appLinks(tree).map(({ path, file }) => ({ path, target: `${appDir(app)}/current/${file}` }));
 }

@@ -215,7 +215,8 @@ function planBody(plan: HostPlan): Html {
     (app) => html`<li><strong>${SIGN[app.change]} ${app.app}</strong><ul class="files">${app.files.map((file) => html`<li class="${file.change === "removed" ? "bad" : file.change === "added" ? "ok" : ""}">${SIGN[file.change]} ${file.path}</li>`)}</ul></li>`,
   )}</ul>
 ${plan.units.restart.length > 0 ? html`<p>restart <code>${plan.units.restart.join(" ")}</code></p>` : ""}${plan.units.enable.length > 0 ? html`<p>enable <code>${plan.units.enable.join(" ")}</code></p>` : ""}${plan.units.stop.length > 0 ? html`<p>stop <code>${plan.units.stop.join(" ")}</code></p>` : ""}
-<p class="muted">${plan.rollback.available ? "rollback available" : `no rollback: ${plan.rollback.reason}`}</p>`;
+${plan.takesOver.length > 0 ? html`<p>takes over <code>${plan.takesOver.join(" ")}</code> (what is there now is kept on the host, and put back when the link goes)</p>` : ""}
+<p class="muted">rollback available</p>`;
 }
 
 function problemList(problems: Problem[]): Html {

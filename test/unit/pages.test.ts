@@ -28,7 +28,7 @@ describe("the page's markup", () => {
       at: new Date("2026-11-22T10:10:12Z"),
       hosts: [{ host: "web01", outcome: "rolled-back", detail: "app.service failed (exit-code); rolled back to 1a2b3c4", log: "<script>alert(1)</script>", timeline: [{ phase: "connect", at: 0 }, { phase: "done", at: 100 }] }],
     };
-    const plan = [{ host: "web01", from: null, to: SHA, apps: [{ app: "app", change: "changed" as const, release: SHA, previousRelease: SHA, files: [{ path: "<img src=x onerror=alert(1)>.conf", change: "added" as const }] }], units: { enable: [], restart: ["app.service"], stop: [] }, rollback: { available: true as const } }];
+    const plan = [{ host: "web01", from: null, to: SHA, apps: [{ app: "app", change: "changed" as const, release: SHA, previousRelease: SHA, files: [{ path: "<img src=x onerror=alert(1)>.conf", change: "added" as const }] }], units: { enable: [], restart: ["app.service"], stop: [] }, takesOver: [], rollback: { available: true as const } }];
     const page = deploymentPage({ entry, plan }, "https://forge.example/o/r.git").text;
     expect(page).not.toMatch(/<script>alert|<img src=x/);
     expect(page).toContain("&lt;script&gt;alert(1)&lt;/script&gt;");

@@ -57,15 +57,20 @@ describe("planEnvironment", () => {
     expect(planEnvironment("staging", tree(NGINX), live(next)).hosts[0]!.units).toEqual({ enable: [], restart: ["nginx.service"], stop: ["nginx-reload.timer"] });
   });
 
-  it("plans no rollback when a new symlink would cover a host path Tidemark does not own yet", () => {
+  it("plans the host paths a deployment links for the first time as taken over, with rollback available", () => {
     const linked = { ...NGINX, "web01/nginx/manifest.json": manifest({ systemd: { units_enabled: ["nginx.service"] }, symlinks: { "/etc/nginx/nginx.conf": "nginx.conf" } }) };
     const plan = planEnvironment("staging", tree(linked), live(NGINX));
-    expect(plan.hosts[0]!.rollback).toEqual({ available: false, reason: expect.stringContaining("/etc/nginx/nginx.conf") as string });
-    expect(renderPlan(plan)).toContain("no rollback: the deployment places /etc/nginx/nginx.conf");
+    expect(plan.hosts[0]).toMatchObject({ takesOver: ["/etc/nginx/nginx.conf"], rollback: { available: true } });
+    expect(renderPlan(plan)).toContain("  takes over /etc/nginx/nginx.conf (what is there now is kept on the host, and put back when the link goes)");
 
-    // Once deployed, the link is Tidemark's: changing the app again can be rolled back.
+    // A first deployment takes over its unit links too.
+    expect(planEnvironment("staging", tree(linked), new Map()).hosts[0]!.takesOver).toEqual(["/etc/nginx/nginx.conf", "/etc/systemd/system/nginx.service"]);
+
+    // Once deployed, the link is Tidemark's: changing the app again takes nothing over.
     const again = { ...linked, "web01/nginx/nginx.conf": "worker_processes 4;" };
-    expect(planEnvironment("staging", tree(again), live(linked)).hosts[0]!.rollback).toEqual({ available: true });
+    expect(planEnvironment("staging", tree(again), live(linked)).hosts[0]).toMatchObject({ takesOver: [], rollback: { available: true } });
+    // Nor does removing it: the link goes and what it displaced comes back.
+    expect(planEnvironment("staging", tree(NGINX), live(linked)).hosts[0]!.takesOver).toEqual([]);
   });
 
   it("plans nothing for an unchanged tree, without reading it", () => {

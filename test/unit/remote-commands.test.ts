@@ -73,7 +73,7 @@ describe("remote command builders", () => {
         "tm_switch /var/lib/tidemark/apps/web r2",
         "tm_retire '/var/lib/tidemark/apps/-x $(touch pwned) '\\''q'\\'''",
         "tm_unlink /etc/systemd/system/old.service",
-        "tm_link /var/lib/tidemark/apps/web/current/systemd/web.service /etc/systemd/system/web.service",
+        "tm_place /var/lib/tidemark/apps/web/current/systemd/web.service /etc/systemd/system/web.service",
         "",
       ].join("\n"),
     );

@@ -40,16 +40,17 @@ describe("commit statuses: what a person reads on the commit", () => {
   });
 
   it("previews a plan as the hosts that would change", () => {
-    const host = (name: string, apps: Array<[string, "added" | "changed" | "removed"]>, rollback = true) => ({
+    const host = (name: string, apps: Array<[string, "added" | "changed" | "removed"]>, takesOver: string[] = []) => ({
       host: name,
       from: null,
       to: null,
       apps: apps.map(([app, change]) => ({ app, change, release: null, previousRelease: null, files: [] })),
       units: { enable: [], restart: [], stop: [] },
-      rollback: rollback ? ({ available: true } as const) : ({ available: false, reason: "new" } as const),
+      takesOver,
+      rollback: { available: true } as const,
     });
     expect(planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["nginx", "changed"]]), host("web02", [["redis", "added"]])] }).description).toBe("2 hosts would change: web01 ~nginx, web02 +redis; rollback available");
-    expect(planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["app", "removed"]], false)] }).description).toBe("1 host would change: web01 -app; no rollback on web01");
+    expect(planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["app", "added"]], ["/etc/app.conf"])] }).description).toBe("1 host would change: web01 +app; rollback available; web01 takes over host paths (what is there is kept)");
     expect(planStatus("staging", SHA, { environment: "staging", hosts: [] }).description).toBe("no host would change");
   });
 });
