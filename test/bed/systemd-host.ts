@@ -95,24 +95,19 @@ async function launch(host: Pick<SystemdHostState, "name" | "cgroup" | "machine"
 /** Waits until the host's systemd says `running` over SSH; `degraded` fails with the failed units. */
 export async function waitSystemdHostReady(host: SystemdHostState, privateKey: Buffer, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const session = await waitFor(`sshd on ${host.name} (${host.address})`, async () => {
-      if (!isAlive(host.pid)) throw new GiveUp(`${host.name}'s container exited during boot`);
-      return SshSession.connect(host, { privateKey, connectTimeoutMs: 2_000 });
-    }, { timeoutMs: Math.max(1, deadline - Date.now()), intervalMs: 100 });
-    try {
-      const { stdout } = await session.exec("systemctl is-system-running --wait");
-      if (stdout.trim() !== "running") {
-        const failed = await session.exec("systemctl --failed --no-legend --plain");
-        throw new Error(`${host.name} booted ${stdout.trim()}: ${failed.stdout.trim()}`);
-      }
-      return;
-    } catch (error) {
-      // Seen under full-suite load: a session opened early in the boot is dropped once. Ask again on a new one.
-      if ((error as { code?: string }).code !== "SSH_CONNECTION_LOST" || Date.now() > deadline) throw error;
-    } finally {
-      session.close();
+  const session = await waitFor(`sshd on ${host.name} (${host.address})`, async () => {
+    if (!isAlive(host.pid)) throw new GiveUp(`${host.name}'s container exited during boot`);
+    return SshSession.connect(host, { privateKey, connectTimeoutMs: 2_000 });
+  }, { timeoutMs, intervalMs: 100 });
+  try {
+    // No retry on a dropped session: the drops once seen here were exit statuses lost in ssh2's callback, fixed in SshSession.
+    const { stdout } = await session.exec("systemctl is-system-running --wait", undefined, { timeoutMs: Math.max(1_000, deadline - Date.now()) });
+    if (stdout.trim() !== "running") {
+      const failed = await session.exec("systemctl --failed --no-legend --plain");
+      throw new Error(`${host.name} booted ${stdout.trim()}: ${failed.stdout.trim()}`);
     }
+  } finally {
+    session.close();
   }
 }
 
