@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { describeError, TidemarkError } from "../core/errors.js";
-import { InvalidConfigError } from "../core/problems.js";
+import { exitCodeOf } from "../core/error-codes.js";
 import { context, type CommonFlags } from "./context.js";
 import { EXIT } from "./exit-codes.js";
 import { deployCommand, type DeployFlags } from "./deploy.js";
@@ -14,8 +14,6 @@ import { statusCommand } from "./status.js";
 import { validateCommand } from "./validate.js";
 
 const packageJson = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
-
-const UNREACHABLE_REMOTES = new Set(["REPO_UNREACHABLE", "STORE_REMOTE_UNREACHABLE"]);
 
 export interface Io {
   env: NodeJS.ProcessEnv;
@@ -157,8 +155,6 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     io.err(`tidemark: ${describeError(error)}\n`);
-    if (error instanceof InvalidConfigError) return EXIT.invalid;
-    if (error instanceof TidemarkError && UNREACHABLE_REMOTES.has(error.code)) return EXIT.repoUnreachable;
-    return EXIT.failed;
+    return exitCodeOf(error instanceof TidemarkError ? error.code : undefined);
   }
 }

@@ -1,3 +1,5 @@
+import type { ErrorCode } from "./error-codes.js";
+
 /**
  * Every error Tidemark raises on purpose: a stable code for scripts, a message
  * that says what happened, a hint that says what to do, and the cause it wraps.
@@ -6,7 +8,7 @@ export class TidemarkError extends Error {
   override readonly name = "TidemarkError";
 
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly hint: string,
     options?: { cause?: unknown },
