@@ -2,16 +2,11 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { describeError, TidemarkError } from "../core/errors.js";
 import { exitCodeOf } from "../core/error-codes.js";
-import { context, type CommonFlags } from "./context.js";
-import { EXIT } from "./exit-codes.js";
-import { deployCommand, type DeployFlags } from "./deploy.js";
-import { historyCommand } from "./history.js";
-import { serviceCommand } from "./serve.js";
 import type { Flags } from "../config/settings.js";
-import { planCommand } from "./plan.js";
-import { rollbackCommand, unpinCommand, type RollbackFlags } from "./rollback.js";
-import { statusCommand } from "./status.js";
-import { validateCommand } from "./validate.js";
+import type { CommonFlags } from "./context.js";
+import type { DeployFlags } from "./deploy.js";
+import { EXIT } from "./exit-codes.js";
+import type { RollbackFlags } from "./rollback.js";
 
 const packageJson = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -58,31 +53,34 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option("--config <file>", "a YAML or JSON file with settings: repo, store, storeRemote, mirrors (env: TIDEMARK_CONFIG)")
       .option("--json", "print JSON for scripts");
   const run = async (work: () => Promise<number>) => setExit(await work());
+  // Each command loads what it uses when it runs: --version and --help load nothing but the argument parser.
+  const contextFor = async (flags: CommonFlags) => (await import("./context.js")).context(flags, io.env, io.out);
 
   common(program.command("validate").description("check tidemark.yaml and every environment's config tree; exit 2 if invalid"))
     .option("--ref <ref>", "a branch, tag or commit (default: the default branch)")
     .action(function (this: Command) {
       const flags = this.opts<CommonFlags & { ref?: string }>();
-      return run(() => validateCommand(context(flags, io.env, io.out), flags));
+      return run(async () => (await import("./validate.js")).validateCommand(await contextFor(flags), flags));
     });
 
   common(program.command("plan").argument("<env>", "the environment").description("show what a deployment of the environment would change, host by host"))
     .option("--ref <ref>", "plan this branch, tag or commit instead of what the environment tracks")
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & { ref?: string }>();
-      return run(() => planCommand(context(flags, io.env, io.out), environment, flags));
+      return run(async () => (await import("./plan.js")).planCommand(await contextFor(flags), environment, flags));
     });
 
   common(program.command("status").argument("<env>", "the environment").description("per host: the live deployment, and whether changes are pending"))
     .action(function (this: Command, environment: string) {
-      return run(() => statusCommand(context(this.opts<CommonFlags>(), io.env, io.out), environment));
+      const flags = this.opts<CommonFlags>();
+      return run(async () => (await import("./status.js")).statusCommand(await contextFor(flags), environment));
     });
 
   common(program.command("history").argument("<env>", "the environment").description("the environment's deployments, newest first"))
     .option("--limit <n>", "how many", (value) => Number.parseInt(value, 10), 50)
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & { limit: number }>();
-      return run(() => historyCommand(context(flags, io.env, io.out), environment, flags));
+      return run(async () => (await import("./history.js")).historyCommand(await contextFor(flags), environment, flags));
     });
 
   common(program.command("deploy").argument("<env>", "the environment").description("deploy the environment over SSH: plan, confirm, apply host by host with automatic rollback, record"))
@@ -95,7 +93,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & DeployFlags>();
       const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
-      return run(() => deployCommand(context(flags, io.env, io.out), terminal, environment, flags));
+      return run(async () => (await import("./deploy.js")).deployCommand(await contextFor(flags), terminal, environment, flags));
     });
 
   common(program.command("rollback").argument("<env>", "the environment").argument("[target]", "a tag, a commit, or a deployment id from tidemark history (default: the deployment before the one live now)"))
@@ -108,13 +106,14 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(function (this: Command, environment: string, target: string | undefined) {
       const flags = this.opts<CommonFlags & RollbackFlags>();
       const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
-      return run(() => rollbackCommand(context(flags, io.env, io.out), terminal, environment, target, flags));
+      return run(async () => (await import("./rollback.js")).rollbackCommand(await contextFor(flags), terminal, environment, target, flags));
     });
 
   common(program.command("unpin").argument("<env>", "the environment").description("end a pin set by tidemark rollback: the environment follows its tracking rule again"))
     .option("--redis <url>", "queue the deployment of where the environment tracks now on the operator's Redis (env: TIDEMARK_REDIS_URL)")
     .action(function (this: Command, environment: string) {
-      return run(() => unpinCommand(context(this.opts<CommonFlags>(), io.env, io.out), environment));
+      const flags = this.opts<CommonFlags>();
+      return run(async () => (await import("./rollback.js")).unpinCommand(await contextFor(flags), environment));
     });
 
   const service = (role: "serve" | "worker", description: string) =>
@@ -136,7 +135,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option("--config <file>", "a YAML or JSON file with settings, e.g. webhookSecrets: [old, new] (env: TIDEMARK_CONFIG)")
       .addHelpText("after", "\nWebhook secrets come from TIDEMARK_WEBHOOK_SECRET (comma-separated, for rotation) or the config file, never from a flag: command lines are visible to every user of the machine.")
       .action(function (this: Command) {
-        return run(() => serviceCommand(role, this.opts<Flags>(), io.env));
+        const flags = this.opts<Flags>();
+        return run(async () => (await import("./serve.js")).serviceCommand(role, flags, io.env));
       });
   service("serve", "run the operator: the webhook endpoint, the poller and a worker, in one process (logs: JSON lines on stdout)");
   service("worker", "run a worker only: start several, on several machines, against one Redis and one shared store");
