@@ -1,7 +1,7 @@
 import { MANIFEST_FILE, parseManifest, UNIT_NAME, type Manifest, EMPTY_MANIFEST } from "../config/manifest.js";
 import type { SourceConfig } from "../config/source-config.js";
 import type { Problem } from "./problems.js";
-import type { Dir, FileEntry, OtherEntry } from "./tree.js";
+import type { Dir, FileEntry, OtherEntry, PathFault, TreeFault } from "./tree.js";
 
 /** An environment's config tree read as hosts and apps: `<tree dir>/<host>/<app>/...`. */
 export interface EnvTree {
@@ -40,6 +40,7 @@ export function readEnvTree(config: SourceConfig, environment: string, envDir: D
     problems.push({ file: env.tree, message: `the environment's tree directory does not exist at this commit (environments.${environment}.tree)` });
     return { tree: { oid: "", hosts }, problems };
   }
+  problems.push(...treeFaultProblems(env.tree, envDir.faults));
   const wanted = env.hosts ? new Set(env.hosts) : undefined;
   for (const [host, entry] of [...(envDir.entries ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const file = `${env.tree}/${host}`;
@@ -65,14 +66,19 @@ export function readEnvTree(config: SourceConfig, environment: string, envDir: D
 
 /** Checks every environment's whole tree (read in full), each problem once. */
 export function validateEnvironments(config: SourceConfig, envDirs: ReadonlyMap<string, Dir | undefined>): Problem[] {
-  const problems = Object.keys(config.environments).flatMap((name) => readEnvTree(config, name, envDirs.get(config.environments[name]!.tree)).problems);
   // Environments that share a tree would report its problems twice.
+  return distinctProblems(Object.keys(config.environments).flatMap((name) => readEnvTree(config, name, envDirs.get(config.environments[name]!.tree)).problems));
+}
+
+/** Each problem once, in the order first seen. */
+export function distinctProblems(problems: readonly Problem[]): Problem[] {
   return [...new Map(problems.map((problem) => [JSON.stringify(problem), problem])).values()];
 }
 
 /** One host's apps, as read; problems are added to the list. */
 export function readHostTree(config: SourceConfig, hostPath: string, dir: Dir, problems: Problem[]): HostTree {
   if (!dir.entries) return { oid: dir.oid };
+  problems.push(...treeFaultProblems(hostPath, dir.faults));
   const apps = new Map<string, AppTree>();
   for (const [app, entry] of dir.entries) {
     const file = `${hostPath}/${app}`;
@@ -86,6 +92,7 @@ export function readHostTree(config: SourceConfig, hostPath: string, dir: Dir, p
 
 function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Problem[]): AppTree {
   if (!dir.entries) return { oid: dir.oid };
+  problems.push(...appTreeFaultProblems(appPath, dir));
   const files = new Map<string, FileEntry>();
   let releaseBytes = 0;
   for (const [names, entry] of appFiles(dir)) {
@@ -127,6 +134,40 @@ function* appFiles(dir: Dir, names: string[] = []): Generator<[string[], FileEnt
   for (const [name, entry] of dir.entries ?? []) {
     if (entry.kind === "dir") yield* appFiles(entry, [...names, name]);
     else yield [[...names, name], entry];
+  }
+}
+
+/** The faults of an app's tree and of every tree below it. */
+function appTreeFaultProblems(path: string, dir: Dir): Problem[] {
+  const below = [...(dir.entries ?? [])].flatMap(([name, entry]) => (entry.kind === "dir" ? appTreeFaultProblems(`${path}/${name}`, entry) : []));
+  return [...treeFaultProblems(path, dir.faults), ...below];
+}
+
+/**
+ * A malformed tree object's faults, each as a problem at the path of the
+ * entry it concerns (`dir` is the tree's own path, "" for the root).
+ */
+export function treeFaultProblems(dir: string, faults: readonly TreeFault[] = []): Problem[] {
+  return faults.map((fault) => ({ file: dir === "" ? fault.name : `${dir}/${fault.name}`, message: treeFaultMessage(dir === "" ? "." : dir, fault) }));
+}
+
+/** Faults met on the way down a path, each at the path of the entry it concerns. */
+export function pathFaultProblems(faults: readonly PathFault[]): Problem[] {
+  return faults.flatMap(({ dir, fault }) => treeFaultProblems(dir, [fault]));
+}
+
+/** What each fault means for a deployment, and how to be rid of it: git's index writes none of them. */
+function treeFaultMessage(dir: string, fault: TreeFault): string {
+  const rewrite = `commit the directory again through git's index (git rm -r --cached -- ${dir}; git add -- ${dir}), which writes each name once, in order, with a mode git reads`;
+  switch (fault.kind) {
+    case "duplicate":
+      return `two entries of this name in one git tree (git fsck: duplicateEntries): only one of them could be deployed; ${rewrite}`;
+    case "unsorted":
+      return `an entry out of git's order in its tree (git fsck: treeNotSorted): git and Tidemark could find different entries; ${rewrite}`;
+    case "mode":
+      return `mode ${fault.mode}, not one git writes (git fsck: badFilemode): git and Tidemark could deploy it differently (files are 100644 or 100755, directories 40000); ${rewrite}`;
+    case "encoding":
+      return `a name that is not UTF-8 (${JSON.stringify(fault.name)} as read): it would reach the host under another name; rename it in UTF-8`;
   }
 }
 

@@ -1,5 +1,6 @@
+import { isUtf8 } from "node:buffer";
 import git from "isomorphic-git";
-import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
+import { MODE_KIND, type Dir, type Entry, type PathFault, type TreeEntry, type TreeFault } from "../core/tree.js";
 import { repoFs } from "./atomic-fs.js";
 import { packNames } from "./packs.js";
 
@@ -11,12 +12,24 @@ import { packNames } from "./packs.js";
  */
 const KEPT_OBJECTS = 512;
 
+/** A tree object's entries in the order written, and what is wrong with it. */
+export interface ParsedTree {
+  entries: TreeEntry[];
+  faults: TreeFault[];
+}
+
+/** Where trees and blobs are read from: a repository (TreeReader), or memory in tests. */
+export interface TreeObjects {
+  tree(oid: string): Promise<ParsedTree>;
+  blob(oid: string): Promise<Uint8Array>;
+}
+
 /** Reads git objects of one repository (a source mirror or the store). */
-export class TreeReader {
+export class TreeReader implements TreeObjects {
   private packCache = {};
   private packs = new Set<string>();
   private holders = 0;
-  private readonly trees = new Map<string, Promise<Array<{ name: string; mode: string; oid: string }>>>();
+  private readonly trees = new Map<string, Promise<ParsedTree>>();
   private readonly commits = new Map<string, Promise<string>>();
 
   constructor(readonly gitdir: string) {}
@@ -54,17 +67,22 @@ export class TreeReader {
   }
 
   /**
-   * A tree's entries, parsed from the raw object: isomorphic-git's readTree
-   * throws on names such as `.git` or `..`, which validation must see and name.
+   * A tree, parsed from the raw object: isomorphic-git's readTree throws on
+   * names such as `.git` or `..`, and sorts and normalizes what it reads,
+   * while validation must see and name every one of them as written.
    */
-  entries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
-    return remember(this.trees, oid, () => this.readEntries(oid));
+  tree(oid: string): Promise<ParsedTree> {
+    return remember(this.trees, oid, () => this.readTree(oid));
   }
 
-  private async readEntries(oid: string): Promise<Array<{ name: string; mode: string; oid: string }>> {
+  async entries(oid: string): Promise<TreeEntry[]> {
+    return (await this.tree(oid)).entries;
+  }
+
+  private async readTree(oid: string): Promise<ParsedTree> {
     const { object, type } = await git.readObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, format: "content", cache: this.cache });
     if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
-    return parseTree(Buffer.from(object as Uint8Array));
+    return parseTreeObject(Buffer.from(object as Uint8Array));
   }
 
   async blob(oid: string): Promise<Uint8Array> {
@@ -77,14 +95,28 @@ export class TreeReader {
 
   /** The oid of the tree at a path below a root tree, or undefined if there is none. */
   async treeAt(root: string, path: string): Promise<string | undefined> {
-    let oid = root;
-    for (const part of path.split("/").filter(Boolean)) {
-      const entry = (await this.entries(oid)).find((candidate) => candidate.name === part);
-      if (!entry || MODE_KIND[entry.mode] !== "dir") return undefined;
-      oid = entry.oid;
-    }
-    return oid;
+    return (await walkToTree(this, root, path)).oid;
   }
+}
+
+/**
+ * The tree at a path below a root tree (no oid if no directory is there), and
+ * the faults of the trees on the way that concern the names the path
+ * follows: a path through a tree with two `clusters` could lead into either.
+ */
+export async function walkToTree(objects: TreeObjects, root: string, path: string): Promise<{ oid?: string; faults: PathFault[] }> {
+  const faults: PathFault[] = [];
+  let oid = root;
+  let dir = "";
+  for (const part of path.split("/").filter(Boolean)) {
+    const tree = await objects.tree(oid);
+    faults.push(...tree.faults.filter((fault) => fault.name === part).map((fault) => ({ dir, fault })));
+    const entry = tree.entries.find((candidate) => candidate.name === part);
+    if (!entry || MODE_KIND[entry.mode] !== "dir") return { faults };
+    oid = entry.oid;
+    dir = dir ? `${dir}/${part}` : part;
+  }
+  return { oid, faults };
 }
 
 /**
@@ -109,21 +141,67 @@ export function remember<T>(kept: Map<string, Promise<T>>, key: string, make: ()
   return value;
 }
 
-/** git's tree format: `<mode> <name>\0<20-byte oid>`, repeated. */
-export function parseTree(body: Buffer): Array<{ name: string; mode: string; oid: string }> {
-  const entries = [];
+/** A tree object's entries, in the order written. */
+export function parseTree(body: Buffer): TreeEntry[] {
+  return parseTreeObject(body).entries;
+}
+
+/**
+ * git's tree format, `<mode> <name>\0<20-byte oid>` repeated, with the faults
+ * that let one object be read two ways. The object is read as written, faults
+ * and all: refusing it is validation's part, which names the path.
+ */
+export function parseTreeObject(body: Buffer): ParsedTree {
+  const entries: TreeEntry[] = [];
+  const faults: TreeFault[] = [];
+  const order = new TreeOrder();
   for (let at = 0; at < body.length; ) {
     const space = body.indexOf(0x20, at);
     const nul = body.indexOf(0, space);
     if (space < 0 || nul < 0 || nul + 21 > body.length) throw new Error("malformed tree object");
-    entries.push({ mode: body.toString("latin1", at, space), name: body.toString("utf8", space + 1, nul), oid: body.toString("hex", nul + 1, nul + 21) });
+    const rawName = body.subarray(space + 1, nul);
+    const entry = { mode: body.toString("latin1", at, space), name: rawName.toString("utf8"), oid: body.toString("hex", nul + 1, nul + 21) };
+    entries.push(entry);
+    const placed = order.place(rawName, entry.mode);
+    if (placed !== "ok") faults.push({ kind: placed, name: entry.name });
+    // Decoded, a name that is not UTF-8 is another name (and two such may become one).
+    if (!isUtf8(rawName)) faults.push({ kind: "encoding", name: entry.name });
+    if (!Object.hasOwn(MODE_KIND, entry.mode)) faults.push({ kind: "mode", name: entry.name, mode: entry.mode });
     at = nul + 21;
   }
-  return entries;
+  return { entries, faults };
+}
+
+/**
+ * git's order of tree entries, checked one entry at a time: names compared as
+ * bytes, a directory's as if it ended in '/'. A name seen before is a
+ * duplicate, reported once however many times it comes back; the two entries
+ * of a file and a directory of one name are duplicates too (git fsck says so),
+ * though they sort apart.
+ */
+class TreeOrder {
+  private readonly seen = new Set<string>();
+  private readonly doubled = new Set<string>();
+  private last: Buffer | undefined;
+
+  place(rawName: Buffer, mode: string): "ok" | "duplicate" | "unsorted" {
+    // One character per byte: a Set key that compares as git compares names.
+    const name = rawName.toString("latin1");
+    const key = MODE_KIND[mode] === "dir" ? Buffer.concat([rawName, Buffer.from("/")]) : rawName;
+    const previous = this.last;
+    this.last = key;
+    if (this.seen.has(name)) {
+      if (this.doubled.has(name)) return "ok";
+      this.doubled.add(name);
+      return "duplicate";
+    }
+    this.seen.add(name);
+    return previous && Buffer.compare(key, previous) < 0 ? "unsorted" : "ok";
+  }
 }
 
 export interface TreeSide {
-  reader: TreeReader;
+  reader: TreeObjects;
   oid: string;
   /** Read each file's size (for the size caps). */
   sizes: boolean;
@@ -139,10 +217,11 @@ const wantsContent = (path: string) => /^[^/]+\/[^/]+\/manifest\.json$/.test(pat
  */
 export async function readTreePair(a: TreeSide | undefined, b: TreeSide | undefined, path = ""): Promise<[Dir | undefined, Dir | undefined]> {
   if (a && b && a.oid === b.oid) return [{ kind: "dir", oid: a.oid }, { kind: "dir", oid: b.oid }];
-  const [listA, listB] = await Promise.all([a?.reader.entries(a.oid), b?.reader.entries(b.oid)]);
-  const byName = (list: typeof listA) => new Map((list ?? []).map((entry) => [entry.name, entry]));
-  const mapA = byName(listA);
-  const mapB = byName(listB);
+  const [treeA, treeB] = await Promise.all([a?.reader.tree(a.oid), b?.reader.tree(b.oid)]);
+  // Of two entries with one name the last is kept; the tree's faults say so, and validation refuses it.
+  const byName = (tree: ParsedTree | undefined) => new Map((tree?.entries ?? []).map((entry) => [entry.name, entry]));
+  const mapA = byName(treeA);
+  const mapB = byName(treeB);
   const outA = new Map<string, Entry>();
   const outB = new Map<string, Entry>();
   await Promise.all(
@@ -161,12 +240,19 @@ export async function readTreePair(a: TreeSide | undefined, b: TreeSide | undefi
       if (eb && !dirB && b) outB.set(name, await leaf(b, eb, child));
     }),
   );
-  return [a ? { kind: "dir", oid: a.oid, entries: outA } : undefined, b ? { kind: "dir", oid: b.oid, entries: outB } : undefined];
+  return [a ? readDir(a.oid, outA, treeA) : undefined, b ? readDir(b.oid, outB, treeB) : undefined];
 }
 
-async function leaf(side: TreeSide, entry: { mode: string; oid: string }, path: string): Promise<Entry> {
+function readDir(oid: string, entries: ReadonlyMap<string, Entry>, tree: ParsedTree | undefined): Dir {
+  const faults = tree?.faults ?? [];
+  return { kind: "dir", oid, entries, ...(faults.length > 0 ? { faults } : {}) };
+}
+
+async function leaf(side: TreeSide, entry: TreeEntry, path: string): Promise<Entry> {
   const kind = MODE_KIND[entry.mode];
   if (kind === "symlink" || kind === "submodule") return { kind, oid: entry.oid, mode: entry.mode };
+  // A mode git does not read as one thing is a fault of its tree, which validation refuses; the object may not even be a blob.
+  if (!kind) return { kind: "file", oid: entry.oid, mode: "100644" };
   const mode = entry.mode === "100755" ? "100755" : "100644";
   const content = wantsContent(path);
   if (!side.sizes && !content) return { kind: "file", oid: entry.oid, mode };

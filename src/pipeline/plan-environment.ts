@@ -1,11 +1,11 @@
 import type { SourceConfig } from "../config/source-config.js";
-import { readEnvTree, readHostTree, validateEnvironments, type EnvTree, type HostTree } from "../core/config-tree.js";
+import { distinctProblems, pathFaultProblems, readEnvTree, readHostTree, validateEnvironments, type EnvTree, type HostTree } from "../core/config-tree.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { findReturn } from "../core/returns.js";
-import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
+import { MODE_KIND, type Dir, type Entry, type PathFault } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
-import { readTreePair, type TreeReader } from "../git/tree-reader.js";
+import { readTreePair, walkToTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
 import type { Store } from "../store/store.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
@@ -41,17 +41,20 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
   if (!env) throw unknownEnvironment(environment, config);
   // A recorded tree (tidemark rollback) is read from the store: the source repo may be unreachable.
   const reader = recorded ? store.reader : mirror.reader;
-  const envOid = recorded?.tree ?? (await mirror.reader.treeAt(await mirror.reader.commitTree(source.commit), env.tree));
-  if (!envOid) throw new InvalidConfigError([{ file: env.tree, message: `the environment's tree directory does not exist at ${source.commit.slice(0, 7)} (environments.${environment}.tree)` }]);
+  const walked = recorded ? { oid: recorded.tree, faults: [] } : await walkToTree(mirror.reader, await mirror.reader.commitTree(source.commit), env.tree);
+  const pathProblems = pathFaultProblems(walked.faults);
+  const envOid = walked.oid;
+  if (!envOid) throw new InvalidConfigError([...pathProblems, { file: env.tree, message: `the environment's tree directory does not exist at ${source.commit.slice(0, 7)} (environments.${environment}.tree)` }]);
 
-  const wanted = await reader.entries(envOid);
+  const wanted = await reader.tree(envOid);
   const live = await store.liveHostTrees(environment);
-  const hosts = new Set([...wanted.map((entry) => entry.name), ...(env.hosts ?? []), ...live.keys()]);
+  const hosts = new Set([...wanted.entries.map((entry) => entry.name), ...(env.hosts ?? []), ...live.keys()]);
   const entries = new Map<string, Entry>();
   const deployed = new Map<string, HostTree>();
   await Promise.all(
     [...hosts].map(async (host) => {
-      const want = wanted.find((entry) => entry.name === host);
+      // Of two entries with one name, either could be found here: the tree's faults refuse it below.
+      const want = wanted.entries.find((entry) => entry.name === host);
       const liveOid = config.hosts[host] ? live.get(host) : undefined;
       if (want && MODE_KIND[want.mode] !== "dir") {
         entries.set(host, { kind: "file", oid: want.oid, mode: "100644" });
@@ -66,9 +69,9 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
       if (liveDir) deployed.set(host, readHostTree(config, host, liveDir, []));
     }),
   );
-  const envDir: Dir = { kind: "dir", oid: envOid, entries };
+  const envDir: Dir = { kind: "dir", oid: envOid, entries, ...(wanted.faults.length > 0 ? { faults: wanted.faults } : {}) };
   const { tree: desired, problems } = readEnvTree(config, environment, envDir);
-  if (problems.length > 0) throw new InvalidConfigError(problems);
+  if (pathProblems.length + problems.length > 0) throw new InvalidConfigError([...pathProblems, ...problems]);
   const plan = planEnvironment(environment, desired, deployed);
   const history = await store.history(environment, RETURN_DEPTH);
   const rollbackTo = findReturn(history, envOid);
@@ -101,12 +104,19 @@ export async function validateSource(mirror: SourceMirror, commit: string): Prom
     if (error instanceof InvalidConfigError) return error.problems;
     throw error;
   }
-  const root = await mirror.reader.commitTree(commit);
+  return validateTrees(mirror.reader, config, await mirror.reader.commitTree(commit));
+}
+
+/** Every environment's whole tree below a root tree, checked, with the trees on the way to it. */
+export async function validateTrees(objects: TreeObjects, config: SourceConfig, root: string): Promise<Problem[]> {
+  const onTheWay: PathFault[] = [];
   const envDirs = new Map<string, Dir | undefined>();
   for (const env of Object.values(config.environments)) {
     if (envDirs.has(env.tree)) continue;
-    const oid = await mirror.reader.treeAt(root, env.tree);
-    envDirs.set(env.tree, oid ? (await readTreePair({ reader: mirror.reader, oid, sizes: true }, undefined))[0] : undefined);
+    const { oid, faults } = await walkToTree(objects, root, env.tree);
+    onTheWay.push(...faults);
+    envDirs.set(env.tree, oid ? (await readTreePair({ reader: objects, oid, sizes: true }, undefined))[0] : undefined);
   }
-  return validateEnvironments(config, envDirs);
+  // Environments whose trees share a parent meet its faults each.
+  return distinctProblems([...pathFaultProblems(onTheWay), ...validateEnvironments(config, envDirs)]);
 }

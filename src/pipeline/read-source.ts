@@ -1,10 +1,12 @@
 import git from "isomorphic-git";
 import { CONFIG_FILE, parseSourceConfig, type SourceConfig, type TrackingRule } from "../config/source-config.js";
+import { pathFaultProblems } from "../core/config-tree.js";
 import { TidemarkError } from "../core/errors.js";
-import { InvalidConfigError } from "../core/problems.js";
+import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { resolveTrack, type Resolution } from "../core/track.js";
 import { repoFs } from "../git/atomic-fs.js";
 import type { SourceMirror } from "../git/mirror.js";
+import { walkToTree, type TreeObjects } from "../git/tree-reader.js";
 
 export interface SourceCommit {
   /** The ref it was reached through (refs/heads/main, refs/tags/v1.2.0), or the sha itself. */
@@ -61,9 +63,16 @@ export async function readSourceConfig(mirror: SourceMirror, commit: string): Pr
   } catch (error) {
     throw new InvalidConfigError([{ file: CONFIG_FILE, message: `missing at ${commit.slice(0, 7)}: the source repo needs ${CONFIG_FILE} at its root (${error instanceof Error ? error.message : String(error)})` }]);
   }
+  const malformed = await configFileProblems(mirror.reader, await mirror.reader.commitTree(commit));
+  if (malformed.length > 0) throw new InvalidConfigError(malformed);
   const { config, problems } = parseSourceConfig(text);
   if (!config || problems.length > 0) throw new InvalidConfigError(problems);
   return config;
+}
+
+/** The root tree's faults that concern tidemark.yaml: a root with two of them could be read either way. */
+export async function configFileProblems(objects: TreeObjects, root: string): Promise<Problem[]> {
+  return pathFaultProblems((await walkToTree(objects, root, CONFIG_FILE)).faults);
 }
 
 export function unknownEnvironment(environment: string, config: SourceConfig): TidemarkError {

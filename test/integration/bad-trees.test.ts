@@ -27,7 +27,7 @@ describe("tidemark validate on the bad-tree corpus, pushed to the forge", () => 
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
     state = mkdtempSync(join(tmpdir(), "tidemark-state-"));
     env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(state, "store.git"), TIDEMARK_MIRRORS: join(state, "mirrors") };
-    for (const fixture of [...bad, ...good]) await writeRawCommit(work.dir, `fixtures/${fixture.name}`, fixture.files, fixture.name);
+    for (const fixture of [...bad, ...good]) await writeRawCommit(work.dir, `fixtures/${fixture.name}`, fixture.files, fixture.name, fixture);
     await writeRawCommit(work.dir, "main", good[0]!.files, "a valid default branch");
     await work.push("main", "refs/heads/fixtures/*:refs/heads/fixtures/*");
   });
@@ -48,6 +48,14 @@ describe("tidemark validate on the bad-tree corpus, pushed to the forge", () => 
         expect(result.stdout).toContain(`  - ${line}`);
         expect(result.stdout).toContain(problem.message);
       }
+    });
+  }
+
+  for (const fixture of bad.filter((candidate) => candidate.plan)) {
+    it(`refuses to plan ${fixture.plan} at ${fixture.name} with exit code 2, naming the file`, async () => {
+      const result = await tidemark(["plan", fixture.plan!, "--ref", `fixtures/${fixture.name}`], env);
+      expect(result.code).toBe(2);
+      for (const problem of fixture.problems ?? []) expect(result.stderr).toContain(`  - ${problem.file}: ${problem.message}`);
     });
   }
 
