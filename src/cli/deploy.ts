@@ -1,13 +1,15 @@
 import { TidemarkError } from "../core/errors.js";
 import { planJson, renderPlan } from "../core/render-plan.js";
-import { deployPlan, type Deployment } from "../pipeline/deploy.js";
-import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
+import { changesNothing, type Deployment } from "../pipeline/deploy.js";
+import { prepareEnvironmentPlan, type PreparedPlan } from "../pipeline/plan-environment.js";
 import { resolveEnvironment, resolveUserRef } from "../pipeline/read-source.js";
 import type { HostPhase } from "../remote/apply-host.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
+import type { Store } from "../store/store.js";
 import { openMirror, openStore, type Context } from "./context.js";
 import { EXIT } from "./exit-codes.js";
+import { deployReported, reportNoChange } from "./reporting.js";
 
 export interface DeployFlags {
   ref?: string;
@@ -25,7 +27,11 @@ export interface Terminal {
   err: (text: string) => void;
 }
 
-/** `tidemark deploy <env>`: plan, confirm, roll out over SSH, record; exit code by the worst host outcome. */
+/**
+ * `tidemark deploy <env>`: plan, confirm, roll out over SSH, record, report
+ * to GitHub when it is configured; exit code by the worst host outcome. A
+ * plan that changes no host deploys and records nothing.
+ */
 export async function deployCommand(ctx: Context, terminal: Terminal, environment: string, flags: DeployFlags): Promise<number> {
   const mirror = await openMirror(ctx);
   const store = await openStore(ctx, environment);
@@ -40,7 +46,8 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
     return EXIT.ok;
   }
   (ctx.json ? terminal.err : ctx.out)(planText);
-  if (prepared.plan.hosts.length > 0 && !flags.yes) {
+  if (changesNothing(prepared)) return noChange(ctx, terminal, store, prepared);
+  if (!flags.yes) {
     if (!terminal.interactive) throw new TidemarkError("CONFIRMATION_NEEDED", "refusing to deploy without confirmation: no terminal to ask", "pass --yes to deploy from a script");
     if (!(await terminal.ask(`deploy ${environment} to ${prepared.plan.hosts.length} host(s)? [y/N] `))) {
       terminal.err("nothing deployed\n");
@@ -49,7 +56,7 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   }
 
   const progress = terminal.interactive && !ctx.json ? liveProgress(terminal.err, prepared.plan.hosts.map((host) => host.host)) : (host: string, phase: HostPhase) => terminal.err(`${host}: ${phase}\n`);
-  const deployment = await deployPlan(mirror, store, prepared, {
+  const { deployment, reported } = await deployReported(ctx, terminal.err, mirror, store, prepared, {
     ssh: { privateKey: ctx.settings.sshKey ? readSshKey(ctx.settings.sshKey) : undefined, agent: ctx.settings.sshAgent },
     knownHosts: ctx.settings.knownHosts ? KnownHosts.read(ctx.settings.knownHosts) : undefined,
     trigger: "cli",
@@ -59,7 +66,24 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   if (ctx.json) ctx.out(`${JSON.stringify(deploymentJson(deployment), null, 2)}\n`);
   else ctx.out(summary(deployment));
   if (deployment.shareError) terminal.err(`warning: ${deployment.shareError}\n`);
+  // The result is out first; then at most githubReportTimeout for GitHub, whose mood never changes the exit code.
+  await reported();
   return deploymentExitCode(deployment);
+}
+
+/**
+ * Every host already runs this config: no deployment, no history entry. The
+ * commit hears "no change" unless it is the one deployed last (its status
+ * says how that went), as the operator does.
+ */
+async function noChange(ctx: Context, terminal: Terminal, store: Store, prepared: PreparedPlan): Promise<number> {
+  const { environment } = prepared.plan;
+  const last = (await store.history(environment, 20)).find((entry) => entry.trigger !== "unpin");
+  if (last?.sourceCommit !== prepared.source.commit) await reportNoChange(ctx, terminal.err, prepared);
+  const hosts = [...prepared.desired.hosts.keys()].sort().map((host) => ({ host, outcome: "unchanged" as const }));
+  if (ctx.json) ctx.out(`${JSON.stringify({ schema: "tidemark.no-change/v1", environment, sourceCommit: prepared.source.commit, sourceRef: prepared.source.ref, hosts }, null, 2)}\n`);
+  else ctx.out(`no change: every host of ${environment} already runs this config; nothing deployed, nothing recorded\n`);
+  return EXIT.ok;
 }
 
 export function deploymentExitCode(deployment: Deployment): number {

@@ -35,6 +35,17 @@ async function askOnTerminal(question: string): Promise<boolean> {
   }
 }
 
+/** deploy and rollback report like the operator: the same settings, said where a person looks first. */
+const REPORTING_HELP = `
+Reporting: with TIDEMARK_GITHUB_TOKEN (or TIDEMARK_GITHUB_APP_ID, _KEY and
+_INSTALLATION) set, as for serve, the deployment posts the operator's commit
+statuses and GitHub Deployment (TIDEMARK_GITHUB_API_URL, TIDEMARK_GITHUB_REPO,
+TIDEMARK_PUBLIC_URL and TIDEMARK_HOST_STATUSES apply). It keeps trying for at
+most TIDEMARK_GITHUB_REPORT_TIMEOUT seconds (30) after the deployment, then
+names on stderr what was not posted; the exit code stays the deployment's.
+Without them it says once that nothing is reported. A plan that changes no
+host deploys and records nothing ("no change").`;
+
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const program = new Command("tidemark")
     .description("GitOps for plain Linux hosts: a git repository is the source of truth, Tidemark makes the hosts follow over SSH.")
@@ -90,6 +101,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
     .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
     .option("--settle <seconds>", "how long units settle before they are checked", (value) => Number.parseFloat(value), 1)
+    .addHelpText("after", REPORTING_HELP)
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & DeployFlags>();
       const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
@@ -103,6 +115,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
     .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
     .option("--settle <seconds>", "how long units settle before they are checked", (value) => Number.parseFloat(value), 1)
+    .addHelpText("after", REPORTING_HELP)
     .action(function (this: Command, environment: string, target: string | undefined) {
       const flags = this.opts<CommonFlags & RollbackFlags>();
       const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };

@@ -1,7 +1,7 @@
 import { TidemarkError } from "../core/errors.js";
 import { renderPlan } from "../core/render-plan.js";
 import type { SourceMirror } from "../git/mirror.js";
-import { deployPlan } from "../pipeline/deploy.js";
+import { changesNothing, deployPlan, type DeployOptions } from "../pipeline/deploy.js";
 import { prepareEnvironmentPlan, type PreparedPlan } from "../pipeline/plan-environment.js";
 import { resolveEnvironment, resolveUserRef, trackEnvironment, type SourceCommit } from "../pipeline/read-source.js";
 import { KnownHosts } from "../remote/known-hosts.js";
@@ -9,9 +9,11 @@ import { readSshKey } from "../remote/ssh-key.js";
 import { newDeploymentId, type HistoryEntry } from "../store/store.js";
 import { OperatorQueues } from "../queue/queues.js";
 import { redisFactory } from "../queue/redis.js";
+import { settingsRedactor } from "../config/settings.js";
 import { openMirror, openStore, type Context } from "./context.js";
 import { deploymentExitCode, deploymentJson, summary, type Terminal } from "./deploy.js";
 import { EXIT } from "./exit-codes.js";
+import { deployReported } from "./reporting.js";
 
 export interface RollbackFlags {
   revert?: boolean;
@@ -80,17 +82,28 @@ export async function rollbackCommand(ctx: Context, terminal: Terminal, environm
   const pin = `rollback to ${entry.id} (${entry.sourceCommit.slice(0, 7)})`;
   const prepared = await prepareEnvironmentPlan(mirror, store, environment, { ref: entry.sourceRef, commit: entry.sourceCommit }, { tree: entry.tree });
   if (!(await confirm(ctx, terminal, prepared, `deploy the tree of ${entry.id} (${entry.sourceCommit.slice(0, 7)}) from the store and pin ${environment} until tidemark unpin ${environment}?`, flags))) return EXIT.ok;
-  const deployment = await deployPlan(mirror, store, prepared, {
+  const options: Omit<DeployOptions, "id" | "redact"> = {
     ssh: { privateKey: ctx.settings.sshKey ? readSshKey(ctx.settings.sshKey) : undefined, agent: ctx.settings.sshAgent },
     knownHosts: ctx.settings.knownHosts ? KnownHosts.read(ctx.settings.knownHosts) : undefined,
     trigger: "rollback",
     settleMs: flags.settle * 1000,
     pin,
     observe: (host, phase) => terminal.err(`${host}: ${phase}\n`),
-  });
+  };
+  const pinned = `${environment} is pinned (${pin}): pushes are recorded, not deployed, until tidemark unpin ${environment}\n`;
+  if (changesNothing(prepared)) {
+    // Every host runs the target's tree already: no host is contacted and the commit hears nothing, but the pin asked for is still set and recorded.
+    const deployment = await deployPlan(mirror, store, prepared, { ...options, redact: settingsRedactor(ctx.settings) });
+    if (ctx.json) ctx.out(`${JSON.stringify({ ...deploymentJson(deployment), pin }, null, 2)}\n`);
+    else ctx.out(`every host of ${environment} already runs the tree of ${entry.id}: nothing deployed\n${pinned}`);
+    if (deployment.shareError) terminal.err(`warning: ${deployment.shareError}\n`);
+    return EXIT.ok;
+  }
+  const { deployment, reported } = await deployReported(ctx, terminal.err, mirror, store, prepared, options);
   if (ctx.json) ctx.out(`${JSON.stringify({ ...deploymentJson(deployment), pin }, null, 2)}\n`);
-  else ctx.out(`${summary(deployment)}${environment} is pinned (${pin}): pushes are recorded, not deployed, until tidemark unpin ${environment}\n`);
+  else ctx.out(`${summary(deployment)}${pinned}`);
   if (deployment.shareError) terminal.err(`warning: ${deployment.shareError}\n`);
+  await reported();
   return deploymentExitCode(deployment);
 }
 

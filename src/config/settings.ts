@@ -42,6 +42,7 @@ const SettingsSchema = z.strictObject({
   githubAppInstallation: z.coerce.number({ error: "githubAppInstallation is the installation's numeric id" }).int().positive().optional(),
   githubDeployments: flag.optional(),
   githubWriteInterval: seconds("githubWriteInterval").optional(),
+  githubReportTimeout: seconds("githubReportTimeout").optional(),
   hostStatuses: flag.optional(),
   hostStatusLimit: z.coerce.number({ error: "hostStatusLimit is a number of hosts" }).int().nonnegative().optional(),
   publicUrl: z.url({ error: "publicUrl is the operator's URL as people reach it, e.g. https://tidemark.example.com" }).optional(),
@@ -74,6 +75,7 @@ const ENV: Record<string, keyof Settings> = {
   TIDEMARK_GITHUB_APP_INSTALLATION: "githubAppInstallation",
   TIDEMARK_GITHUB_DEPLOYMENTS: "githubDeployments",
   TIDEMARK_GITHUB_WRITE_INTERVAL: "githubWriteInterval",
+  TIDEMARK_GITHUB_REPORT_TIMEOUT: "githubReportTimeout",
   TIDEMARK_HOST_STATUSES: "hostStatuses",
   TIDEMARK_HOST_STATUS_LIMIT: "hostStatusLimit",
   TIDEMARK_PUBLIC_URL: "publicUrl",
@@ -116,8 +118,19 @@ export function requireRepo(settings: Settings): string {
   return settings.repo;
 }
 
+/** What reporting to GitHub runs with, in `serve`, `worker` and the CLI's `deploy` and `rollback`: defaults filled in. */
+export interface ReportingSettings extends Settings {
+  githubApiUrl: string;
+  githubDeployments: boolean;
+  githubWriteInterval: number;
+  /** How long `tidemark deploy` and `rollback` keep trying to post once the deployment is over (the operator's queue tries for hours). */
+  githubReportTimeout: number;
+  hostStatuses: boolean;
+  hostStatusLimit: number;
+}
+
 /** What `serve` and `worker` run with: every operator setting present, defaults filled in (a worker listens only when given an address). */
-export interface OperatorSettings extends Settings {
+export interface OperatorSettings extends ReportingSettings {
   repo: string;
   redis: string;
   webhookSecrets: string[];
@@ -125,14 +138,32 @@ export interface OperatorSettings extends Settings {
   settle: number;
   takeoverAfter: number;
   shutdownTimeout: number;
-  githubApiUrl: string;
-  githubDeployments: boolean;
-  githubWriteInterval: number;
-  hostStatuses: boolean;
-  hostStatusLimit: number;
 }
 
-export const GITHUB_DEFAULTS = { githubApiUrl: "https://api.github.com", githubDeployments: true, githubWriteInterval: 1, hostStatuses: true, hostStatusLimit: 20 };
+export const GITHUB_DEFAULTS = { githubApiUrl: "https://api.github.com", githubDeployments: true, githubWriteInterval: 1, githubReportTimeout: 30, hostStatuses: true, hostStatusLimit: 20 };
+
+/** A token or a whole App, not both: one line per problem. */
+function gitHubProblems(settings: Settings): string[] {
+  const problems: string[] = [];
+  const app = [settings.githubAppId, settings.githubAppKey, settings.githubAppInstallation];
+  if (app.some((value) => value !== undefined) && app.some((value) => value === undefined)) {
+    problems.push("githubApp: an App needs all three of githubAppId, githubAppKey and githubAppInstallation (TIDEMARK_GITHUB_APP_ID, TIDEMARK_GITHUB_APP_KEY, TIDEMARK_GITHUB_APP_INSTALLATION)");
+  }
+  if (settings.githubToken && settings.githubAppId !== undefined) problems.push("githubToken: give a token or an App, not both");
+  return problems;
+}
+
+/**
+ * Reporting for `tidemark deploy` and `rollback`, from the same settings as
+ * `serve`: undefined when no token or App is given (nothing is reported).
+ * Checked before anything is deployed.
+ */
+export function cliReportingSettings(settings: Settings): ReportingSettings | undefined {
+  const problems = gitHubProblems(settings);
+  if (problems.length > 0) throw new TidemarkError("SETTINGS_INVALID", `cannot report to GitHub:\n  ${problems.join("\n  ")}`, "set them as TIDEMARK_* variables or in the --config file, or unset the GitHub ones to deploy without reporting");
+  if (!settings.githubToken && settings.githubAppId === undefined) return undefined;
+  return { ...GITHUB_DEFAULTS, ...settings };
+}
 
 /** Checks what the service needs before anything starts; every missing setting is one line. */
 export function operatorSettings(settings: Settings, role: "serve" | "worker"): OperatorSettings {
@@ -144,11 +175,7 @@ export function operatorSettings(settings: Settings, role: "serve" | "worker"): 
   if (role === "serve" && full.webhookSecrets.length === 0 && full.pollInterval === 0) {
     problems.push(`webhookSecrets: missing, and polling is off: nothing would ever deploy (set ${WHERE.webhookSecrets}, or a pollInterval above 0)`);
   }
-  const app = [settings.githubAppId, settings.githubAppKey, settings.githubAppInstallation];
-  if (app.some((value) => value !== undefined) && app.some((value) => value === undefined)) {
-    problems.push("githubApp: an App needs all three of githubAppId, githubAppKey and githubAppInstallation (TIDEMARK_GITHUB_APP_ID, TIDEMARK_GITHUB_APP_KEY, TIDEMARK_GITHUB_APP_INSTALLATION)");
-  }
-  if (settings.githubToken && settings.githubAppId !== undefined) problems.push("githubToken: give a token or an App, not both");
+  problems.push(...gitHubProblems(settings));
   if (problems.length > 0) throw new TidemarkError("SETTINGS_INVALID", `cannot start ${role}:\n  ${problems.join("\n  ")}`, `set them as flags, TIDEMARK_* variables or in the --config file; see tidemark ${role} --help`);
   return full;
 }

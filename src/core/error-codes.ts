@@ -36,7 +36,7 @@ export const ERROR_CODES = {
   CONFIRMATION_NEEDED: { meaning: "a command that changes hosts found no terminal to ask and no --yes", exit: "usage", retry: false },
   ENV_UNKNOWN: { meaning: "the environment is not in tidemark.yaml on the default branch", exit: "usage", retry: false },
   ENV_PINNED: { meaning: "the environment is pinned by tidemark rollback: deploys wait for tidemark unpin", exit: "failed", retry: false },
-  NOTHING_TO_DEPLOY: { meaning: "no host would change: there is nothing to deploy or record", exit: "ok", retry: false },
+  NOTHING_TO_DEPLOY: { meaning: "a deployment was asked of a plan that changes no host (the commands check first: this is a bug)", exit: "failed", retry: false },
   REF_UNKNOWN: { meaning: "the ref given is not a branch, tag or commit of the source repo", exit: "usage", retry: false },
   REF_AMBIGUOUS: { meaning: "the name given is both a branch and a tag", exit: "usage", retry: false },
   REF_UNRESOLVED: { meaning: "the branch or tag an environment tracks does not exist (yet)", exit: "failed", retry: true },

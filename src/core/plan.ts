@@ -1,5 +1,4 @@
 import type { AppTree, EnvTree, HostTree } from "./config-tree.js";
-import { appLinks } from "./links.js";
 import type { FileEntry } from "./tree.js";
 
 export type Change = "added" | "changed" | "removed";
@@ -28,8 +27,8 @@ export interface HostPlan {
   apps: AppPlan[];
   units: { enable: string[]; restart: string[]; stop: string[] };
   /**
-   * Host paths this deployment links for the first time. Whatever is there
-   * now is kept aside on the host and put back when the link goes.
+   * Host paths this deployment's manifests link for the first time. Whatever
+   * is there now is kept aside on the host and put back when the link goes.
    */
   takesOver: string[];
   /**
@@ -78,8 +77,10 @@ export function planHost(host: string, desired: HostTree | undefined, deployed: 
     restart: [...enabledNext].sort(),
     stop: [...enabledNow].filter((unit) => !enabledNext.has(unit)).sort(),
   };
-  const linked = new Set(outgoing.flatMap(appLinks).map((link) => link.path));
-  const takesOver = [...new Set(incoming.flatMap(appLinks).map((link) => link.path))].filter((path) => !linked.has(path)).sort();
+  // Unit links are kept aside on the host too, but /etc/systemd/system rarely holds the unit already: the plan names the paths a manifest chose.
+  const symlinks = (trees: AppTree[]) => trees.flatMap((tree) => Object.keys(tree.manifest?.symlinks ?? {}));
+  const linked = new Set(symlinks(outgoing));
+  const takesOver = [...new Set(symlinks(incoming))].filter((path) => !linked.has(path)).sort();
   return { host, from, to, apps, units, takesOver, rollback: { available: true } };
 }
 

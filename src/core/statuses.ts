@@ -53,7 +53,11 @@ export function startStatuses(facts: Omit<DeploymentFacts, "hosts">, changing: s
   ];
 }
 
-/** The final statuses of a deployment: the environment's, then one per host. */
+/**
+ * The final statuses of a deployment, in the order they are posted: one per
+ * host, then the environment's last, so that a script or a person who waits
+ * for `tidemark/<env>` to turn final finds every host's status final too.
+ */
 export function finalStatuses(facts: DeploymentFacts): CommitStatus[] {
   const { sourceCommit: sha, environment, hosts, targetUrl } = facts;
   const live = hosts.filter((host) => isLive(host.outcome));
@@ -70,7 +74,7 @@ export function finalStatuses(facts: DeploymentFacts): CommitStatus[] {
     const parts = [...groups].map(([kind, names], i) => `${i === 0 ? `${names.length} of ${hosts.length} ${hostsWord(hosts.length)}` : names.length} ${kind.replace("-", " ")} (${names.join(", ")})`);
     env = status(sha, envContext(environment), outcome === "unreachable" ? "error" : "failure", `${rollbackPrefix(facts)}${parts.join("; ")}`, targetUrl);
   }
-  return [env, ...(facts.hostStatuses ? hosts.map((host) => hostStatus(facts, host)) : [])];
+  return [...(facts.hostStatuses ? hosts.map((host) => hostStatus(facts, host)) : []), env];
 }
 
 function hostStatus(facts: DeploymentFacts, host: HostOutcome): CommitStatus {
@@ -97,10 +101,21 @@ function hostStatus(facts: DeploymentFacts, host: HostOutcome): CommitStatus {
  */
 export function convergedStatuses(facts: Omit<DeploymentFacts, "hosts" | "rollbackTo">, hosts: string[], finished: string[]): CommitStatus[] {
   const { sourceCommit: sha, environment, targetUrl } = facts;
+  // Hosts first, the environment last: the same order as finalStatuses.
   return [
-    status(sha, envContext(environment), "success", `deployed to ${hosts.length}/${hosts.length} ${hostsWord(hosts.length)} (${finished.join(", ")} by another attempt)`, targetUrl),
     ...(facts.hostStatuses ? finished.map((host) => status(sha, hostContext(environment, host), "success", `deployed ${short(sha)}`, targetUrl)) : []),
+    status(sha, envContext(environment), "success", `deployed to ${hosts.length}/${hosts.length} ${hostsWord(hosts.length)} (${finished.join(", ")} by another attempt)`, targetUrl),
   ];
+}
+
+/** A commit that changes nothing for the environment (only another environment's files): one word, no deployment, no per-host statuses. */
+export function noChangeStatus(environment: string, sha: string, targetUrl?: string): CommitStatus {
+  return status(sha, envContext(environment), "success", `no change for ${environment}`, targetUrl);
+}
+
+/** A deployment from the CLI that stopped on an error before it was recorded: the commit's pending gets a final word (the operator retries instead). */
+export function abortedStatus(environment: string, sha: string, reason: string, targetUrl?: string): CommitStatus {
+  return status(sha, envContext(environment), "error", `stopped before it was recorded: ${reason}`, targetUrl);
 }
 
 /** A config tree the operator could not read: `error`, naming the file and the field. */

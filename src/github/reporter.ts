@@ -1,7 +1,24 @@
 import { RequestError } from "@octokit/request-error";
-import type { Logger } from "pino";
-import type { OperatorQueues, Report } from "../queue/queues.js";
-import type { GitHubOctokit, GitHubRepo } from "./client.js";
+import type { Report } from "../core/reports.js";
+import type { GitHubOctokit, GitHubRepo, ReportLog } from "./client.js";
+
+/** Where the GitHub deployment made for a Tidemark deployment is remembered: Redis for the operator (OperatorQueues), memory for one CLI run. */
+export interface GitHubDeploymentIds {
+  gitHubDeployment(id: string): Promise<number | undefined>;
+  setGitHubDeployment(id: string, gitHubId: number): Promise<void>;
+}
+
+/** For one process: the CLI posts a deployment's reports itself, from start to end. */
+export function memoryDeploymentIds(): GitHubDeploymentIds {
+  const ids = new Map<string, number>();
+  return {
+    gitHubDeployment: (id) => Promise.resolve(ids.get(id)),
+    setGitHubDeployment: (id, gitHubId) => {
+      ids.set(id, gitHubId);
+      return Promise.resolve();
+    },
+  };
+}
 
 /**
  * Posts reports to GitHub: commit statuses, and Deployments with their
@@ -14,23 +31,24 @@ export class GitHubReporter {
   constructor(
     private readonly octokit: GitHubOctokit,
     private readonly repo: GitHubRepo,
-    private readonly queues: OperatorQueues,
-    private readonly log: Logger,
+    private readonly ids: GitHubDeploymentIds,
+    private readonly log: ReportLog,
     deployments: boolean,
   ) {
     this.deploymentsAllowed = deployments;
   }
 
-  /** Posts one report; returns what was done, for the job's return value. */
-  async post(report: Report): Promise<string> {
+  /** Posts one report; returns what was done, for the job's return value. `signal` abandons the request (the CLI's deadline). */
+  async post(report: Report, signal?: AbortSignal): Promise<string> {
+    const request = signal ? { request: { signal } } : {};
     if (report.kind === "status") {
       const { sha, context, state, description, targetUrl } = report.status;
-      await this.octokit.rest.repos.createCommitStatus({ ...this.repo, sha, context, state, description, ...(targetUrl ? { target_url: targetUrl } : {}) });
+      await this.octokit.rest.repos.createCommitStatus({ ...this.repo, sha, context, state, description, ...(targetUrl ? { target_url: targetUrl } : {}), ...request });
       return `${context} ${state} on ${sha.slice(0, 7)}`;
     }
     if (!this.deploymentsAllowed) return "GitHub Deployments are off";
     const { id, environment, sha, state, description, targetUrl } = report.deployment;
-    let gitHubId = await this.queues.gitHubDeployment(id);
+    let gitHubId = await this.ids.gitHubDeployment(id);
     if (gitHubId === undefined) {
       try {
         const created = await this.octokit.rest.repos.createDeployment({
@@ -42,27 +60,24 @@ export class GitHubReporter {
           // Tidemark's own pending statuses are on this commit: GitHub would refuse the deployment over them.
           required_contexts: [],
           auto_merge: false,
+          ...request,
         });
         gitHubId = (created.data as { id: number }).id;
       } catch (error) {
-        if (error instanceof RequestError && (error.status === 403 || error.status === 404)) {
+        // A rate limit is a 403 too: it waits, it does not turn anything off.
+        if (error instanceof RequestError && (error.status === 403 || error.status === 404) && rateLimitWait(error) === undefined) {
           this.deploymentsAllowed = false;
           this.log.warn({ status: error.status, error: error.message }, "GitHub Deployments turned off: the token may not create deployments (give it Deployments: write, or set TIDEMARK_GITHUB_DEPLOYMENTS=false)");
           return "GitHub Deployments are off";
         }
         throw error;
       }
-      await this.queues.setGitHubDeployment(id, gitHubId);
+      await this.ids.setGitHubDeployment(id, gitHubId);
     }
     // auto_inactive (GitHub's default) marks the environment's earlier deployment inactive on success.
-    await this.octokit.rest.repos.createDeploymentStatus({ ...this.repo, deployment_id: gitHubId, state, description, ...(targetUrl ? { log_url: targetUrl } : {}) });
+    await this.octokit.rest.repos.createDeploymentStatus({ ...this.repo, deployment_id: gitHubId, state, description, ...(targetUrl ? { log_url: targetUrl } : {}), ...request });
     return `deployment ${gitHubId} ${state}`;
   }
-}
-
-/** The key under which reports are ordered: one commit status context, or one deployment. */
-export function reportKey(report: Report): string {
-  return report.kind === "status" ? `status:${report.status.sha}:${report.status.context}` : `deployment:${report.deployment.id}`;
 }
 
 /** How long GitHub asked us to wait, in ms, when the error is a rate limit; undefined otherwise. */

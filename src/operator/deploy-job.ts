@@ -2,12 +2,13 @@ import { UnrecoverableError } from "bullmq";
 import { describeError, TidemarkError } from "../core/errors.js";
 import { deploymentOutcome, isLive, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
 import { InvalidConfigError } from "../core/problems.js";
-import { convergedStatuses, finalStatuses, invalidConfigStatus, pinnedStatus, startStatuses, supersededStatus, type CommitStatus } from "../core/statuses.js";
+import { finalReports, startReports, statusReports } from "../core/reports.js";
+import { convergedStatuses, invalidConfigStatus, noChangeStatus, pinnedStatus, supersededStatus } from "../core/statuses.js";
 import { movesForward } from "../core/track.js";
-import { deployPlan } from "../pipeline/deploy.js";
+import { changesNothing, deployPlan, deploymentFacts } from "../pipeline/deploy.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import { trackEnvironment } from "../pipeline/read-source.js";
-import type { DeployJob, DeploymentReport, GitHubDeploymentState, RunningDeployment } from "../queue/queues.js";
+import type { DeployJob, RunningDeployment } from "../queue/queues.js";
 import type { PhaseObserver } from "../remote/apply-host.js";
 import { heldBack, STOPPED } from "../rollout/rollout.js";
 import { newDeploymentId } from "../store/store.js";
@@ -18,6 +19,7 @@ import type { Operator } from "./operator.js";
 export type DeployJobResult = (
   | { status: "deployed"; id: string; outcome: DeploymentOutcome; sourceRef: string; sourceCommit: string; hosts: Array<HostOutcome & { durationMs?: number; uploadedBytes?: number }>; rollbackTo?: { id: string; sourceCommit: string } }
   | { status: "up-to-date"; sourceRef: string; sourceCommit: string }
+  | { status: "no-change"; sourceRef: string; sourceCommit: string }
   | { status: "stays"; reason: string }
 ) & { environment: string; superseded: string[] };
 
@@ -29,7 +31,8 @@ export class StoppedError extends Error {}
  * request was a hint), plans against the store, rolls out, records, and
  * queues the statuses of each step for GitHub. The commits asked for before
  * it resolved and not deployed are reported superseded; a pinned environment
- * holds the commit back. Errors that a retry cannot fix end the job at once.
+ * holds the commit back; a commit that changes no host is recorded nowhere
+ * and told so. Errors that a retry cannot fix end the job at once.
  */
 export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal, observe?: PhaseObserver): Promise<DeployJobResult> {
   // The repos' packs stay in memory while jobs run, not for the life of the process.
@@ -59,7 +62,7 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
     const last = (await op.store.history(environment, 1))[0];
     if (last?.pin) {
       // Pinned by tidemark rollback: the push is kept in mind (polls ask again) and deployed after tidemark unpin.
-      if (await op.queues.markWaiting(environment, resolution.commit)) await op.report([pinnedStatus(environment, resolution.commit, last.pin, environmentUrl(op.settings, environment))]);
+      if (await op.queues.markWaiting(environment, resolution.commit)) await op.report(statusReports([pinnedStatus(environment, resolution.commit, last.pin, environmentUrl(op.settings, environment))]));
       return { environment, status: "stays", reason: `${environment} is pinned (${last.pin}); ${resolution.commit.slice(0, 7)} waits for tidemark unpin ${environment}`, superseded: [] };
     }
     await op.queues.clearWaiting(environment);
@@ -75,28 +78,32 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
       const facts = { id: again.id, environment, sourceCommit: resolution.commit, hostStatuses: op.settings.hostStatuses && prepared.desired.hosts.size <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, again.id) };
       const finished = again.hosts.filter((host) => !isLive(host.outcome) && !hold.has(host.host) && prepared.desired.hosts.has(host.host)).map((host) => host.host);
       const converged = hold.size === 0 && finished.length > 0 && (await op.queues.firstConverged(environment, resolution.commit)) ? convergedStatuses(facts, [...prepared.desired.hosts.keys()], finished) : [];
-      await op.report([...converged, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))]);
+      await op.report(statusReports([...converged, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))]));
       await op.queues.markBehind(environment, false);
       return { environment, status: "up-to-date", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded };
+    }
+    if (!again && changesNothing(prepared)) {
+      // Only other environments' files changed: every host runs this config already. No deployment, no history entry; one word on the commit.
+      const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
+      const link = environmentUrl(op.settings, environment);
+      await op.report(statusReports([noChangeStatus(environment, resolution.commit, link), ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, link))]));
+      await op.queues.markBehind(environment, false);
+      return { environment, status: "no-change", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded };
     }
     if (stop.aborted) throw new StoppedError("the operator is shutting down; another worker deploys it");
 
     const id = newDeploymentId();
     const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
-    const hostCount = new Set([...prepared.desired.hosts.keys(), ...prepared.plan.hosts.map((host) => host.host)]).size;
-    const facts = { id, environment, sourceCommit: resolution.commit, hostStatuses: op.settings.hostStatuses && hostCount <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, id), ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}) };
-    const start = startStatuses(facts, pending.map((host) => host.host));
-    await op.report([...start, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))], gitHubDeployment(facts, "in_progress", start[0]!.description));
+    const facts = deploymentFacts(prepared, id, { ...op.settings, targetUrl: deploymentUrl(op.settings, id) });
+    await op.report(startReports(facts, pending.map((host) => host.host), superseded));
 
     const deployment = await showRunning(op, { id, environment, sourceCommit: resolution.commit, sourceRef: resolution.ref, hosts: pending.map((host) => host.host) }, observe, (running) =>
       deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe: running, hold }),
     );
     if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
     const stopped = deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED));
-    if (!stopped) {
-      const final = finalStatuses({ ...facts, hosts: deployment.hosts });
-      await op.report(final, gitHubDeployment(facts, DEPLOYMENT_STATE[final[0]!.state], final[0]!.description));
-    }
+    // One batch: every host's final status, then the environment's, then the GitHub deployment's.
+    if (!stopped) await op.report(finalReports({ ...facts, hosts: deployment.hosts }));
     // Hosts a passing failure left behind (not the ones where the commit itself failed) are tried again at the next polls.
     await op.queues.markBehind(environment, deployment.hosts.some((host) => host.outcome === "unreachable" || host.outcome === "failed"));
     if (stopped) throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
@@ -112,19 +119,13 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
       superseded,
     };
   } catch (error) {
-    if (error instanceof InvalidConfigError && commit) await op.report([invalidConfigStatus(environment, commit, error.problems, environmentUrl(op.settings, environment))]);
+    if (error instanceof InvalidConfigError && commit) await op.report(statusReports([invalidConfigStatus(environment, commit, error.problems, environmentUrl(op.settings, environment))]));
     // A broken config tree or an unknown environment stays broken until someone pushes: no retry.
     if (error instanceof InvalidConfigError || (error instanceof TidemarkError && ["ENV_UNKNOWN", "REPO_URL"].includes(error.code))) {
       throw new UnrecoverableError(describeError(error));
     }
     throw error;
   }
-}
-
-const DEPLOYMENT_STATE: Record<CommitStatus["state"], GitHubDeploymentState> = { pending: "in_progress", success: "success", failure: "failure", error: "error" };
-
-function gitHubDeployment(facts: { id: string; environment: string; sourceCommit: string; targetUrl?: string }, state: GitHubDeploymentState, description: string): DeploymentReport {
-  return { id: facts.id, environment: facts.environment, sha: facts.sourceCommit, state, description, ...(facts.targetUrl ? { targetUrl: facts.targetUrl } : {}) };
 }
 
 /** Shows the deployment as under way on the operator's page while it runs; a Redis hiccup costs the live view, never the deployment. */

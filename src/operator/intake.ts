@@ -1,3 +1,4 @@
+import { statusReports } from "../core/reports.js";
 import { queuedStatus } from "../core/statuses.js";
 import { movesForward, resolveTrack, tracksRef } from "../core/track.js";
 import type { RefsJob } from "../queue/queues.js";
@@ -51,7 +52,7 @@ export async function takeIn(op: Operator, job: RefsJob): Promise<IntakeResult[]
     }
     await op.queues.requestDeployment({ environment, trigger: job.kind === "push" ? "webhook" : "poll", requested: { ref: resolved.ref, commit: resolved.commit } });
     // Asked again for a commit a pin holds back: its status already says why it waits.
-    if (!again) await op.report([queuedStatus(environment, resolved.commit, environmentUrl(op.settings, environment))]);
+    if (!again) await op.report(statusReports([queuedStatus(environment, resolved.commit, environmentUrl(op.settings, environment))]));
     results.push({ environment, action: "requested", ref: resolved.ref, commit: resolved.commit });
   }
   return results;

@@ -2,8 +2,8 @@ import type { Logger } from "pino";
 import type { OperatorSettings } from "../config/settings.js";
 import type { SourceMirror } from "../git/mirror.js";
 import type { DeployOptions } from "../pipeline/deploy.js";
-import type { CommitStatus } from "../core/statuses.js";
-import type { DeploymentReport, OperatorQueues } from "../queue/queues.js";
+import type { Report } from "../core/reports.js";
+import type { OperatorQueues } from "../queue/queues.js";
 import type { Store } from "../store/store.js";
 import type { OperatorMetrics } from "./metrics.js";
 
@@ -15,8 +15,8 @@ export interface Operator {
   queues: OperatorQueues;
   log: Logger;
   metrics: OperatorMetrics;
-  /** How deployments reach hosts: the SSH key or agent, known_hosts, settle time. */
+  /** How deployments reach hosts: the SSH key or agent, known_hosts, settle time; and what is redacted before the store keeps it. */
   deploy: Omit<DeployOptions, "trigger" | "stop" | "observe">;
-  /** Queues reports for GitHub; a no-op when reporting is off. Never throws: a report is never worth a deployment. */
-  report: (statuses: CommitStatus[], deployment?: DeploymentReport) => Promise<void>;
+  /** Queues a batch of reports for GitHub, posted in its order; a no-op when reporting is off. Never throws: a report is never worth a deployment. */
+  report: (reports: Report[]) => Promise<void>;
 }

@@ -1,5 +1,6 @@
 import { describeError } from "../core/errors.js";
 import { InvalidConfigError } from "../core/problems.js";
+import { statusReports } from "../core/reports.js";
 import { invalidPlanStatus, planStatus, type CommitStatus } from "../core/statuses.js";
 import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
 import type { PullRequestHint } from "../queue/queues.js";
@@ -41,6 +42,6 @@ export async function previewPullRequest(op: Operator, hint: PullRequestHint): P
       results.push({ environment, action: "previewed", pullRequest: hint.number, commit: hint.head, invalid: error.problems.length });
     }
   }
-  await op.report(statuses);
+  await op.report(statusReports(statuses));
   return results;
 }

@@ -7,13 +7,13 @@ import type { Logger } from "pino";
 import type { OperatorSettings } from "../config/settings.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import { redactDeep, type Redactor } from "../core/redact.js";
-import type { CommitStatus } from "../core/statuses.js";
+import { redactReport, reportKey, type Report } from "../core/reports.js";
 import { SourceMirror } from "../git/mirror.js";
 import { gitHubClient } from "../github/client.js";
-import { GitHubReporter, rateLimitWait, reportKey } from "../github/reporter.js";
+import { GitHubReporter, rateLimitWait } from "../github/reporter.js";
 import { startHttp, stopHttp, type Readiness } from "../http/server.js";
 import { webhookHandler } from "../http/webhook.js";
-import { deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, REPORT_QUEUE, type DeployJob, type DeploymentReport, type RefsJob, type ReportJob } from "../queue/queues.js";
+import { deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, REPORT_QUEUE, reportBatch, type DeployJob, type RefsJob, type ReportJob } from "../queue/queues.js";
 import { evictionWarning, redactUrl, redisFactory } from "../queue/redis.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
@@ -68,6 +68,8 @@ export class OperatorService {
           ssh: { privateKey: settings.sshKey ? readSshKey(settings.sshKey) : undefined, agent: settings.sshAgent },
           knownHosts: settings.knownHosts ? KnownHosts.read(settings.knownHosts) : undefined,
           settleMs: settings.settle * 1000,
+          // Unit and check output is redacted before the store keeps it.
+          redact,
         },
         report: github ? reportTo(queues, log, redact) : () => Promise.resolve(),
       };
@@ -198,34 +200,46 @@ export class OperatorService {
     this.workers.set(name, worker);
   }
 
-  /** Posts one report, unless a newer one of the same status or deployment went first; a long rate limit pauses the whole queue. */
-  private async reportJob(reporter: GitHubReporter, job: Job<ReportJob>): Promise<string> {
+  /**
+   * Posts a batch of reports in its order. Each is skipped if an earlier
+   * attempt of this job posted it, or dropped if a newer one of the same
+   * status or deployment went first. The first that fails ends the attempt
+   * and the rest wait with it (BullMQ retries the job whole), so no report
+   * overtakes one before it in its batch. A long rate limit pauses the whole queue.
+   */
+  private async reportJob(reporter: GitHubReporter, job: Job<ReportJob>): Promise<string[]> {
     const { queues, log, metrics } = this.op;
-    const { report, seq } = job.data;
-    const key = reportKey(report);
-    if (!(await queues.isNewestReport(key, seq))) {
-      metrics.report(report.kind, "dropped");
-      log.info({ job: job.id, key, attempt: job.attemptsMade + 1 }, "report dropped: a newer one for the same status was posted first");
-      return "skipped: a newer report was posted";
-    }
-    try {
-      const done = await reporter.post(report);
-      await queues.markReported(key, seq);
-      metrics.report(report.kind, "posted");
-      log.debug({ job: job.id, report: done }, "reported to GitHub");
-      return done;
-    } catch (error) {
-      const wait = rateLimitWait(error);
-      if (wait === undefined) {
-        metrics.report(report.kind, "failed");
-        log.warn({ job: job.id, key, attempt: job.attemptsMade + 1, error: describeError(error) }, "report to GitHub failed; it is tried again");
-        throw error;
+    const attempt = job.attemptsMade + 1;
+    const done: string[] = [];
+    for (const { report, seq } of reportBatch(job.data)) {
+      const key = reportKey(report);
+      const last = await queues.lastReported(key);
+      if (last === seq) continue;
+      if (last > seq) {
+        metrics.report(report.kind, "dropped");
+        log.info({ job: job.id, key, attempt }, "report dropped: a newer one for the same status was posted first");
+        done.push(`skipped ${key}: a newer report was posted`);
+        continue;
       }
-      metrics.report(report.kind, "rate-limited");
-      log.warn({ waitSeconds: Math.round(wait / 1000) }, "GitHub rate limit: reports wait until it resets");
-      await queues.reports.rateLimit(wait);
-      throw new RateLimitError();
+      try {
+        done.push(await reporter.post(report));
+        await queues.markReported(key, seq);
+        metrics.report(report.kind, "posted");
+        log.debug({ job: job.id, report: done.at(-1) }, "reported to GitHub");
+      } catch (error) {
+        const wait = rateLimitWait(error);
+        if (wait === undefined) {
+          metrics.report(report.kind, "failed");
+          log.warn({ job: job.id, key, attempt, error: describeError(error) }, "report to GitHub failed; it is tried again");
+          throw error;
+        }
+        metrics.report(report.kind, "rate-limited");
+        log.warn({ waitSeconds: Math.round(wait / 1000) }, "GitHub rate limit: reports wait until it resets");
+        await queues.reports.rateLimit(wait);
+        throw new RateLimitError();
+      }
     }
+    return done;
   }
 
   private async intake(job: Job<RefsJob>): Promise<IntakeResult[]> {
@@ -264,13 +278,13 @@ export class OperatorService {
   }
 }
 
-/** Queues reports; a Redis hiccup costs a status, never a deployment. */
+/** Queues a batch of reports; a Redis hiccup costs a status, never a deployment. */
 function reportTo(queues: OperatorQueues, log: Logger, redact: Redactor): Operator["report"] {
-  return async (statuses: CommitStatus[], deployment?: DeploymentReport) => {
+  return async (reports: Report[]) => {
     try {
-      await queues.addReports([...statuses.map((status) => ({ kind: "status" as const, status: { ...status, description: redact(status.description) } })), ...(deployment ? [{ kind: "deployment" as const, deployment: { ...deployment, description: redact(deployment.description) } }] : [])]);
+      await queues.addReports(reports.map((report) => redactReport(report, redact)));
     } catch (error) {
-      log.warn({ error: describeError(error), statuses: statuses.length }, "could not queue reports for GitHub");
+      log.warn({ error: describeError(error), reports: reports.length }, "could not queue reports for GitHub");
     }
   };
 }

@@ -3,6 +3,8 @@ import { describeError, TidemarkError } from "../core/errors.js";
 import type { TimelineStep, Trigger } from "../core/outcome.js";
 import { readHostTree } from "../core/config-tree.js";
 import { planHost } from "../core/plan.js";
+import { redactor, type Redactor } from "../core/redact.js";
+import type { DeploymentFacts } from "../core/statuses.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair, type TreeReader } from "../git/tree-reader.js";
 import { applyHost, type HostJob, type Replanned, type HostResult, type PhaseObserver } from "../remote/apply-host.js";
@@ -30,6 +32,12 @@ export interface DeployOptions {
   pin?: string;
   /** Hosts of the plan left as they are, each with why: recorded `skipped`, never contacted. */
   hold?: ReadonlyMap<string, string>;
+  /**
+   * Applied to what the hosts printed (a failing unit's journal, a check's
+   * output) before the store, the page and the statuses get it: the
+   * configured secrets. Token and key patterns are redacted without it too.
+   */
+  redact?: Redactor;
 }
 
 export interface Deployment {
@@ -47,13 +55,37 @@ export interface Deployment {
   shareError?: string;
 }
 
+/** A plan that changes no host is no deployment: nothing to apply, nothing to record (a pin is the one exception, see deployPlan). */
+export function changesNothing(prepared: PreparedPlan): boolean {
+  return prepared.plan.hosts.length === 0;
+}
+
+/** What a deployment's statuses are built from: the same in the operator's job and in tidemark deploy and rollback. */
+export function deploymentFacts(prepared: PreparedPlan, id: string, reporting: { hostStatuses: boolean; hostStatusLimit: number; targetUrl?: string }): Omit<DeploymentFacts, "hosts"> {
+  const hostCount = new Set([...prepared.desired.hosts.keys(), ...prepared.plan.hosts.map((host) => host.host)]).size;
+  return {
+    id,
+    environment: prepared.plan.environment,
+    sourceCommit: prepared.source.commit,
+    hostStatuses: reporting.hostStatuses && hostCount <= reporting.hostStatusLimit,
+    ...(reporting.targetUrl ? { targetUrl: reporting.targetUrl } : {}),
+    ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}),
+  };
+}
+
 /**
  * Carries out a prepared plan: the rollout over SSH, host by host, then one
  * store commit with every host's outcome. Hosts with nothing to change are
- * not contacted.
+ * not contacted. A plan that changes nothing is refused unless it pins
+ * (tidemark rollback to a tree every host runs): then the pin is what is recorded.
  */
 export async function deployPlan(mirror: SourceMirror, store: Store, prepared: PreparedPlan, options: DeployOptions): Promise<Deployment> {
   const { config, plan, desired, deployed, source } = prepared;
+  if (changesNothing(prepared) && !options.pin) {
+    // Callers check changesNothing first: this keeps an empty deployment out of the history whoever calls.
+    throw new TidemarkError("NOTHING_TO_DEPLOY", `no host of ${plan.environment} would change: nothing to deploy or record`, "every host already runs this config; nothing needs doing");
+  }
+  const redact = options.redact ?? PATTERNS_ONLY;
   const id = options.id ?? newDeploymentId();
   // What each host runs, as far as this deployment knows: a host planned again from its live tree changes it.
   const running = new Map(deployed);
@@ -110,7 +142,9 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
 
   const byHost = new Map(results.map((result) => [result.host, result]));
   const held = (host: string): HostResult | undefined => (options.hold?.has(host) ? { host, outcome: "skipped", detail: options.hold.get(host)! } : undefined);
-  const hosts = [...new Set([...desired.hosts.keys(), ...plan.hosts.map((hostPlan) => hostPlan.host)])].sort().map((host): HostResult => byHost.get(host) ?? held(host) ?? { host, outcome: "unchanged" });
+  const hosts = [...new Set([...desired.hosts.keys(), ...plan.hosts.map((hostPlan) => hostPlan.host)])]
+    .sort()
+    .map((host): HostResult => redactOutput(byHost.get(host) ?? held(host) ?? { host, outcome: "unchanged" }, redact));
   const storeCommit = await store.record(
     {
       id,
@@ -134,6 +168,13 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     shareError = describeError(error);
   }
   return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}), ...(shareError ? { shareError } : {}) };
+}
+
+const PATTERNS_ONLY = redactor([]);
+
+/** A host's output as the store, the page and the statuses may keep it: hosts print what they like, secrets included. */
+function redactOutput(result: HostResult, redact: Redactor): HostResult {
+  return { ...result, ...(result.detail !== undefined ? { detail: redact(result.detail) } : {}), ...(result.log !== undefined ? { log: redact(result.log) } : {}) };
 }
 
 /**

@@ -2,7 +2,7 @@ import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { Trigger } from "../core/outcome.js";
-import type { CommitStatus } from "../core/statuses.js";
+import type { Report } from "../core/reports.js";
 
 /** Every key Tidemark writes to Redis starts with this. */
 export const PREFIX = "tidemark";
@@ -34,24 +34,47 @@ export interface PullRequestHint {
 
 export type RefsJob = PushHint | PullRequestHint | { kind: "poll" };
 
-export type GitHubDeploymentState = "in_progress" | "success" | "failure" | "error";
-
-/** A GitHub deployment's state changing, for the Tidemark deployment `id`. */
-export interface DeploymentReport {
-  id: string;
-  environment: string;
-  sha: string;
-  state: GitHubDeploymentState;
-  description: string;
-  targetUrl?: string;
+/** A report and its place in the order of enqueueing: a report older than the last one posted for the same status or deployment is dropped. */
+export interface SequencedReport {
+  report: Report;
+  seq: number;
 }
 
-export type Report = { kind: "status"; status: CommitStatus } | { kind: "deployment"; deployment: DeploymentReport };
-
+/**
+ * One job per batch of reports, posted in the batch's order and retried
+ * whole (the reports an earlier attempt posted are skipped by their seq): a
+ * deployment's final statuses are one batch, so the environment's status,
+ * last in it, never overtakes a host's that is waiting out a backoff.
+ */
 export interface ReportJob {
-  report: Report;
-  /** Order of enqueueing: a report older than the last one posted for the same status or deployment is dropped. */
-  seq: number;
+  reports: SequencedReport[];
+}
+
+const StatusSchema = z.strictObject({
+  sha: z.string(),
+  context: z.string(),
+  state: z.enum(["pending", "success", "failure", "error"]),
+  description: z.string(),
+  targetUrl: z.string().optional(),
+});
+const DeploymentReportSchema = z.strictObject({
+  id: z.string(),
+  environment: z.string(),
+  sha: z.string(),
+  state: z.enum(["in_progress", "success", "failure", "error"]),
+  description: z.string(),
+  targetUrl: z.string().optional(),
+});
+const SequencedReportSchema = z.object({
+  report: z.discriminatedUnion("kind", [z.object({ kind: z.literal("status"), status: StatusSchema }), z.object({ kind: z.literal("deployment"), deployment: DeploymentReportSchema })]),
+  seq: z.number().int().positive(),
+});
+// A job queued by a Tidemark from before batches ({ report, seq }) is a batch of one: an upgrade loses no report.
+const ReportJobSchema = z.union([z.object({ reports: z.array(SequencedReportSchema).min(1) }), SequencedReportSchema.transform((one) => ({ reports: [one] }))]);
+
+/** A report job's data as read back from Redis (a trust boundary): its batch, or an error naming what is wrong. */
+export function reportBatch(data: unknown): SequencedReport[] {
+  return ReportJobSchema.parse(data).reports;
 }
 
 export interface DeployJob {
@@ -102,15 +125,16 @@ export class OperatorQueues {
     await this.reports.setGlobalConcurrency(1);
   }
 
+  /** Queues reports as one batch, posted in this order (see ReportJob). */
   async addReports(reports: Report[]): Promise<void> {
     if (reports.length === 0) return;
     const last = await this.redis.incrby(this.key("report-seq"), reports.length);
-    await this.reports.addBulk(reports.map((report, i) => ({ name: report.kind, data: { report, seq: last - reports.length + 1 + i } })));
+    await this.reports.add("reports", { reports: reports.map((report, i) => ({ report, seq: last - reports.length + 1 + i })) });
   }
 
-  /** Whether a report is newer than the last one posted under the same key; `markReported` records it once posted. */
-  async isNewestReport(key: string, seq: number): Promise<boolean> {
-    return Number((await this.redis.get(this.key("reported", key))) ?? 0) < seq;
+  /** The seq of the last report posted under a key (0: none); `markReported` records it once posted. */
+  async lastReported(key: string): Promise<number> {
+    return Number((await this.redis.get(this.key("reported", key))) ?? 0);
   }
 
   async markReported(key: string, seq: number): Promise<void> {

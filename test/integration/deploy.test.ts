@@ -83,7 +83,7 @@ describe("tidemark deploy on systemd hosts", () => {
     expect(await sh("web01", "systemctl is-active hello.service; cat /etc/hello/version")).toBe("active\n1");
   });
 
-  it("deploys to every host, uploads only what changed, and a second run touches nothing", async () => {
+  it("deploys to every host, uploads only what changed, and a second run touches and records nothing", async () => {
     await work.commit({ ...tree(hello("2")) }, "two");
     await work.push("main");
     const before = await sh("web01", "readlink /var/lib/tidemark/apps/hello/current");
@@ -104,9 +104,13 @@ describe("tidemark deploy on systemd hosts", () => {
 
     const logins = async () => Promise.all(["web01", "web02", "web03"].map((host) => sh(host, "journalctl -u ssh -o cat | grep -c 'Accepted publickey' || true")));
     const counted = await logins();
+    const recorded = (await tidemark(["history", "staging", "--json"], env)).stdout;
     const again = await deploy();
     expect(again.code).toBe(0);
     expect(outcomes(again.deployment)).toEqual({ web01: "unchanged", web02: "unchanged", web03: "unchanged" });
+    // No change is no deployment (issue 18): nothing recorded, said as such to scripts.
+    expect(again.deployment).toMatchObject({ schema: "tidemark.no-change/v1", environment: "staging" });
+    expect((await tidemark(["history", "staging", "--json"], env)).stdout).toBe(recorded);
     // Only the counting sessions themselves logged in again (they were already open): no deployment connection.
     expect(await logins()).toEqual(counted);
   });

@@ -7,6 +7,7 @@ import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
+import { tidemark } from "../helpers/run-cli.js";
 
 const HOSTS = ["web01", "web02"];
 const GATE = "/run/tidemark-test-gate";
@@ -34,7 +35,7 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
 
   const statusRequests = async (sha: string) => (await bed.forge!.apiRequests()).filter((request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`));
   const statuses = async (sha: string) => (await statusRequests(sha)).filter((request) => request.status === 201).map(({ body }) => `${body.context} ${body.state} ${body.description}`);
-  /** Waits until the commit's `tidemark/staging` status is final (not pending) and every per-host status after it arrived. */
+  /** Waits until the commit's `tidemark/staging` status is final (not pending), with `count` statuses in all: the per-host ones are posted before it. */
   const finalStatuses = (sha: string, count: number) =>
     waitFor(`the statuses of ${sha.slice(0, 7)}`, async () => {
       const seen = await statuses(sha);
@@ -53,7 +54,7 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     shell = new HostShell(bed);
     operator = operatorEnv(bed);
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
+    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "  production: { track: { tag: production }, tree: clusters/production }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
     await work.push("main");
     serveEnv = reportingServeEnv(bed, operator.env, { TIDEMARK_PUBLIC_URL: PUBLIC_URL });
     serve = await OperatorProcess.start("serve", serveEnv);
@@ -78,17 +79,18 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     await bed?.down();
   });
 
-  it("a good deploy: queued, deploying, deployed to 2/2 hosts, one status per host, and a GitHub deployment that retires the one before", async () => {
+  it("a good deploy: queued, deploying, one status per host, then deployed to 2/2 hosts, and a GitHub deployment that retires the one before", async () => {
     const first = await push(tree(app("v1")), "v1");
     const seen = await finalStatuses(first, 7);
+    // Every host's final status is posted before the environment's: a script that waits for tidemark/staging reads final hosts.
     expect(seen).toEqual([
       "tidemark/staging pending queued for staging",
       "tidemark/staging pending deploying to 2 hosts",
       "tidemark/staging/web01 pending deploying",
       "tidemark/staging/web02 pending deploying",
-      "tidemark/staging success deployed to 2/2 hosts",
       `tidemark/staging/web01 success deployed ${first.slice(0, 7)}`,
       `tidemark/staging/web02 success deployed ${first.slice(0, 7)}`,
+      "tidemark/staging success deployed to 2/2 hosts",
     ]);
     const [final] = (await statusRequests(first)).filter((request) => request.body.state === "success");
     const done = await serve.waitForLog(finished(first));
@@ -118,9 +120,9 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
       "tidemark/staging pending queued for staging",
       "tidemark/staging pending deploying to 1 host",
       "tidemark/staging/web02 pending deploying",
-      `tidemark/staging failure web02: app.service failed (exit-code); rolled back to ${before.slice(0, 7)}`,
       "tidemark/staging/web01 success unchanged: already runs this config",
       `tidemark/staging/web02 failure rolled-back: app.service failed (exit-code); rolled back to ${before.slice(0, 7)}`,
+      `tidemark/staging failure web02: app.service failed (exit-code); rolled back to ${before.slice(0, 7)}`,
     ]);
     expect(await shell.run("web02", "cat /var/lib/tidemark/apps/app/current/version")).toBe("v2");
   });
@@ -186,6 +188,51 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     const requests = await statusRequests(sha);
     expect(requests.map((request) => request.status)).toEqual([403, 201, 201, 201, 201, 201, 201, 201]);
     expect(requests[1]!.at - requests[0]!.at).toBeGreaterThanOrEqual(2000);
+  });
+
+  it("a host's final status that GitHub refuses through Octokit's retries holds the environment's back until it is posted", async () => {
+    const sha = await work.commit(tree(app("v8c")), "v8c: web02's final status refused four times");
+    // Octokit tries each request four times: the batch's first attempt fails on web02's final status and waits out BullMQ's backoff.
+    await bed.forge!.setFaults([{ kind: "status", status: 502, times: 4, path: `/statuses/${sha}`, body: '^(?=.*"tidemark/staging/web02")(?=.*"state":"success")' }]);
+    const since = serve.lines.length;
+    await work.push("main");
+    await finalStatuses(sha, 7);
+    await serve.waitForLog((line) => line.msg === "report to GitHub failed; it is tried again" && line.key === `status:${sha}:tidemark/staging/web02`, 10_000, since);
+    const requests = await statusRequests(sha);
+    expect(requests.filter((request) => request.status === 502)).toHaveLength(4);
+    const posted = requests.filter((request) => request.status === 201).map(({ body, at }) => ({ line: `${body.context} ${body.state} ${body.description}`, at }));
+    expect(posted.map(({ line }) => line)).toEqual([
+      "tidemark/staging pending queued for staging",
+      "tidemark/staging pending deploying to 2 hosts",
+      "tidemark/staging/web01 pending deploying",
+      "tidemark/staging/web02 pending deploying",
+      `tidemark/staging/web01 success deployed ${sha.slice(0, 7)}`,
+      `tidemark/staging/web02 success deployed ${sha.slice(0, 7)}`,
+      "tidemark/staging success deployed to 2/2 hosts",
+    ]);
+    // In the stand-in's log: web02's final status went out after ~10 s of BullMQ's backoff, and the environment's only after it.
+    const [web01, web02, environment] = posted.slice(-3);
+    expect(web02!.at - web01!.at).toBeGreaterThanOrEqual(9000);
+    expect(environment!.at).toBeGreaterThanOrEqual(web02!.at);
+  }, 90_000);
+
+  it("a push that touches only production: staging's history stays as it was, and the commit hears one success, no change for staging", async () => {
+    const history = async () => (await tidemark(["history", "staging", "--json"], operator.env)).stdout;
+    const before = await history();
+    const sha = await push({ "clusters/production/web01/app/version": "p1\n" }, "production only");
+    const done = await serve.waitForLog((line) => line.msg === "staging: no-change" && line.sourceCommit === sha, 60_000);
+    expect(done.superseded).toEqual([]);
+    const seen = await waitFor("the final status", async () => {
+      const lines = await statuses(sha);
+      return lines.some((line) => !line.includes(" pending ")) ? lines : undefined;
+    });
+    expect(seen).toEqual(["tidemark/staging pending queued for staging", "tidemark/staging success no change for staging"]);
+    const [final] = (await statusRequests(sha)).filter((request) => request.body.state === "success");
+    expect(final!.body.target_url).toBe(`${PUBLIC_URL}/environments/staging`);
+    expect(await history()).toBe(before);
+    expect((await bed.forge!.apiRequests()).filter((request) => request.operationId === "repos/create-deployment" && (request.body as { ref: string }).ref === sha)).toEqual([]);
+    const metrics = await (await fetch(`${serve.url}/metrics`)).text();
+    expect(metrics).toMatch(/^tidemark_deployments_total\{environment="staging",outcome="no-change"\} 1$/m);
   });
 
   it("a GitHub App instead of a token: statuses are posted with an installation token", async () => {

@@ -4,13 +4,14 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { inflateSync } from "node:zlib";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import { run, waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { operatorEnv } from "../helpers/host-shell.js";
+import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
 
@@ -130,6 +131,10 @@ describe("Secrets never leak", () => {
   let healthUrl: string;
   let env: NodeJS.ProcessEnv;
   const cli: Record<string, { code: number; stdout: string; stderr: string }> = {};
+  let shell: HostShell;
+  /** The settings' secrets a failing unit printed, and the deployment that kept its output. */
+  let printed: Record<string, string>;
+  let printedBy: string;
 
   beforeAll(async () => {
     bed = await TestBed.up({ systemdHosts: 1, redis: true, forge: true });
@@ -165,6 +170,7 @@ describe("Secrets never leak", () => {
 
     work = await WorkRepo.create(repoUrl);
     operator = operatorEnv(bed);
+    shell = new HostShell(bed);
     cliDir = mkdtempSync(join(tmpdir(), "tidemark-cli-"));
     tap = await startTap(forge.url);
     const host = bed.host("web01");
@@ -194,6 +200,7 @@ describe("Secrets never leak", () => {
 
   afterAll(async () => {
     await OperatorProcess.stopAll();
+    shell?.close();
     redis?.disconnect();
     await tap?.close();
     work?.remove();
@@ -224,6 +231,17 @@ describe("Secrets never leak", () => {
     const unhealthy = await serve.waitForLog(finished(checked), 90_000);
     expect(unhealthy.outcome).toBe("failed");
     expect(unhealthy.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back", detail: expect.stringMatching(/^check "http:\/\/[^"]*127\.0\.0\.1:9\/health" of app failed: /) as unknown })]);
+
+    // A unit that prints the operator's configured secrets (found on its host, not in the source repo) and fails: its last lines are kept, for the store, the page and the statuses.
+    printed = { "the GitHub token": secrets["the GitHub token"]!, "the webhook secret": secrets["the webhook secret"]!, "the Redis password": secrets["the Redis password"]!, "the repo URL's password": secrets["the repo URL's password"]! };
+    const leak = Object.entries(printed).map(([name, secret]) => `${name}: ${secret}`).join("\n");
+    await shell.run("web01", `echo ${Buffer.from(`${leak}\n`).toString("base64")} | base64 -d > /root/leak`);
+    const printing = await work.commit(app("v2c", { run: "cat /root/leak; echo 'app: giving up'; exit 1" }), "v2c: the unit prints secrets and exits 1");
+    await work.push("main");
+    const printer = await serve.waitForLog(finished(printing), 90_000);
+    expect(printer.outcome).toBe("failed");
+    expect(printer.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back" })]);
+    printedBy = String(printer.deployment);
 
     // An invalid config tree.
     let since = serve.lines.length;
@@ -277,7 +295,8 @@ describe("Secrets never leak", () => {
     // The Redis URL is logged, its password masked.
     expect(serve.logs((line) => line.msg === "tidemark serve started")[0]!.redis).toMatch(new RegExp(`^redis://\\S+@127\\.0\\.0\\.1:${bed.redis!.port}$`));
     expect(serve.logs((line) => line.msg === "refs job failed" && String(line.error).includes(`could not fetch ${plainRepoUrl}`)).length).toBeGreaterThan(0);
-    expect(serve.logs((line) => line.msg === "staging: deployment failed").length).toBe(2);
+    // The unit that exits 3, the failing health check, the unit that prints secrets.
+    expect(serve.logs((line) => line.msg === "staging: deployment failed").length).toBe(3);
     expect(serve.logs((line) => line.msg === "staging: deployment failed" && JSON.stringify(line.hosts).includes("127.0.0.1:9/health")).length).toBe(1);
     expect(log).toContain(plainRepoUrl.replace(/\.git$/, ""));
     const places = Object.fromEntries(log.split("\n").map((line, i) => [`serve's output, line ${i + 1}`, line]));
@@ -336,5 +355,39 @@ describe("Secrets never leak", () => {
     }
     expect(Object.keys(places).length).toBe(6);
     expect(leaks(places, secrets)).toEqual([]);
+  });
+
+  it("not in what a failing unit printed as the store keeps it (every object, loose and packed), nor on the operator's pages", async () => {
+    const store = operator.env.TIDEMARK_STORE!;
+    // The output is kept, the secrets in it are not.
+    const record = (await run("git", ["--git-dir", store, "log", "--all", "--format=%B", `--grep=Tidemark-Deployment: ${printedBy}`])).stdout;
+    expect(record).toContain("Output of web01:");
+    expect(record).toContain("app: giving up");
+    expect(record).toContain("the webhook secret: [redacted]");
+    // Every object git can read, packed ones inflated and their deltas resolved, and each loose object inflated by hand.
+    const places: Record<string, string> = { "every object of the store (git cat-file --batch-all-objects)": (await run("git", ["--git-dir", store, "cat-file", "--batch-all-objects", "--batch"])).stdout };
+    const objects = join(store, "objects");
+    let loose = 0;
+    for (const dir of readdirSync(objects).filter((name) => /^[0-9a-f]{2}$/.test(name))) {
+      for (const file of readdirSync(join(objects, dir))) {
+        places[`loose object ${dir}${file}`] = inflateSync(readFileSync(join(objects, dir, file))).toString("latin1");
+        loose++;
+      }
+    }
+    expect(loose).toBeGreaterThan(0);
+    const page = async (path: string) => {
+      const answer = await fetch(`${serve.url}${path}`);
+      expect(answer.status, path).toBe(200);
+      return answer.text();
+    };
+    const deploymentPage = await page(`/deployments/${printedBy}`);
+    expect(deploymentPage).toContain("app: giving up");
+    places[`the page /deployments/${printedBy}`] = deploymentPage;
+    places["the page /"] = await page("/");
+    places["the page /environments/staging"] = await page("/environments/staging");
+    // What was posted to GitHub (every status was refused, but sent) and what the operator queued in Redis.
+    places["the statuses sent to GitHub"] = JSON.stringify(tap.seen.filter((request) => request.url.includes("/statuses/")).map((request) => request.body));
+    places["Redis"] = Object.values(await dumpRedis(redis)).join("\n");
+    expect(leaks(places, printed)).toEqual([]);
   });
 });

@@ -63,8 +63,8 @@ describe("planEnvironment", () => {
     expect(plan.hosts[0]).toMatchObject({ takesOver: ["/etc/nginx/nginx.conf"], rollback: { available: true } });
     expect(renderPlan(plan)).toContain("  takes over /etc/nginx/nginx.conf (what is there now is kept on the host, and put back when the link goes)");
 
-    // A first deployment takes over its unit links too.
-    expect(planEnvironment("staging", tree(linked), new Map()).hosts[0]!.takesOver).toEqual(["/etc/nginx/nginx.conf", "/etc/systemd/system/nginx.service"]);
+    // A first deployment takes it over too; its unit's link is not named (the host keeps whatever any link displaces).
+    expect(planEnvironment("staging", tree(linked), new Map()).hosts[0]!.takesOver).toEqual(["/etc/nginx/nginx.conf"]);
 
     // Once deployed, the link is Tidemark's: changing the app again takes nothing over.
     const again = { ...linked, "web01/nginx/nginx.conf": "worker_processes 4;" };

@@ -1,19 +1,21 @@
 import { describe, expect, it } from "vitest";
 import { redactDeep, redactor } from "../../src/core/redact.js";
 import { findReturn } from "../../src/core/returns.js";
-import { finalStatuses, fitDescription, invalidConfigStatus, planStatus, startStatuses } from "../../src/core/statuses.js";
+import { finalReports, redactReport, startReports } from "../../src/core/reports.js";
+import { convergedStatuses, finalStatuses, fitDescription, invalidConfigStatus, noChangeStatus, planStatus, startStatuses } from "../../src/core/statuses.js";
+import { reportBatch } from "../../src/queue/queues.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "../../src/store/record.js";
 
 const SHA = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b";
 const facts = { id: "20261122T101010Z-abcdef", environment: "production", sourceCommit: SHA, hostStatuses: true, targetUrl: "http://127.0.0.1:8080/deployments/x" };
 
 describe("commit statuses: what a person reads on the commit", () => {
-  it("says deployed to N/M hosts, one status per host, and names a return", () => {
+  it("says deployed to N/M hosts, one status per host (posted first: the environment's comes last), and names a return", () => {
     const hosts = [{ host: "web01", outcome: "deployed" as const }, { host: "web02", outcome: "unchanged" as const }];
     expect(finalStatuses({ ...facts, hosts }).map((status) => `${status.context} ${status.state} ${status.description}`)).toEqual([
-      "tidemark/production success deployed to 2/2 hosts",
       "tidemark/production/web01 success deployed 1a2b3c4",
       "tidemark/production/web02 success unchanged: already runs this config",
+      "tidemark/production success deployed to 2/2 hosts",
     ]);
     const back = finalStatuses({ ...facts, hosts, rollbackTo: { id: "20261121T090000Z-123456", sourceCommit: "ffffffffffffffffffffffffffffffffffffffff" }, hostStatuses: false });
     expect(back.map((status) => status.description)).toEqual(["rollback to 20261121T090000Z-123456 (fffffff): deployed to 2/2 hosts"]);
@@ -21,11 +23,34 @@ describe("commit statuses: what a person reads on the commit", () => {
 
   it("names the one failing host and what it went back to; groups several; unreachable hosts are an error", () => {
     const one = finalStatuses({ ...facts, hosts: [{ host: "web03", outcome: "rolled-back", detail: "nginx.service failed (exit-code); rolled back to 1a2b3c4" }, { host: "web04", outcome: "deployed" }] });
-    expect(one[0]).toMatchObject({ state: "failure", description: "web03: nginx.service failed (exit-code); rolled back to 1a2b3c4" });
+    expect(one.at(-1)).toMatchObject({ context: "tidemark/production", state: "failure", description: "web03: nginx.service failed (exit-code); rolled back to 1a2b3c4" });
     const hosts = Array.from({ length: 10 }, (_, i) => ({ host: `web${String(i + 1).padStart(2, "0")}`, outcome: i < 2 ? ("rolled-back" as const) : i === 2 ? ("unreachable" as const) : ("deployed" as const) }));
-    expect(finalStatuses({ ...facts, hosts })[0]).toMatchObject({ state: "failure", description: "2 of 10 hosts rolled back (web01, web02); 1 unreachable (web03)" });
+    expect(finalStatuses({ ...facts, hosts }).at(-1)).toMatchObject({ context: "tidemark/production", state: "failure", description: "2 of 10 hosts rolled back (web01, web02); 1 unreachable (web03)" });
     const down = finalStatuses({ ...facts, hosts: [{ host: "web01", outcome: "unreachable", detail: "connect ECONNREFUSED" }, { host: "web02", outcome: "unreachable" }] });
-    expect(down[0]).toMatchObject({ state: "error", description: "2 of 2 hosts unreachable (web01, web02)" });
+    expect(down.at(-1)).toMatchObject({ context: "tidemark/production", state: "error", description: "2 of 2 hosts unreachable (web01, web02)" });
+  });
+
+  it("posts a deployment's end as one batch: every host's final status, then the environment's, then the GitHub deployment's", () => {
+    const hosts = [{ host: "web01", outcome: "deployed" as const }, { host: "web02", outcome: "rolled-back" as const, detail: "app.service failed (exit-code)" }];
+    const line = (report: ReturnType<typeof finalReports>[number]) => (report.kind === "status" ? `${report.status.context} ${report.status.state}` : `deployment ${report.deployment.state}`);
+    expect(finalReports({ ...facts, hosts }).map(line)).toEqual(["tidemark/production/web01 success", "tidemark/production/web02 failure", "tidemark/production failure", "deployment failure"]);
+    expect(finalReports({ ...facts, hosts, hostStatuses: false }).map(line)).toEqual(["tidemark/production failure", "deployment failure"]);
+    expect(startReports(facts, ["web02"], ["f".repeat(40)]).map(line)).toEqual(["tidemark/production pending", "tidemark/production/web02 pending", "tidemark/production success", "deployment in_progress"]);
+    expect(convergedStatuses(facts, ["web01", "web02"], ["web02"]).map((status) => status.context)).toEqual(["tidemark/production/web02", "tidemark/production"]);
+  });
+
+  it("says no change for a commit that changes no host, with no per-host status", () => {
+    expect(noChangeStatus("staging", SHA, "http://127.0.0.1:8080/environments/staging")).toEqual({ sha: SHA, context: "tidemark/staging", state: "success", description: "no change for staging", targetUrl: "http://127.0.0.1:8080/environments/staging" });
+  });
+
+  it("redacts a report's description, and reads a report job back from Redis, a batch or one report queued before batches", () => {
+    const token = `ghp_${"A1b2C3d4".repeat(5)}`;
+    const [status] = finalReports({ ...facts, hosts: [{ host: "web01", outcome: "failed", detail: `printed ${token}` }], hostStatuses: false });
+    expect(JSON.stringify(redactReport(status!, redactor([token])))).not.toContain(token);
+    const report = { kind: "status" as const, status: { sha: SHA, context: "tidemark/staging", state: "pending" as const, description: "queued for staging" } };
+    expect(reportBatch({ reports: [{ report, seq: 3 }, { report, seq: 4 }] }).map((entry) => entry.seq)).toEqual([3, 4]);
+    expect(reportBatch({ report, seq: 7 })).toEqual([{ report, seq: 7 }]);
+    expect(() => reportBatch({ reports: [{ report: { kind: "status", status: { ...report.status, state: "done" } }, seq: 1 }] })).toThrow();
   });
 
   it("keeps every description within GitHub's 140 characters", () => {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadSettings, operatorSettings } from "../../src/config/settings.js";
+import { cliReportingSettings, loadSettings, operatorSettings } from "../../src/config/settings.js";
 import { tidemark } from "../helpers/run-cli.js";
 
 describe("loadSettings", () => {
@@ -38,6 +38,14 @@ describe("loadSettings", () => {
     expect(() => operatorSettings(loadSettings(base, { TIDEMARK_SSH_KEY: "/k", TIDEMARK_GITHUB_APP_ID: "12" }), "worker")).toThrow(/an App needs all three of githubAppId, githubAppKey and githubAppInstallation/);
     expect(() => operatorSettings(loadSettings(base, { ...env, TIDEMARK_GITHUB_APP_ID: "12", TIDEMARK_GITHUB_APP_KEY: "/app.pem", TIDEMARK_GITHUB_APP_INSTALLATION: "3" }), "worker")).toThrow(/give a token or an App, not both/);
     expect(() => loadSettings(base, { TIDEMARK_GITHUB_REPO: "not a repo" })).toThrow(/githubRepo: githubRepo is owner\/name \(TIDEMARK_GITHUB_REPO or githubRepo in the config file\)/);
+  });
+
+  it("gives tidemark deploy and rollback serve's GitHub settings, or none without a token or App", () => {
+    const base = { repo: "http://127.0.0.1:1/acme/fleet.git" };
+    expect(cliReportingSettings(loadSettings(base, {}))).toBeUndefined();
+    expect(cliReportingSettings(loadSettings(base, { TIDEMARK_GITHUB_TOKEN: "ghp_0123456789abcdef0123", TIDEMARK_GITHUB_REPORT_TIMEOUT: "5", TIDEMARK_HOST_STATUS_LIMIT: "3" }))).toMatchObject({ githubApiUrl: "https://api.github.com", githubReportTimeout: 5, hostStatuses: true, hostStatusLimit: 3, githubDeployments: true });
+    expect(cliReportingSettings(loadSettings(base, { TIDEMARK_GITHUB_TOKEN: "ghp_0123456789abcdef0123" }))?.githubReportTimeout).toBe(30);
+    expect(() => cliReportingSettings(loadSettings(base, { TIDEMARK_GITHUB_APP_ID: "12" }))).toThrow(/cannot report to GitHub:\n {2}githubApp: an App needs all three/);
   });
 
   it("refuses to start serve without what it needs, one line per problem, and never echoes a secret", async () => {

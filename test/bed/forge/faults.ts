@@ -3,7 +3,8 @@
  * errors, primary and secondary rate limits with GitHub's headers, slowness.
  */
 export type Fault =
-  | { kind: "status"; status: number; times: number; path?: string }
+  /** `body`: a regular expression the raw request body must match too, e.g. to fail one status context only. */
+  | { kind: "status"; status: number; times: number; path?: string; body?: string }
   | { kind: "rate-limit"; resetInSeconds: number; times: number; path?: string }
   | { kind: "secondary-rate-limit"; retryAfterSeconds: number; status?: 403 | 429; times: number; path?: string }
   | { kind: "delay"; ms: number; times: number; path?: string };
@@ -23,9 +24,9 @@ export class Faults {
     this.faults = faults.map((fault) => ({ ...fault }));
   }
 
-  /** Consumes the first fault that applies to this path; a delay is awaited here and the request goes on. */
-  async take(path: string): Promise<FaultAnswer | undefined> {
-    const fault = this.faults.find((candidate) => candidate.times > 0 && (candidate.path === undefined || new RegExp(candidate.path).test(path)));
+  /** Consumes the first fault that applies to this path (and body); a delay is awaited here and the request goes on. */
+  async take(path: string, body = ""): Promise<FaultAnswer | undefined> {
+    const fault = this.faults.find((candidate) => candidate.times > 0 && (candidate.path === undefined || new RegExp(candidate.path).test(path)) && (!("body" in candidate) || candidate.body === undefined || new RegExp(candidate.body).test(body)));
     if (!fault) return undefined;
     fault.times--;
     switch (fault.kind) {

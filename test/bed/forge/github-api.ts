@@ -90,7 +90,7 @@ export class GitHubApi {
   private async answer(method: string, path: string, query: URLSearchParams, authorization: string | undefined, raw: Buffer, record: (body: unknown) => void): Promise<Answer & { operationId: string | null; auth: Credential["kind"]; headers?: Record<string, string> }> {
     const credential = this.apps.identify(authorization, this.token);
     const auth = credential.kind;
-    const fault = await this.faults.take(path);
+    const fault = await this.faults.take(path, raw.toString("utf8"));
     if (fault) return { ...fault, operationId: null, auth };
     const match = this.router.match(method, path);
     if (credential.kind === "none") {
