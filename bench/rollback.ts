@@ -36,7 +36,7 @@ interface HostJson {
 interface DeploymentJson {
   id: string;
   hosts: HostJson[];
-  rollbackTo?: { id: string; sourceCommit: string };
+  returnTo?: { id: string; sourceCommit: string };
 }
 
 const bench: Bench = async (log) => {
@@ -100,7 +100,7 @@ const bench: Bench = async (log) => {
     log("v0 is live on every host (not measured)");
 
     const forward: Array<{ took: number; uploaded: number; wire: number }> = [];
-    const back: Array<{ move: number; took: number; uploaded: number[]; wire: number; rollbackTo: boolean }> = [];
+    const back: Array<{ move: number; took: number; uploaded: number[]; wire: number; returnTo: boolean }> = [];
     const auto: Array<{ detect: number; back: number; switch: number; restart: number; check: number }> = [];
     const failingDeploys: number[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
@@ -114,7 +114,7 @@ const bench: Bench = async (log) => {
       if (moved.code !== 0 || moved.json.action !== "moved-tag" || moved.json.commit !== base) throw new Error(`tidemark rollback did not move the pin back to v0: ${JSON.stringify(moved.json)}`);
       const behind = await deploy(0, "deployed");
       await expectLive("v0", `the rollback of round ${round}`);
-      back.push({ move: moved.took, took: behind.took, uploaded: behind.deployment.hosts.map((host) => host.uploadedBytes ?? Number.NaN), wire: behind.wirePerHost, rollbackTo: behind.deployment.rollbackTo?.sourceCommit === base });
+      back.push({ move: moved.took, took: behind.took, uploaded: behind.deployment.hosts.map((host) => host.uploadedBytes ?? Number.NaN), wire: behind.wirePerHost, returnTo: behind.deployment.returnTo?.sourceCommit === base });
 
       // (a) a release whose unit exits at once on every host: each host sees it fail and goes back to v0 by itself.
       await release(`b${round}`, app(`b${round}`, "exit 3"));
@@ -169,7 +169,7 @@ const bench: Bench = async (log) => {
           ["back in all: `tidemark rollback` + `tidemark deploy`", ...stat(totals), "", "", ratio(median(totals), forwardMs)],
         ],
         notes: [
-          `Uploaded by the rollback: ${nothingUploaded ? `0 bytes on every host in every round (${uploads.length} host deployments)` : `NOT 0: ${uploads.join(", ")} bytes`}; goal: nothing uploaded (${nothingUploaded ? "met" : "missed"}). ${back.every((sample) => sample.rollbackTo) ? "Every rollback deployment was recorded as a return to v0's deployment (`rollbackTo`)." : "Some rollback deployments were NOT recorded as a return (`rollbackTo` missing)."}`,
+          `Uploaded by the rollback: ${nothingUploaded ? `0 bytes on every host in every round (${uploads.length} host deployments)` : `NOT 0: ${uploads.join(", ")} bytes`}; goal: nothing uploaded (${nothingUploaded ? "met" : "missed"}). ${back.every((sample) => sample.returnTo) ? "Every rollback deployment was recorded as a return to v0's deployment (`returnTo`)." : "Some rollback deployments were NOT recorded as a return (`returnTo` missing)."}`,
           `The rollback's deployment takes ${ratio(backDeployMs, forwardMs)} the forward one's time; with the tag move, ${ratio(median(totals), forwardMs)}. Both contact every host, take its lock, inspect it, switch, restart and check the unit; the forward one also uploads and hash-checks the changed file.`,
         ],
       },

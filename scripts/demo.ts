@@ -160,10 +160,10 @@ try {
   const reverted = await finished("staging", revert);
   await expectVersions(STAGING, "v1");
   const web01 = (reverted.hosts as Array<{ host: string; outcome: string; uploadedBytes?: number }>).find((host) => host.host === "web01");
-  if ((reverted.rollbackTo as { id?: string } | undefined)?.id !== deployedV1.deployment || web01?.outcome !== "deployed" || web01.uploadedBytes !== 0) throw new Error(`the revert was not a rollback to ${String(deployedV1.deployment)} with nothing uploaded to web01: ${JSON.stringify(reverted)}`);
+  if ((reverted.returnTo as { id?: string } | undefined)?.id !== deployedV1.deployment || web01?.outcome !== "deployed" || web01.uploadedBytes !== 0) throw new Error(`the revert was not a return to ${String(deployedV1.deployment)} with nothing uploaded to web01: ${JSON.stringify(reverted)}`);
   const revertStatus = await finalStatus(revert, "tidemark/staging");
   check(`web01 is back on v1 from the release dir it kept (0 bytes uploaded), web02 untouched; tidemark/staging: ${revertStatus.state} "${revertStatus.description}"`);
-  say(`page: ${await page(reverted.deployment, "returns to the tree of", "nothing uploaded")}   [${elapsed()}]`);
+  say(`page: ${await page(reverted.deployment, "to the tree of", "nothing uploaded")}   [${elapsed()}]`);
 
   step("4. release: tag v1.0.0 and move the production pin to it");
   const release = await work.commit(tree("production", ["web03"], app("v1")), "production: app v1");
@@ -184,7 +184,7 @@ try {
   const back = await finished("production", v09, new Set([firstProduction.deployment]));
   await expectVersions(["web03"], "v0.9");
   const tag = (await work.git("ls-remote", "origin", "refs/tags/production")).split("\t")[0];
-  if (tag !== v09 || (back.rollbackTo as { id?: string } | undefined)?.id !== firstProduction.deployment) throw new Error(`production is not back at v0.9.0 as a rollback: tag ${String(tag)}, ${JSON.stringify(back)}`);
+  if (tag !== v09 || (back.returnTo as { id?: string } | undefined)?.id !== firstProduction.deployment) throw new Error(`production is not back at v0.9.0 as a rollback: tag ${String(tag)}, ${JSON.stringify(back)}`);
   const backStatus = await finalStatus(v09, "tidemark/production");
   check(`the tag production is at ${v09.slice(0, 7)} (v0.9.0) again; web03 runs v0.9; tidemark/production: ${backStatus.state} "${backStatus.description}"`);
 

@@ -40,7 +40,7 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   if (prepared.pin && !flags.planOnly) {
     throw new TidemarkError("ENV_PINNED", `${environment} is pinned (${prepared.pin})`, `tidemark unpin ${environment} first, or move the pin with tidemark rollback ${environment} <target>`);
   }
-  const planText = `source ${source.commit.slice(0, 7)} (${source.ref})${prepared.rollbackTo ? `, a return to ${prepared.rollbackTo.id}` : ""}\n${renderPlan(prepared.plan)}`;
+  const planText = `source ${source.commit.slice(0, 7)} (${source.ref})${prepared.returnTo ? `, a return to ${prepared.returnTo.id}` : ""}\n${renderPlan(prepared.plan)}`;
   if (flags.planOnly) {
     ctx.out(ctx.json ? `${JSON.stringify(planJson(prepared.plan, source), null, 2)}\n` : planText);
     return EXIT.ok;
@@ -103,7 +103,7 @@ export function summary(deployment: Deployment): string {
   const outcomeWidth = Math.max(7, ...deployment.hosts.map((host) => host.outcome.length));
   const rows = deployment.hosts.map((host) => `${host.host.padEnd(width)}  ${host.outcome.padEnd(outcomeWidth)}  ${host.detail ?? ""}`.trimEnd());
   const logs = deployment.hosts.filter((host) => host.log).map((host) => `\n${host.host}:\n${indent(host.log!)}`);
-  const title = `\ndeployment ${deployment.id}: ${deployment.environment} at ${deployment.sourceCommit.slice(0, 7)}${deployment.rollbackTo ? `, rollback to ${deployment.rollbackTo.id}` : ""}`;
+  const title = `\ndeployment ${deployment.id}: ${deployment.environment} at ${deployment.sourceCommit.slice(0, 7)}${deployment.returnTo ? `, a return to ${deployment.returnTo.id}` : ""}`;
   return [title, `${"host".padEnd(width)}  ${"outcome".padEnd(outcomeWidth)}  detail`, ...rows, ...logs, ""].join("\n");
 }
 

@@ -18,7 +18,7 @@ export async function historyCommand(ctx: Context, environment: string, options:
     }
     const hosts = entry.hosts.map((host) => `${host.host} ${host.outcome}`).join(", ");
     const notes = [
-      entry.rollbackTo && `rollback to ${entry.rollbackTo.id} (${entry.rollbackTo.sourceCommit.slice(0, 7)})`,
+      entry.returnTo && `return to ${entry.returnTo.id} (${entry.returnTo.sourceCommit.slice(0, 7)})`,
       entry.pin && `pinned`,
       entry.superseded && `superseded ${entry.superseded.map((commit) => commit.slice(0, 7)).join(", ")}`,
     ].filter(Boolean);

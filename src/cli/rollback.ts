@@ -79,7 +79,7 @@ export async function rollbackCommand(ctx: Context, terminal: Terminal, environm
   if (!entry) {
     throw new TidemarkError("ROLLBACK_TARGET_UNKNOWN", `${wanted.label} was never deployed to ${environment}: the store has no tree to go back to`, `${"branch" in track ? `use --revert to push it onto ${track.branch}, or ` : ""}deploy it with tidemark deploy ${environment} --ref ${target ?? wanted.commit}`);
   }
-  const pin = `rollback to ${entry.id} (${entry.sourceCommit.slice(0, 7)})`;
+  const pin = `return to ${entry.id} (${entry.sourceCommit.slice(0, 7)})`;
   const prepared = await prepareEnvironmentPlan(mirror, store, environment, { ref: entry.sourceRef, commit: entry.sourceCommit }, { tree: entry.tree });
   if (!(await confirm(ctx, terminal, prepared, `deploy the tree of ${entry.id} (${entry.sourceCommit.slice(0, 7)}) from the store and pin ${environment} until tidemark unpin ${environment}?`, flags))) return EXIT.ok;
   const options: Omit<DeployOptions, "id" | "redact"> = {
@@ -126,7 +126,7 @@ async function resolveTarget(mirror: SourceMirror, history: HistoryEntry[], envi
 }
 
 async function confirm(ctx: Context, terminal: Terminal, prepared: PreparedPlan, question: string, flags: RollbackFlags): Promise<boolean> {
-  (ctx.json ? terminal.err : ctx.out)(`source ${prepared.source.commit.slice(0, 7)} (${prepared.source.ref})${prepared.rollbackTo ? `, a return to ${prepared.rollbackTo.id}` : ""}\n${renderPlan(prepared.plan)}`);
+  (ctx.json ? terminal.err : ctx.out)(`source ${prepared.source.commit.slice(0, 7)} (${prepared.source.ref})${prepared.returnTo ? `, a return to ${prepared.returnTo.id}` : ""}\n${renderPlan(prepared.plan)}`);
   if (flags.yes) return true;
   if (!terminal.interactive) throw new TidemarkError("CONFIRMATION_NEEDED", "refusing to roll back without confirmation: no terminal to ask", "pass --yes to roll back from a script");
   if (await terminal.ask(`${question} [y/N] `)) return true;

@@ -27,7 +27,7 @@ export async function statusCommand(ctx: Context, environment: string): Promise<
     return EXIT.ok;
   }
   const lines = [
-    `${environment}: last attempt ${head.id}, source ${head.sourceCommit.slice(0, 7)} (${head.sourceRef}, ${head.trigger})${head.rollbackTo ? `, rollback to ${head.rollbackTo.id}` : ""}`,
+    `${environment}: last attempt ${head.id}, source ${head.sourceCommit.slice(0, 7)} (${head.sourceRef}, ${head.trigger})${head.returnTo ? `, a return to ${head.returnTo.id}` : ""}`,
     ...(pin ? [`  pinned: ${pin}; pushes are recorded, not deployed, until tidemark unpin ${environment}`] : []),
     ...(head.superseded ? [`  superseded: ${head.superseded.map((commit) => commit.slice(0, 7)).join(", ")} (asked for, not deployed on their own)`] : []),
   ];
@@ -55,5 +55,5 @@ async function hostStatus(store: Store, environment: string, host: string, head:
 }
 
 function summary(entry: HistoryEntry) {
-  return { deployment: entry.id, sourceCommit: entry.sourceCommit, sourceRef: entry.sourceRef, trigger: entry.trigger, at: entry.at.toISOString(), rollbackTo: entry.rollbackTo ?? null, superseded: entry.superseded ?? [] };
+  return { deployment: entry.id, sourceCommit: entry.sourceCommit, sourceRef: entry.sourceRef, trigger: entry.trigger, at: entry.at.toISOString(), returnTo: entry.returnTo ?? null, superseded: entry.superseded ?? [] };
 }

@@ -32,7 +32,7 @@ export interface DeploymentFacts {
   sourceCommit: string;
   /** Every host of the environment with its outcome (unchanged ones too). */
   hosts: HostOutcome[];
-  rollbackTo?: { id: string; sourceCommit: string };
+  returnTo?: { id: string; sourceCommit: string };
   /** Per-host statuses are posted for these hosts; empty when they are off. */
   hostStatuses: boolean;
   targetUrl?: string;
@@ -42,13 +42,13 @@ function status(sha: string, context: string, state: CommitStatus["state"], desc
   return { sha, context, state, description: fitDescription(description), ...(targetUrl ? { targetUrl } : {}) };
 }
 
-const rollbackPrefix = (facts: { rollbackTo?: { id: string; sourceCommit: string } }) => (facts.rollbackTo ? `rollback to ${facts.rollbackTo.id} (${short(facts.rollbackTo.sourceCommit)}): ` : "");
+const returnPrefix = (facts: { returnTo?: { id: string; sourceCommit: string } }) => (facts.returnTo ? `return to ${facts.returnTo.id} (${short(facts.returnTo.sourceCommit)}): ` : "");
 
 /** `pending` on the commit and on each host that changes, when the rollout starts. */
 export function startStatuses(facts: Omit<DeploymentFacts, "hosts">, changing: string[]): CommitStatus[] {
   const { sourceCommit: sha, environment, targetUrl } = facts;
   return [
-    status(sha, envContext(environment), "pending", `${rollbackPrefix(facts)}deploying to ${changing.length} ${hostsWord(changing.length)}`, targetUrl),
+    status(sha, envContext(environment), "pending", `${returnPrefix(facts)}deploying to ${changing.length} ${hostsWord(changing.length)}`, targetUrl),
     ...(facts.hostStatuses ? changing.map((host) => status(sha, hostContext(environment, host), "pending", "deploying", targetUrl)) : []),
   ];
 }
@@ -65,14 +65,14 @@ export function finalStatuses(facts: DeploymentFacts): CommitStatus[] {
   const outcome = deploymentOutcome(hosts);
   let env: CommitStatus;
   if (outcome === "succeeded") {
-    env = status(sha, envContext(environment), "success", `${rollbackPrefix(facts)}deployed to ${live.length}/${hosts.length} ${hostsWord(hosts.length)}`, targetUrl);
+    env = status(sha, envContext(environment), "success", `${returnPrefix(facts)}deployed to ${live.length}/${hosts.length} ${hostsWord(hosts.length)}`, targetUrl);
   } else if (behind.length === 1 && behind[0]!.outcome !== "unreachable") {
-    env = status(sha, envContext(environment), "failure", `${rollbackPrefix(facts)}${behind[0]!.host}: ${behind[0]!.detail ?? behind[0]!.outcome}`, targetUrl);
+    env = status(sha, envContext(environment), "failure", `${returnPrefix(facts)}${behind[0]!.host}: ${behind[0]!.detail ?? behind[0]!.outcome}`, targetUrl);
   } else {
     const groups = new Map<string, string[]>();
     for (const host of behind) groups.set(host.outcome, [...(groups.get(host.outcome) ?? []), host.host]);
     const parts = [...groups].map(([kind, names], i) => `${i === 0 ? `${names.length} of ${hosts.length} ${hostsWord(hosts.length)}` : names.length} ${kind.replace("-", " ")} (${names.join(", ")})`);
-    env = status(sha, envContext(environment), outcome === "unreachable" ? "error" : "failure", `${rollbackPrefix(facts)}${parts.join("; ")}`, targetUrl);
+    env = status(sha, envContext(environment), outcome === "unreachable" ? "error" : "failure", `${returnPrefix(facts)}${parts.join("; ")}`, targetUrl);
   }
   return [...(facts.hostStatuses ? hosts.map((host) => hostStatus(facts, host)) : []), env];
 }
@@ -82,7 +82,7 @@ function hostStatus(facts: DeploymentFacts, host: HostOutcome): CommitStatus {
   const say = (state: CommitStatus["state"], text: string) => status(facts.sourceCommit, context, state, text, facts.targetUrl);
   switch (host.outcome) {
     case "deployed":
-      return say("success", `${rollbackPrefix(facts)}deployed ${short(facts.sourceCommit)}`);
+      return say("success", `${returnPrefix(facts)}deployed ${short(facts.sourceCommit)}`);
     case "unchanged":
       return say("success", `unchanged: already runs this config`);
     case "unreachable":
@@ -99,7 +99,7 @@ function hostStatus(facts: DeploymentFacts, host: HostOutcome): CommitStatus {
  * some behind: another attempt (a worker that took the job over) finished them.
  * The commit's final word turns green.
  */
-export function convergedStatuses(facts: Omit<DeploymentFacts, "hosts" | "rollbackTo">, hosts: string[], finished: string[]): CommitStatus[] {
+export function convergedStatuses(facts: Omit<DeploymentFacts, "hosts" | "returnTo">, hosts: string[], finished: string[]): CommitStatus[] {
   const { sourceCommit: sha, environment, targetUrl } = facts;
   // Hosts first, the environment last: the same order as finalStatuses.
   return [

@@ -17,7 +17,7 @@ import type { Operator } from "./operator.js";
 
 /** What a deploy job did; kept by BullMQ as the job's return value (no logs, no secrets). */
 export type DeployJobResult = (
-  | { status: "deployed"; id: string; outcome: DeploymentOutcome; sourceRef: string; sourceCommit: string; hosts: Array<HostOutcome & { durationMs?: number; uploadedBytes?: number }>; rollbackTo?: { id: string; sourceCommit: string } }
+  | { status: "deployed"; id: string; outcome: DeploymentOutcome; sourceRef: string; sourceCommit: string; hosts: Array<HostOutcome & { durationMs?: number; uploadedBytes?: number }>; returnTo?: { id: string; sourceCommit: string } }
   | { status: "up-to-date"; sourceRef: string; sourceCommit: string }
   | { status: "no-change"; sourceRef: string; sourceCommit: string }
   | { status: "stays"; reason: string }
@@ -115,7 +115,7 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
       sourceRef: deployment.sourceRef,
       sourceCommit: deployment.sourceCommit,
       hosts: deployment.hosts.map(({ host, outcome, detail, durationMs, uploadedBytes }) => ({ host, outcome, ...(detail ? { detail } : {}), ...(durationMs !== undefined ? { durationMs } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) })),
-      ...(deployment.rollbackTo ? { rollbackTo: deployment.rollbackTo } : {}),
+      ...(deployment.returnTo ? { returnTo: deployment.returnTo } : {}),
       superseded,
     };
   } catch (error) {

@@ -265,7 +265,7 @@ export class OperatorService {
       metrics.supersededCommits(environment, result.superseded.length);
       if (result.status === "deployed") {
         metrics.deployment(environment, result.outcome, seconds, result.hosts);
-        log[result.outcome === "succeeded" ? "info" : "warn"]({ environment, deployment: result.id, commit: result.sourceCommit, ref: result.sourceRef, outcome: result.outcome, hosts: result.hosts, superseded: result.superseded, ...(result.rollbackTo ? { rollbackTo: result.rollbackTo } : {}), seconds }, `${environment}: deployment ${result.outcome}`);
+        log[result.outcome === "succeeded" ? "info" : "warn"]({ environment, deployment: result.id, commit: result.sourceCommit, ref: result.sourceRef, outcome: result.outcome, hosts: result.hosts, superseded: result.superseded, ...(result.returnTo ? { returnTo: result.returnTo } : {}), seconds }, `${environment}: deployment ${result.outcome}`);
       } else {
         metrics.deployment(environment, result.status, seconds);
         log.info({ ...result, seconds }, `${environment}: ${result.status}`);

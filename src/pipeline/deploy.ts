@@ -50,7 +50,7 @@ export interface Deployment {
   /** The store commit that records it. */
   storeCommit: string;
   /** The earlier deployment whose tree this one brought back. */
-  rollbackTo?: { id: string; sourceCommit: string };
+  returnTo?: { id: string; sourceCommit: string };
   /** Set when the store remote could not be reached: the deployment is recorded locally and shared later. */
   shareError?: string;
 }
@@ -69,7 +69,7 @@ export function deploymentFacts(prepared: PreparedPlan, id: string, reporting: {
     sourceCommit: prepared.source.commit,
     hostStatuses: reporting.hostStatuses && hostCount <= reporting.hostStatusLimit,
     ...(reporting.targetUrl ? { targetUrl: reporting.targetUrl } : {}),
-    ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}),
+    ...(prepared.returnTo ? { returnTo: prepared.returnTo } : {}),
   };
 }
 
@@ -155,7 +155,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
       trigger: options.trigger,
       startedAt,
       hosts: hosts.map(({ durationMs: _, ...host }) => host),
-      ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}),
+      ...(prepared.returnTo ? { returnTo: prepared.returnTo } : {}),
       ...(options.pin ? { pin: options.pin } : {}),
       ...(options.superseded?.length ? { superseded: options.superseded } : {}),
     },
@@ -167,7 +167,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   } catch (error) {
     shareError = describeError(error);
   }
-  return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(prepared.rollbackTo ? { rollbackTo: prepared.rollbackTo } : {}), ...(shareError ? { shareError } : {}) };
+  return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(prepared.returnTo ? { returnTo: prepared.returnTo } : {}), ...(shareError ? { shareError } : {}) };
 }
 
 const PATTERNS_ONLY = redactor([]);

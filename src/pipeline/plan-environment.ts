@@ -23,7 +23,7 @@ export interface PreparedPlan {
   /** The source commit live on each host that changes, per the store: what a failing host rolls back to. */
   liveSource: Map<string, string>;
   /** Set when the tree is one an earlier deployment brought: this deployment returns to it. */
-  rollbackTo?: { id: string; sourceCommit: string };
+  returnTo?: { id: string; sourceCommit: string };
   /** Set while the environment is pinned by `tidemark rollback`. */
   pin?: string;
 }
@@ -74,7 +74,7 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
   if (pathProblems.length + problems.length > 0) throw new InvalidConfigError([...pathProblems, ...problems]);
   const plan = planEnvironment(environment, desired, deployed);
   const history = await store.history(environment, RETURN_DEPTH);
-  const rollbackTo = findReturn(history, envOid);
+  const returnTo = findReturn(history, envOid);
   // Only the hosts that change can roll back: what they run now is all a failure needs to name.
   const liveSource = new Map<string, string>();
   for (const { host } of plan.hosts) {
@@ -90,7 +90,7 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
     deployed,
     plan,
     liveSource,
-    ...(rollbackTo ? { rollbackTo } : {}),
+    ...(returnTo ? { returnTo } : {}),
     ...(history[0]?.pin ? { pin: history[0].pin } : {}),
   };
 }

@@ -12,7 +12,7 @@ export interface DeploymentRecord {
   startedAt?: Date;
   hosts: HostRecord[];
   /** Set when the deployed tree is one an earlier deployment brought: a return to that state (after a `git revert`, a moved pin, `tidemark rollback`). */
-  rollbackTo?: { id: string; sourceCommit: string };
+  returnTo?: { id: string; sourceCommit: string };
   /** Set while the environment is pinned by `tidemark rollback`: why. Pushes are not deployed until `tidemark unpin`. */
   pin?: string;
   /** Commits asked for before this deployment resolved its ref and not deployed on their own. */
@@ -39,7 +39,7 @@ export function formatRecord(record: DeploymentRecord): string {
     `Tidemark-Source-Commit: ${record.sourceCommit}`,
     `Tidemark-Source-Ref: ${oneLine(record.sourceRef)}`,
     `Tidemark-Trigger: ${record.trigger}`,
-    ...(record.rollbackTo ? [`Tidemark-Rollback-To: ${record.rollbackTo.id} ${record.rollbackTo.sourceCommit}`] : []),
+    ...(record.returnTo ? [`Tidemark-Return-To: ${record.returnTo.id} ${record.returnTo.sourceCommit}`] : []),
     ...(record.pin ? [`Tidemark-Pin: ${oneLine(record.pin)}`] : []),
     ...(record.superseded ?? []).map((commit) => `Tidemark-Superseded: ${commit}`),
     ...(record.startedAt ? [`Tidemark-Started: ${record.startedAt.toISOString()}`] : []),
@@ -90,7 +90,8 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
     })
     .filter((host) => HOST_OUTCOMES.includes(host.outcome));
   const started = one("Started");
-  const [rollbackId, rollbackCommit] = one("Rollback-To")?.split(" ") ?? [];
+  // Records before the word was "return" say Rollback-To.
+  const [returnId, returnCommit] = (one("Return-To") ?? one("Rollback-To"))?.split(" ") ?? [];
   const pin = one("Pin");
   const superseded = trailers.filter(([name]) => name === "Superseded").map(([, value]) => value);
   return {
@@ -102,7 +103,7 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
     sourceCommit: one("Source-Commit") ?? "",
     sourceRef: one("Source-Ref") ?? "",
     hosts,
-    ...(rollbackId && rollbackCommit ? { rollbackTo: { id: rollbackId, sourceCommit: rollbackCommit } } : {}),
+    ...(returnId && returnCommit ? { returnTo: { id: returnId, sourceCommit: returnCommit } } : {}),
     ...(pin ? { pin } : {}),
     ...(superseded.length > 0 ? { superseded } : {}),
   };

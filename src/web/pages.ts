@@ -126,7 +126,7 @@ function historyTable(entries: HistoryEntry[], withEnvironment: boolean): Html {
 ${entries.map(
   (entry) => html`<tr><td>${when(entry.at)}</td><td><a href="${href("deployments", entry.id)}">${entry.id}</a></td>${withEnvironment ? html`<td><a href="${href("environments", entry.environment)}">${entry.environment}</a></td>` : ""}
 <td><span class="sha">${short(entry.sourceCommit)}</span> <span class="muted">${shortRef(entry.sourceRef)}</span></td><td>${entry.trigger}</td>
-<td>${outcomeBadge(entry)}${entry.rollbackTo ? html` <span class="badge warn">rollback to ${short(entry.rollbackTo.sourceCommit)}</span>` : ""}${entry.pin ? html` <span class="badge warn">pinned</span>` : ""}</td>
+<td>${outcomeBadge(entry)}${entry.returnTo ? html` <span class="badge warn">return to ${short(entry.returnTo.sourceCommit)}</span>` : ""}${entry.pin ? html` <span class="badge warn">pinned</span>` : ""}</td>
 <td>${hostCounts(entry.hosts)}</td></tr>`,
 )}
 </tbody></table>`;
@@ -143,7 +143,7 @@ export function deploymentPage(view: DeploymentView, repo: string): Html {
 <dt>Source</dt><dd><span class="sha">${entry.sourceCommit}</span> (${entry.sourceRef})</dd>
 <dt>Trigger</dt><dd>${entry.trigger}</dd>
 <dt>Started</dt><dd>${when(entry.startedAt ?? entry.at)}${end > 0 ? html` · took ${seconds(end)}` : ""}</dd>
-${entry.rollbackTo ? html`<dt>Rollback</dt><dd class="warn">returns to the tree of <a href="${href("deployments", entry.rollbackTo.id)}">${entry.rollbackTo.id}</a> (<span class="sha">${short(entry.rollbackTo.sourceCommit)}</span>)</dd>` : ""}
+${entry.returnTo ? html`<dt>Return</dt><dd class="warn">to the tree of <a href="${href("deployments", entry.returnTo.id)}">${entry.returnTo.id}</a> (<span class="sha">${short(entry.returnTo.sourceCommit)}</span>)</dd>` : ""}
 ${entry.pin ? html`<dt>Pinned</dt><dd class="warn">${entry.pin}</dd>` : ""}
 ${entry.superseded ? html`<dt>Superseded</dt><dd>${entry.superseded.map((commit) => html`<span class="sha">${short(commit)}</span> `)}<span class="muted">(asked for, deployed by this one)</span></dd>` : ""}
 <dt>Hosts</dt><dd>${hostCounts(entry.hosts)}</dd></dl>

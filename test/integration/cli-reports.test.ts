@@ -118,14 +118,14 @@ describe("the CLI reports its deployments to GitHub", () => {
     expect((await deploymentStates(sha)).states.slice(-2).map((state) => state.state)).toEqual(["in_progress", "failure"]);
   });
 
-  it("tidemark rollback from the store posts the same, on the commit it returns to; a rollback to the tree already live pins and posts nothing", async () => {
+  it("tidemark rollback from the store posts the same, on the commit it returns to; a return to the tree already live pins and posts nothing", async () => {
     const [, good] = await history();
     const v1 = (await work.git("rev-parse", "HEAD~1")).trim();
     const from = (await statusRequests(v1)).length;
     const rolled = await tidemark(["rollback", "staging", good!.id, "--yes", "--settle", "0.3"], env);
     expect(rolled.code).toBe(0);
     expect(await shell.run("web01", "cat /var/lib/tidemark/apps/app/current/version")).toBe("v1");
-    const back = `rollback to ${good!.id} (${v1.slice(0, 7)})`;
+    const back = `return to ${good!.id} (${v1.slice(0, 7)})`;
     expect(await statuses(v1, from)).toEqual([
       `tidemark/staging pending ${back}: deploying to 1 host`,
       "tidemark/staging/web01 pending deploying",

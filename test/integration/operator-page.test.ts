@@ -101,7 +101,7 @@ describe("the operator's page in a browser", () => {
     const revert = await work.head();
     await work.push("main");
     const done = await serve.waitForLog(finished(revert));
-    expect(done.rollbackTo).toBeDefined();
+    expect(done.returnTo).toBeDefined();
 
     await page.goto(`${serve.url}/`);
     await saveScreenshot(page, "overview");
@@ -117,7 +117,7 @@ describe("the operator's page in a browser", () => {
     await saveScreenshot(page, "environment");
     const history = await page.locator("h2:text('History') + table tbody tr").allInnerTexts();
     expect(history).toHaveLength(3);
-    expect(history[0]).toContain(`rollback to `);
+    expect(history[0]).toContain(`return to `);
     expect(history[1]).toContain("failed");
 
     // A branch nobody deploys: its plan (where pull request statuses link) names what would change, against the store.

@@ -19,7 +19,7 @@ const app = (version: string, { run = "exec sleep infinity" } = {}) => ({
   "app/payload.txt": `${version}\n`.repeat(4096),
 });
 
-type HistoryJson = Array<{ id: string; sourceCommit: string; sourceRef: string; trigger: string; rollbackTo?: { id: string; sourceCommit: string }; pin?: string; hosts: Array<{ host: string; outcome: string }> }>;
+type HistoryJson = Array<{ id: string; sourceCommit: string; sourceRef: string; trigger: string; returnTo?: { id: string; sourceCommit: string }; pin?: string; hosts: Array<{ host: string; outcome: string }> }>;
 
 describe("the ways back: git revert, moving the pin, tidemark rollback and unpin", () => {
   let bed: TestBed;
@@ -92,12 +92,12 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     const revert = await work.head();
     const done = await serve.waitForLog(finished("staging", revert));
     expect(await versions("staging")).toEqual(["s1", "s1"]);
-    expect(done.rollbackTo).toEqual({ id: goodDeployment.deployment, sourceCommit: good });
+    expect(done.returnTo).toEqual({ id: goodDeployment.deployment, sourceCommit: good });
     // Measured by the operator as it sends files, and seen on the host: not a byte, not a new release dir.
     expect(done.hosts).toEqual([{ host: "web01", outcome: "deployed", durationMs: expect.any(Number) as number, uploadedBytes: 0 }, { host: "web02", outcome: "unchanged" }]);
     expect(await releases("web01")).toBe(before);
-    expect((await history("staging"))[0]).toMatchObject({ sourceCommit: revert, rollbackTo: { id: goodDeployment.deployment, sourceCommit: good } });
-    expect(await finalStatus(revert, "staging")).toBe(`success rollback to ${String(goodDeployment.deployment)} (${good.slice(0, 7)}): deployed to 2/2 hosts`);
+    expect((await history("staging"))[0]).toMatchObject({ sourceCommit: revert, returnTo: { id: goodDeployment.deployment, sourceCommit: good } });
+    expect(await finalStatus(revert, "staging")).toBe(`success return to ${String(goodDeployment.deployment)} (${good.slice(0, 7)}): deployed to 2/2 hosts`);
   });
 
   it("tidemark rollback production v1.2 moves the pin tag on the forge and the host follows", async () => {
@@ -118,7 +118,7 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     expect((await work.git("ls-remote", "origin", "refs/tags/production")).split("\t")[0]).toBe(v12);
     await waitVersions("production", ["p12"]);
     const done = await serve.waitForLog((line) => finished("production", v12)(line) && line.deployment !== first.deployment);
-    expect(done.rollbackTo).toEqual({ id: first.deployment, sourceCommit: v12 });
+    expect(done.returnTo).toEqual({ id: first.deployment, sourceCommit: v12 });
   });
 
   it("with the forge down, rollback deploys the recorded tree from the store and pins the environment until unpinned", async () => {
@@ -132,17 +132,17 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     const rolled = await tidemark(["rollback", "staging", s1Deployment!.id, "--yes"], cliEnv).finally(() => bed.forge!.setGitAvailable(true));
     expect(rolled.code).toBe(0);
     expect(rolled.stderr).toContain("using the local mirror as of its last fetch");
-    expect(rolled.stdout).toContain(`staging is pinned (rollback to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)}))`);
+    expect(rolled.stdout).toContain(`staging is pinned (return to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)}))`);
     expect(await versions("staging")).toEqual(["s1", "s1"]);
     const status = await tidemark(["status", "staging"], cliEnv);
-    expect(status.stdout).toContain(`pinned: rollback to ${s1Deployment!.id}`);
+    expect(status.stdout).toContain(`pinned: return to ${s1Deployment!.id}`);
 
     // A push while pinned: recorded (a pending status says why), not deployed; polls keep it in mind.
     const s4 = await work.commit(tree("staging", app("s4")), "s4");
     await work.push("main");
     const held = await serve.waitForLog((line) => line.environment === "staging" && line.status === "stays" && typeof line.reason === "string" && line.reason.includes(`${s4.slice(0, 7)} waits for tidemark unpin staging`));
     expect(held.reason).toContain("staging is pinned");
-    expect(await waitFor("the pinned status", async () => (await envStatuses(s4, "staging")).find((line) => line.includes("pinned")))).toMatch(/^pending not deployed: staging is pinned \(rollback to .*\); tidemark unpin staging deploys it$/);
+    expect(await waitFor("the pinned status", async () => (await envStatuses(s4, "staging")).find((line) => line.includes("pinned")))).toMatch(/^pending not deployed: staging is pinned \(return to .*\); tidemark unpin staging deploys it$/);
     await serve.waitForLog((line) => line.environment === "staging" && line.trigger === "poll" && line.action === "requested" && line.commit === s4);
     expect(await versions("staging")).toEqual(["s1", "s1"]);
     expect((await tidemark(["deploy", "staging", "--yes"], cliEnv)).stderr).toContain("staging is pinned");
@@ -155,7 +155,7 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     expect((await envStatuses(s4, "staging")).map((line) => line.split(":")[0])).toEqual(["pending queued for staging", "pending not deployed", "pending deploying to 2 hosts", "success deployed to 2/2 hosts"]);
     const entries = await history("staging");
     expect(entries.slice(0, 3).map((entry) => entry.trigger)).toEqual(["poll", "unpin", "rollback"]);
-    expect(entries[2]).toMatchObject({ sourceCommit: s1Deployment!.sourceCommit, pin: `rollback to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)})` });
+    expect(entries[2]).toMatchObject({ sourceCommit: s1Deployment!.sourceCommit, pin: `return to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)})` });
   });
 
   it("rollback --revert pushes a commit whose tree is the target's; the operator deploys it as a rollback", async () => {
@@ -170,6 +170,6 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     expect((await work.git("log", "-1", "--format=%s")).trim()).toBe(`Roll back staging to ${live!.sourceCommit.slice(0, 7)}`);
     expect((await work.git("rev-parse", "HEAD^{tree}")).trim()).toBe((await work.git("rev-parse", `${live!.sourceCommit}^{tree}`)).trim());
     const done = await serve.waitForLog(finished("staging", await work.head()));
-    expect(done.rollbackTo).toEqual({ id: live!.id, sourceCommit: live!.sourceCommit });
+    expect(done.returnTo).toEqual({ id: live!.id, sourceCommit: live!.sourceCommit });
   });
 });

@@ -17,8 +17,8 @@ describe("commit statuses: what a person reads on the commit", () => {
       "tidemark/production/web02 success unchanged: already runs this config",
       "tidemark/production success deployed to 2/2 hosts",
     ]);
-    const back = finalStatuses({ ...facts, hosts, rollbackTo: { id: "20261121T090000Z-123456", sourceCommit: "ffffffffffffffffffffffffffffffffffffffff" }, hostStatuses: false });
-    expect(back.map((status) => status.description)).toEqual(["rollback to 20261121T090000Z-123456 (fffffff): deployed to 2/2 hosts"]);
+    const back = finalStatuses({ ...facts, hosts, returnTo: { id: "20261121T090000Z-123456", sourceCommit: "ffffffffffffffffffffffffffffffffffffffff" }, hostStatuses: false });
+    expect(back.map((status) => status.description)).toEqual(["return to 20261121T090000Z-123456 (fffffff): deployed to 2/2 hosts"]);
   });
 
   it("names the one failing host and what it went back to; groups several; unreachable hosts are an error", () => {
@@ -105,18 +105,21 @@ const RECORD_BASE = {
   sourceRef: "refs/heads/main",
 } as const;
 
-describe("store records carry rollbacks, pins and superseded commits", () => {
+describe("store records carry returns, pins and superseded commits", () => {
   it("reads back what it writes", () => {
     const record: DeploymentRecord = {
       ...RECORD_BASE,
       trigger: "rollback",
       hosts: [{ host: "web01", outcome: "deployed" }],
-      rollbackTo: { id: "20261121T090000Z-123456", sourceCommit: SHA },
-      pin: "rollback to 20261121T090000Z-123456 (1a2b3c4)",
+      returnTo: { id: "20261121T090000Z-123456", sourceCommit: SHA },
+      pin: "return to 20261121T090000Z-123456 (1a2b3c4)",
       superseded: ["a".repeat(40), "b".repeat(40)],
     };
     expect(parseRecord(formatRecord(record))).toEqual(record);
-    const unpin = { ...record, trigger: "unpin" as const, hosts: [], rollbackTo: undefined, pin: undefined, superseded: undefined };
+    // Older entries said Rollback-To for a return: still read as one.
+    expect(formatRecord(record)).toContain("\nTidemark-Return-To: ");
+    expect(parseRecord(formatRecord(record).replace("Tidemark-Return-To:", "Tidemark-Rollback-To:"))).toEqual(record);
+    const unpin = { ...record, trigger: "unpin" as const, hosts: [], returnTo: undefined, pin: undefined, superseded: undefined };
     expect(formatRecord(unpin).split("\n")[0]).toBe("staging: 1a2b3c4 (unpin): unpinned");
   });
 });
