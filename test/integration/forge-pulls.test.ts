@@ -3,12 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Octokit } from "@octokit/rest";
 import { Webhooks } from "@octokit/webhooks";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ForgeClient } from "../bed/forge/client.js";
 import { run, waitFor } from "../bed/proc.js";
 import { Receiver } from "../bed/receiver.js";
 import { WorkRepo } from "../bed/work-repo.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 interface PullPayload {
   action: string;
@@ -38,29 +39,20 @@ describe("pull requests on the local forge", () => {
   let main: string;
   const FORK = "contributor/fleet";
 
+  const owned = integrationLifecycle({ forge: () => forge });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ forge: true });
+    bed = owned.own(await TestBed.up({ forge: true }), (it) => it.down());
     forge = bed.forge!;
-    receiver = await Receiver.start();
+    receiver = owned.own(await Receiver.start(), (it) => it.close());
     await forge.addHook(bed.forgeRepo, { url: receiver.url, secret: bed.webhookSecret, events: ["pull_request"] });
-    work = await WorkRepo.create(forge.pushUrl(bed.forgeRepo));
+    work = owned.own(await WorkRepo.create(forge.pushUrl(bed.forgeRepo)), (it) => it.remove());
     main = await work.commit({ "clusters/staging/web01/nginx/nginx.conf": "worker_processes 1;\n" }, "first");
     await work.push("main");
     await forge.createRepo("contributor", "fleet");
-    fork = await WorkRepo.create(forge.pushUrl(FORK));
+    fork = owned.own(await WorkRepo.create(forge.pushUrl(FORK)), (it) => it.remove());
     await fork.git("fetch", "--quiet", forge.cloneUrl(bed.forgeRepo), "main");
     await fork.git("checkout", "--quiet", "-b", "fix", "FETCH_HEAD");
-  });
-
-  afterEach(async () => {
-    expect(await forge.violations()).toEqual([]);
-  });
-
-  afterAll(async () => {
-    work?.remove();
-    fork?.remove();
-    await receiver?.close();
-    await bed?.down();
   });
 
   /** The pull_request deliveries the receiver got, signatures checked like a receiver must. */

@@ -1,9 +1,10 @@
 import { generateKeyPairSync, sign } from "node:crypto";
 import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import { WorkRepo } from "../bed/work-repo.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 // The failures here are on purpose; Octokit need not log them.
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -21,22 +22,15 @@ describe("the GitHub REST stand-in", () => {
   let sha: string;
   const repo = { owner: "acme", repo: "fleet" };
 
+  const owned = integrationLifecycle({ forge: () => bed?.forge });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ forge: true });
+    bed = owned.own(await TestBed.up({ forge: true }), (it) => it.down());
     octokit = new Octokit({ baseUrl: bed.forge!.apiUrl, auth: bed.forge!.token, request: { retries: 0 }, log: quiet });
     const work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
     sha = await work.commit({ "tidemark.yaml": "environments: {}\n" });
     await work.push("main");
     work.remove();
-  });
-
-  afterEach(async () => {
-    // Every request a test did not mean to be invalid must have matched GitHub's description.
-    expect(await bed.forge!.violations()).toEqual([]);
-  });
-
-  afterAll(async () => {
-    await bed?.down();
   });
 
   it("records a commit status and lists it back, as GitHub does", async () => {

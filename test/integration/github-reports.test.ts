@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { waitFor } from "../bed/proc.js";
@@ -8,6 +8,7 @@ import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 const HOSTS = ["web01", "web02"];
 const GATE = "/run/tidemark-test-gate";
@@ -48,11 +49,13 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     return sha;
   };
 
+  const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ systemdHosts: 2, redis: true, forge: true });
-    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
-    shell = new HostShell(bed);
-    operator = operatorEnv(bed);
+    bed = owned.own(await TestBed.up({ systemdHosts: 2, redis: true, forge: true }), (it) => it.down());
+    work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
+    shell = owned.own(new HostShell(bed), (it) => it.close());
+    operator = owned.own(operatorEnv(bed), (it) => it.remove());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "  production: { track: { tag: production }, tree: clusters/production }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
     await work.push("main");
@@ -63,20 +66,6 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
 
   beforeEach(async () => {
     await bed.forge!.setFaults([]);
-  });
-
-  afterEach(async ({ task }) => {
-    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve.output.slice(-30_000)}`);
-    // Every request Tidemark made is one GitHub's description allows.
-    expect(await bed.forge!.violations()).toEqual([]);
-  });
-
-  afterAll(async () => {
-    await OperatorProcess.stopAll();
-    shell?.close();
-    work?.remove();
-    operator?.remove();
-    await bed?.down();
   });
 
   it("a good deploy: queued, deploying, one status per host, then deployed to 2/2 hosts, and a GitHub deployment that retires the one before", async () => {

@@ -1,13 +1,14 @@
 import type { Browser, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { freePort } from "../bed/ports.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { launchBrowser, saveScreenshot } from "../helpers/browser.js";
-import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
+import { operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 const HOSTS = ["web01", "web02"];
 /** An app name from the config tree that would run if the page ever placed it as markup ('/' cannot be in a name). */
@@ -25,7 +26,6 @@ const tree = (hosts: string[], files: Record<string, string>) => Object.fromEntr
 describe("the operator's page in a browser", () => {
   let bed: TestBed;
   let work: WorkRepo;
-  let shell: HostShell;
   let operator: ReturnType<typeof operatorEnv>;
   let serve: OperatorProcess;
   let browser: Browser | undefined;
@@ -33,36 +33,23 @@ describe("the operator's page in a browser", () => {
   const dialogs: string[] = [];
   const finished = (commit: string) => (line: LogLine) => line.environment === "staging" && line.commit === commit && typeof line.outcome === "string";
 
+  const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ systemdHosts: 2, redis: true, forge: true });
-    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
-    shell = new HostShell(bed);
-    operator = operatorEnv(bed);
+    bed = owned.own(await TestBed.up({ systemdHosts: 2, redis: true, forge: true }), (it) => it.down());
+    work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
+    operator = owned.own(operatorEnv(bed), (it) => it.remove());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 2 }", ""].join("\n"), ...tree(HOSTS, app("v1")) }, "v1");
     const port = await freePort();
     serve = await OperatorProcess.start("serve", reportingServeEnv(bed, operator.env, { TIDEMARK_LISTEN: `127.0.0.1:${port}`, TIDEMARK_PUBLIC_URL: `http://127.0.0.1:${port}` }));
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
-    browser = await launchBrowser();
+    browser = owned.own(await launchBrowser(), (it) => it.close());
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on("dialog", (dialog) => {
       dialogs.push(dialog.message());
       void dialog.dismiss();
     });
-  });
-
-  afterEach(async ({ task }) => {
-    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve.output.slice(-30_000)}`);
-    expect(await bed.forge!.violations()).toEqual([]);
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await OperatorProcess.stopAll();
-    shell?.close();
-    work?.remove();
-    operator?.remove();
-    await bed?.down();
   });
 
   it("the page a failure status links to shows the failed unit, its output and the rollback; names from the tree stay text", async () => {

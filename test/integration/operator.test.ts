@@ -1,12 +1,13 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 const ENVIRONMENTS = { staging: ["web01", "web02"], production: ["web03"], pinned: ["web04"] } as const;
 type Environment = keyof typeof ENVIRONMENTS;
@@ -52,12 +53,14 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     return serve.logs((line) => line.delivery === delivery.guid && line.trigger === "push");
   }
 
+  const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ systemdHosts: 4, redis: { aof: true }, forge: true });
-    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
-    shell = new HostShell(bed);
-    operator = operatorEnv(bed);
-    redis = new Redis(bed.redis!.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
+    bed = owned.own(await TestBed.up({ systemdHosts: 4, redis: { aof: true }, forge: true }), (it) => it.down());
+    work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
+    shell = owned.own(new HostShell(bed), (it) => it.close());
+    operator = owned.own(operatorEnv(bed), (it) => it.remove());
+    redis = owned.own(new Redis(bed.redis!.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 }), (it) => it.disconnect());
     redis.on("error", () => undefined);
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({
@@ -79,20 +82,6 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     serveEnv = { ...operator.env, TIDEMARK_REDIS_URL: bed.redis!.url, TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret, TIDEMARK_LISTEN: "127.0.0.1:0", TIDEMARK_POLL_INTERVAL: "0", TIDEMARK_SETTLE: "0.3", TIDEMARK_LOG_LEVEL: "debug" };
     serve = await OperatorProcess.start("serve", serveEnv);
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
-  });
-
-  afterEach(({ task }) => {
-    // What the operator said is the first thing to read when a test here fails.
-    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve.output.slice(-30_000)}`);
-  });
-
-  afterAll(async () => {
-    await OperatorProcess.stopAll();
-    redis?.disconnect();
-    shell?.close();
-    work?.remove();
-    operator?.remove();
-    await bed?.down();
   });
 
   it("deploys a push to the tracked branch with no other input", async () => {

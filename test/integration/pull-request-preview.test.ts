@@ -1,12 +1,13 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 const HOSTS = ["web01", "web02"];
 const PUBLIC_URL = "http://127.0.0.1:8080/tidemark";
@@ -67,14 +68,16 @@ describe("Plan preview on pull requests", () => {
   const planStatusFor = (sha: string) =>
     waitFor(`the tidemark/plan/staging status of ${sha.slice(0, 7)}`, async () => (await posted(sha)).find((request) => request.body.context === "tidemark/plan/staging"), { timeoutMs: 60_000, intervalMs: 200 });
 
+  const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ systemdHosts: 2, redis: true, forge: true });
-    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
-    shell = new HostShell(bed);
-    operator = operatorEnv(bed);
-    redis = new Redis(bed.redis!.url, { maxRetriesPerRequest: null });
-    refs = new Queue("refs", { connection: redis, prefix: "tidemark" });
-    reports = new Queue("report", { connection: redis, prefix: "tidemark" });
+    bed = owned.own(await TestBed.up({ systemdHosts: 2, redis: true, forge: true }), (it) => it.down());
+    work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
+    shell = owned.own(new HostShell(bed), (it) => it.close());
+    operator = owned.own(operatorEnv(bed), (it) => it.remove());
+    redis = owned.own(new Redis(bed.redis!.url, { maxRetriesPerRequest: null }), (it) => it.disconnect());
+    refs = owned.own(new Queue("refs", { connection: redis, prefix: "tidemark" }), (it) => it.close());
+    reports = owned.own(new Queue("report", { connection: redis, prefix: "tidemark" }), (it) => it.close());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
     await work.push("main");
@@ -85,24 +88,6 @@ describe("Plan preview on pull requests", () => {
     await work.push("main");
     await waitFor("v1 to be deployed", async () => (await posted(deployed)).some((request) => request.body.context === "tidemark/staging" && request.body.state === "success"), { timeoutMs: 90_000, intervalMs: 200 });
     for (const host of HOSTS) expect(await shell.run(host, "cat /var/lib/tidemark/apps/app/current/version")).toBe("v1");
-  });
-
-  afterEach(async ({ task }) => {
-    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve.output.slice(-30_000)}`);
-    // Every request Tidemark made is one GitHub's description allows.
-    expect(await bed.forge!.violations()).toEqual([]);
-  });
-
-  afterAll(async () => {
-    await OperatorProcess.stopAll();
-    await refs?.close();
-    await reports?.close();
-    redis?.disconnect();
-    shell?.close();
-    work?.remove();
-    fork?.remove();
-    operator?.remove();
-    await bed?.down();
   });
 
   let pull: number;
@@ -163,7 +148,7 @@ describe("Plan preview on pull requests", () => {
     const started = deploymentsStarted();
     const since = serve.lines.length;
     await bed.forge!.createRepo("contributor", "fleet");
-    fork = await WorkRepo.create(bed.forge!.pushUrl(FORK));
+    fork = owned.own(await WorkRepo.create(bed.forge!.pushUrl(FORK)), (it) => it.remove());
     // The fork's history is the base's main and one commit of the contributor.
     await fork.git("fetch", "--quiet", bed.forge!.cloneUrl(bed.forgeRepo), "main");
     await fork.git("checkout", "--quiet", "-b", "patch", "FETCH_HEAD");

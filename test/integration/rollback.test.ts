@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { waitFor } from "../bed/proc.js";
@@ -6,6 +6,7 @@ import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 const ENVIRONMENTS = { staging: ["web01", "web02"], production: ["web03"] } as const;
 type Environment = keyof typeof ENVIRONMENTS;
@@ -45,11 +46,13 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
   /** The release dirs on a host, with their change times: a new upload would add one or touch one. */
   const releases = (host: string) => shell.run(host, "find /var/lib/tidemark/apps/app -mindepth 1 -maxdepth 1 -type d -printf '%f %C@\\n' | sort");
 
+  const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ systemdHosts: 3, redis: true, forge: true });
-    work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
-    shell = new HostShell(bed);
-    operator = operatorEnv(bed);
+    bed = owned.own(await TestBed.up({ systemdHosts: 3, redis: true, forge: true }), (it) => it.down());
+    work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
+    shell = owned.own(new HostShell(bed), (it) => it.close());
+    operator = owned.own(operatorEnv(bed), (it) => it.remove());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit({
       "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "  production: { track: { tag: production }, tree: clusters/production }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"),
@@ -61,19 +64,6 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     cliEnv = { ...operator.env, TIDEMARK_REPO: bed.forge!.pushUrl(bed.forgeRepo), TIDEMARK_SETTLE: "0.3" };
     serve = await OperatorProcess.start("serve", reportingServeEnv(bed, operator.env, { TIDEMARK_POLL_INTERVAL: "1", TIDEMARK_LOG_LEVEL: "debug", TIDEMARK_HOST_STATUSES: "false" }));
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
-  });
-
-  afterEach(async ({ task }) => {
-    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve.output.slice(-30_000)}`);
-    expect(await bed.forge!.violations()).toEqual([]);
-  });
-
-  afterAll(async () => {
-    await OperatorProcess.stopAll();
-    shell?.close();
-    work?.remove();
-    operator?.remove();
-    await bed?.down();
   });
 
   it("git revert of a bad commit is reported as a rollback and uploads nothing", async () => {

@@ -7,13 +7,14 @@ import { join } from "node:path";
 import { inflateSync } from "node:zlib";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import { run, waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
+import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 const REPO = "acme/vault";
 
@@ -136,8 +137,10 @@ describe("Secrets never leak", () => {
   let printed: Record<string, string>;
   let printedBy: string;
 
+  const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
+
   beforeAll(async () => {
-    bed = await TestBed.up({ systemdHosts: 1, redis: true, forge: true });
+    bed = owned.own(await TestBed.up({ systemdHosts: 1, redis: true, forge: true }), (it) => it.down());
     const forge = bed.forge!;
     // A private repository: fetching it takes the credentials in the URL, so they are used, not only carried.
     await forge.createRepo("acme", "vault", { private: true });
@@ -149,7 +152,7 @@ describe("Secrets never leak", () => {
     await open.config("SET", "requirepass", redisPassword);
     open.disconnect();
     const redisUrl = `redis://:${redisPassword}@127.0.0.1:${bed.redis!.port}`;
-    redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    redis = owned.own(new Redis(redisUrl, { maxRetriesPerRequest: null }), (it) => it.disconnect());
 
     const key = readFileSync(bed.clientKeyPath, "utf8");
     const body = key.split("\n").filter((line) => line !== "" && !line.startsWith("-----"));
@@ -168,11 +171,11 @@ describe("Secrets never leak", () => {
     healthUrl = `http://probe:${secrets["the health check URL's password"]}@127.0.0.1:9/health`;
     for (const [name, secret] of Object.entries(secrets)) expect(secret.length, name).toBeGreaterThanOrEqual(20);
 
-    work = await WorkRepo.create(repoUrl);
-    operator = operatorEnv(bed);
-    shell = new HostShell(bed);
-    cliDir = mkdtempSync(join(tmpdir(), "tidemark-cli-"));
-    tap = await startTap(forge.url);
+    work = owned.own(await WorkRepo.create(repoUrl), (it) => it.remove());
+    operator = owned.own(operatorEnv(bed), (it) => it.remove());
+    shell = owned.own(new HostShell(bed), (it) => it.close());
+    cliDir = owned.own(mkdtempSync(join(tmpdir(), "tidemark-cli-")), (dir) => rmSync(dir, { recursive: true, force: true }));
+    tap = owned.own(await startTap(forge.url), (it) => it.close());
     const host = bed.host("web01");
     await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", `  web01: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`, ""].join("\n"), ...app("v0") }, "zero");
     await work.push("main");
@@ -191,22 +194,6 @@ describe("Secrets never leak", () => {
     };
     serve = await OperatorProcess.start("serve", env);
     await forge.addHook(REPO, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret, events: ["push", "pull_request"] });
-  });
-
-  afterEach(async ({ task }) => {
-    if (task.result?.state === "fail") console.error(`tidemark serve's log:\n${serve?.output.slice(-30_000)}`);
-    expect(await bed.forge!.violations()).toEqual([]);
-  });
-
-  afterAll(async () => {
-    await OperatorProcess.stopAll();
-    shell?.close();
-    redis?.disconnect();
-    await tap?.close();
-    work?.remove();
-    operator?.remove();
-    if (cliDir) rmSync(cliDir, { recursive: true, force: true });
-    await bed?.down();
   });
 
   const finished = (sha: string) => (line: LogLine) => line.environment === "staging" && line.commit === sha && typeof line.outcome === "string";
