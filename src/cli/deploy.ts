@@ -93,7 +93,7 @@ export function deploymentExitCode(deployment: Deployment): number {
   return EXIT.ok;
 }
 
-/** The deployment for scripts: `tidemark.deployment/v1`, documented in the README. */
+/** The deployment for scripts: `tidemark.deployment/v1`, documented in docs/cli.md. */
 export function deploymentJson(deployment: Deployment): object {
   return { schema: "tidemark.deployment/v1", ...deployment };
 }

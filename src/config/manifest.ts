@@ -1,6 +1,8 @@
 import { z } from "zod";
-import { hasProtoKey, zodProblems } from "./zod-problems.js";
+import type { Manifest } from "../core/config.js";
 import type { Problem } from "../core/problems.js";
+import type { Expect, SameType } from "./same-type.js";
+import { hasProtoKey, zodProblems } from "./zod-problems.js";
 
 /**
  * `manifest.json` of an app, as in Deptool: units to enable, symlinks to
@@ -24,8 +26,8 @@ export const ManifestSchema = z.strictObject({
   checks: z.array(CheckSchema).default([]),
 });
 
-export type Manifest = z.infer<typeof ManifestSchema>;
-export type Check = Manifest["checks"][number];
+/** The schema outputs exactly the core's Manifest (and so its checks): neither can change alone. */
+type _OutputsCoreType = Expect<SameType<z.output<typeof ManifestSchema>, Manifest>>;
 
 export const EMPTY_MANIFEST: Manifest = ManifestSchema.parse({});
 

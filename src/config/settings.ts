@@ -13,7 +13,7 @@ const list = z.preprocess((value) => (typeof value === "string" ? value.split(",
 /**
  * The operator's settings, from flags, environment variables and an optional
  * config file, flags winning. The only place that reads the environment.
- * Names are a contract for scripts (the README's settings table).
+ * Names are a contract for scripts (docs/configuration.md, "The operator's settings").
  */
 const SettingsSchema = z.strictObject({
   repo: z.string().min(1).optional(),

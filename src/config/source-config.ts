@@ -1,12 +1,14 @@
 import { parseDocument, Parser } from "yaml";
 import { z } from "zod";
+import type { SourceConfig } from "../core/config.js";
 import type { Problem } from "../core/problems.js";
+import type { Expect, SameType } from "./same-type.js";
 import { hasProtoKey, zodProblems } from "./zod-problems.js";
 
 /**
  * `tidemark.yaml` at the root of the source repo: environments with their
  * tracking rule, the hosts inventory, the rollout policy and limits. The field
- * names that DESIGN.md shows are a contract; fields may be added freely.
+ * names that docs/configuration.md documents are a contract; fields may be added freely.
  */
 export const CONFIG_FILE = "tidemark.yaml";
 
@@ -55,10 +57,8 @@ export const SourceConfigSchema = z.strictObject({
   limits: LimitsSchema.default(LimitsSchema.parse({})),
 });
 
-export type SourceConfig = z.infer<typeof SourceConfigSchema>;
-export type Environment = z.infer<typeof EnvironmentSchema>;
-export type TrackingRule = Environment["track"];
-export type InventoryHost = z.infer<typeof HostSchema>;
+/** The schema outputs exactly the core's SourceConfig (and so its environments, hosts, rollout and limits): neither can change alone. */
+type _OutputsCoreType = Expect<SameType<z.output<typeof SourceConfigSchema>, SourceConfig>>;
 
 /**
  * Far deeper than tidemark.yaml ever nests (4 levels). The YAML library

@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   STORE_REMOTE_UNREACHABLE: { meaning: "the store remote did not answer or refused a push", exit: "repoUnreachable", retry: true },
   REDIS_UNREACHABLE: { meaning: "Redis did not answer", exit: "failed", retry: true },
   LISTEN_FAILED: { meaning: "the webhook server could not listen on the address given", exit: "failed", retry: false },
+  JOB_DATA_INVALID: { meaning: "a job's data read back from Redis does not have the shape this Tidemark queues: the job fails for good", exit: "failed", retry: false },
   GITHUB_REPO_UNKNOWN: { meaning: "the GitHub repository could not be told from the source repo's URL", exit: "failed", retry: false },
   GITHUB_APP_KEY: { meaning: "the GitHub App's private key cannot be read", exit: "failed", retry: false },
   SSH_KEY_UNREADABLE: { meaning: "the operator's SSH private key cannot be read", exit: "failed", retry: false },

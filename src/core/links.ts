@@ -1,4 +1,4 @@
-import type { AppTree } from "./config-tree.js";
+import type { AppTree } from "./config.js";
 
 /** Where an app's unit files and drop-ins are linked on a host: a contract, like the release paths. */
 export const UNIT_DIR = "/etc/systemd/system";

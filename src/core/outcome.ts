@@ -15,8 +15,20 @@ export interface TimelineStep {
   at: number;
 }
 
+/**
+ * Why a `skipped` host was not started, for the operator to act on (the
+ * detail says it for people): `held-back`, the commit failed on this
+ * environment and a retry of it leaves the host as it is; `stopped`, the
+ * operator was shutting down and the job runs again for it; `halted`, the
+ * rollout policy stopped the rollout (a canary or too many hosts failed).
+ */
+export const SKIP_REASONS = ["held-back", "stopped", "halted"] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
+
 /** A host's outcome as the store keeps it: the outcome, and how it came about. */
 export interface HostRecord extends HostOutcome {
+  /** Set on every `skipped` host. */
+  skip?: SkipReason;
   timeline?: TimelineStep[];
   /** For people: the failing unit's last journal lines, or the failing check's output. */
   log?: string;

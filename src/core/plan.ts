@@ -1,4 +1,4 @@
-import type { AppTree, EnvTree, HostTree } from "./config-tree.js";
+import type { AppTree, EnvTree, HostTree } from "./config.js";
 import type { FileEntry } from "./tree.js";
 
 export type Change = "added" | "changed" | "removed";

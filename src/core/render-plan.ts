@@ -20,7 +20,7 @@ export function renderPlan(plan: Plan): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** The plan as JSON for scripts; the shape is documented in the README ("Plan JSON"). */
+/** The plan as JSON for scripts; the shape is documented in docs/cli.md ("Plan JSON"). */
 export function planJson(plan: Plan, source: { commit: string; ref: string }): object {
   return { schema: "tidemark.plan/v1", environment: plan.environment, source, hosts: plan.hosts };
 }

@@ -1,5 +1,5 @@
 import semver from "semver";
-import type { TrackingRule } from "../config/source-config.js";
+import type { TrackingRule } from "./config.js";
 
 export interface SourceRefs {
   /** Branch name → commit. */

@@ -1,16 +1,15 @@
 import { UnrecoverableError } from "bullmq";
 import { describeError, TidemarkError } from "../core/errors.js";
-import { deploymentOutcome, isLive, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
+import { afterRollout, decide, type DeployDecision, type DeployState } from "../core/decide.js";
+import { deploymentOutcome, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
 import { InvalidConfigError } from "../core/problems.js";
 import { finalReports, startReports, statusReports } from "../core/reports.js";
 import { convergedStatuses, invalidConfigStatus, noChangeStatus, pinnedStatus, supersededStatus } from "../core/statuses.js";
-import { movesForward } from "../core/track.js";
-import { changesNothing, deployPlan, deploymentFacts } from "../pipeline/deploy.js";
-import { prepareEnvironmentPlan } from "../pipeline/plan-environment.js";
+import { deployPlan, deploymentFacts } from "../pipeline/deploy.js";
+import { prepareEnvironmentPlan, type PreparedPlan } from "../pipeline/plan-environment.js";
 import { trackEnvironment } from "../pipeline/read-source.js";
 import type { DeployJob, RunningDeployment } from "../queue/queues.js";
 import type { PhaseObserver } from "../remote/apply-host.js";
-import { heldBack, STOPPED } from "../rollout/rollout.js";
 import { newDeploymentId } from "../store/store.js";
 import { deploymentUrl, environmentUrl } from "./links.js";
 import type { Operator } from "./operator.js";
@@ -32,7 +31,8 @@ export class StoppedError extends Error {}
  * queues the statuses of each step for GitHub. The commits asked for before
  * it resolved and not deployed are reported superseded; a pinned environment
  * holds the commit back; a commit that changes no host is recorded nowhere
- * and told so. Errors that a retry cannot fix end the job at once.
+ * and told so. Errors that a retry cannot fix end the job at once. What
+ * to do is core/decide.ts's `decide`; this gathers its state and carries it out.
  */
 export async function runDeployJob(op: Operator, job: DeployJob, stop: AbortSignal, observe?: PhaseObserver): Promise<DeployJobResult> {
   // The repos' packs stay in memory while jobs run, not for the life of the process.
@@ -51,73 +51,25 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
   try {
     await op.mirror.fetch();
     const { track, resolution } = await trackEnvironment(op.mirror, environment);
-    if (resolution.ref === null) return { environment, status: "stays", reason: `${resolution.reason}; ${environment} stays where it is`, superseded: [] };
-    commit = resolution.commit;
-    try {
-      await op.store.sync(environment);
-    } catch (error) {
-      // The hosts' lock and stale-plan check keep a deployment planned on an out-of-date store safe.
-      op.log.warn({ environment, error: describeError(error) }, "store remote unreachable: planning with the local store");
+    // decide asks for what it lacks, cheapest first: the history, then the plan (which reads trees).
+    const state: DeployState = { environment, track, resolution };
+    let decision = decide(state);
+    if (decision.kind === "read-history") {
+      commit = decision.commit;
+      state.history = await readHistory(op, environment, seen);
+      decision = decide(state);
+      // Unless a pin still holds, the commit it held back waits no more.
+      if (decision.kind !== "pinned") await op.queues.clearWaiting(environment);
     }
-    const last = (await op.store.history(environment, 1))[0];
-    if (last?.pin) {
-      // Pinned by tidemark rollback: the push is kept in mind (polls ask again) and deployed after tidemark unpin.
-      if (await op.queues.markWaiting(environment, resolution.commit)) await op.report(statusReports([pinnedStatus(environment, resolution.commit, last.pin, environmentUrl(op.settings, environment))]));
-      return { environment, status: "stays", reason: `${environment} is pinned (${last.pin}); ${resolution.commit.slice(0, 7)} waits for tidemark unpin ${environment}`, superseded: [] };
+    if (decision.kind === "pinned") {
+      if (await op.queues.markWaiting(environment, decision.commit)) await op.report(statusReports([pinnedStatus(environment, decision.commit, decision.pin, environmentUrl(op.settings, environment))]));
+      return { environment, status: "stays", reason: decision.reason, superseded: [] };
     }
-    await op.queues.clearWaiting(environment);
-    if (last && !movesForward(track, last.sourceRef, resolution.ref)) {
-      return { environment, status: "stays", reason: `${resolution.ref} is older than ${last.sourceRef}, deployed last; ${environment} stays where it is`, superseded: [] };
-    }
-    const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, resolution);
-    const again = last?.sourceCommit === resolution.commit ? last : undefined;
-    const hold = again ? heldBack(again.hosts, again.sourceCommit) : new Map<string, string>();
-    const pending = prepared.plan.hosts.filter((host) => !hold.has(host.host));
-    if (again && pending.length === 0) {
-      const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
-      const facts = { id: again.id, environment, sourceCommit: resolution.commit, hostStatuses: op.settings.hostStatuses && prepared.desired.hosts.size <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, again.id) };
-      const finished = again.hosts.filter((host) => !isLive(host.outcome) && !hold.has(host.host) && prepared.desired.hosts.has(host.host)).map((host) => host.host);
-      const converged = hold.size === 0 && finished.length > 0 && (await op.queues.firstConverged(environment, resolution.commit)) ? convergedStatuses(facts, [...prepared.desired.hosts.keys()], finished) : [];
-      await op.report(statusReports([...converged, ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, facts.targetUrl))]));
-      await op.queues.markBehind(environment, false);
-      return { environment, status: "up-to-date", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded };
-    }
-    if (!again && changesNothing(prepared)) {
-      // Only other environments' files changed: every host runs this config already. No deployment, no history entry; one word on the commit.
-      const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
-      const link = environmentUrl(op.settings, environment);
-      await op.report(statusReports([noChangeStatus(environment, resolution.commit, link), ...superseded.map((sha) => supersededStatus(environment, sha, resolution.commit, link))]));
-      await op.queues.markBehind(environment, false);
-      return { environment, status: "no-change", sourceRef: resolution.ref, sourceCommit: resolution.commit, superseded };
-    }
-    if (stop.aborted) throw new StoppedError("the operator is shutting down; another worker deploys it");
-
-    const id = newDeploymentId();
-    const superseded = await op.queues.takeRequested(environment, seen, resolution.commit);
-    const facts = deploymentFacts(prepared, id, { ...op.settings, targetUrl: deploymentUrl(op.settings, id) });
-    await op.report(startReports(facts, pending.map((host) => host.host), superseded));
-
-    const deployment = await showRunning(op, { id, environment, sourceCommit: resolution.commit, sourceRef: resolution.ref, hosts: pending.map((host) => host.host) }, observe, (running) =>
-      deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe: running, hold }),
-    );
-    if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
-    const stopped = deployment.hosts.some((host) => host.outcome === "skipped" && host.detail?.endsWith(STOPPED));
-    // One batch: every host's final status, then the environment's, then the GitHub deployment's.
-    if (!stopped) await op.report(finalReports({ ...facts, hosts: deployment.hosts }));
-    // Hosts a passing failure left behind (not the ones where the commit itself failed) are tried again at the next polls.
-    await op.queues.markBehind(environment, deployment.hosts.some((host) => host.outcome === "unreachable" || host.outcome === "failed"));
-    if (stopped) throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
-    return {
-      environment,
-      status: "deployed",
-      id: deployment.id,
-      outcome: deploymentOutcome(deployment.hosts),
-      sourceRef: deployment.sourceRef,
-      sourceCommit: deployment.sourceCommit,
-      hosts: deployment.hosts.map(({ host, outcome, detail, durationMs, uploadedBytes }) => ({ host, outcome, ...(detail ? { detail } : {}), ...(durationMs !== undefined ? { durationMs } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) })),
-      ...(deployment.returnTo ? { returnTo: deployment.returnTo } : {}),
-      superseded,
-    };
+    if (decision.kind === "stays" || decision.kind === "older") return { environment, status: "stays", reason: decision.reason, superseded: [] };
+    if (decision.kind !== "read-plan") throw new Error(`decide ended on ${decision.kind} before the plan was read`);
+    const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, { ref: decision.ref, commit: decision.commit });
+    const planned = decide({ ...state, plan: { changing: prepared.plan.hosts.map((host) => host.host), desired: [...prepared.desired.hosts.keys()] } });
+    return await carryOut(op, job, planned, prepared, state.history?.requested ?? [], stop, observe);
   } catch (error) {
     if (error instanceof InvalidConfigError && commit) await op.report(statusReports([invalidConfigStatus(environment, commit, error.problems, environmentUrl(op.settings, environment))]));
     // A broken config tree or an unknown environment stays broken until someone pushes: no retry.
@@ -126,6 +78,72 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
     }
     throw error;
   }
+}
+
+/** What came before this job: the environment's newest store entry, and the commits asked for up to the job's start. */
+async function readHistory(op: Operator, environment: string, seen: number): Promise<NonNullable<DeployState["history"]>> {
+  try {
+    await op.store.sync(environment);
+  } catch (error) {
+    // The hosts' lock and stale-plan check keep a deployment planned on an out-of-date store safe.
+    op.log.warn({ environment, error: describeError(error) }, "store remote unreachable: planning with the local store");
+  }
+  const [last] = await op.store.history(environment, 1);
+  return { last, requested: await op.queues.requested(environment, seen) };
+}
+
+/** Carries out what decide settled on with the plan in hand; the commits it settles are forgotten in Redis as it reports them. */
+async function carryOut(op: Operator, job: DeployJob, decision: DeployDecision, prepared: PreparedPlan, requested: readonly string[], stop: AbortSignal, observe: PhaseObserver | undefined): Promise<DeployJobResult> {
+  const { environment } = job;
+  if (decision.kind === "up-to-date") {
+    const { id, ref, commit, superseded } = decision;
+    await op.queues.forgetRequested(environment, requested);
+    const facts = { id, environment, sourceCommit: commit, hostStatuses: op.settings.hostStatuses && prepared.desired.hosts.size <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, id) };
+    // The hosts the last attempt left behind, finished since by another: the commit's statuses turn green, once.
+    const converged = decision.finished.length > 0 && (await op.queues.firstConverged(environment, commit)) ? convergedStatuses(facts, [...prepared.desired.hosts.keys()], decision.finished) : [];
+    await op.report(statusReports([...converged, ...superseded.map((sha) => supersededStatus(environment, sha, commit, facts.targetUrl))]));
+    await op.queues.markBehind(environment, false);
+    return { environment, status: "up-to-date", sourceRef: ref, sourceCommit: commit, superseded };
+  }
+  if (decision.kind === "no-change") {
+    // Only other environments' files changed: every host runs this config already. No deployment, no history entry; one word on the commit.
+    const { ref, commit, superseded } = decision;
+    await op.queues.forgetRequested(environment, requested);
+    const link = environmentUrl(op.settings, environment);
+    await op.report(statusReports([noChangeStatus(environment, commit, link), ...superseded.map((sha) => supersededStatus(environment, sha, commit, link))]));
+    await op.queues.markBehind(environment, false);
+    return { environment, status: "no-change", sourceRef: ref, sourceCommit: commit, superseded };
+  }
+  if (decision.kind !== "deploy") throw new Error(`decide ended on ${decision.kind} with the plan read`);
+  if (stop.aborted) throw new StoppedError("the operator is shutting down; another worker deploys it");
+
+  const { ref, commit, superseded, hosts, hold } = decision;
+  const id = newDeploymentId();
+  await op.queues.forgetRequested(environment, requested);
+  const facts = deploymentFacts(prepared, id, { ...op.settings, targetUrl: deploymentUrl(op.settings, id) });
+  await op.report(startReports(facts, hosts, superseded));
+
+  const deployment = await showRunning(op, { id, environment, sourceCommit: commit, sourceRef: ref, hosts }, observe, (running) =>
+    deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe: running, hold }),
+  );
+  if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
+  const { stopped, behind } = afterRollout(deployment.hosts);
+  // One batch: every host's final status, then the environment's, then the GitHub deployment's.
+  if (!stopped) await op.report(finalReports({ ...facts, hosts: deployment.hosts }));
+  // Hosts a passing failure left behind (not the ones where the commit itself failed) are tried again at the next polls.
+  await op.queues.markBehind(environment, behind);
+  if (stopped) throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
+  return {
+    environment,
+    status: "deployed",
+    id: deployment.id,
+    outcome: deploymentOutcome(deployment.hosts),
+    sourceRef: deployment.sourceRef,
+    sourceCommit: deployment.sourceCommit,
+    hosts: deployment.hosts.map(({ host, outcome, detail, durationMs, uploadedBytes }) => ({ host, outcome, ...(detail ? { detail } : {}), ...(durationMs !== undefined ? { durationMs } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) })),
+    ...(deployment.returnTo ? { returnTo: deployment.returnTo } : {}),
+    superseded,
+  };
 }
 
 /** Shows the deployment as under way on the operator's page while it runs; a Redis hiccup costs the live view, never the deployment. */

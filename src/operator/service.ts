@@ -1,7 +1,7 @@
 import { accessSync, constants, mkdirSync } from "node:fs";
 import type { Server } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
-import { RateLimitError, Worker, type Job } from "bullmq";
+import { RateLimitError, UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { OperatorSettings } from "../config/settings.js";
@@ -13,7 +13,7 @@ import { gitHubClient } from "../github/client.js";
 import { GitHubReporter, rateLimitWait } from "../github/reporter.js";
 import { startHttp, stopHttp, type Readiness } from "../http/server.js";
 import { webhookHandler } from "../http/webhook.js";
-import { deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, REPORT_QUEUE, reportBatch, type DeployJob, type RefsJob, type ReportJob } from "../queue/queues.js";
+import { deployJobData, deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, refsJobData, REPORT_QUEUE, reportBatch, type DeployJob, type RefsJob, type ReportJob } from "../queue/queues.js";
 import { evictionWarning, redactUrl, redisFactory } from "../queue/redis.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
@@ -243,10 +243,11 @@ export class OperatorService {
   }
 
   private async intake(job: Job<RefsJob>): Promise<IntakeResult[]> {
-    const results = await takeIn(this.op, job.data);
+    const data = parsed(refsJobData, job.data);
+    const results = await takeIn(this.op, data);
     for (const result of results) {
-      const level = result.action === "current" || (result.action === "stays" && job.data.kind === "poll") ? "debug" : "info";
-      this.op.log[level]({ trigger: job.data.kind, ...(job.data.kind === "push" ? { ref: job.data.ref, delivery: job.data.delivery } : {}), ...result }, `${result.environment}: ${result.action}`);
+      const level = result.action === "current" || (result.action === "stays" && data.kind === "poll") ? "debug" : "info";
+      this.op.log[level]({ trigger: data.kind, ...(data.kind === "push" ? { ref: data.ref, delivery: data.delivery } : {}), ...result }, `${result.environment}: ${result.action}`);
     }
     // A new environment gets its worker now, not at the next discovery tick.
     if (results.some((result) => result.action === "requested")) await this.discover();
@@ -255,12 +256,13 @@ export class OperatorService {
 
   private async deploy(job: Job<DeployJob>): Promise<DeployJobResult> {
     const { log, metrics } = this.op;
-    const { environment } = job.data;
+    const data = parsed(deployJobData, job.data);
+    const { environment } = data;
     const started = performance.now();
-    log.info({ environment, job: job.id, trigger: job.data.trigger, requested: job.data.requested.commit }, `${environment}: deployment started`);
+    log.info({ environment, job: job.id, trigger: data.trigger, requested: data.requested.commit }, `${environment}: deployment started`);
     try {
       const observe = (host: string, phase: string) => log.debug({ environment, job: job.id, host, phase }, `${environment}: ${host} ${phase}`);
-      const result = await runDeployJob(this.op, job.data, this.stopping.signal, observe);
+      const result = await runDeployJob(this.op, data, this.stopping.signal, observe);
       const seconds = (performance.now() - started) / 1000;
       metrics.supersededCommits(environment, result.superseded.length);
       if (result.status === "deployed") {
@@ -275,6 +277,15 @@ export class OperatorService {
       if (!(error instanceof StoppedError)) metrics.deployment(environment, "error", (performance.now() - started) / 1000);
       throw error;
     }
+  }
+}
+
+/** A job's data as read back from Redis (a trust boundary): data that does not parse fails the job for good, as every retry would read the same. */
+function parsed<T>(parse: (data: unknown) => T, data: unknown): T {
+  try {
+    return parse(data);
+  } catch (error) {
+    throw new UnrecoverableError(describeError(error));
   }
 }
 

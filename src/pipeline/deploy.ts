@@ -1,7 +1,7 @@
-import type { InventoryHost } from "../config/source-config.js";
+import { readHostTree } from "../config/config-tree.js";
+import type { InventoryHost } from "../core/config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import type { TimelineStep, Trigger } from "../core/outcome.js";
-import { readHostTree } from "../core/config-tree.js";
 import { planHost } from "../core/plan.js";
 import { redactor, type Redactor } from "../core/redact.js";
 import type { DeploymentFacts } from "../core/statuses.js";
@@ -30,7 +30,7 @@ export interface DeployOptions {
   superseded?: string[];
   /** Pins the environment (tidemark rollback): recorded with the deployment; pushes wait until tidemark unpin. */
   pin?: string;
-  /** Hosts of the plan left as they are, each with why: recorded `skipped`, never contacted. */
+  /** Hosts of the plan left as they are, each with why: recorded `skipped` (`held-back`), never contacted. */
   hold?: ReadonlyMap<string, string>;
   /**
    * Applied to what the hosts printed (a failing unit's journal, a check's
@@ -141,7 +141,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const results = await runRollout([...jobs.keys()], config.rollout, (host) => timed(() => applyHost(job(host), connect, observe)), undo, options.stop);
 
   const byHost = new Map(results.map((result) => [result.host, result]));
-  const held = (host: string): HostResult | undefined => (options.hold?.has(host) ? { host, outcome: "skipped", detail: options.hold.get(host)! } : undefined);
+  const held = (host: string): HostResult | undefined => (options.hold?.has(host) ? { host, outcome: "skipped", skip: "held-back", detail: options.hold.get(host)! } : undefined);
   const hosts = [...new Set([...desired.hosts.keys(), ...plan.hosts.map((hostPlan) => hostPlan.host)])]
     .sort()
     .map((host): HostResult => redactOutput(byHost.get(host) ?? held(host) ?? { host, outcome: "unchanged" }, redact));

@@ -1,5 +1,5 @@
-import type { SourceConfig } from "../config/source-config.js";
-import { distinctProblems, pathFaultProblems, readEnvTree, readHostTree, validateEnvironments, type EnvTree, type HostTree } from "../core/config-tree.js";
+import { distinctProblems, pathFaultProblems, readEnvTree, readHostTree, validateEnvironments } from "../config/config-tree.js";
+import type { EnvTree, HostTree, SourceConfig } from "../core/config.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { findReturn } from "../core/returns.js";

@@ -1,6 +1,7 @@
 import git from "isomorphic-git";
-import { CONFIG_FILE, parseSourceConfig, type SourceConfig, type TrackingRule } from "../config/source-config.js";
-import { pathFaultProblems } from "../core/config-tree.js";
+import { pathFaultProblems } from "../config/config-tree.js";
+import { CONFIG_FILE, parseSourceConfig } from "../config/source-config.js";
+import type { SourceConfig, TrackingRule } from "../core/config.js";
 import { TidemarkError } from "../core/errors.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { resolveTrack, type Resolution } from "../core/track.js";
@@ -68,6 +69,26 @@ export async function readSourceConfig(mirror: SourceMirror, commit: string): Pr
   const { config, problems } = parseSourceConfig(text);
   if (!config || problems.length > 0) throw new InvalidConfigError(problems);
   return config;
+}
+
+/** `tidemark.yaml` on the default branch, where every environment's tracking rule is read. */
+export async function readTrackingConfig(mirror: SourceMirror): Promise<SourceConfig> {
+  const head = await defaultBranch(mirror);
+  try {
+    return await readSourceConfig(mirror, head.commit);
+  } catch (error) {
+    if (error instanceof InvalidConfigError) throw new InvalidTrackingConfigError(head, error);
+    throw error;
+  }
+}
+
+/** The tracking rules cannot be read: `tidemark.yaml` on the default branch is invalid (a retry cannot fix it, the next push will). */
+export class InvalidTrackingConfigError extends Error {
+  override readonly name = "InvalidTrackingConfigError";
+
+  constructor(head: SourceCommit, cause: InvalidConfigError) {
+    super(`tidemark.yaml on ${head.ref} at ${head.commit.slice(0, 7)} is invalid: ${cause.message}`, { cause });
+  }
 }
 
 /** The root tree's faults that concern tidemark.yaml: a root with two of them could be read either way. */

@@ -1,6 +1,8 @@
 import { Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { fieldPath } from "../config/zod-problems.js";
+import { TidemarkError } from "../core/errors.js";
 import type { Trigger } from "../core/outcome.js";
 import type { Report } from "../core/reports.js";
 
@@ -13,26 +15,29 @@ export const deployQueueName = (environment: string) => `deploy.${environment}`;
 export const REPORT_QUEUE = "report";
 
 /** A `push` webhook, reduced to what matters: which ref moved. A hint: the deploy job resolves the ref again when it runs. */
-export interface PushHint {
-  kind: "push";
-  ref: string;
-  after: string;
-  deleted: boolean;
-  delivery: string;
-}
+const PushHintSchema = z.object({
+  kind: z.literal("push"),
+  ref: z.string().min(1),
+  after: z.string(),
+  deleted: z.boolean(),
+  delivery: z.string(),
+});
+export type PushHint = z.infer<typeof PushHintSchema>;
 
 /** A `pull_request` webhook (opened, synchronize, reopened): its head is planned against what the environments run. */
-export interface PullRequestHint {
-  kind: "pull-request";
-  number: number;
-  head: string;
-  base: string;
+const PullRequestHintSchema = z.object({
+  kind: z.literal("pull-request"),
+  number: z.number().int().positive(),
+  head: z.string().min(1),
+  base: z.string().min(1),
   /** A pull request from a fork: its objects are read, nothing in it is ever trusted with credentials. */
-  fork: boolean;
-  delivery: string;
-}
+  fork: z.boolean(),
+  delivery: z.string(),
+});
+export type PullRequestHint = z.infer<typeof PullRequestHintSchema>;
 
-export type RefsJob = PushHint | PullRequestHint | { kind: "poll" };
+const RefsJobSchema = z.discriminatedUnion("kind", [PushHintSchema, PullRequestHintSchema, z.object({ kind: z.literal("poll") })]);
+export type RefsJob = z.infer<typeof RefsJobSchema>;
 
 /** A report and its place in the order of enqueueing: a report older than the last one posted for the same status or deployment is dropped. */
 export interface SequencedReport {
@@ -77,11 +82,29 @@ export function reportBatch(data: unknown): SequencedReport[] {
   return ReportJobSchema.parse(data).reports;
 }
 
-export interface DeployJob {
-  environment: string;
-  trigger: Extract<Trigger, "webhook" | "poll" | "cli">;
+const DeployJobSchema = z.object({
+  environment: z.string().min(1),
+  trigger: z.enum(["webhook", "poll", "cli"]) satisfies z.ZodType<Trigger>,
   /** The commit the request saw; the job deploys wherever the environment points when it runs. */
-  requested: { ref: string; commit: string };
+  requested: z.object({ ref: z.string().min(1), commit: z.string().min(1) }),
+});
+export type DeployJob = z.infer<typeof DeployJobSchema>;
+
+/** A refs job's data as read back from Redis (a trust boundary): the hint or poll, or a JOB_DATA_INVALID error that names what is wrong. */
+export function refsJobData(data: unknown): RefsJob {
+  return parseJob("refs", RefsJobSchema, data);
+}
+
+/** A deploy job's data as read back from Redis, or a JOB_DATA_INVALID error that names what is wrong. */
+export function deployJobData(data: unknown): DeployJob {
+  return parseJob("deploy", DeployJobSchema, data);
+}
+
+function parseJob<T>(queue: string, schema: z.ZodType<T>, data: unknown): T {
+  const parsed = schema.safeParse(data);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `${fieldPath(issue.path)}: ${issue.message}`).join("; ");
+  throw new TidemarkError("JOB_DATA_INVALID", `a ${queue} job's data in Redis is malformed: ${problems}`, "it was queued by another version of Tidemark or written by hand; a push, the next poll or tidemark deploy asks again");
 }
 
 /** A deployment under way, for the operator's page until the store records it. */
@@ -208,11 +231,14 @@ export class OperatorQueues {
     return Number((await this.redis.get(this.key("seq"))) ?? 0);
   }
 
-  /** Takes the requested commits up to `upTo`: the ones that are not `deployed` were superseded by it. */
-  async takeRequested(environment: string, upTo: number, deployed: string): Promise<string[]> {
-    const key = this.key("requested", environment);
-    const [[, commits]] = (await this.redis.multi().zrangebyscore(key, "-inf", upTo).zremrangebyscore(key, "-inf", upTo).exec()) as [[Error | null, string[]]];
-    return commits.filter((commit) => commit !== deployed);
+  /** The commits asked for up to `upTo` (see `sequence`), oldest first: a deployment of another one supersedes them. */
+  async requested(environment: string, upTo: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.key("requested", environment), "-inf", upTo);
+  }
+
+  /** Forgets the requested commits a job settled (deployed them or one in their place): those it read, so that a request that came in since is the next job's. */
+  async forgetRequested(environment: string, commits: readonly string[]): Promise<void> {
+    if (commits.length > 0) await this.redis.zrem(this.key("requested", environment), ...commits);
   }
 
   /** What was last asked for: polls do not ask again for the same commit. */

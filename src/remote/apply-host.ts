@@ -1,15 +1,15 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
-import type { AppTree, HostTree } from "../core/config-tree.js";
+import type { AppTree, HostTree } from "../core/config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import type { HostOutcome, HostRecord } from "../core/outcome.js";
 import { planHost, type HostPlan } from "../core/plan.js";
+import { Semaphore } from "../core/semaphore.js";
 import { splitCredentials } from "../git/credentials.js";
 import { checkScript, commitScript, diskSpaceScript, HOST_ROOT, inspectScript, journalScript, LOCK_CONFLICT_EXIT, lockCommand, parseDiskSpace, parseUnitStates, partialDir, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript, type RemoteCommand, type RemoteUser, type SealApp, type StageApp } from "./commands.js";
 import { hostChanges, type HostChanges } from "./host-changes.js";
 import { httpCheck } from "./http-check.js";
-import { Semaphore } from "./semaphore.js";
 import type { SshSession, SshTarget } from "./ssh-session.js";
 
 /** The steps of one host's apply, in order; after `rollback`, the switch, restart and check steps come again, backwards. */
@@ -60,7 +60,7 @@ interface Failure {
 }
 
 /**
- * One host, one deployment (DESIGN.md's apply phases): lock, check the host
+ * One host, one deployment (docs/hosts.md's phases): lock, check the host
  * runs what the store says, upload only what changed into new release dirs,
  * switch, restart, check; on failure, every app of the host goes back to
  * `previous` with no upload. The outcome is data; only programming errors throw.

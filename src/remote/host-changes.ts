@@ -1,5 +1,4 @@
-import type { Check } from "../config/manifest.js";
-import type { AppTree, HostTree } from "../core/config-tree.js";
+import type { AppTree, Check, HostTree } from "../core/config.js";
 import { appLinks, SYSTEMD_PREFIX } from "../core/links.js";
 import type { HostPlan } from "../core/plan.js";
 import { appDir, type SwitchSpec } from "./commands.js";

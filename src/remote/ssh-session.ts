@@ -1,8 +1,8 @@
 import net from "node:net";
 import { Client, type ClientChannel, type SFTPWrapper } from "ssh2";
 import { TidemarkError } from "../core/errors.js";
+import { Semaphore } from "../core/semaphore.js";
 import { formatHostKey, parseHostKey, type HostKey } from "./host-key.js";
-import { Semaphore } from "./semaphore.js";
 
 export interface SshTarget {
   name: string;

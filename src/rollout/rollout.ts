@@ -1,5 +1,5 @@
 import type { HostOutcomeKind } from "../core/outcome.js";
-import type { SourceConfig } from "../config/source-config.js";
+import type { SourceConfig } from "../core/config.js";
 import type { HostResult } from "../remote/apply-host.js";
 
 export type RolloutPolicy = SourceConfig["rollout"];
@@ -9,30 +9,14 @@ export const STOPPED = "the operator stopped before this host (shutdown); the ne
 
 const FAILED: ReadonlySet<HostOutcomeKind> = new Set(["rolled-back", "rollback-failed", "failed", "unreachable"]);
 
-/** The start of the detail of a host that a retry of the same commit leaves as it is. */
-export const HELD_BACK = "held back: ";
-
-/**
- * The hosts that a retry of the same commit (a poll, while a passing failure
- * left hosts behind) leaves as they are, each with why: where the commit
- * itself failed (a rollback), and the hosts that failure kept from starting.
- * Unreachable, cut-off and stopped hosts are tried again.
- */
-export function heldBack(previous: ReadonlyArray<{ host: string; outcome: HostOutcomeKind; detail?: string }>, commit: string): Map<string, string> {
-  const failedHere = (host: (typeof previous)[number]) => host.outcome === "rolled-back" || host.outcome === "rollback-failed" || host.detail?.startsWith(HELD_BACK) === true;
-  const gated = previous.some(failedHere);
-  const held = previous.filter((host) => failedHere(host) || (gated && host.outcome === "skipped" && !host.detail?.endsWith(STOPPED)));
-  return new Map(held.map((host) => [host.host, `${HELD_BACK}${commit.slice(0, 7)} failed on this environment; a new commit or tidemark deploy tries again`]));
-}
-
 /**
  * Runs hosts under the rollout policy: `canary` hosts first (all must succeed
  * before the rest start), then the rest, at most `maxParallel` at once. More
  * than `maxFailures` failed hosts halt the rollout: hosts not started are
- * `skipped`; with `onFailure: rollback-all`, the hosts already deployed in this
+ * `skipped` (`halted`); with `onFailure: rollback-all`, the hosts already deployed in this
  * rollout are returned to their previous deployment by `undo`. An aborted
- * `stop` signal (the operator shutting down) starts no new host either; the
- * hosts in flight finish.
+ * `stop` signal (the operator shutting down) starts no new host either
+ * (`skipped`, `stopped`: the job runs again for them); the hosts in flight finish.
  */
 export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: (host: string) => Promise<HostResult>, undo: (host: string) => Promise<HostResult>, stop?: AbortSignal): Promise<HostResult[]> {
   const results = new Map<string, HostResult>();
@@ -68,6 +52,7 @@ export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: 
       }),
     );
   }
-  const reason = failures <= policy.maxFailures ? STOPPED : canaryFailed ? "a canary host did not succeed" : `more than ${policy.maxFailures} host(s) failed (rollout.maxFailures)`;
-  return hosts.map((host) => results.get(host) ?? { host, outcome: "skipped", detail: `not started: ${reason}` });
+  const stopped = failures <= policy.maxFailures;
+  const reason = stopped ? STOPPED : canaryFailed ? "a canary host did not succeed" : `more than ${policy.maxFailures} host(s) failed (rollout.maxFailures)`;
+  return hosts.map((host) => results.get(host) ?? { host, outcome: "skipped", skip: stopped ? "stopped" : "halted", detail: `not started: ${reason}` });
 }

@@ -1,4 +1,4 @@
-import { HOST_OUTCOMES, TRIGGERS, type HostOutcomeKind, type HostRecord, type TimelineStep, type Trigger } from "../core/outcome.js";
+import { HOST_OUTCOMES, SKIP_REASONS, TRIGGERS, type HostOutcomeKind, type HostRecord, type SkipReason, type TimelineStep, type Trigger } from "../core/outcome.js";
 
 /** One deployment attempt as the store keeps it. */
 export interface DeploymentRecord {
@@ -22,8 +22,8 @@ export interface DeploymentRecord {
 /**
  * The commit message of a deployment in the store: a summary line, the
  * output of each failing host (indented), then git trailers: one per field,
- * and per host its outcome, timeline and bytes uploaded. Readable with
- * `git log` and `git interpret-trailers`; the format is documented in the README.
+ * and per host its outcome, why it was skipped, its timeline and bytes uploaded. Readable with
+ * `git log` and `git interpret-trailers`; the format is documented in docs/store.md.
  */
 export function formatRecord(record: DeploymentRecord): string {
   const counts = new Map<string, number>();
@@ -44,6 +44,7 @@ export function formatRecord(record: DeploymentRecord): string {
     ...(record.superseded ?? []).map((commit) => `Tidemark-Superseded: ${commit}`),
     ...(record.startedAt ? [`Tidemark-Started: ${record.startedAt.toISOString()}`] : []),
     ...record.hosts.map((host) => `Tidemark-Host: ${host.host} ${host.outcome}${host.detail ? ` ${oneLine(host.detail)}` : ""}`),
+    ...record.hosts.flatMap((host) => (host.skip ? [`Tidemark-Skip: ${host.host} ${host.skip}`] : [])),
     ...record.hosts.flatMap((host) => (host.timeline?.length ? [`Tidemark-Timeline: ${host.host} ${host.timeline.map((step) => `${step.phase}@${step.at}`).join(" ")}`] : [])),
     ...record.hosts.flatMap((host) => (host.uploadedBytes !== undefined ? [`Tidemark-Uploaded: ${host.host} ${host.uploadedBytes}`] : [])),
     "",
@@ -71,6 +72,7 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
   const perHost = (key: string) => new Map(trailers.filter(([name]) => name === key).map(([, value]) => [value.slice(0, value.indexOf(" ")), value.slice(value.indexOf(" ") + 1)]));
   const timelines = perHost("Timeline");
   const uploaded = perHost("Uploaded");
+  const skips = perHost("Skip");
   const outputs = new Map([...message.matchAll(/^Output of (\S+):\n((?: {4}.*(?:\n|$))+)/gm)].map((match) => [match[1] ?? "", (match[2] ?? "").replace(/^ {4}/gm, "").trimEnd()]));
   const hosts = trailers
     .filter(([name]) => name === "Host")
@@ -79,10 +81,12 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
       const timeline = timelines.get(host)?.split(" ").map((step): TimelineStep => ({ phase: step.slice(0, step.lastIndexOf("@")), at: Number(step.slice(step.lastIndexOf("@") + 1)) }));
       const bytes = uploaded.get(host);
       const log = outputs.get(host);
+      const skip = outcome === "skipped" ? skipReason(skips.get(host), detail.join(" ")) : undefined;
       return {
         host,
         outcome: outcome as HostOutcomeKind,
         ...(detail.length > 0 ? { detail: detail.join(" ") } : {}),
+        ...(skip ? { skip } : {}),
         ...(timeline ? { timeline } : {}),
         ...(bytes !== undefined ? { uploadedBytes: Number(bytes) } : {}),
         ...(log ? { log } : {}),
@@ -107,4 +111,16 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
     ...(pin ? { pin } : {}),
     ...(superseded.length > 0 ? { superseded } : {}),
   };
+}
+
+/**
+ * Why a skipped host was skipped: its Tidemark-Skip trailer, or, in a record
+ * written before that trailer, the start or end of its detail as Tidemark
+ * worded it then (frozen here: later wording never changes old records).
+ */
+function skipReason(trailer: string | undefined, detail: string): SkipReason {
+  if (SKIP_REASONS.includes(trailer as SkipReason)) return trailer as SkipReason;
+  if (detail.startsWith("held back: ")) return "held-back";
+  if (detail.endsWith("the operator stopped before this host (shutdown); the next run deploys it")) return "stopped";
+  return "halted";
 }

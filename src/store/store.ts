@@ -4,12 +4,12 @@ import { readFile } from "node:fs/promises";
 import git, { type ReadCommitResult } from "isomorphic-git";
 import { TidemarkError } from "../core/errors.js";
 import { isLive } from "../core/outcome.js";
+import { Semaphore } from "../core/semaphore.js";
 import { MODE_KIND } from "../core/tree.js";
 import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
 import { consolidatePacks } from "../git/packs.js";
 import { detached, parseTree, remember, TreeReader } from "../git/tree-reader.js";
-import { Semaphore } from "../remote/semaphore.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
 import { StoreRemote } from "./remote.js";
 

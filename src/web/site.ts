@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { SourceConfigSchema, type SourceConfig, type TrackingRule } from "../config/source-config.js";
-import { readHostTree } from "../core/config-tree.js";
+import { readHostTree } from "../config/config-tree.js";
+import { SourceConfigSchema } from "../config/source-config.js";
+import type { SourceConfig, TrackingRule } from "../core/config.js";
 import { describeError } from "../core/errors.js";
 import { isLive } from "../core/outcome.js";
 import { planHost, type HostPlan } from "../core/plan.js";
@@ -9,7 +10,7 @@ import { resolveTrack } from "../core/track.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair } from "../git/tree-reader.js";
 import { prepareEnvironmentPlan, type PreparedPlan } from "../pipeline/plan-environment.js";
-import { trackingConfig } from "../operator/tracking-config.js";
+import { readTrackingConfig } from "../pipeline/read-source.js";
 import type { OperatorQueues } from "../queue/queues.js";
 import type { HistoryEntry, Store } from "../store/store.js";
 import { HistoryIndex } from "./history-index.js";
@@ -110,7 +111,7 @@ export class OperatorSite {
 
   private async trackingConfig(): Promise<{ config?: SourceConfig; problem?: string }> {
     try {
-      return { config: await trackingConfig(this.mirror) };
+      return { config: await readTrackingConfig(this.mirror) };
     } catch (error) {
       return { problem: describeError(error) };
     }

@@ -5,8 +5,8 @@ import { isAlive, sleep } from "./proc.js";
 /**
  * Every process the bed starts lives in a cgroup of its own, created at the
  * same path in each hierarchy that systemd-nspawn looks at. This is what lets
- * containers on a host whose PID 1 is not systemd keep apart (TESTBED.md,
- * fix 2), and it lets teardown find every process a part left behind.
+ * containers on a host whose PID 1 is not systemd keep apart (docs/testbed.md),
+ * and it lets teardown find every process a part left behind.
  */
 const ROOT = "/sys/fs/cgroup";
 export const BED_CGROUP = "tidemark-testbed";

@@ -1,5 +1,6 @@
-import { parseSourceConfig, type SourceConfig } from "../../src/config/source-config.js";
-import { readEnvTree, type EnvTree } from "../../src/core/config-tree.js";
+import { readEnvTree } from "../../src/config/config-tree.js";
+import { parseSourceConfig } from "../../src/config/source-config.js";
+import type { EnvTree, SourceConfig } from "../../src/core/config.js";
 import type { Problem } from "../../src/core/problems.js";
 import { memoryTree, type MemoryFile } from "./memory-tree.js";
 

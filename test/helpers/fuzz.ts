@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { stringify } from "yaml";
-import { CONFIG_FILE, parseSourceConfig } from "../../src/config/source-config.js";
+import { validateEnvironments } from "../../src/config/config-tree.js";
 import { MANIFEST_FILE, parseManifest } from "../../src/config/manifest.js";
-import { validateEnvironments } from "../../src/core/config-tree.js";
+import { CONFIG_FILE, parseSourceConfig } from "../../src/config/source-config.js";
 import type { Problem } from "../../src/core/problems.js";
 import type { Dir, Entry } from "../../src/core/tree.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { HostTree } from "../../src/core/config-tree.js";
+import type { HostTree } from "../../src/core/config.js";
 import { planEnvironment } from "../../src/core/plan.js";
 import { renderPlan } from "../../src/core/render-plan.js";
 import { stagingTree } from "../helpers/configs.js";

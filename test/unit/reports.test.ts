@@ -150,6 +150,29 @@ describe("store records carry each host's timeline, upload and output", () => {
   });
 });
 
+describe("store records carry why a host was skipped", () => {
+  const skipped = (detail: string, skip?: "held-back" | "stopped" | "halted") => ({ host: "web02", outcome: "skipped" as const, detail, ...(skip ? { skip } : {}) });
+  const record = (hosts: DeploymentRecord["hosts"]): DeploymentRecord => ({ ...RECORD_BASE, trigger: "poll", hosts: [{ host: "web01", outcome: "rolled-back", detail: "app.service failed (exit-code)" }, ...hosts] });
+
+  it("writes the reason as a trailer of its own and reads it back", () => {
+    for (const skip of ["held-back", "stopped", "halted"] as const) {
+      const written = record([skipped("whatever the words", skip)]);
+      expect(formatRecord(written)).toContain(`\nTidemark-Skip: web02 ${skip}\n`);
+      expect(parseRecord(formatRecord(written))).toEqual(written);
+    }
+  });
+
+  it("reads the reason of a record written before the trailer from the words of its detail", () => {
+    const old = (detail: string) => parseRecord(formatRecord(record([skipped(detail)])))!.hosts[1]!.skip;
+    expect(old("held back: 1a2b3c4 failed on this environment; a new commit or tidemark deploy tries again")).toBe("held-back");
+    expect(old("not started: the operator stopped before this host (shutdown); the next run deploys it")).toBe("stopped");
+    expect(old("not started: a canary host did not succeed")).toBe("halted");
+    expect(old("not started: more than 1 host(s) failed (rollout.maxFailures)")).toBe("halted");
+    // Only a skipped host has a reason.
+    expect(parseRecord(formatRecord(record([])))!.hosts[0]).not.toHaveProperty("skip");
+  });
+});
+
 describe("redaction", () => {
   const token = `ghp_${"A1b2C3d4".repeat(5)}`;
   const redact = redactor([token, "webhook-secret-value", "short"]);

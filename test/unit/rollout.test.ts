@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { HostResult } from "../../src/remote/apply-host.js";
-import { heldBack, runRollout, STOPPED, type RolloutPolicy } from "../../src/rollout/rollout.js";
+import { runRollout, STOPPED, type RolloutPolicy } from "../../src/rollout/rollout.js";
 
 const policy = (overrides: Partial<RolloutPolicy> = {}): RolloutPolicy => ({ maxParallel: 10, canary: 0, maxFailures: 0, onFailure: "rollback-host", ...overrides });
 const hosts = ["h1", "h2", "h3", "h4", "h5"];
@@ -34,6 +34,7 @@ describe("rollout policy", () => {
     expect(run.started).toEqual(["h1"]);
     expect(results.map((result) => result.outcome)).toEqual(["rolled-back", "skipped", "skipped", "skipped", "skipped"]);
     expect(results[1]!.detail).toContain("a canary host did not succeed");
+    expect(results[1]!.skip).toBe("halted");
   });
 
   it("halts after more than maxFailures failures, leaving hosts not started skipped", async () => {
@@ -41,6 +42,7 @@ describe("rollout policy", () => {
     const results = await runRollout(hosts, policy({ maxParallel: 1, maxFailures: 1 }), run.apply, () => Promise.reject(new Error("no undo")));
     expect(results.map((result) => result.outcome)).toEqual(["rolled-back", "rolled-back", "skipped", "skipped", "skipped"]);
     expect(results[2]!.detail).toContain("more than 1 host(s) failed");
+    expect(results[2]!.skip).toBe("halted");
   });
 
   it("with rollback-all, returns the hosts already deployed in this rollout", async () => {
@@ -66,17 +68,6 @@ describe("rollout policy", () => {
     const results = await runRollout(hosts, policy({ maxParallel: 1, canary: 1, onFailure: "rollback-all" }), apply, () => Promise.reject(new Error("no undo")), stop.signal);
     expect(results.map((result) => result.outcome)).toEqual(["deployed", "deployed", "deployed", "skipped", "skipped"]);
     expect(results[3]!.detail).toBe(`not started: ${STOPPED}`);
-  });
-
-  it("holds back, on a retry of the same commit, the hosts where it failed and the ones its failure kept from starting; retries the others", () => {
-    const sha = "1a2b3c4d5e6f";
-    const held = (previous: Parameters<typeof heldBack>[0]) => [...heldBack(previous, sha).keys()];
-    expect(held([{ host: "a", outcome: "rolled-back" }, { host: "b", outcome: "skipped", detail: "a canary host did not succeed" }, { host: "c", outcome: "unreachable" }, { host: "d", outcome: "skipped", detail: STOPPED }])).toEqual(["a", "b"]);
-    // No host failed for the commit itself: a rollout halted by an unreachable host is retried whole.
-    expect(held([{ host: "a", outcome: "unreachable" }, { host: "b", outcome: "skipped", detail: "more than 0 host(s) failed (rollout.maxFailures)" }])).toEqual([]);
-    // Held once, held again at the next retry, with why.
-    const again = heldBack([{ host: "a", outcome: "rolled-back" }], sha).get("a")!;
-    expect(again).toBe("held back: 1a2b3c4 failed on this environment; a new commit or tidemark deploy tries again");
-    expect(held([{ host: "a", outcome: "skipped", detail: again }, { host: "c", outcome: "failed" }])).toEqual(["a"]);
+    expect(results[3]!.skip).toBe("stopped");
   });
 });

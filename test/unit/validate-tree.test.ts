@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { nameProblem, readEnvTree } from "../../src/config/config-tree.js";
 import { parseSourceConfig } from "../../src/config/source-config.js";
-import { nameProblem, readEnvTree } from "../../src/core/config-tree.js";
 import type { Problem } from "../../src/core/problems.js";
 import { validateTrees } from "../../src/pipeline/plan-environment.js";
 import { configFileProblems } from "../../src/pipeline/read-source.js";

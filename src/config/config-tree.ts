@@ -1,26 +1,13 @@
-import { MANIFEST_FILE, parseManifest, UNIT_NAME, type Manifest, EMPTY_MANIFEST } from "../config/manifest.js";
-import type { SourceConfig } from "../config/source-config.js";
-import type { Problem } from "./problems.js";
-import type { Dir, FileEntry, OtherEntry, PathFault, TreeFault } from "./tree.js";
+import type { AppTree, EnvTree, HostTree, Manifest, SourceConfig } from "../core/config.js";
+import type { Problem } from "../core/problems.js";
+import type { Dir, FileEntry, OtherEntry, PathFault, TreeFault } from "../core/tree.js";
+import { EMPTY_MANIFEST, MANIFEST_FILE, parseManifest, UNIT_NAME } from "./manifest.js";
 
-/** An environment's config tree read as hosts and apps: `<tree dir>/<host>/<app>/...`. */
-export interface EnvTree {
-  oid: string;
-  hosts: Map<string, HostTree>;
-}
-
-export interface HostTree {
-  oid: string;
-  /** Undefined when the host's tree was not read (identical to what it is compared with). */
-  apps?: Map<string, AppTree>;
-}
-
-export interface AppTree {
-  oid: string;
-  /** Files by path inside the app; undefined when not read. */
-  files?: Map<string, FileEntry>;
-  manifest?: Manifest;
-}
+/*
+ * Reading and checking an environment's tree into the core's EnvTree,
+ * HostTree and AppTree (core/config.ts). Pure, but it parses each app's
+ * manifest.json with its schema, so it lives here, beside the schemas.
+ */
 
 const SYSTEMD_DIR = "systemd";
 /** NAME_MAX of Linux file systems: a longer name passes git but fails on the host, mid-deployment. */

@@ -1,0 +1,88 @@
+import type { FileEntry } from "./tree.js";
+
+/**
+ * What the source repo says, as the core sees it: `tidemark.yaml`, an app's
+ * `manifest.json`, and an environment's tree read as hosts and apps. Plain
+ * types only; the zod schemas that produce them live in config/ and are
+ * checked there to output exactly these types (a compile error if they drift).
+ */
+
+/** `tidemark.yaml` at the root of the source repo, parsed and checked. */
+export interface SourceConfig {
+  environments: Record<string, Environment>;
+  /** The inventory: host name → how to reach it. */
+  hosts: Record<string, InventoryHost>;
+  rollout: RolloutPolicy;
+  limits: Limits;
+}
+
+export interface Environment {
+  track: TrackingRule;
+  /** A directory inside the source repo: `<tree>/<host>/<app>/...`. */
+  tree: string;
+  /** The hosts it deploys to; every host with a directory in its tree when absent. */
+  hosts?: string[];
+}
+
+/** A branch, a pinned tag, or the newest tag by semver that matches a pattern (pre-releases only when asked; default false). */
+export type TrackingRule = { branch: string } | { tag: string } | { tags: string; prerelease: boolean };
+
+export interface InventoryHost {
+  address: string;
+  /** Default 22. */
+  port: number;
+  /** Default root. */
+  user: string;
+  /** An OpenSSH public key line to pin; known_hosts otherwise. */
+  hostKey?: string;
+}
+
+export interface RolloutPolicy {
+  /** Default 10. */
+  maxParallel: number;
+  /** Hosts deployed first, alone; default 1. */
+  canary: number;
+  /** Default 0. */
+  maxFailures: number;
+  /** Default rollback-host. */
+  onFailure: "rollback-host" | "rollback-all" | "halt";
+}
+
+export interface Limits {
+  /** Default 16 MiB. */
+  maxFileBytes: number;
+  /** Default 256 MiB. */
+  maxReleaseBytes: number;
+  /** Where manifests may place symlinks on a host; default /etc/, /usr/local/, /opt/, /srv/. */
+  symlinkRoots: string[];
+}
+
+/** An app's `manifest.json`, with its defaults filled in. */
+export interface Manifest {
+  systemd: { units_enabled: string[] };
+  /** Absolute host path → file in the app. */
+  symlinks: Record<string, string>;
+  checks: Check[];
+}
+
+/** A check that must pass after the units settle: a command on the host, or an HTTP GET from it (status default 200); timeout default 30 s. */
+export type Check = { name?: string; command: string; timeoutSeconds: number } | { name?: string; http: string; status: number; timeoutSeconds: number };
+
+/** An environment's config tree read as hosts and apps: `<tree dir>/<host>/<app>/...`. */
+export interface EnvTree {
+  oid: string;
+  hosts: Map<string, HostTree>;
+}
+
+export interface HostTree {
+  oid: string;
+  /** Undefined when the host's tree was not read (identical to what it is compared with). */
+  apps?: Map<string, AppTree>;
+}
+
+export interface AppTree {
+  oid: string;
+  /** Files by path inside the app; undefined when not read. */
+  files?: Map<string, FileEntry>;
+  manifest?: Manifest;
+}
