@@ -45,6 +45,8 @@ export interface DeployState {
     changing: readonly string[];
     /** Every host of the environment's tree. */
     desired: readonly string[];
+    /** The environment's tree is the one its last attempt had: the commit changed only other environments' files. */
+    sameTree: boolean;
   };
 }
 
@@ -70,7 +72,7 @@ export type DeployDecision =
    * finished since, so the commit's statuses can turn green.
    */
   | ({ kind: "up-to-date"; id: string; finished: string[] } & Settled)
-  /** A new commit that changes no host (only other environments' files): no deployment, nothing recorded. */
+  /** A new commit that leaves the environment's tree as it was (only other environments' files changed): no deployment, nothing recorded. */
   | ({ kind: "no-change" } & Settled)
   /** Deploy `hosts`; `hold` are the plan's other hosts, left as they are (recorded skipped, with why). */
   | ({ kind: "deploy"; hosts: string[]; hold: ReadonlyMap<string, string> } & Settled);
@@ -108,7 +110,8 @@ export function decide(state: DeployState): DeployDecision {
   const hold = again ? heldBack(again.hosts, commit) : new Map<string, string>();
   const hosts = plan.changing.filter((host) => !hold.has(host));
   if (hosts.length > 0) return { kind: "deploy", hosts, hold, ...settled };
-  if (!again) return { kind: "no-change", ...settled };
+  // A new tree that every host runs already (a revert after a host rolled itself back) is still recorded, with no host to deploy.
+  if (!again) return plan.sameTree ? { kind: "no-change", ...settled } : { kind: "deploy", hosts, hold, ...settled };
   // A held-back host is still behind: the commit is not whole on the environment.
   const desired = new Set(plan.desired);
   const finished =

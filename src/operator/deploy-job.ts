@@ -68,7 +68,7 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
     if (decision.kind === "stays" || decision.kind === "older") return { environment, status: "stays", reason: decision.reason, superseded: [] };
     if (decision.kind !== "read-plan") throw new Error(`decide ended on ${decision.kind} before the plan was read`);
     const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, { ref: decision.ref, commit: decision.commit });
-    const planned = decide({ ...state, plan: { changing: prepared.plan.hosts.map((host) => host.host), desired: [...prepared.desired.hosts.keys()] } });
+    const planned = decide({ ...state, plan: { changing: prepared.plan.hosts.map((host) => host.host), desired: [...prepared.desired.hosts.keys()], sameTree: prepared.envTreeOid === prepared.lastTree } });
     return await carryOut(op, job, planned, prepared, state.history?.requested ?? [], stop, observe);
   } catch (error) {
     if (error instanceof InvalidConfigError && commit) await op.report(statusReports([invalidConfigStatus(environment, commit, error.problems, environmentUrl(op.settings, environment))]));

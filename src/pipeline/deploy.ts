@@ -55,9 +55,15 @@ export interface Deployment {
   shareError?: string;
 }
 
-/** A plan that changes no host is no deployment: nothing to apply, nothing to record (a pin is the one exception, see deployPlan). */
+/**
+ * A commit that leaves the environment's tree as its last attempt had it
+ * (only other environments' files changed) is no deployment: nothing to apply,
+ * nothing to record (a pin is the one exception, see deployPlan). A new tree
+ * that every host already runs (a revert after a host rolled itself back) is
+ * recorded: the environment's last attempt moves to it, with every host unchanged.
+ */
 export function changesNothing(prepared: PreparedPlan): boolean {
-  return prepared.plan.hosts.length === 0;
+  return prepared.plan.hosts.length === 0 && prepared.envTreeOid === prepared.lastTree;
 }
 
 /** What a deployment's statuses are built from: the same in the operator's job and in tidemark deploy and rollback. */

@@ -26,6 +26,8 @@ export interface PreparedPlan {
   returnTo?: { id: string; sourceCommit: string };
   /** Set while the environment is pinned by `tidemark rollback`. */
   pin?: string;
+  /** The environment's tree at its last attempt (the store's newest entry); undefined before the first. */
+  lastTree?: string;
 }
 
 /** How many deployments back a return to an earlier tree is recognised. */
@@ -92,6 +94,7 @@ export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store,
     liveSource,
     ...(returnTo ? { returnTo } : {}),
     ...(history[0]?.pin ? { pin: history[0].pin } : {}),
+    ...(history[0] ? { lastTree: history[0].tree } : {}),
   };
 }
 

@@ -33,7 +33,7 @@ const state = (overrides: Partial<DeployState> = {}): DeployState => ({
   track: MAIN,
   resolution: { ref: "refs/heads/main", commit: B },
   history: { last: last(), requested: [] },
-  plan: { changing: [], desired: ["web01", "web02"] },
+  plan: { changing: [], desired: ["web01", "web02"], sameTree: true },
   ...overrides,
 });
 
@@ -97,7 +97,7 @@ describe("the deploy job's decision", () => {
       state({
         resolution: { ref: "refs/heads/main", commit: C },
         history: { last: last(), requested: [A, C] },
-        plan: { changing: ["web01", "web02"], desired: ["web01", "web02"] },
+        plan: { changing: ["web01", "web02"], desired: ["web01", "web02"], sameTree: false },
       }),
     );
     expect(decision).toEqual({
@@ -112,7 +112,7 @@ describe("the deploy job's decision", () => {
 
   it("deploys the first commit of an environment with no history", () => {
     expect(
-      decide(state({ history: { last: undefined, requested: [B] }, plan: { changing: ["web01"], desired: ["web01"] } })),
+      decide(state({ history: { last: undefined, requested: [B] }, plan: { changing: ["web01"], desired: ["web01"], sameTree: false } })),
     ).toMatchObject({ kind: "deploy", hosts: ["web01"], superseded: [] });
   });
 
@@ -125,7 +125,7 @@ describe("the deploy job's decision", () => {
       ],
     });
     const decision = decide(
-      state({ history: { last: previous, requested: [B] }, plan: { changing: ["web01", "web02"], desired: ["web01", "web02", "web03"] } }),
+      state({ history: { last: previous, requested: [B] }, plan: { changing: ["web01", "web02"], desired: ["web01", "web02", "web03"], sameTree: true } }),
     );
     expect(decision).toEqual({
       kind: "deploy",
@@ -137,13 +137,18 @@ describe("the deploy job's decision", () => {
     });
   });
 
-  it("records no deployment for a new commit that changes no host", () => {
+  it("records no deployment for a new commit that leaves the environment's tree as it was", () => {
     expect(decide(state({ resolution: { ref: "refs/heads/main", commit: C }, history: { last: last(), requested: [A, C] } }))).toEqual({
       kind: "no-change",
       ref: "refs/heads/main",
       commit: C,
       superseded: [A],
     });
+  });
+
+  it("records a new tree that every host already runs (a revert after a host rolled itself back), deploying no host", () => {
+    const reverted = state({ resolution: { ref: "refs/heads/main", commit: C }, history: { last: last(), requested: [C] }, plan: { changing: [], desired: ["web01", "web02"], sameTree: false } });
+    expect(decide(reverted)).toEqual({ kind: "deploy", ref: "refs/heads/main", commit: C, hosts: [], hold: new Map(), superseded: [] });
   });
 
   it("is up to date when the commit attempted last has no host left to try, and names none finished when none was behind", () => {
@@ -176,7 +181,7 @@ describe("the deploy job's decision", () => {
       ],
     });
     expect(
-      decide(state({ history: { last: previous, requested: [] }, plan: { changing: ["web01"], desired: ["web01", "web02"] } })),
+      decide(state({ history: { last: previous, requested: [] }, plan: { changing: ["web01"], desired: ["web01", "web02"], sameTree: false } })),
     ).toMatchObject({ kind: "up-to-date", finished: [] });
   });
 });
