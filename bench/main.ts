@@ -11,7 +11,7 @@ import type { BenchSection } from "./section.js";
  * process of its own against its own bed, and writes docs/benchmarks.md;
  * `npm run bench -- NAME...` runs some and prints their sections only.
  */
-const BENCHES = ["deploy", "light-hosts", "rollback", "operator", "git-fetch", "plan", "scale-out", "page"];
+const BENCHES = ["deploy", "light-hosts", "startup", "rollback", "operator", "git-fetch", "plan", "scale-out", "page"];
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((name) => !BENCHES.includes(name));
 if (unknown.length > 0) throw new Error(`no such benchmark: ${unknown.join(", ")}; there are ${BENCHES.join(", ")}`);
@@ -23,6 +23,11 @@ const sections: BenchSection[] = [];
 const failures: string[] = [];
 
 try {
+  // The benchmarks time the built CLI (bin/tidemark.js on dist/), as users run it: built from the sources as they are now.
+  console.error("== build: tsc -p tsconfig.build.json");
+  const tsc = new URL("../node_modules/typescript/bin/tsc", import.meta.url).pathname;
+  const built = await new Promise<number | null>((resolve) => spawn(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: ["ignore", "inherit", "inherit"] }).on("exit", resolve));
+  if (built !== 0) throw new Error(`the build failed (tsc exited ${String(built)}): the benchmarks would time a stale CLI`);
   for (const name of chosen) {
     console.error(`\n== ${name}`);
     const out = join(dir, `${name}.json`);

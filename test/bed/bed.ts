@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { createCgroup, destroyCgroup } from "./cgroups.js";
+import { BED_CGROUP, cgroupDirs, createCgroup, destroyCgroup } from "./cgroups.js";
 import { ForgeClient } from "./forge/client.js";
 import { generateKey } from "./keys.js";
 import { startLightHost, type LightHostState } from "./light-host.js";
@@ -158,6 +158,37 @@ export class TestBed {
       writeFileSync(`${this.state.dir}/state.json`, JSON.stringify(this.state, null, 2));
     });
     this.state.hosts[i] = rebooted;
+  }
+
+  /**
+   * Runs a command inside a systemd host's container (its mount and pid
+   * namespaces, through nsenter), not over SSH: for a look at a host that
+   * must not show up in what a benchmark counts there (sshd's log, the bytes).
+   */
+  async inHost(name: string, args: readonly string[]): Promise<string> {
+    const host = this.state.hosts.find((candidate) => candidate.name === name);
+    if (host?.kind !== "systemd") throw new Error(`the bed has no systemd host ${name}`);
+    const children = readFileSync(`/proc/${host.pid}/task/${host.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    const init = children.find((pid) => readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "systemd");
+    if (!init) throw new Error(`${name}'s container runs no systemd (nspawn pid ${host.pid})`);
+    return (await run("nsenter", ["-t", init, "-m", "-p", "--", ...args])).stdout;
+  }
+
+  /**
+   * CPU seconds (user + system) a part of the bed has used so far: a host
+   * (its container or its sshd, with everything they started), `forge`,
+   * `redis`, or a process started with `spawn`; from cgroup v2's `cpu.stat`.
+   */
+  cpuSeconds(part: string): number {
+    for (const dir of cgroupDirs(`${BED_CGROUP}/${this.id}/${part}`)) {
+      try {
+        const usage = /^usage_usec (\d+)$/m.exec(readFileSync(`${dir}/cpu.stat`, "utf8"))?.[1];
+        if (usage !== undefined) return Number(usage) / 1e6;
+      } catch {
+        // a v1 hierarchy: no cpu.stat here
+      }
+    }
+    throw new Error(`no cgroup v2 cpu.stat for ${part} of bed ${this.id}`);
   }
 
   /** A directory of the bed's own, removed with it. */

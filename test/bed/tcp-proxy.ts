@@ -6,6 +6,14 @@ export interface Throttle {
   latencyMs?: number;
   /** Bytes per second in each direction; 0 or absent for no limit. */
   bytesPerSecond?: number;
+  /**
+   * Also charge each new connection what TCP's handshake costs at this
+   * latency: the host sees the client's first bytes 1.5 round trips after the
+   * connect, and the client the host's 2 round trips after (as over a real
+   * link, where SYN, SYN-ACK and ACK come first). Without it, a connection
+   * through the proxy opens at loopback speed and only its data is delayed.
+   */
+  handshake?: boolean;
 }
 
 export type Direction = "up" | "down";
@@ -23,13 +31,20 @@ const LOW_WATER = 256 * 1024;
  */
 export class TcpProxy {
   private readonly links = new Set<Link>();
-  private settings: Required<Throttle> = { latencyMs: 0, bytesPerSecond: 0 };
+  private settings: Required<Throttle> = { latencyMs: 0, bytesPerSecond: 0, handshake: false };
   private blocked = false;
   private trip: { direction: Direction; left: number; done: () => void } | undefined;
   /** Bytes forwarded in each direction since the proxy started. */
   readonly bytes = { up: 0, down: 0 };
-  /** Connections accepted, and connections closed by a cut or while blocked. */
-  readonly counts = { accepted: 0, cut: 0 };
+  /**
+   * Connections accepted, connections closed by a cut or while blocked, and
+   * turns: data going down (host to client) after data went up on the same
+   * connection since the last down, i.e. the times a client spoke and then
+   * heard back. On a request/response protocol each turn is a round trip the
+   * client waited for; pipelined requests share one turn; bytes a host sends
+   * unasked before the client spoke (a greeting) make none.
+   */
+  readonly counts = { accepted: 0, cut: 0, turns: 0 };
 
   private constructor(
     private readonly server: net.Server,
@@ -51,7 +66,7 @@ export class TcpProxy {
 
   /** Sets latency and bandwidth for what arrives from now on; `{}` forwards at full speed again. */
   throttle(throttle: Throttle): void {
-    this.settings = { latencyMs: throttle.latencyMs ?? 0, bytesPerSecond: throttle.bytesPerSecond ?? 0 };
+    this.settings = { latencyMs: throttle.latencyMs ?? 0, bytesPerSecond: throttle.bytesPerSecond ?? 0, handshake: throttle.handshake ?? false };
   }
 
   /** Closes every connection now, both sides, and every new one until `restore()`. Returns how many were cut. */
@@ -99,8 +114,16 @@ export class TcpProxy {
     const host = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
     client.setNoDelay(true);
     host.setNoDelay(true);
-    const link: Link = { client, host, pipes: [] };
-    link.pipes = [new Pipe(this, "up", client, host), new Pipe(this, "down", host, client)];
+    const link: Link = { client, host, pipes: [], last: "down" };
+    // TCP's handshake, as on a link with this latency: SYN, SYN-ACK, then the client's first bytes with its ACK.
+    const { latencyMs, handshake } = this.settings;
+    const opened = Date.now();
+    const notBefore = (direction: Direction) => (handshake ? opened + latencyMs * (direction === "up" ? 2 : 3) : 0);
+    const heard = (direction: Direction) => {
+      if (direction === "down" && link.last === "up") this.counts.turns++;
+      link.last = direction;
+    };
+    link.pipes = [new Pipe(this, "up", client, host, notBefore("up"), heard), new Pipe(this, "down", host, client, notBefore("down"), heard)];
     this.links.add(link);
     for (const socket of [client, host]) {
       socket.on("error", () => this.drop(link, false));
@@ -145,6 +168,8 @@ interface Link {
   client: net.Socket;
   host: net.Socket;
   pipes: Pipe[];
+  /** The direction data went last, for counting turns. */
+  last: Direction;
 }
 
 interface Queued {
@@ -167,8 +192,14 @@ class Pipe {
     private readonly direction: Direction,
     private readonly from: net.Socket,
     private readonly to: net.Socket,
+    /** No chunk leaves before this time (ms since the epoch) minus the latency: the handshake's share. */
+    private readonly notBefore = 0,
+    private readonly heard: (direction: Direction) => void = () => undefined,
   ) {
-    from.on("data", (chunk: Buffer) => this.take(chunk));
+    from.on("data", (chunk: Buffer) => {
+      this.heard(direction);
+      this.take(chunk);
+    });
     from.on("end", () => this.later(() => to.end()));
   }
 
@@ -189,7 +220,7 @@ class Pipe {
     const now = Date.now();
     const start = Math.max(now, this.busyUntil);
     this.busyUntil = bytesPerSecond > 0 ? start + (chunk.length / bytesPerSecond) * 1000 : start;
-    const at = Math.max(this.busyUntil + latencyMs, this.lastAt);
+    const at = Math.max(this.busyUntil + latencyMs, this.lastAt, this.notBefore + latencyMs);
     this.lastAt = at;
     if (at <= now && this.queue.length === 0) {
       this.send(chunk);
