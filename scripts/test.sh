@@ -5,6 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 sh scripts/prepare.sh
 npx eslint --max-warnings 0 .
+npx prettier --check "**/*.{ts,js,mjs}"
 npx tsc -p tsconfig.json
 npx tsc -p tsconfig.build.json
 npx vitest run "$@"
