@@ -29,17 +29,28 @@ const NODE_IO = "fs|fs/promises|child_process|net|http|https|http2|tls|dgram|dns
 const ADAPTER_PACKAGES = "ssh2|isomorphic-git|bullmq|ioredis|@octokit|pino|prom-client|commander|bottleneck";
 const nodeModules = (names) => `^(node:)?(${names})$`;
 const packages = (names) => `^(${names})(/|$)`;
-const engine = (folder) => [{ regex: packages("bullmq|ioredis|@octokit|prom-client|commander"), message: `${folder}/ is the deployment engine: the service side (queues, GitHub, metrics, the CLI) calls it, never the other way.` }];
+const engine = (folder) => [
+  {
+    regex: packages("bullmq|ioredis|@octokit|prom-client|commander"),
+    message: `${folder}/ is the deployment engine: the service side (queues, GitHub, metrics, the CLI) calls it, never the other way.`,
+  },
+];
 
 /** What else each folder must not import: packages, and web/'s runtime imports from queue/. */
 const MORE_PATTERNS = {
   core: [
     { regex: nodeModules(NODE_IO), message: "core/ is pure: do the I/O in an adapter and hand the core its result." },
-    { regex: packages(`${ADAPTER_PACKAGES}|zod|yaml`), message: "core/ is pure: no adapter packages, and schemas and parsing belong in config/." },
+    {
+      regex: packages(`${ADAPTER_PACKAGES}|zod|yaml`),
+      message: "core/ is pure: no adapter packages, and schemas and parsing belong in config/.",
+    },
   ],
   config: [
     // Reading the settings file is config/'s one I/O.
-    { regex: nodeModules(NODE_IO.replace("fs|fs/promises|", "")), message: "config/ is schemas and loaders: it reads files, nothing else outside the process." },
+    {
+      regex: nodeModules(NODE_IO.replace("fs|fs/promises|", "")),
+      message: "config/ is schemas and loaders: it reads files, nothing else outside the process.",
+    },
     { regex: packages(ADAPTER_PACKAGES), message: "config/ is schemas and loaders: no adapter packages." },
   ],
   git: engine("git"),
@@ -48,7 +59,11 @@ const MORE_PATTERNS = {
   rollout: engine("rollout"),
   pipeline: engine("pipeline"),
   web: [
-    { regex: "^\\.\\./queue/", allowTypeImports: true, message: "web/ takes the queues it reads as a parameter: import types only from queue/ (`import type`), or BullMQ comes with them." },
+    {
+      regex: "^\\.\\./queue/",
+      allowTypeImports: true,
+      message: "web/ takes the queues it reads as a parameter: import types only from queue/ (`import type`), or BullMQ comes with them.",
+    },
     { regex: packages("bullmq|ioredis"), allowTypeImports: true, message: "web/ takes the queues it reads as a parameter: types only." },
     { regex: packages("ssh2|@octokit|commander"), message: "web/ only reads: it never contacts a host or GitHub." },
   ],
@@ -58,15 +73,18 @@ const MORE_PATTERNS = {
 const layerRules = Object.entries(LAYERS).map(([folder, may]) => ({
   files: [`src/${folder}/**/*.ts`],
   rules: {
-    "@typescript-eslint/no-restricted-imports": ["error", {
-      patterns: [
-        {
-          regex: `^\\.\\./(?!(${[folder, ...may].join("|")})/)`,
-          message: `src/${folder}/ may import ${may.length > 0 ? may.map((name) => `${name}/`).join(", ") : "nothing outside itself"}: see "Layout" in the README.`,
-        },
-        ...(MORE_PATTERNS[folder] ?? []),
-      ],
-    }],
+    "@typescript-eslint/no-restricted-imports": [
+      "error",
+      {
+        patterns: [
+          {
+            regex: `^\\.\\./(?!(${[folder, ...may].join("|")})/)`,
+            message: `src/${folder}/ may import ${may.length > 0 ? may.map((name) => `${name}/`).join(", ") : "nothing outside itself"}: see "Layout" in the README.`,
+          },
+          ...(MORE_PATTERNS[folder] ?? []),
+        ],
+      },
+    ],
   },
 }));
 
@@ -76,7 +94,18 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ["eslint.config.js", "bin/*.js", "test/bed/forge/post-receive.mjs", "test/helpers/import-log.mjs", "test/helpers/import-log-hooks.mjs"] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: {
+        projectService: {
+          allowDefaultProject: [
+            "eslint.config.js",
+            "bin/*.js",
+            "test/bed/forge/post-receive.mjs",
+            "test/helpers/import-log.mjs",
+            "test/helpers/import-log-hooks.mjs",
+          ],
+        },
+        tsconfigRootDir: import.meta.dirname,
+      },
     },
     rules: {
       "@typescript-eslint/no-floating-promises": "error",

@@ -31,7 +31,10 @@ export function assertBuilt(): void {
     }
   };
   walk(".");
-  if (stale.length > 0) throw new Error(`dist/ is older than src/ (${stale.slice(0, 5).join(", ")}${stale.length > 5 ? ", ..." : ""}): run \`npm run build\` (\`npm run bench\` does it first)`);
+  if (stale.length > 0)
+    throw new Error(
+      `dist/ is older than src/ (${stale.slice(0, 5).join(", ")}${stale.length > 5 ? ", ..." : ""}): run \`npm run build\` (\`npm run bench\` does it first)`,
+    );
 }
 
 export interface ChildRun {
@@ -52,14 +55,23 @@ export interface ChildRun {
  * `times` then reports the CPU its children used (getrusage of the waited-for
  * children): the command's, and that of every process it waited for.
  */
-export function timedRun(cmd: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; cpu?: boolean; timeoutMs?: number } = {}): Promise<ChildRun> {
+export function timedRun(
+  cmd: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; cpu?: boolean; timeoutMs?: number } = {},
+): Promise<ChildRun> {
   const [file, argv] = options.cpu ? ["sh", ["-c", '"$@"; code=$?; times >&3; exit $code', "timed", cmd, ...args]] : [cmd, [...args]];
   const timeoutMs = options.timeoutMs ?? 600_000;
   return new Promise((resolve, reject) => {
     const startedAt = Date.now();
     const begun = performance.now();
     // A process group of its own: a run that hangs is killed with everything it started.
-    const child = spawn(file, argv, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe", options.cpu ? "pipe" : "ignore"], detached: true });
+    const child = spawn(file, argv, {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: ["ignore", "pipe", "pipe", options.cpu ? "pipe" : "ignore"],
+      detached: true,
+    });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -81,14 +93,29 @@ export function timedRun(cmd: string, args: readonly string[], options: { env?: 
     });
     child.on("close", (code) => {
       clearTimeout(timer);
-      if (timedOut) return reject(new Error(`${cmd} ${args.join(" ")} ran longer than ${timeoutMs / 1000} s and was killed; it printed:\n${Buffer.concat(err).toString().slice(-4000)}`));
+      if (timedOut)
+        return reject(
+          new Error(
+            `${cmd} ${args.join(" ")} ran longer than ${timeoutMs / 1000} s and was killed; it printed:\n${Buffer.concat(err).toString().slice(-4000)}`,
+          ),
+        );
       const ms = performance.now() - begun;
-      const run: ChildRun = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms, startedAt, endedAt: Date.now() };
+      const run: ChildRun = {
+        code,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        ms,
+        startedAt,
+        endedAt: Date.now(),
+      };
       if (options.cpu) {
         // `times` prints the shell's own user and system time, then its children's: "0m1.480000s 0m0.030000s".
         const children = Buffer.concat(times).toString().trim().split("\n")[1] ?? "";
         const seconds = [...children.matchAll(/(\d+)m([\d.]+)s/g)].map((match) => Number(match[1]) * 60 + Number(match[2]));
-        if (seconds.length !== 2) return reject(new Error(`could not read the CPU time of ${cmd} from sh's times: ${JSON.stringify(Buffer.concat(times).toString())}`));
+        if (seconds.length !== 2)
+          return reject(
+            new Error(`could not read the CPU time of ${cmd} from sh's times: ${JSON.stringify(Buffer.concat(times).toString())}`),
+          );
         run.cpuSeconds = seconds[0]! + seconds[1]!;
       }
       resolve(run);

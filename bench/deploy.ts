@@ -153,9 +153,14 @@ const bench: Bench = async (log) => {
             "printf 'LogLevel VERBOSE\\n' > /etc/ssh/sshd_config.d/00-bench-log.conf",
             "systemctl reload ssh.service",
             // The peers' units, installed once by hand, as a person using rsync or Ansible would.
-            ...Object.entries(PEERS).map(([name, base]) => `mkdir -p ${base} && printf '%s' ${q(unit(`bench-${name}`, base))} > /etc/systemd/system/bench-${name}.service`),
+            ...Object.entries(PEERS).map(
+              ([name, base]) =>
+                `mkdir -p ${base} && printf '%s' ${q(unit(`bench-${name}`, base))} > /etc/systemd/system/bench-${name}.service`,
+            ),
             "systemctl daemon-reload",
-            `systemctl enable --quiet ${Object.keys(PEERS).map((name) => `bench-${name}.service`).join(" ")}`,
+            `systemctl enable --quiet ${Object.keys(PEERS)
+              .map((name) => `bench-${name}.service`)
+              .join(" ")}`,
           ].join(" && "),
         ]),
       ),
@@ -163,22 +168,56 @@ const bench: Bench = async (log) => {
 
     // --- The app: 49 static files and run.sh (50 files, ~200 KB), and a unit.
     const staticFile = (i: number, version: number) => `${i === 0 ? version : 0}\n${"x".repeat(4000)}\n`;
-    const appFiles = (version: number) => ({ ...Object.fromEntries(Array.from({ length: STATIC_FILES }, (_, i) => [`static/file${i}.txt`, staticFile(i, version)])), "run.sh": "exec sleep infinity\n" });
+    const appFiles = (version: number) => ({
+      ...Object.fromEntries(Array.from({ length: STATIC_FILES }, (_, i) => [`static/file${i}.txt`, staticFile(i, version)])),
+      "run.sh": "exec sleep infinity\n",
+    });
     const appBytes = Object.values(appFiles(0)).reduce((sum, content) => sum + content.length, 0);
-    const tidemarkApp = (version: number) => ({ ...appFiles(version), "systemd/bench.service": unit("bench", "/var/lib/tidemark/apps/bench/current"), "manifest.json": JSON.stringify({ systemd: { units_enabled: ["bench.service"] } }) });
-    const inventory = hosts.map((host) => `  ${host.name}: { address: 127.0.0.1, port: ${host.proxy.port}, hostKey: "${host.hostKey}" }`).join("\n");
+    const tidemarkApp = (version: number) => ({
+      ...appFiles(version),
+      "systemd/bench.service": unit("bench", "/var/lib/tidemark/apps/bench/current"),
+      "manifest.json": JSON.stringify({ systemd: { units_enabled: ["bench.service"] } }),
+    });
+    const inventory = hosts
+      .map((host) => `  ${host.name}: { address: 127.0.0.1, port: ${host.proxy.port}, hostKey: "${host.hostKey}" }`)
+      .join("\n");
     const config = `environments:\n  ${ENV}: { track: { branch: main }, tree: fleet }\nhosts:\n${inventory}\nrollout: { maxParallel: ${HOSTS}, canary: 0, maxFailures: ${HOSTS} }\n`;
     let version = 0;
-    await work.commit({ "tidemark.yaml": config, ...Object.fromEntries(hosts.flatMap((host) => Object.entries(tidemarkApp(version)).map(([path, content]) => [`fleet/${host.name}/bench/${path}`, content]))) }, "v0");
+    await work.commit(
+      {
+        "tidemark.yaml": config,
+        ...Object.fromEntries(
+          hosts.flatMap((host) =>
+            Object.entries(tidemarkApp(version)).map(([path, content]) => [`fleet/${host.name}/bench/${path}`, content]),
+          ),
+        ),
+      },
+      "v0",
+    );
     await work.push("main");
     /** A one-file change for every host; the commit's sha. */
-    const tidemarkCommit = (v: number) => work.commit(Object.fromEntries(hosts.map((host) => [`fleet/${host.name}/bench/static/file0.txt`, staticFile(0, v)])), `v${v}`);
+    const tidemarkCommit = (v: number) =>
+      work.commit(Object.fromEntries(hosts.map((host) => [`fleet/${host.name}/bench/static/file0.txt`, staticFile(0, v)])), `v${v}`);
 
     // One store for the CLI and serve, which take turns (each its own mirror of the source repo): every deployment is a one-file change.
     const store = join(dir, "store.git");
-    const base = { PATH: process.env.PATH, HOME: process.env.HOME, TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: store, TIDEMARK_SSH_KEY: bed.clientKeyPath };
+    const base = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
+      TIDEMARK_STORE: store,
+      TIDEMARK_SSH_KEY: bed.clientKeyPath,
+    };
     const cliEnv = { ...base, TIDEMARK_MIRRORS: join(dir, "cli-mirrors") };
-    const serveEnv = { ...base, TIDEMARK_MIRRORS: join(dir, "serve-mirrors"), TIDEMARK_REDIS_URL: bed.redis!.url, TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret, TIDEMARK_LISTEN: "127.0.0.1:0", TIDEMARK_POLL_INTERVAL: "0", TIDEMARK_SETTLE: String(SETTLE) };
+    const serveEnv = {
+      ...base,
+      TIDEMARK_MIRRORS: join(dir, "serve-mirrors"),
+      TIDEMARK_REDIS_URL: bed.redis!.url,
+      TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
+      TIDEMARK_LISTEN: "127.0.0.1:0",
+      TIDEMARK_POLL_INTERVAL: "0",
+      TIDEMARK_SETTLE: String(SETTLE),
+    };
 
     const local = join(dir, "app");
     mkdirSync(join(local, "static"), { recursive: true });
@@ -189,11 +228,18 @@ const bench: Bench = async (log) => {
     const ssh = `ssh -i ${bed.clientKeyPath} -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes`;
     const fresh = `${ssh} -o ControlMaster=no -o ControlPath=none`;
     const viaMaster = `${ssh} -o ControlMaster=no -o ControlPath=${sockets}/%C`;
-    const restart = (name: string) => q(`systemctl restart bench-${name}.service && sleep ${SETTLE} && systemctl is-active --quiet bench-${name}.service`);
+    const restart = (name: string) =>
+      q(`systemctl restart bench-${name}.service && sleep ${SETTLE} && systemctl is-active --quiet bench-${name}.service`);
     const script = (name: "rsync" | "floor", sshCommand: string) => {
       const path = join(dir, `${name}.sh`);
-      const lines = hosts.map((host) => `( rsync -a --delete -e ${q(`${sshCommand} -p ${host.proxy.port}`)} ${q(`${local}/`)} root@127.0.0.1:${PEERS[name]}/ && ${sshCommand} -p ${host.proxy.port} root@127.0.0.1 ${restart(name)} ) & pids="$pids $!"`);
-      writeFileSync(path, ["pids=", ...lines, "status=0", 'for pid in $pids; do wait "$pid" || status=1; done', "exit $status", ""].join("\n"));
+      const lines = hosts.map(
+        (host) =>
+          `( rsync -a --delete -e ${q(`${sshCommand} -p ${host.proxy.port}`)} ${q(`${local}/`)} root@127.0.0.1:${PEERS[name]}/ && ${sshCommand} -p ${host.proxy.port} root@127.0.0.1 ${restart(name)} ) & pids="$pids $!"`,
+      );
+      writeFileSync(
+        path,
+        ["pids=", ...lines, "status=0", 'for pid in $pids; do wait "$pid" || status=1; done', "exit $status", ""].join("\n"),
+      );
       return path;
     };
     const scripts = { rsync: script("rsync", fresh), floor: script("floor", viaMaster) };
@@ -203,7 +249,10 @@ const bench: Bench = async (log) => {
       return result;
     };
 
-    writeFileSync(join(dir, "inventory.ini"), `[fleet]\n${hosts.map((host) => `${host.name} ansible_host=127.0.0.1 ansible_port=${host.proxy.port} ansible_user=root`).join("\n")}\n`);
+    writeFileSync(
+      join(dir, "inventory.ini"),
+      `[fleet]\n${hosts.map((host) => `${host.name} ansible_host=127.0.0.1 ansible_port=${host.proxy.port} ansible_user=root`).join("\n")}\n`,
+    );
     writeFileSync(
       join(dir, "playbook.yml"),
       [
@@ -243,7 +292,10 @@ const bench: Bench = async (log) => {
         ANSIBLE_NOCOLOR: "1",
       };
       try {
-        const result = await timedRun("ansible-playbook", ["-i", join(dir, "inventory.ini"), join(dir, "playbook.yml")], { env, cpu: true });
+        const result = await timedRun("ansible-playbook", ["-i", join(dir, "inventory.ini"), join(dir, "playbook.yml")], {
+          env,
+          cpu: true,
+        });
         if (result.code !== 0) throw new Error(`ansible-playbook exited ${String(result.code)}:\n${result.stdout.slice(-3000)}`);
         return result;
       } finally {
@@ -252,18 +304,26 @@ const bench: Bench = async (log) => {
     };
 
     const cli = async (sha: string) => {
-      const result = await timedRun(process.execPath, [BIN, "deploy", ENV, "--yes", "--json", "--settle", String(SETTLE)], { env: cliEnv, cpu: true });
-      const outcomes = result.stdout.startsWith("{") ? (JSON.parse(result.stdout) as { sourceCommit: string; hosts: Array<{ host: string; outcome: string; detail?: string }> }) : undefined;
+      const result = await timedRun(process.execPath, [BIN, "deploy", ENV, "--yes", "--json", "--settle", String(SETTLE)], {
+        env: cliEnv,
+        cpu: true,
+      });
+      const outcomes = result.stdout.startsWith("{")
+        ? (JSON.parse(result.stdout) as { sourceCommit: string; hosts: Array<{ host: string; outcome: string; detail?: string }> })
+        : undefined;
       const bad = outcomes?.hosts.filter((host) => host.outcome !== "deployed") ?? [];
       if (result.code !== 0 || !outcomes || bad.length > 0 || outcomes.sourceCommit !== sha) {
-        throw new Error(`tidemark deploy did not deploy ${sha.slice(0, 7)} everywhere (exit ${String(result.code)}): ${bad.map((host) => `${host.host} ${host.outcome} ${host.detail ?? ""}`).join("; ")}\n${result.stderr.slice(-3000)}`);
+        throw new Error(
+          `tidemark deploy did not deploy ${sha.slice(0, 7)} everywhere (exit ${String(result.code)}): ${bad.map((host) => `${host.host} ${host.outcome} ${host.detail ?? ""}`).join("; ")}\n${result.stderr.slice(-3000)}`,
+        );
       }
       return result;
     };
     const history = async (sha: string): Promise<HistoryEntry> => {
       const result = await timedRun(process.execPath, [BIN, "history", ENV, "--json", "--limit", "1"], { env: cliEnv });
       const entry = (JSON.parse(result.stdout) as HistoryEntry[])[0];
-      if (entry?.sourceCommit !== sha || !entry.startedAt) throw new Error(`the store's last deployment of ${ENV} is not ${sha.slice(0, 7)}: ${result.stdout.slice(0, 2000)}`);
+      if (entry?.sourceCommit !== sha || !entry.startedAt)
+        throw new Error(`the store's last deployment of ${ENV} is not ${sha.slice(0, 7)}: ${result.stdout.slice(0, 2000)}`);
       return entry;
     };
 
@@ -275,28 +335,42 @@ const bench: Bench = async (log) => {
       request.on("data", (chunk: Buffer) => body.push(chunk));
       request.on("end", () => {
         if (!relayOpen) return void response.writeHead(202).end("{}");
-        const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => !["host", "connection", "content-length"].includes(name)).map(([name, value]) => [name, String(value)]));
+        const headers = Object.fromEntries(
+          Object.entries(request.headers)
+            .filter(([name]) => !["host", "connection", "content-length"].includes(name))
+            .map(([name, value]) => [name, String(value)]),
+        );
         fetch(`${serveUrl}${request.url ?? "/"}`, { method: request.method, headers, body: Buffer.concat(body) }).then(
-          async (answer) => response.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await answer.arrayBuffer())),
+          async (answer) =>
+            response
+              .writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" })
+              .end(Buffer.from(await answer.arrayBuffer())),
           (error: unknown) => response.writeHead(502).end(String(error)),
         );
       });
     });
     relay = relayServer;
     await new Promise<void>((resolve) => relayServer.listen(0, "127.0.0.1", resolve));
-    await bed.forge!.addHook(bed.forgeRepo, { url: `http://127.0.0.1:${(relayServer.address() as AddressInfo).port}/webhooks/github`, secret: bed.webhookSecret });
+    await bed.forge!.addHook(bed.forgeRepo, {
+      url: `http://127.0.0.1:${(relayServer.address() as AddressInfo).port}/webhooks/github`,
+      secret: bed.webhookSecret,
+    });
     const serveLines = () =>
       readFileSync(serve!.log, "utf8")
         .split("\n")
         .filter((line) => line.startsWith("{"))
         .map((line) => JSON.parse(line) as Record<string, unknown>);
     const serveLine = (what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs = 120_000) =>
-      waitFor(`tidemark serve: ${what}`, () => {
-        const line = serveLines().find(match);
-        if (line) return line;
-        if (!isAlive(serve!.pid)) throw new GiveUp(`tidemark serve exited:\n${readFileSync(serve!.log, "utf8").slice(-4000)}`);
-        return undefined;
-      }, { timeoutMs, intervalMs: 20 });
+      waitFor(
+        `tidemark serve: ${what}`,
+        () => {
+          const line = serveLines().find(match);
+          if (line) return line;
+          if (!isAlive(serve!.pid)) throw new GiveUp(`tidemark serve exited:\n${readFileSync(serve!.log, "utf8").slice(-4000)}`);
+          return undefined;
+        },
+        { timeoutMs, intervalMs: 20 },
+      );
     const startServe = async () => {
       serve = bed.spawn("tidemark-serve", process.execPath, [BIN, "serve"], serveEnv);
       serveUrl = String((await serveLine("started", (line) => line.msg === "tidemark serve started", 60_000)).url);
@@ -306,9 +380,16 @@ const bench: Bench = async (log) => {
       try {
         const pushed = Date.now();
         await work.push("main");
-        const done = await serveLine(`deployment of ${sha.slice(0, 7)}`, (line) => line.commit === sha && typeof line.msg === "string" && /: deployment (succeeded|failed|unreachable)$/.test(line.msg));
-        if (done.outcome !== "succeeded") throw new Error(`tidemark serve: deployment of ${sha.slice(0, 7)} ${String(done.outcome)}: ${JSON.stringify(done.hosts)}`);
-        const started = await serveLine("deployment started", (line) => line.msg === `${ENV}: deployment started` && line.requested === sha);
+        const done = await serveLine(
+          `deployment of ${sha.slice(0, 7)}`,
+          (line) => line.commit === sha && typeof line.msg === "string" && /: deployment (succeeded|failed|unreachable)$/.test(line.msg),
+        );
+        if (done.outcome !== "succeeded")
+          throw new Error(`tidemark serve: deployment of ${sha.slice(0, 7)} ${String(done.outcome)}: ${JSON.stringify(done.hosts)}`);
+        const started = await serveLine(
+          "deployment started",
+          (line) => line.msg === `${ENV}: deployment started` && line.requested === sha,
+        );
         return { pushed, started: started.time as number, done: done.time as number };
       } finally {
         relayOpen = false;
@@ -327,12 +408,17 @@ const bench: Bench = async (log) => {
         const master = args.map((arg) => (arg === "ControlMaster=no" ? "ControlMaster=yes" : arg));
         // -f: backgrounds once logged in; its output goes to a file, not to a pipe that would stay open.
         const errors = openSync(join(dir, `master-${host.name}.log`), "a");
-        const code = await new Promise<number | null>((resolve) => spawn("ssh", ["-o", "ControlPersist=yes", "-f", "-N", ...master], { stdio: ["ignore", errors, errors] }).on("exit", resolve));
+        const code = await new Promise<number | null>((resolve) =>
+          spawn("ssh", ["-o", "ControlPersist=yes", "-f", "-N", ...master], { stdio: ["ignore", errors, errors] }).on("exit", resolve),
+        );
         closeSync(errors);
         const check = await run("ssh", ["-O", "check", ...args], { allowFailure: true });
         const pid = Number(/pid=(\d+)/.exec(check.stderr)?.[1]);
         masters.push({ host: host.name, pid: Number.isInteger(pid) ? pid : undefined, args });
-        if (code !== 0 || !Number.isInteger(pid)) throw new Error(`no ControlMaster for ${host.name}: ${readFileSync(join(dir, `master-${host.name}.log`), "utf8")}${check.stderr}`);
+        if (code !== 0 || !Number.isInteger(pid))
+          throw new Error(
+            `no ControlMaster for ${host.name}: ${readFileSync(join(dir, `master-${host.name}.log`), "utf8")}${check.stderr}`,
+          );
       }
     };
     const closeMasters = async (controlDir: string) => {
@@ -342,7 +428,8 @@ const bench: Bench = async (log) => {
       } catch {
         return;
       }
-      for (const name of names) await run("ssh", ["-O", "exit", "-o", `ControlPath=${join(controlDir, name)}`, "bench-host"], { allowFailure: true });
+      for (const name of names)
+        await run("ssh", ["-O", "exit", "-o", `ControlPath=${join(controlDir, name)}`, "bench-host"], { allowFailure: true });
       rmSync(controlDir, { recursive: true, force: true });
     };
 
@@ -355,34 +442,72 @@ const bench: Bench = async (log) => {
           return cursor;
         }),
       );
-    const proxyCounts = () => hosts.map((host) => ({ connections: host.proxy.counts.accepted, turns: host.proxy.counts.turns, bytes: host.proxy.bytes.up + host.proxy.bytes.down }));
+    const proxyCounts = () =>
+      hosts.map((host) => ({
+        connections: host.proxy.counts.accepted,
+        turns: host.proxy.counts.turns,
+        bytes: host.proxy.bytes.up + host.proxy.bytes.down,
+      }));
     const hostsCpu = () => hosts.reduce((sum, host) => sum + bed.cpuSeconds(host.name), 0);
     const window = async () => {
       const [from, before] = [await cursors(), proxyCounts()];
-      const cpuBefore = { hosts: hostsCpu(), machine: machineCpuSeconds(), serve: serve ? bed.cpuSeconds("tidemark-serve") : 0, at: performance.now() };
+      const cpuBefore = {
+        hosts: hostsCpu(),
+        machine: machineCpuSeconds(),
+        serve: serve ? bed.cpuSeconds("tidemark-serve") : 0,
+        at: performance.now(),
+      };
       return async (): Promise<{ counts: HostCount[]; cpu: Cpu }> => {
-        const cpu: Cpu = { hosts: hostsCpu() - cpuBefore.hosts, machine: machineCpuSeconds() - cpuBefore.machine, serve: (serve ? bed.cpuSeconds("tidemark-serve") : 0) - cpuBefore.serve, ms: performance.now() - cpuBefore.at, tool: Number.NaN };
+        const cpu: Cpu = {
+          hosts: hostsCpu() - cpuBefore.hosts,
+          machine: machineCpuSeconds() - cpuBefore.machine,
+          serve: (serve ? bed.cpuSeconds("tidemark-serve") : 0) - cpuBefore.serve,
+          ms: performance.now() - cpuBefore.at,
+          tool: Number.NaN,
+        };
         // sshd's lines reach the journal a moment after the fact.
         await sleep(300);
         const after = proxyCounts();
         const counts = await Promise.all(
           hosts.map(async (host, i) => {
-            const lines = await bed.inHost(host.name, ["journalctl", "-u", "ssh.service", `--after-cursor=${from[i]!}`, "-o", "cat", "-q", "--no-pager"]);
+            const lines = await bed.inHost(host.name, [
+              "journalctl",
+              "-u",
+              "ssh.service",
+              `--after-cursor=${from[i]!}`,
+              "-o",
+              "cat",
+              "-q",
+              "--no-pager",
+            ]);
             const count = (pattern: RegExp) => lines.split("\n").filter((line) => pattern.test(line)).length;
             const connections = after[i]!.connections - before[i]!.connections;
             // A round trip: each TCP handshake, and each turn (the client spoke, then heard back).
-            return { connections, roundTrips: connections + after[i]!.turns - before[i]!.turns, bytes: after[i]!.bytes - before[i]!.bytes, execs: count(/^Starting session: command /), sftp: count(/^Starting session: subsystem 'sftp'/), logins: count(/^Accepted publickey /) };
+            return {
+              connections,
+              roundTrips: connections + after[i]!.turns - before[i]!.turns,
+              bytes: after[i]!.bytes - before[i]!.bytes,
+              execs: count(/^Starting session: command /),
+              sftp: count(/^Starting session: subsystem 'sftp'/),
+              logins: count(/^Accepted publickey /),
+            };
           }),
         );
         return { counts, cpu };
       };
     };
     const verify = async (tool: Tool, v: number) => {
-      const [path, service] = tool === "cli" || tool === "serve" ? ["/var/lib/tidemark/apps/bench/current", "bench"] : [PEERS[tool], `bench-${tool}`];
+      const [path, service] =
+        tool === "cli" || tool === "serve" ? ["/var/lib/tidemark/apps/bench/current", "bench"] : [PEERS[tool], `bench-${tool}`];
       await Promise.all(
         hosts.map(async (host) => {
-          const seen = await bed.inHost(host.name, ["sh", "-c", `head -n1 ${path}/static/file0.txt; systemctl is-active ${service}.service || true`]);
-          if (seen !== `${v}\nactive\n`) throw new Error(`${tool}: ${host.name} has ${JSON.stringify(seen)}, not version ${v} with ${service}.service active`);
+          const seen = await bed.inHost(host.name, [
+            "sh",
+            "-c",
+            `head -n1 ${path}/static/file0.txt; systemctl is-active ${service}.service || true`,
+          ]);
+          if (seen !== `${v}\nactive\n`)
+            throw new Error(`${tool}: ${host.name} has ${JSON.stringify(seen)}, not version ${v} with ${service}.service active`);
         }),
       );
     };
@@ -392,7 +517,8 @@ const bench: Bench = async (log) => {
       let last = 0;
       for (const host of entry.hosts) {
         const timeline = host.timeline ?? [];
-        for (let i = 0; i + 1 < timeline.length; i++) steps.set(timeline[i]!.phase, [...(steps.get(timeline[i]!.phase) ?? []), timeline[i + 1]!.at - timeline[i]!.at]);
+        for (let i = 0; i + 1 < timeline.length; i++)
+          steps.set(timeline[i]!.phase, [...(steps.get(timeline[i]!.phase) ?? []), timeline[i + 1]!.at - timeline[i]!.at]);
         last = Math.max(last, timeline.find((step) => step.phase === "done")?.at ?? Number.NaN);
       }
       return { before: startedAt - start, rollout: last, after: end - (startedAt + last), steps, final: startedAt + last };
@@ -430,7 +556,10 @@ const bench: Bench = async (log) => {
       }
       const { counts, cpu } = measured;
       await verify(tool, v);
-      if (tool === "floor" && counts.some((count) => count.connections > 0)) throw new Error(`the floor opened new connections (${counts.map((count) => count.connections).join(", ")}): a ControlMaster is gone`);
+      if (tool === "floor" && counts.some((count) => count.connections > 0))
+        throw new Error(
+          `the floor opened new connections (${counts.map((count) => count.connections).join(", ")}): a ControlMaster is gone`,
+        );
       return { ...sample, hosts: counts, cpu: { ...cpu, tool: toolCpu } };
     };
 
@@ -459,7 +588,9 @@ const bench: Bench = async (log) => {
         for (const tool of order) {
           const sample = await once(tool, rtt, tool === "cli" || tool === "serve" ? ++version : local);
           samples.push(sample);
-          line.push(`${tool} ${ms(sample.ms)}${sample.fromPush === undefined ? "" : ` (push ${ms(sample.fromPush)})`}${sample.phases ? ` [before the rollout ${ms(sample.phases.before)}]` : ""}`);
+          line.push(
+            `${tool} ${ms(sample.ms)}${sample.fromPush === undefined ? "" : ` (push ${ms(sample.fromPush)})`}${sample.phases ? ` [before the rollout ${ms(sample.phases.before)}]` : ""}`,
+          );
         }
         log(`round ${round}/${ROUNDS}, +${rtt} ms RTT: ${line.join(", ")}`);
       }
@@ -485,7 +616,13 @@ const bench: Bench = async (log) => {
 };
 export default bench;
 
-const SHORT: Record<Tool, string> = { cli: "`tidemark deploy`", serve: "`tidemark serve`", rsync: "rsync, fresh connections", floor: "rsync over ControlMaster (the floor)", ansible: "Ansible `synchronize`" };
+const SHORT: Record<Tool, string> = {
+  cli: "`tidemark deploy`",
+  serve: "`tidemark serve`",
+  rsync: "rsync, fresh connections",
+  floor: "rsync over ControlMaster (the floor)",
+  ansible: "Ansible `synchronize`",
+};
 const LABELS: Record<Tool, string> = {
   cli: `\`tidemark deploy\` (built CLI, a child process; canary 0, settle ${SETTLE} s)`,
   serve: "`tidemark serve`, the deployment's start to every host final",
@@ -498,10 +635,21 @@ function report(samples: Sample[], appBytes: number, addedRtt: Map<Rtt, number[]
   const of = (tool: Tool, rtt: Rtt) => samples.filter((sample) => sample.tool === tool && sample.rtt === rtt);
   const time = (tool: Tool, rtt: Rtt) => median(of(tool, rtt).map((sample) => sample.ms));
   const push = (rtt: Rtt) => median(of("serve", rtt).map((sample) => sample.fromPush!));
-  const perHost = (tool: Tool, key: keyof HostCount, rtts: readonly Rtt[] = RTTS) => median(rtts.flatMap((rtt) => of(tool, rtt).flatMap((sample) => sample.hosts.map((host) => host[key]))));
+  const perHost = (tool: Tool, key: keyof HostCount, rtts: readonly Rtt[] = RTTS) =>
+    median(rtts.flatMap((rtt) => of(tool, rtt).flatMap((sample) => sample.hosts.map((host) => host[key]))));
   const rounds = of("cli", 0).length;
-  const cpuOf = (tool: Tool, key: "tool" | "hosts") => median(of(tool, 0).concat(of(tool, 50)).map((sample) => sample.cpu[key] / HOSTS));
-  const busy = (tool: Tool) => median(of(tool, 0).concat(of(tool, 50)).map((sample) => sample.cpu.machine / (sample.cpu.ms / 1000)));
+  const cpuOf = (tool: Tool, key: "tool" | "hosts") =>
+    median(
+      of(tool, 0)
+        .concat(of(tool, 50))
+        .map((sample) => sample.cpu[key] / HOSTS),
+    );
+  const busy = (tool: Tool) =>
+    median(
+      of(tool, 0)
+        .concat(of(tool, 50))
+        .map((sample) => sample.cpu.machine / (sample.cpu.ms / 1000)),
+    );
   const goal = (met: boolean) => (met ? "met" : "missed");
   const timeCells = (values: (rtt: Rtt) => number[], rtt: Rtt) => {
     const figure = median(values(rtt));
@@ -516,9 +664,22 @@ function report(samples: Sample[], appBytes: number, addedRtt: Map<Rtt, number[]
     `${((time(tool, 50) - time(tool, 0)) / 50).toFixed(1)}`,
   ];
   const rows = TOOLS.flatMap((tool) => {
-    const row = [LABELS[tool], ...RTTS.flatMap((rtt) => timeCells((r) => of(tool, r).map((sample) => sample.ms), rtt)), ...countCells(tool)];
+    const row = [
+      LABELS[tool],
+      ...RTTS.flatMap((rtt) => timeCells((r) => of(tool, r).map((sample) => sample.ms), rtt)),
+      ...countCells(tool),
+    ];
     if (tool !== "serve") return [row];
-    const fromPush = ["`tidemark serve`, from the push to every host final (printed apart)", ...RTTS.flatMap((rtt) => timeCells((r) => of("serve", r).map((sample) => sample.fromPush!), rtt)), "", "", "", "", "", `${((push(50) - push(0)) / 50).toFixed(1)}`];
+    const fromPush = [
+      "`tidemark serve`, from the push to every host final (printed apart)",
+      ...RTTS.flatMap((rtt) => timeCells((r) => of("serve", r).map((sample) => sample.fromPush!), rtt)),
+      "",
+      "",
+      "",
+      "",
+      "",
+      `${((push(50) - push(0)) / 50).toFixed(1)}`,
+    ];
     return [row, fromPush];
   });
 
@@ -527,7 +688,13 @@ function report(samples: Sample[], appBytes: number, addedRtt: Map<Rtt, number[]
     RTTS.map((rtt) => {
       const runs = of(tool, rtt).map((sample) => sample.phases!);
       const step = (phase: string) => median(runs.flatMap((run) => run.steps.get(phase) ?? []));
-      return [`${tool === "cli" ? "`tidemark deploy`" : "`tidemark serve`"}, +${rtt} ms`, ms(median(runs.map((run) => run.before))), ...PHASES.map((phase) => ms(step(phase))), ms(median(runs.map((run) => run.rollout))), ms(median(runs.map((run) => run.after)))];
+      return [
+        `${tool === "cli" ? "`tidemark deploy`" : "`tidemark serve`"}, +${rtt} ms`,
+        ms(median(runs.map((run) => run.before))),
+        ...PHASES.map((phase) => ms(step(phase))),
+        ms(median(runs.map((run) => run.rollout))),
+        ms(median(runs.map((run) => run.after))),
+      ];
     }),
   );
   const cause = (tool: "cli" | "serve", rtt: Rtt) => {
@@ -538,34 +705,60 @@ function report(samples: Sample[], appBytes: number, addedRtt: Map<Rtt, number[]
   };
   const cpuNote = (tool: Tool, peer: Tool) =>
     `CPU per host: ${SHORT[tool]}'s process ${(cpuOf(tool, "tool") * 1000).toFixed(0)} ms and the host's side ${(cpuOf(tool, "hosts") * 1000).toFixed(0)} ms, against ${(cpuOf(peer, "tool") * 1000).toFixed(0)} ms and ${(cpuOf(peer, "hosts") * 1000).toFixed(0)} ms for ${SHORT[peer]}; with every host at once on ${cpus().length} cores (${busy(tool).toFixed(2)} busy), the hosts' side alone needs ${ms((cpuOf(tool, "hosts") * HOSTS * 1000) / cpus().length)} of the machine`;
-  const counted = (tool: Tool) => `${perHost(tool, "connections")} TCP connection(s), ${perHost(tool, "execs")} exec channel(s), ${perHost(tool, "sftp")} SFTP channel(s) and ${perHost(tool, "roundTrips", [50])} round trips per host`;
+  const counted = (tool: Tool) =>
+    `${perHost(tool, "connections")} TCP connection(s), ${perHost(tool, "execs")} exec channel(s), ${perHost(tool, "sftp")} SFTP channel(s) and ${perHost(tool, "roundTrips", [50])} round trips per host`;
 
   const notes: string[] = [];
   for (const rtt of RTTS) {
     const r = time("cli", rtt) / time("rsync", rtt);
-    notes.push(`\`tidemark deploy\` takes ${ratio(time("cli", rtt), time("rsync", rtt))} the time of rsync over fresh connections at +${rtt} ms (${ms(time("cli", rtt))} vs ${ms(time("rsync", rtt))}); goal: at most 1.0× (${goal(r <= 1)}).${r <= 1 ? "" : ` Where the time went: ${cause("cli", rtt)}; Tidemark used ${counted("cli")}, rsync ${counted("rsync")}. ${cpuNote("cli", "rsync")}.`}`);
+    notes.push(
+      `\`tidemark deploy\` takes ${ratio(time("cli", rtt), time("rsync", rtt))} the time of rsync over fresh connections at +${rtt} ms (${ms(time("cli", rtt))} vs ${ms(time("rsync", rtt))}); goal: at most 1.0× (${goal(r <= 1)}).${r <= 1 ? "" : ` Where the time went: ${cause("cli", rtt)}; Tidemark used ${counted("cli")}, rsync ${counted("rsync")}. ${cpuNote("cli", "rsync")}.`}`,
+    );
   }
   for (const rtt of RTTS) {
     const r = time("serve", rtt) / time("floor", rtt);
-    notes.push(`\`tidemark serve\`, the deployment's start to every host final, takes ${ratio(time("serve", rtt), time("floor", rtt))} the floor's time at +${rtt} ms (${ms(time("serve", rtt))} vs ${ms(time("floor", rtt))}); goal: at most 1.0× with warm connections (${goal(r <= 1)}).${r <= 1 ? "" : ` Where the time went: ${cause("serve", rtt)}; serve used ${counted("serve")}, the floor ${counted("floor")}. ${cpuNote("serve", "floor")}.`}`);
+    notes.push(
+      `\`tidemark serve\`, the deployment's start to every host final, takes ${ratio(time("serve", rtt), time("floor", rtt))} the floor's time at +${rtt} ms (${ms(time("serve", rtt))} vs ${ms(time("floor", rtt))}); goal: at most 1.0× with warm connections (${goal(r <= 1)}).${r <= 1 ? "" : ` Where the time went: ${cause("serve", rtt)}; serve used ${counted("serve")}, the floor ${counted("floor")}. ${cpuNote("serve", "floor")}.`}`,
+    );
   }
   notes.push(
     `Warm connections: serve opened ${perHost("serve", "connections")} new TCP connection(s) and ${perHost("serve", "logins")} SSH login(s) per host per deployment (counted by the proxy and sshd): the operator keeps no connections between deployments yet, so what is measured is serve as it is, not warm connections.`,
   );
   for (const tool of ["cli", "serve"] as const) {
     const [execs, trips] = [perHost(tool, "execs"), perHost(tool, "roundTrips", [50])];
-    notes.push(`${tool === "cli" ? "`tidemark deploy`" : "`tidemark serve`"} per healthy host: ${execs} exec channel(s) (+${perHost(tool, "sftp")} SFTP) and ${trips} round trips; goal: one exec channel and at most 3 round trips (${goal(execs <= 1 && trips <= 3)}).`);
+    notes.push(
+      `${tool === "cli" ? "`tidemark deploy`" : "`tidemark serve`"} per healthy host: ${execs} exec channel(s) (+${perHost(tool, "sftp")} SFTP) and ${trips} round trips; goal: one exec channel and at most 3 round trips (${goal(execs <= 1 && trips <= 3)}).`,
+    );
   }
   notes.push(
     "Counts, per host and run, medians over hosts and runs: TCP connections are those the host's proxy accepted; exec and SFTP channels are the sessions sshd started (`Starting session: command` and `subsystem 'sftp'` in its journal at `LogLevel VERBOSE`, read from outside the container); a round trip is a TCP handshake (one per connection) or a turn, data from the host after data from the client since the host last spoke (the times the client spoke and then heard back: pipelined requests share one; bytes the host sends unasked make none), counted by the proxy at +0 and +50 ms. Bytes are both directions through the proxy. The RTT cost is (median at +50 ms − median at +0 ms) / 50 ms: the round trips the tool really waited for, one after another; on a machine whose cores are busy, waiting on the network overlaps with other hosts' CPU work, and the RTT cost falls below the round trips counted.",
-    `The round trip the proxies really added, measured before each step by 10 ping-pongs through a proxy throttled alike (its timers run late on a busy machine): ${RTTS.map((rtt) => `+${rtt} ms: median ${(median(addedRtt.get(rtt)!)).toFixed(1)} ms (max ${Math.max(...addedRtt.get(rtt)!).toFixed(1)})`).join("; ")}.`,
+    `The round trip the proxies really added, measured before each step by 10 ping-pongs through a proxy throttled alike (its timers run late on a busy machine): ${RTTS.map((rtt) => `+${rtt} ms: median ${median(addedRtt.get(rtt)!).toFixed(1)} ms (max ${Math.max(...addedRtt.get(rtt)!).toFixed(1)})`).join("; ")}.`,
   );
-  const cpuRows = TOOLS.map((tool) => [SHORT[tool], `${(cpuOf(tool, "tool") * 1000).toFixed(0)} ms`, `${(cpuOf(tool, "hosts") * 1000).toFixed(0)} ms`, `${busy(tool).toFixed(2)} of ${cpus().length}`]);
+  const cpuRows = TOOLS.map((tool) => [
+    SHORT[tool],
+    `${(cpuOf(tool, "tool") * 1000).toFixed(0)} ms`,
+    `${(cpuOf(tool, "hosts") * 1000).toFixed(0)} ms`,
+    `${busy(tool).toFixed(2)} of ${cpus().length}`,
+  ]);
   return [
     {
       title: `One-file change to ${HOSTS} systemd hosts: Tidemark, rsync, the SSH floor, Ansible`,
       setup: `A one-file change to an app of ${STATIC_FILES + 1} files (${kib(appBytes)}) with a systemd unit, restarted, settled ${SETTLE} s and checked, on ${HOSTS} systemd hosts of the test bed, every host at once, each tool in its own place on the hosts. Each tool is timed as users run it, spawn to exit (serve: its log and its record, see the row). Every tool reaches every host through a TCP proxy of the bed's, in front of each host (host keys pinned: known_hosts lines for the proxy ports), at +0 ms and at +50 ms round-trip time (25 ms each way on every chunk, order kept, and TCP's handshake charged to each new connection). \`tidemark deploy\` and \`tidemark serve\` share one store and take turns; serve hears only its own pushes. Median (min–max) of ${rounds} round(s) after an unmeasured first one; tools and latencies alternate their order each round.`,
-      header: ["tool", "+0 ms: median (min–max)", "× rsync", "× floor", "+50 ms RTT: median (min–max)", "× rsync", "× floor", "TCP connections / host", "exec channels / host", "SFTP channels / host", "round trips / host (+0 / +50 ms)", "bytes / host", "RTT cost"],
+      header: [
+        "tool",
+        "+0 ms: median (min–max)",
+        "× rsync",
+        "× floor",
+        "+50 ms RTT: median (min–max)",
+        "× rsync",
+        "× floor",
+        "TCP connections / host",
+        "exec channels / host",
+        "SFTP channels / host",
+        "round trips / host (+0 / +50 ms)",
+        "bytes / host",
+        "RTT cost",
+      ],
       rows,
       notes,
     },
@@ -578,7 +771,8 @@ function report(samples: Sample[], appBytes: number, addedRtt: Map<Rtt, number[]
     },
     {
       title: "CPU per host and deployment",
-      setup: "Medians over the runs at both latencies, divided by the hosts. The tool's CPU: user + system time of its processes (getrusage of the waited-for children, through `sh`'s `times`; serve: its process's cgroup, from the push to its `deployment succeeded` line). The hosts' CPU: their containers' cgroups (sshd, systemd, the restarted unit, what the tool ran there). Cores busy: the whole machine's busy time (`/proc/stat`) over the run's wall time, the proxies, the forge and other work on the machine included.",
+      setup:
+        "Medians over the runs at both latencies, divided by the hosts. The tool's CPU: user + system time of its processes (getrusage of the waited-for children, through `sh`'s `times`; serve: its process's cgroup, from the push to its `deployment succeeded` line). The hosts' CPU: their containers' cgroups (sshd, systemd, the restarted unit, what the tool ran there). Cores busy: the whole machine's busy time (`/proc/stat`) over the run's wall time, the proxies, the forge and other work on the machine included.",
       header: ["tool", "tool's CPU / host", "hosts' CPU / host", "machine: cores busy"],
       rows: cpuRows,
       notes: [],

@@ -67,7 +67,8 @@ const bench: Bench = async (log) => {
     for (let round = 0; round < FIRST_ROUNDS; round++) {
       const roundDir = join(dir, `first${round}`);
       const sides = {
-        tidemark: () => measure("isomorphic-git", head, async () => tidemarkFetch((mirror = await SourceMirror.open(url, join(roundDir, "mirrors"))))),
+        tidemark: () =>
+          measure("isomorphic-git", head, async () => tidemarkFetch((mirror = await SourceMirror.open(url, join(roundDir, "mirrors"))))),
         native: () =>
           measure("native git", head, async () => {
             nativeDir = join(roundDir, "native.git");
@@ -75,7 +76,8 @@ const bench: Bench = async (log) => {
             return git("--git-dir", nativeDir, "rev-parse", "refs/heads/main");
           }),
       };
-      for (const side of round % 2 === 0 ? (["tidemark", "native"] as const) : (["native", "tidemark"] as const)) first[side].push(await sides[side]());
+      for (const side of round % 2 === 0 ? (["tidemark", "native"] as const) : (["native", "tidemark"] as const))
+        first[side].push(await sides[side]());
       log(`first fetch, round ${round + 1}: isomorphic-git ${ms(first.tidemark.at(-1)!.ms)}, native ${ms(first.native.at(-1)!.ms)}`);
       // The last round's mirrors stay for the incremental fetches.
       if (round < FIRST_ROUNDS - 1) rmSync(roundDir, { recursive: true, force: true });
@@ -87,15 +89,28 @@ const bench: Bench = async (log) => {
       await fastImport(source, history(from, from + NEW_COMMITS, false));
       await git("--git-dir", source, "push", "--quiet", pushUrl, "main");
       const next = await git("--git-dir", source, "rev-parse", "main");
-      const sides = { tidemark: () => measure("isomorphic-git", next, () => tidemarkFetch(mirror!)), native: () => measure("native git", next, () => nativeFetch(nativeDir)) };
-      for (const side of round % 2 === 0 ? (["tidemark", "native"] as const) : (["native", "tidemark"] as const)) incremental[side].push(await sides[side]());
-      log(`fetch of ${NEW_COMMITS} new commits, round ${round + 1}: isomorphic-git ${ms(incremental.tidemark.at(-1)!.ms)}, native ${ms(incremental.native.at(-1)!.ms)}`);
+      const sides = {
+        tidemark: () => measure("isomorphic-git", next, () => tidemarkFetch(mirror!)),
+        native: () => measure("native git", next, () => nativeFetch(nativeDir)),
+      };
+      for (const side of round % 2 === 0 ? (["tidemark", "native"] as const) : (["native", "tidemark"] as const))
+        incremental[side].push(await sides[side]());
+      log(
+        `fetch of ${NEW_COMMITS} new commits, round ${round + 1}: isomorphic-git ${ms(incremental.tidemark.at(-1)!.ms)}, native ${ms(incremental.native.at(-1)!.ms)}`,
+      );
     }
 
     const medianOf = (samples: Sample[], key: keyof Sample) => median(samples.map((sample) => sample[key]));
     const row = (step: string, samples: Record<"tidemark" | "native", Sample[]>) => {
       const [tidemark, native] = [medianOf(samples.tidemark, "ms"), medianOf(samples.native, "ms")];
-      return [step, ms(tidemark), ms(native), ratio(tidemark, native), kib(medianOf(samples.tidemark, "bytes")), kib(medianOf(samples.native, "bytes"))];
+      return [
+        step,
+        ms(tidemark),
+        ms(native),
+        ratio(tidemark, native),
+        kib(medianOf(samples.tidemark, "bytes")),
+        kib(medianOf(samples.native, "bytes")),
+      ];
     };
     const [firstTidemark, firstNative] = [medianOf(first.tidemark, "ms"), medianOf(first.native, "ms")];
     const [nextTidemark, nextNative] = [medianOf(incremental.tidemark, "ms"), medianOf(incremental.native, "ms")];
@@ -103,8 +118,18 @@ const bench: Bench = async (log) => {
       {
         title: "Fetching the source repo: isomorphic-git vs native git",
         setup: `A repository of ${COMMITS.toLocaleString("en")} commits touching a tree of ${FILES.toLocaleString("en")} files (made with \`git fast-import\`), served by the bed's forge (\`git http-backend\` over smart HTTP on loopback). Tidemark's \`SourceMirror\` (isomorphic-git, protocol v1) against native git (\`git clone --mirror\`, then \`git fetch --prune\`, git's default protocol), taking turns: first fetch into an empty mirror, medians of ${FIRST_ROUNDS} rounds; fetch of ${NEW_COMMITS} commits pushed after, medians of ${INCREMENTAL_ROUNDS} rounds. Bytes are what the forge sent, counted on a loopback proxy both sides go through.`,
-        header: ["fetch", "isomorphic-git", "native git", "isomorphic-git / native", "bytes received (isomorphic-git)", "bytes received (native)"],
-        rows: [row(`first fetch (${COMMITS.toLocaleString("en")} commits)`, first), row(`incremental (${NEW_COMMITS} new commits)`, incremental)],
+        header: [
+          "fetch",
+          "isomorphic-git",
+          "native git",
+          "isomorphic-git / native",
+          "bytes received (isomorphic-git)",
+          "bytes received (native)",
+        ],
+        rows: [
+          row(`first fetch (${COMMITS.toLocaleString("en")} commits)`, first),
+          row(`incremental (${NEW_COMMITS} new commits)`, incremental),
+        ],
         notes: [
           `A first fetch takes ${ratio(firstTidemark, firstNative)} native git's time for the same pack (${kib(medianOf(first.tidemark, "bytes"))} against ${kib(medianOf(first.native, "bytes"))}): isomorphic-git indexes it in JavaScript, inflating and hashing every object, which is most of its CPU time in a profile of this benchmark. It happens once per mirror; the mirror is kept.`,
           `The fetch every deployment starts with, ${NEW_COMMITS} new commits, takes ${ratio(nextTidemark, nextNative)} native git's time (${ms(nextTidemark)} against ${ms(nextNative)}); native git starts several processes for each fetch (remote helper, pack reader, connectivity check), isomorphic-git none.`,
@@ -126,7 +151,8 @@ function content(file: number, revision: number): string {
   return `# file ${file}\nrevision = ${revision}\n${lines.join("\n")}\n`;
 }
 
-const path = (file: number) => `fleet/host${String(Math.floor(file / 50)).padStart(2, "0")}/app${Math.floor(file / 10) % 5}/file${file % 10}.conf`;
+const path = (file: number) =>
+  `fleet/host${String(Math.floor(file / 50)).padStart(2, "0")}/app${Math.floor(file / 10) % 5}/file${file % 10}.conf`;
 
 /**
  * A `git fast-import` stream of commits `from` to `to` (exclusive) on main:
@@ -137,7 +163,9 @@ function history(from: number, to: number, fresh: boolean): string {
   for (let n = from; n < to; n++) {
     const files = n === 0 ? Array.from({ length: FILES }, (_, file) => file) : [(n * 7) % FILES, (n * 13 + 1) % FILES];
     const message = `commit ${n}\n`;
-    out.push(`commit refs/heads/main\ncommitter Bench <bench@example.invalid> ${1_700_000_000 + n * 60} +0000\ndata ${Buffer.byteLength(message)}\n${message}`);
+    out.push(
+      `commit refs/heads/main\ncommitter Bench <bench@example.invalid> ${1_700_000_000 + n * 60} +0000\ndata ${Buffer.byteLength(message)}\n${message}`,
+    );
     if (n === from && !fresh) out.push("from refs/heads/main^0\n");
     for (const file of files) {
       const body = content(file, n);

@@ -60,7 +60,9 @@ const bench: Bench = async (log) => {
       for (let i = 0; i < (all ? STATIC_FILES : 1); i++) writeFileSync(join(local, `static/file${i}.txt`), staticFile(i, version));
       if (all) writeFileSync(join(local, "run.sh"), "exec sleep infinity\n");
     };
-    const inventory = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`).join("\n");
+    const inventory = bed.hosts
+      .map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`)
+      .join("\n");
     const config = `environments:\n  production: { track: { branch: main }, tree: fleet }\nhosts:\n${inventory}\nrollout: { maxParallel: ${PARALLEL}, canary: 0, maxFailures: ${HOSTS} }\n`;
     // Every host runs the same app: the commit is built with git's plumbing from the local app dir (writing 1,000 copies of it would take minutes).
     const git = async (args: string[], input?: string) => (await run("git", args, { cwd: work.dir, input })).stdout.trim();
@@ -68,7 +70,9 @@ const bench: Bench = async (log) => {
       const names = [...Array.from({ length: STATIC_FILES }, (_, i) => `static/file${i}.txt`), "run.sh"];
       const blobs = (await git(["hash-object", "-w", "--", ...names.map((name) => join(local, name))])).split("\n");
       const tree = (lines: string[]) => git(["mktree"], `${lines.join("\n")}\n`);
-      const staticTree = await tree(names.slice(0, STATIC_FILES).map((name, i) => `100644 blob ${blobs[i]!}\t${name.slice("static/".length)}`));
+      const staticTree = await tree(
+        names.slice(0, STATIC_FILES).map((name, i) => `100644 blob ${blobs[i]!}\t${name.slice("static/".length)}`),
+      );
       const app = await tree([`040000 tree ${staticTree}\tstatic`, `100644 blob ${blobs[STATIC_FILES]!}\trun.sh`]);
       const host = await tree([`040000 tree ${app}\tbench`]);
       const fleet = await tree(bed.hosts.map((each) => `040000 tree ${host}\t${each.name}`));
@@ -80,22 +84,58 @@ const bench: Bench = async (log) => {
       await work.push("main");
       return sha;
     };
-    const env = { PATH: process.env.PATH, HOME: process.env.HOME, TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
+    const env = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
+      TIDEMARK_STORE: join(dir, "store.git"),
+      TIDEMARK_MIRRORS: join(dir, "mirrors"),
+      TIDEMARK_SSH_KEY: bed.clientKeyPath,
+    };
 
     const tidemark = async (sha: string): Promise<Sample> => {
-      const result: ChildRun = await timedRun(process.execPath, [BIN, "deploy", "production", "--yes", "--json", "--settle", "0.3"], { env, cpu: true });
-      if (!result.stdout.startsWith("{")) throw new Error(`tidemark deploy failed (exit ${String(result.code)}): ${result.stderr.slice(-2000)}`);
-      const deployment = JSON.parse(result.stdout) as { sourceCommit: string; hosts: Array<{ host: string; outcome: string; detail?: string; durationMs?: number }> };
+      const result: ChildRun = await timedRun(process.execPath, [BIN, "deploy", "production", "--yes", "--json", "--settle", "0.3"], {
+        env,
+        cpu: true,
+      });
+      if (!result.stdout.startsWith("{"))
+        throw new Error(`tidemark deploy failed (exit ${String(result.code)}): ${result.stderr.slice(-2000)}`);
+      const deployment = JSON.parse(result.stdout) as {
+        sourceCommit: string;
+        hosts: Array<{ host: string; outcome: string; detail?: string; durationMs?: number }>;
+      };
       const bad = deployment.hosts.filter((host) => host.outcome !== "deployed");
-      if (result.code !== 0 || bad.length > 0 || deployment.sourceCommit !== sha) throw new Error(`tidemark deploy did not deploy ${sha.slice(0, 7)} everywhere (exit ${String(result.code)}): ${bad.length} hosts, e.g. ${bad.slice(0, 5).map((host) => `${host.host} ${host.outcome} ${host.detail ?? ""}`).join("; ")}`);
+      if (result.code !== 0 || bad.length > 0 || deployment.sourceCommit !== sha)
+        throw new Error(
+          `tidemark deploy did not deploy ${sha.slice(0, 7)} everywhere (exit ${String(result.code)}): ${bad.length} hosts, e.g. ${bad
+            .slice(0, 5)
+            .map((host) => `${host.host} ${host.outcome} ${host.detail ?? ""}`)
+            .join("; ")}`,
+        );
       // The rollout's start, from the store's record of it.
       const history = await timedRun(process.execPath, [BIN, "history", "production", "--json", "--limit", "1"], { env });
       const startedAt = Date.parse((JSON.parse(history.stdout) as Array<{ startedAt: string }>)[0]!.startedAt);
-      return { ms: result.ms, cpuSeconds: result.cpuSeconds!, before: startedAt - result.startedAt, hostMs: median(deployment.hosts.map((host) => host.durationMs ?? Number.NaN)) };
+      return {
+        ms: result.ms,
+        cpuSeconds: result.cpuSeconds!,
+        before: startedAt - result.startedAt,
+        hostMs: median(deployment.hosts.map((host) => host.durationMs ?? Number.NaN)),
+      };
     };
 
     // rsync as a person would run it on many hosts: xargs, 100 at a time, a fresh ssh connection each.
-    writeFileSync(join(dir, "ssh_config"), [`IdentityFile ${bed.clientKeyPath}`, `UserKnownHostsFile ${bed.describe().knownHosts}`, "StrictHostKeyChecking yes", "BatchMode yes", "ControlMaster no", "ControlPath none", ""].join("\n"));
+    writeFileSync(
+      join(dir, "ssh_config"),
+      [
+        `IdentityFile ${bed.clientKeyPath}`,
+        `UserKnownHostsFile ${bed.describe().knownHosts}`,
+        "StrictHostKeyChecking yes",
+        "BatchMode yes",
+        "ControlMaster no",
+        "ControlPath none",
+        "",
+      ].join("\n"),
+    );
     writeFileSync(join(dir, "ports"), bed.hosts.map((host) => `${host.port}\n`).join(""));
     const rsyncScript = `xargs -P ${PARALLEL} -I{} rsync -a --delete -e 'ssh -F ${join(dir, "ssh_config")} -p {}' ${local}/ root@127.0.0.1:/srv/rsync/ < ${join(dir, "ports")}`;
     const rsync = async (): Promise<Sample> => {
@@ -104,7 +144,8 @@ const bench: Bench = async (log) => {
       return { ms: result.ms, cpuSeconds: result.cpuSeconds! };
     };
     const hostsCpu = () => bed.hosts.reduce((sum, host) => sum + bed.cpuSeconds(host.name), 0);
-    const sshTo = async (host: BedHost, line: string) => (await run("ssh", ["-F", join(dir, "ssh_config"), "-p", String(host.port), `root@${host.address}`, line])).stdout;
+    const sshTo = async (host: BedHost, line: string) =>
+      (await run("ssh", ["-F", join(dir, "ssh_config"), "-p", String(host.port), `root@${host.address}`, line])).stdout;
 
     log(`round 0: first deployment to ${HOSTS} light hosts with each tool (not measured)`);
     writeLocal(0, true);
@@ -123,10 +164,15 @@ const bench: Bench = async (log) => {
       }
       // Both tools really changed the file, on the first, a middle and the last host.
       for (const host of [bed.hosts[0]!, bed.hosts[Math.floor(HOSTS / 2)]!, bed.hosts[HOSTS - 1]!]) {
-        const seen = await sshTo(host, "head -qn1 /var/lib/tidemark/apps/bench/current/static/file0.txt /srv/rsync/static/file0.txt | tr '\\n' ' '");
+        const seen = await sshTo(
+          host,
+          "head -qn1 /var/lib/tidemark/apps/bench/current/static/file0.txt /srv/rsync/static/file0.txt | tr '\\n' ' '",
+        );
         if (seen.trim() !== `${round} ${round}`) throw new Error(`${host.name} has ${JSON.stringify(seen)} after round ${round}`);
       }
-      log(`round ${round}/${ROUNDS}: ${TOOLS.map((tool) => `${tool} ${ms(samples[tool].at(-1)!.ms)}, ${samples[tool].at(-1)!.cpuSeconds.toFixed(1)} CPU s`).join("; ")}`);
+      log(
+        `round ${round}/${ROUNDS}: ${TOOLS.map((tool) => `${tool} ${ms(samples[tool].at(-1)!.ms)}, ${samples[tool].at(-1)!.cpuSeconds.toFixed(1)} CPU s`).join("; ")}`,
+      );
     }
 
     const wall = (tool: Tool) => median(samples[tool].map((sample) => sample.ms));
@@ -143,10 +189,24 @@ const bench: Bench = async (log) => {
       {
         title: `One-file change to ${HOSTS} light hosts, ${PARALLEL} at a time: Tidemark and rsync`,
         setup: `A one-file change to an app of ${STATIC_FILES + 1} files (${kib(STATIC_FILES * staticFile(1, 0).length + "exec sleep infinity\n".length)}, no units) on ${HOSTS} light hosts of the test bed (plain sshd on loopback ports, each with its own /root, /srv and /var/lib/tidemark; no systemd, no added latency)${HOSTS < WANTED ? `, the most this machine's free memory held (${WANTED} asked for)` : ""}, ${PARALLEL} hosts at a time. Each tool is timed as users run it, spawn to exit; The tool's CPU is user + system time of its processes (getrusage of the waited-for children, through \`sh\`'s \`times\`): the CLI's one process; xargs and every rsync and ssh it ran. The hosts' CPU is their cgroups' (\`cpu.stat\`: sshd and what it ran for the tool); cores busy is the whole machine's busy time (\`/proc/stat\`) over the run's wall time, other work on the machine included. Median (min–max) of ${ROUNDS} round(s) after an unmeasured first one; the order alternates.`,
-        header: ["tool", "wall time", "per host", "tool's CPU", "tool's CPU per host", "hosts' CPU per host", "machine: cores busy", "vs rsync"],
+        header: [
+          "tool",
+          "wall time",
+          "per host",
+          "tool's CPU",
+          "tool's CPU per host",
+          "hosts' CPU per host",
+          "machine: cores busy",
+          "vs rsync",
+        ],
         rows: TOOLS.map((tool) => [
-          tool === "tidemark" ? `\`tidemark deploy\` (built CLI, a child process; \`maxParallel: ${PARALLEL}\`, canary 0; no units, so no settle)` : `\`rsync -a --delete\` over ssh, \`xargs -P ${PARALLEL}\`, fresh connections`,
-          spread(samples[tool].map((sample) => sample.ms), ms),
+          tool === "tidemark"
+            ? `\`tidemark deploy\` (built CLI, a child process; \`maxParallel: ${PARALLEL}\`, canary 0; no units, so no settle)`
+            : `\`rsync -a --delete\` over ssh, \`xargs -P ${PARALLEL}\`, fresh connections`,
+          spread(
+            samples[tool].map((sample) => sample.ms),
+            ms,
+          ),
           ms(wall(tool) / HOSTS),
           `${cpu(tool).toFixed(1)} s`,
           perHostCpu(tool),

@@ -26,13 +26,17 @@ try {
   // The benchmarks time the built CLI (bin/tidemark.js on dist/), as users run it: built from the sources as they are now.
   console.error("== build: tsc -p tsconfig.build.json");
   const tsc = new URL("../node_modules/typescript/bin/tsc", import.meta.url).pathname;
-  const built = await new Promise<number | null>((resolve) => spawn(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: ["ignore", "inherit", "inherit"] }).on("exit", resolve));
+  const built = await new Promise<number | null>((resolve) =>
+    spawn(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: ["ignore", "inherit", "inherit"] }).on("exit", resolve),
+  );
   if (built !== 0) throw new Error(`the build failed (tsc exited ${String(built)}): the benchmarks would time a stale CLI`);
   for (const name of chosen) {
     console.error(`\n== ${name}`);
     const out = join(dir, `${name}.json`);
     const begun = Date.now();
-    const code = await new Promise<number | null>((resolve) => spawn(process.execPath, ["--import", "tsx", ONE, name, out], { stdio: ["ignore", "inherit", "inherit"] }).on("exit", resolve));
+    const code = await new Promise<number | null>((resolve) =>
+      spawn(process.execPath, ["--import", "tsx", ONE, name, out], { stdio: ["ignore", "inherit", "inherit"] }).on("exit", resolve),
+    );
     await gcBeds();
     if (code !== 0 || !existsSync(out)) {
       failures.push(`${name} exited ${String(code)}`);
@@ -48,7 +52,15 @@ try {
 }
 
 function render(section: BenchSection): string {
-  return [`## ${section.title}`, "", section.setup, "", markdownTable(section.header, section.rows), "", ...section.notes.map((note) => `- ${note}`)].join("\n");
+  return [
+    `## ${section.title}`,
+    "",
+    section.setup,
+    "",
+    markdownTable(section.header, section.rows),
+    "",
+    ...section.notes.map((note) => `- ${note}`),
+  ].join("\n");
 }
 
 if (failures.length > 0) {

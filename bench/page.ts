@@ -32,7 +32,10 @@ const bench: Bench = async (log) => {
   let server: Awaited<ReturnType<typeof startHttp>>["server"] | undefined;
   try {
     const hosts = Array.from({ length: HOSTS }, (_, i) => `web${String(i + 1).padStart(2, "0")}`);
-    writeFileSync(join(work.dir, "tidemark.yaml"), `environments:\n  staging: { track: { branch: main }, tree: clusters/staging }\nhosts:\n${hosts.map((host, i) => `  ${host}: { address: 127.0.0.1, port: ${22000 + i} }`).join("\n")}\n`);
+    writeFileSync(
+      join(work.dir, "tidemark.yaml"),
+      `environments:\n  staging: { track: { branch: main }, tree: clusters/staging }\nhosts:\n${hosts.map((host, i) => `  ${host}: { address: 127.0.0.1, port: ${22000 + i} }`).join("\n")}\n`,
+    );
     for (const host of hosts) {
       for (const app of ["nginx", "api", "worker"]) {
         const dir = join(work.dir, "clusters/staging", host, app);
@@ -62,22 +65,54 @@ const bench: Bench = async (log) => {
       const host = hosts[i % HOSTS]!;
       tree = await replaceFile(fs, gitdir, tree, [host, "nginx", "conf0.conf"], `deployment ${i}\n`);
       const failed = i % 10 === 9;
-      const steps = ["connect", "lock", "inspect", "upload", "switch", "restart", "check", ...(failed ? ["rollback", "switch", "restart", "check"] : ["commit"]), "done"];
+      const steps = [
+        "connect",
+        "lock",
+        "inspect",
+        "upload",
+        "switch",
+        "restart",
+        "check",
+        ...(failed ? ["rollback", "switch", "restart", "check"] : ["commit"]),
+        "done",
+      ];
       const record: HostRecord = {
         host,
         outcome: failed ? "rolled-back" : "deployed",
         timeline: steps.map((phase, s) => ({ phase, at: s * 40 })),
         uploadedBytes: 14,
-        ...(failed ? { detail: "nginx.service failed (exit-code); rolled back to 1a2b3c4", log: `nginx.service:\n${"nginx: [emerg] unknown directive\n".repeat(20)}` } : {}),
+        ...(failed
+          ? {
+              detail: "nginx.service failed (exit-code); rolled back to 1a2b3c4",
+              log: `nginx.service:\n${"nginx: [emerg] unknown directive\n".repeat(20)}`,
+            }
+          : {}),
       };
       const id = newDeploymentId(new Date(Date.UTC(2026, 0, 1) + i * 60_000));
       ids.push(id);
-      await store.record({ id, environment: "staging", sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: "webhook", startedAt: new Date(), hosts: hosts.map((name) => (name === host ? record : { host: name, outcome: "unchanged" })) }, tree);
+      await store.record(
+        {
+          id,
+          environment: "staging",
+          sourceRepo: mirror.url,
+          sourceCommit: source.commit,
+          sourceRef: source.ref,
+          trigger: "webhook",
+          startedAt: new Date(),
+          hosts: hosts.map((name) => (name === host ? record : { host: name, outcome: "unchanged" })),
+        },
+        tree,
+      );
     }
     const seedMs = performance.now() - seeding;
 
     const site = new OperatorSite(store, mirror, undefined);
-    const started = await startHttp("127.0.0.1:0", { site, ready: () => Promise.resolve({ ok: true, checks: {} }), metrics: new Registry(), onError: (error) => log(`server error: ${String(error)}`) });
+    const started = await startHttp("127.0.0.1:0", {
+      site,
+      ready: () => Promise.resolve({ ok: true, checks: {} }),
+      metrics: new Registry(),
+      onError: (error) => log(`server error: ${String(error)}`),
+    });
     server = started.server;
     const time = async (path: string): Promise<number> => {
       const begun = performance.now();
@@ -105,7 +140,8 @@ const bench: Bench = async (log) => {
         samples.overview.push(await time("/"));
       }
     }
-    const quantile = (values: number[], q: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * q))]!;
+    const quantile = (values: number[], q: number) =>
+      [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * q))]!;
     const fine = (value: number) => `${value.toFixed(1)} ms`;
     const labels: Record<keyof typeof samples, string> = {
       deployment: "`/deployments/<id>` (plan, timeline, output)",
@@ -120,7 +156,14 @@ const bench: Bench = async (log) => {
         title: "The operator's page with 1,000 deployments",
         setup: `The operator's page with ${DEPLOYMENTS} deployments in the store (${HOSTS} hosts, 30 apps, 330 files; every tenth deployment rolled back with unit output), one client, ${REQUESTS} requests for random deployment pages interleaved with \`/healthz\` on the same server (and every tenth round the environment page and the overview), in one run.`,
         header: ["page", "median", "p95", "p99", "requests", "vs `/healthz`"],
-        rows: (Object.keys(samples) as Array<keyof typeof samples>).map((kind) => [labels[kind], fine(median(samples[kind])), fine(quantile(samples[kind], 0.95)), fine(quantile(samples[kind], 0.99)), String(samples[kind].length), kind === "healthz" ? "1" : ratio(median(samples[kind]), healthz)]),
+        rows: (Object.keys(samples) as Array<keyof typeof samples>).map((kind) => [
+          labels[kind],
+          fine(median(samples[kind])),
+          fine(quantile(samples[kind], 0.95)),
+          fine(quantile(samples[kind], 0.99)),
+          String(samples[kind].length),
+          kind === "healthz" ? "1" : ratio(median(samples[kind]), healthz),
+        ]),
         notes: [
           `Goal: a deployment's page under 50 ms with ${DEPLOYMENTS} deployments: ${quantile(deployment, 0.99) < 50 ? "met at p99" : median(deployment) < 50 ? "met at the median, not at p99" : "missed"}.`,
           `The first request after start reads the whole history: ${ms(first)} (\`serve\` does that at start, before anyone asks). Seeding the store took ${ms(seedMs)}.`,
@@ -140,6 +183,9 @@ export default bench;
 async function replaceFile(fs: ReturnType<typeof repoFs>, gitdir: string, tree: string, path: string[], content: string): Promise<string> {
   const entries = (await git.readTree({ fs, gitdir, oid: tree })).tree;
   const [name, ...rest] = path;
-  const oid = rest.length === 0 ? await git.writeBlob({ fs, gitdir, blob: Buffer.from(content) }) : await replaceFile(fs, gitdir, entries.find((entry) => entry.path === name)!.oid, rest, content);
+  const oid =
+    rest.length === 0
+      ? await git.writeBlob({ fs, gitdir, blob: Buffer.from(content) })
+      : await replaceFile(fs, gitdir, entries.find((entry) => entry.path === name)!.oid, rest, content);
   return git.writeTree({ fs, gitdir, tree: entries.map((entry) => (entry.path === name ? { ...entry, oid } : entry)) });
 }

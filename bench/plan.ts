@@ -69,7 +69,9 @@ async function wideTree(work: WorkRepo, mirror: SourceMirror, storeDir: string):
       ["validate the whole tree (once)", ms(validateMs), "", ""],
       ["first import of the whole tree into the store (once)", ms(importMs), "", ""],
     ],
-    notes: [`Planning reads only what changed: the plan takes ${((planMs / validateMs) * 100).toFixed(1)} % of the time a full validation of the tree takes. Goal: median under 50 ms (${planMs < 50 ? "met" : "missed"}).`],
+    notes: [
+      `Planning reads only what changed: the plan takes ${((planMs / validateMs) * 100).toFixed(1)} % of the time a full validation of the tree takes. Goal: median under 50 ms (${planMs < 50 ? "met" : "missed"}).`,
+    ],
   };
 }
 
@@ -79,7 +81,11 @@ async function fleetTree(work: WorkRepo, mirror: SourceMirror, storeDir: string)
   // The 10,000-file tree goes: this section's commits carry the fleet alone.
   rmSync(join(work.dir, "fleet"), { recursive: true, force: true });
   writeFileSync(join(work.dir, "tidemark.yaml"), tidemarkYaml(hosts, "fleet"));
-  const files = (host: string, common: string) => ({ "agent.conf": `node_name = ${host}\nlisten = 0.0.0.0:9100\n`, "limits.conf": `${host} nofile 65536\n`, "common.conf": common });
+  const files = (host: string, common: string) => ({
+    "agent.conf": `node_name = ${host}\nlisten = 0.0.0.0:9100\n`,
+    "limits.conf": `${host} nofile 65536\n`,
+    "common.conf": common,
+  });
   for (const host of hosts) {
     const app = join(work.dir, "fleet", host, "agent");
     mkdirSync(app, { recursive: true });
@@ -94,11 +100,19 @@ async function fleetTree(work: WorkRepo, mirror: SourceMirror, storeDir: string)
 
   await work.commit(Object.fromEntries(hosts.map((host) => [`fleet/${host}/agent/common.conf`, "log_level = debug\n"])), "every host");
   const all = await timePlans(work, mirror, storeDir, FLEET_RUNS_ALL, (plan) => {
-    const common = plan.hosts.filter((host) => host.apps.some((app) => app.files.some((file) => file.path === "common.conf" && file.change === "changed")));
-    if (plan.hosts.length !== FLEET || common.length !== FLEET) throw new Error(`wrong plan: ${plan.hosts.length} hosts, ${common.length} with common.conf changed`);
+    const common = plan.hosts.filter((host) =>
+      host.apps.some((app) => app.files.some((file) => file.path === "common.conf" && file.change === "changed")),
+    );
+    if (plan.hosts.length !== FLEET || common.length !== FLEET)
+      throw new Error(`wrong plan: ${plan.hosts.length} hosts, ${common.length} with common.conf changed`);
   });
   const [oneMs, allMs] = [median(one), median(all)];
-  const row = (step: string, times: number[]) => [step, `${median(times).toFixed(1)} ms`, `${Math.min(...times).toFixed(1)} ms`, `${Math.max(...times).toFixed(1)} ms`];
+  const row = (step: string, times: number[]) => [
+    step,
+    `${median(times).toFixed(1)} ms`,
+    `${Math.min(...times).toFixed(1)} ms`,
+    `${Math.max(...times).toFixed(1)} ms`,
+  ];
   return {
     title: "Planning for 1,000 hosts",
     setup: `A fleet of ${FLEET.toLocaleString("en")} hosts with one app of ${Object.keys(files("", "")).length} small files each (${fileCount.toLocaleString("en")} files), planned against a warm mirror and a store that holds the previous deployment; a fresh store handle each run. One host's file changed (${RUNS} runs), then a file every host shares changed on all of them (${FLEET_RUNS_ALL} runs).`,
@@ -122,7 +136,13 @@ function tidemarkYaml(hosts: string[], tree: string): string {
 }
 
 /** Commits what is in the work dir and records it in a new store as deployed to every host; times a whole validation and the first import. */
-async function deployFirst(work: WorkRepo, mirror: SourceMirror, storeDir: string, hosts: string[], message: string): Promise<{ validateMs: number; importMs: number }> {
+async function deployFirst(
+  work: WorkRepo,
+  mirror: SourceMirror,
+  storeDir: string,
+  hosts: string[],
+  message: string,
+): Promise<{ validateMs: number; importMs: number }> {
   await work.commit({}, message);
   await work.push("main");
   await mirror.fetch();
@@ -136,12 +156,29 @@ async function deployFirst(work: WorkRepo, mirror: SourceMirror, storeDir: strin
   const importStart = performance.now();
   await store.importTree(mirror.reader, initial.envTreeOid);
   const importMs = performance.now() - importStart;
-  await store.record({ id: newDeploymentId(), environment: "production", sourceRepo: mirror.url, sourceCommit: first.commit, sourceRef: first.ref, trigger: "cli", hosts: hosts.map((host) => ({ host, outcome: "deployed" })) }, initial.envTreeOid);
+  await store.record(
+    {
+      id: newDeploymentId(),
+      environment: "production",
+      sourceRepo: mirror.url,
+      sourceCommit: first.commit,
+      sourceRef: first.ref,
+      trigger: "cli",
+      hosts: hosts.map((host) => ({ host, outcome: "deployed" })),
+    },
+    initial.envTreeOid,
+  );
   return { validateMs, importMs };
 }
 
 /** Pushes the work repo's last commit and plans it `runs` times, each against a fresh store handle (no cache carried over), checking each plan. */
-async function timePlans(work: WorkRepo, mirror: SourceMirror, storeDir: string, runs: number, check: (plan: Plan) => void): Promise<number[]> {
+async function timePlans(
+  work: WorkRepo,
+  mirror: SourceMirror,
+  storeDir: string,
+  runs: number,
+  check: (plan: Plan) => void,
+): Promise<number[]> {
   await work.push("main");
   await mirror.fetch();
   const next: SourceCommit = await resolveEnvironment(mirror, "production");
@@ -157,6 +194,8 @@ async function timePlans(work: WorkRepo, mirror: SourceMirror, storeDir: string,
 }
 
 function expectFiles(plan: Plan, expected: string[]): void {
-  const files = plan.hosts.flatMap((host) => host.apps.flatMap((app) => app.files.map((file) => `${host.host}/${app.app}/${file.path}:${file.change}`)));
+  const files = plan.hosts.flatMap((host) =>
+    host.apps.flatMap((app) => app.files.map((file) => `${host.host}/${app.app}/${file.path}:${file.change}`)),
+  );
   if (files.join() !== expected.join()) throw new Error(`wrong plan: ${files.join()}`);
 }

@@ -45,12 +45,31 @@ const bench: Bench = async (log) => {
   const work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
   const info = bed.describe();
   const uplink = `tmk${bed.id}`;
-  const wireBytes = () => ["tx_bytes", "rx_bytes"].reduce((sum, counter) => sum + Number(readFileSync(`/sys/class/net/${uplink}/statistics/${counter}`, "utf8")), 0);
-  const sshOptions = ["-i", bed.clientKeyPath, "-o", `UserKnownHostsFile=${info.knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"];
+  const wireBytes = () =>
+    ["tx_bytes", "rx_bytes"].reduce(
+      (sum, counter) => sum + Number(readFileSync(`/sys/class/net/${uplink}/statistics/${counter}`, "utf8")),
+      0,
+    );
+  const sshOptions = [
+    "-i",
+    bed.clientKeyPath,
+    "-o",
+    `UserKnownHostsFile=${info.knownHosts}`,
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "BatchMode=yes",
+  ];
   // OpenSSH's client for the bench's own looks at the hosts, apart from what is measured.
-  const onHosts = (line: string) => Promise.all(bed.hosts.map(async (host) => (await run("ssh", [...sshOptions, `root@${host.address}`, line])).stdout.trim()));
+  const onHosts = (line: string) =>
+    Promise.all(bed.hosts.map(async (host) => (await run("ssh", [...sshOptions, `root@${host.address}`, line])).stdout.trim()));
   // The CLI pushes the moved tag: its repo URL carries the forge's credentials.
-  const env = { TIDEMARK_REPO: bed.forge!.pushUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
+  const env = {
+    TIDEMARK_REPO: bed.forge!.pushUrl(bed.forgeRepo),
+    TIDEMARK_STORE: join(dir, "store.git"),
+    TIDEMARK_MIRRORS: join(dir, "mirrors"),
+    TIDEMARK_SSH_KEY: bed.clientKeyPath,
+  };
   const tidemark = async (args: string[]) => {
     let out = "";
     let err = "";
@@ -65,24 +84,34 @@ const bench: Bench = async (log) => {
     const { took, json } = await tidemark(["deploy", "production", "--yes", "--settle", String(settle)]);
     const deployment = json as unknown as DeploymentJson;
     const wrong = deployment.hosts.filter((host) => host.outcome !== expected);
-    if (wrong.length > 0) throw new Error(`expected every host ${expected}: ${wrong.map((host) => `${host.host} ${host.outcome} ${host.detail ?? ""}`).join("; ")}`);
+    if (wrong.length > 0)
+      throw new Error(
+        `expected every host ${expected}: ${wrong.map((host) => `${host.host} ${host.outcome} ${host.detail ?? ""}`).join("; ")}`,
+      );
     return { took, deployment, wirePerHost: (wireBytes() - bytes) / HOSTS };
   };
   /** What each host runs: the first line of the app's file0 under `current`, and whether the unit is active. */
-  const live = () => onHosts(`printf '%s %s' "$(head -n1 /var/lib/tidemark/apps/bench/current/static/file0.txt)" "$(systemctl is-active ${UNIT})"`);
+  const live = () =>
+    onHosts(`printf '%s %s' "$(head -n1 /var/lib/tidemark/apps/bench/current/static/file0.txt)" "$(systemctl is-active ${UNIT})"`);
   const expectLive = async (version: string, when: string) => {
     const seen = await live();
-    if (seen.some((line) => line !== `${version} active`)) throw new Error(`after ${when}, the hosts run ${JSON.stringify(seen)}, not ${version} with ${UNIT} active`);
+    if (seen.some((line) => line !== `${version} active`))
+      throw new Error(`after ${when}, the hosts run ${JSON.stringify(seen)}, not ${version} with ${UNIT} active`);
   };
 
   try {
     const app = (version: string, run = "exec sleep infinity") => ({
-      ...Object.fromEntries(Array.from({ length: FILES }, (_, i) => [`static/file${i}.txt`, `${i === 0 ? version : 0}\n${"x".repeat(4000)}\n`])),
+      ...Object.fromEntries(
+        Array.from({ length: FILES }, (_, i) => [`static/file${i}.txt`, `${i === 0 ? version : 0}\n${"x".repeat(4000)}\n`]),
+      ),
       "run.sh": `${run}\n`,
       [`systemd/${UNIT}`]: `[Unit]\nDescription=bench\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/bench/current/run.sh\n`,
       "manifest.json": JSON.stringify({ systemd: { units_enabled: [UNIT] } }),
     });
-    const tree = (files: Record<string, string>) => Object.fromEntries(bed.hosts.flatMap((host) => Object.entries(files).map(([path, content]) => [`fleet/${host.name}/bench/${path}`, content])));
+    const tree = (files: Record<string, string>) =>
+      Object.fromEntries(
+        bed.hosts.flatMap((host) => Object.entries(files).map(([path, content]) => [`fleet/${host.name}/bench/${path}`, content])),
+      );
     /** A release as people make one: a commit, its own tag, and the pin `production` moved to it. */
     const release = async (name: string, files: Record<string, string>) => {
       const sha = await work.commit(tree(files), name);
@@ -93,7 +122,12 @@ const bench: Bench = async (log) => {
     };
 
     const inventory = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, hostKey: "${host.hostKey}" }`).join("\n");
-    await work.commit({ "tidemark.yaml": `environments:\n  production: { track: { tag: production }, tree: fleet }\nhosts:\n${inventory}\nrollout: { maxParallel: ${HOSTS}, canary: 0, maxFailures: ${HOSTS} }\n` }, "config");
+    await work.commit(
+      {
+        "tidemark.yaml": `environments:\n  production: { track: { tag: production }, tree: fleet }\nhosts:\n${inventory}\nrollout: { maxParallel: ${HOSTS}, canary: 0, maxFailures: ${HOSTS} }\n`,
+      },
+      "config",
+    );
     const base = await release("v0", app("v0"));
     await deploy(0, "deployed");
     await expectLive("v0", "the first deployment");
@@ -108,13 +142,24 @@ const bench: Bench = async (log) => {
       await release(`f${round}`, app(`f${round}`));
       const ahead = await deploy(0, "deployed");
       await expectLive(`f${round}`, `the forward deployment of round ${round}`);
-      forward.push({ took: ahead.took, uploaded: median(ahead.deployment.hosts.map((host) => host.uploadedBytes ?? Number.NaN)), wire: ahead.wirePerHost });
+      forward.push({
+        took: ahead.took,
+        uploaded: median(ahead.deployment.hosts.map((host) => host.uploadedBytes ?? Number.NaN)),
+        wire: ahead.wirePerHost,
+      });
 
       const moved = await tidemark(["rollback", "production", "--yes"]);
-      if (moved.code !== 0 || moved.json.action !== "moved-tag" || moved.json.commit !== base) throw new Error(`tidemark rollback did not move the pin back to v0: ${JSON.stringify(moved.json)}`);
+      if (moved.code !== 0 || moved.json.action !== "moved-tag" || moved.json.commit !== base)
+        throw new Error(`tidemark rollback did not move the pin back to v0: ${JSON.stringify(moved.json)}`);
       const behind = await deploy(0, "deployed");
       await expectLive("v0", `the rollback of round ${round}`);
-      back.push({ move: moved.took, took: behind.took, uploaded: behind.deployment.hosts.map((host) => host.uploadedBytes ?? Number.NaN), wire: behind.wirePerHost, returnTo: behind.deployment.returnTo?.sourceCommit === base });
+      back.push({
+        move: moved.took,
+        took: behind.took,
+        uploaded: behind.deployment.hosts.map((host) => host.uploadedBytes ?? Number.NaN),
+        wire: behind.wirePerHost,
+        returnTo: behind.deployment.returnTo?.sourceCommit === base,
+      });
 
       // (a) a release whose unit exits at once on every host: each host sees it fail and goes back to v0 by itself.
       await release(`b${round}`, app(`b${round}`, "exit 3"));
@@ -128,9 +173,20 @@ const bench: Bench = async (log) => {
         if (turn < 0) throw new Error(`${host.host} rolled back without a rollback step in its timeline: ${JSON.stringify(steps)}`);
         const rolledBack = at("rollback", turn);
         const done = at("done", turn);
-        auto.push({ detect: rolledBack - at("check"), back: done - rolledBack, switch: at("restart", turn) - at("switch", turn), restart: at("check", turn) - at("restart", turn), check: done - at("check", turn) });
+        auto.push({
+          detect: rolledBack - at("check"),
+          back: done - rolledBack,
+          switch: at("restart", turn) - at("switch", turn),
+          restart: at("check", turn) - at("restart", turn),
+          check: done - at("check", turn),
+        });
       }
-      log(`round ${round}/${ROUNDS}: forward ${ms(ahead.took)}, tag moved back ${ms(moved.took)}, rollback deployment ${ms(behind.took)} (${behind.deployment.hosts.map((host) => host.uploadedBytes).join("/")} bytes uploaded), automatic rollback ${auto.slice(-HOSTS).map((sample) => ms(sample.back)).join("/")}`);
+      log(
+        `round ${round}/${ROUNDS}: forward ${ms(ahead.took)}, tag moved back ${ms(moved.took)}, rollback deployment ${ms(behind.took)} (${behind.deployment.hosts.map((host) => host.uploadedBytes).join("/")} bytes uploaded), automatic rollback ${auto
+          .slice(-HOSTS)
+          .map((sample) => ms(sample.back))
+          .join("/")}`,
+      );
     }
 
     const stat = (values: number[]) => [ms(median(values)), ms(Math.min(...values)), ms(Math.max(...values))];
@@ -146,11 +202,17 @@ const bench: Bench = async (log) => {
         setup: `A release whose unit exits at once (\`exit 3\`) on all ${HOSTS} systemd hosts, deployed with \`tidemark deploy\` (settle ${FAILING_SETTLE} s); each host sees its unit fail and goes back to the release before by itself. Times are from the deployment's own per-host timeline (\`timeline\` in the deployment JSON, \`Tidemark-Timeline\` in the store); after each run every host is checked over ssh: \`current\` holds the previous release and the unit is active. ${auto.length} samples (${HOSTS} hosts × ${ROUNDS} rounds).`,
         header: ["step", "median", "min", "max"],
         rows: [
-          ["failure seen → previous release active (`rollback` → `done`: switch back, restart, unit checked active)", ...stat(auto.map((sample) => sample.back))],
+          [
+            "failure seen → previous release active (`rollback` → `done`: switch back, restart, unit checked active)",
+            ...stat(auto.map((sample) => sample.back)),
+          ],
           ["↳ switch `current` back", ...stat(auto.map((sample) => sample.switch))],
           ["↳ daemon-reload, restart the unit", ...stat(auto.map((sample) => sample.restart))],
           [`↳ unit check (settle ${FAILING_SETTLE} s, then its state)`, ...stat(auto.map((sample) => sample.check))],
-          [`unit check of the new release → failure seen (settle ${FAILING_SETTLE} s, unit state, the unit's journal)`, ...stat(auto.map((sample) => sample.detect))],
+          [
+            `unit check of the new release → failure seen (settle ${FAILING_SETTLE} s, unit state, the unit's journal)`,
+            ...stat(auto.map((sample) => sample.detect)),
+          ],
           ["the whole failing deployment (fetch, plan, upload, switch, restart, check, rollback, record)", ...stat(failingDeploys)],
         ],
         notes: [
@@ -163,9 +225,27 @@ const bench: Bench = async (log) => {
         setup: `An environment tracking the pin tag \`production\` on ${HOSTS} systemd hosts. Each round, side by side: the tag moves forward to a one-file change (a 4 KiB file of ${FILES}) and \`tidemark deploy\` deploys it; then \`tidemark rollback production --yes\` moves the tag back to the release before (whose release dirs are still on the hosts) and \`tidemark deploy\` deploys that. Settle 0 s; bytes uploaded from the deployment JSON (\`uploadedBytes\`), bytes on the wire both directions on the bed's one uplink. Median of ${ROUNDS} rounds.`,
         header: ["step", "median", "min", "max", "uploaded per host", "on the wire per host", "vs forward"],
         rows: [
-          ["forward: `tidemark deploy` of a one-file change", ...stat(forward.map((sample) => sample.took)), kib(median(forward.map((sample) => sample.uploaded))), kib(median(forward.map((sample) => sample.wire))), "1"],
-          ["back: `tidemark deploy` of the tag moved back", ...stat(back.map((sample) => sample.took)), bytes(median(uploads)), kib(median(back.map((sample) => sample.wire))), ratio(backDeployMs, forwardMs)],
-          ["`tidemark rollback production --yes` (find the release before, move and push the tag)", ...stat(back.map((sample) => sample.move)), "", "", ratio(median(back.map((sample) => sample.move)), forwardMs)],
+          [
+            "forward: `tidemark deploy` of a one-file change",
+            ...stat(forward.map((sample) => sample.took)),
+            kib(median(forward.map((sample) => sample.uploaded))),
+            kib(median(forward.map((sample) => sample.wire))),
+            "1",
+          ],
+          [
+            "back: `tidemark deploy` of the tag moved back",
+            ...stat(back.map((sample) => sample.took)),
+            bytes(median(uploads)),
+            kib(median(back.map((sample) => sample.wire))),
+            ratio(backDeployMs, forwardMs),
+          ],
+          [
+            "`tidemark rollback production --yes` (find the release before, move and push the tag)",
+            ...stat(back.map((sample) => sample.move)),
+            "",
+            "",
+            ratio(median(back.map((sample) => sample.move)), forwardMs),
+          ],
           ["back in all: `tidemark rollback` + `tidemark deploy`", ...stat(totals), "", "", ratio(median(totals), forwardMs)],
         ],
         notes: [

@@ -24,10 +24,21 @@ const bench: Bench = async (log) => {
     const envs = [...layout.environments.keys()];
     await bed.forge!.createRepo("acme", "tidemark-store", { private: true });
     const storeRemote = bed.forge!.pushUrl("acme/tidemark-store");
-    const everywhere = (version: string) => Object.assign({}, ...envs.flatMap((env) => layout.environments.get(env)!.map((host) => appFiles(env, host.name, version, false)))) as Record<string, string>;
+    const everywhere = (version: string) =>
+      Object.assign(
+        {},
+        ...envs.flatMap((env) => layout.environments.get(env)!.map((host) => appFiles(env, host.name, version, false))),
+      ) as Record<string, string>;
     await work.commit({ "tidemark.yaml": fleetConfig(layout), ...everywhere("v0") }, "v0");
     await work.push("main", ...envs.map((env) => `main:refs/heads/${env}`));
-    const start = (i: number) => OperatorProcess.start("worker", { ...operators[i]!.env, TIDEMARK_STORE_REMOTE: storeRemote, TIDEMARK_REDIS_URL: bed.redis!.url, TIDEMARK_POLL_INTERVAL: "1", TIDEMARK_SETTLE: "0" });
+    const start = (i: number) =>
+      OperatorProcess.start("worker", {
+        ...operators[i]!.env,
+        TIDEMARK_STORE_REMOTE: storeRemote,
+        TIDEMARK_REDIS_URL: bed.redis!.url,
+        TIDEMARK_POLL_INTERVAL: "1",
+        TIDEMARK_SETTLE: "0",
+      });
 
     /** Pushes every environment's branch at once; the time until each environment has recorded that commit. */
     const round = async (workers: OperatorProcess[], version: string): Promise<number> => {
@@ -37,9 +48,17 @@ const bench: Bench = async (log) => {
       await work.push(...envs.map((env) => `main:refs/heads/${env}`));
       const done = (line: LogLine) => line.commit === sha && line.outcome === "succeeded";
       for (;;) {
-        const finished = new Set(workers.flatMap((worker, i) => worker.lines.slice(marks[i]).filter(done).map((line) => line.environment)));
+        const finished = new Set(
+          workers.flatMap((worker, i) =>
+            worker.lines
+              .slice(marks[i])
+              .filter(done)
+              .map((line) => line.environment),
+          ),
+        );
         if (finished.size === envs.length) return performance.now() - began;
-        if (performance.now() - began > 180_000) throw new Error(`only ${finished.size} of ${envs.length} environments deployed ${version} within 3 minutes`);
+        if (performance.now() - began > 180_000)
+          throw new Error(`only ${finished.size} of ${envs.length} environments deployed ${version} within 3 minutes`);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     };
@@ -54,7 +73,16 @@ const bench: Bench = async (log) => {
         else {
           const mark = workers.map((worker) => worker.lines.length);
           times[setup].push(await round(workers, `r${r}-${setup}`));
-          if (setup === "three") spread.push(Math.max(...workers.map((worker, i) => worker.lines.slice(mark[i]).filter((line) => typeof line.deployment === "string" && typeof line.outcome === "string").length)));
+          if (setup === "three")
+            spread.push(
+              Math.max(
+                ...workers.map(
+                  (worker, i) =>
+                    worker.lines.slice(mark[i]).filter((line) => typeof line.deployment === "string" && typeof line.outcome === "string")
+                      .length,
+                ),
+              ),
+            );
         }
         await Promise.all(workers.map((worker) => worker.stop()));
       }

@@ -20,8 +20,14 @@ const bench: Bench = async (log) => {
   const commands = {
     node: { label: "`node -e 0`", args: ["-e", "0"] },
     tidemark: { label: "`tidemark --version` (`node bin/tidemark.js --version`)", args: [BIN, "--version"] },
-    load: { label: "`node -e 'await import(\"dist/cli/main.js\")'` (loading only, no command)", args: ["--input-type=module", "-e", `await import(${JSON.stringify(MAIN)})`] },
-    commander: { label: "`node -e 'await import(\"commander\")'` (the argument parser alone)", args: ["--input-type=module", "-e", `await import(${JSON.stringify(COMMANDER)})`] },
+    load: {
+      label: "`node -e 'await import(\"dist/cli/main.js\")'` (loading only, no command)",
+      args: ["--input-type=module", "-e", `await import(${JSON.stringify(MAIN)})`],
+    },
+    commander: {
+      label: "`node -e 'await import(\"commander\")'` (the argument parser alone)",
+      args: ["--input-type=module", "-e", `await import(${JSON.stringify(COMMANDER)})`],
+    },
   } as const;
   const names = Object.keys(commands) as Array<keyof typeof commands>;
   const samples: Record<keyof typeof commands, number[]> = { node: [], tidemark: [], load: [], commander: [] };
@@ -31,12 +37,18 @@ const bench: Bench = async (log) => {
     for (const name of order) {
       const run = await timedRun(process.execPath, commands[name].args, { env: { PATH: process.env.PATH } });
       if (run.code !== 0) throw new Error(`${commands[name].label} exited ${String(run.code)}: ${run.stderr}`);
-      if (name === "tidemark" && run.stdout.trim() !== version) throw new Error(`tidemark --version printed ${JSON.stringify(run.stdout)}, not ${version}`);
+      if (name === "tidemark" && run.stdout.trim() !== version)
+        throw new Error(`tidemark --version printed ${JSON.stringify(run.stdout)}, not ${version}`);
       if (round > 0) samples[name].push(run.ms);
     }
   }
   log(`${RUNS} runs each: ${names.map((name) => `${name} ${ms(median(samples[name]))}`).join(", ")}`);
-  const [node, tidemark, load, commander] = [median(samples.node), median(samples.tidemark), median(samples.load), median(samples.commander)];
+  const [node, tidemark, load, commander] = [
+    median(samples.node),
+    median(samples.tidemark),
+    median(samples.load),
+    median(samples.commander),
+  ];
   const met = tidemark / node <= 1.5;
   return [
     {
@@ -46,7 +58,11 @@ const bench: Bench = async (log) => {
       rows: names.map((name) => [commands[name].label, spread(samples[name], ms), ratio(median(samples[name]), node)]),
       notes: [
         `\`tidemark --version\` takes ${ratio(tidemark, node)} the time of \`node -e 0\` (${ms(tidemark)} vs ${ms(node)}); goal: at most 1.5× (${met ? "met" : "missed"}).`,
-        ...(met ? [] : [`Of the ${ms(tidemark - node)} above Node's own start, loading the CLI's entry module and what it imports takes ${ms(load - node)}, of which commander alone ${ms(commander - node)}; the rest is running the command and exiting.`]),
+        ...(met
+          ? []
+          : [
+              `Of the ${ms(tidemark - node)} above Node's own start, loading the CLI's entry module and what it imports takes ${ms(load - node)}, of which commander alone ${ms(commander - node)}; the rest is running the command and exiting.`,
+            ]),
       ],
     },
   ];

@@ -19,4 +19,13 @@ const result = await autocannon({
   body,
   requests: [{ setupRequest: (request) => ({ ...request, headers: { ...request.headers, "x-github-delivery": randomUUID() } }) }],
 });
-process.stdout.write(JSON.stringify({ requests: result.requests, latency: result.latency, non2xx: result.non2xx, errors: result.errors, timeouts: result.timeouts, statusCodeStats: result.statusCodeStats }));
+process.stdout.write(
+  JSON.stringify({
+    requests: result.requests,
+    latency: result.latency,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    statusCodeStats: result.statusCodeStats,
+  }),
+);

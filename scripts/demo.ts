@@ -23,7 +23,12 @@ const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 const step = (text: string) => console.log(`\n▸ ${text}`);
 const say = (text: string) => console.log(`  ${text}`);
 const check = (text: string) => console.log(`  ✓ ${text}`);
-const indent = (text: string) => text.trimEnd().split("\n").map((line) => `    │ ${line}`).join("\n");
+const indent = (text: string) =>
+  text
+    .trimEnd()
+    .split("\n")
+    .map((line) => `    │ ${line}`)
+    .join("\n");
 
 const STAGING = ["web01", "web02"];
 const app = (version: string, run = "exec sleep infinity") => ({
@@ -32,7 +37,10 @@ const app = (version: string, run = "exec sleep infinity") => ({
   "app/run.sh": `${run}\n`,
   "app/version": `${version}\n`,
 });
-const tree = (environment: string, hosts: string[], files: Record<string, string>) => Object.fromEntries(hosts.flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/${environment}/${host}/${path}`, content])));
+const tree = (environment: string, hosts: string[], files: Record<string, string>) =>
+  Object.fromEntries(
+    hosts.flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/${environment}/${host}/${path}`, content])),
+  );
 
 step("bringing up the test bed: 3 systemd hosts, a forge (git over smart HTTP + GitHub stand-in), Redis");
 const bed = await TestBed.up({ systemdHosts: 3, redis: true, forge: true, owner: values.keep ? null : process.pid });
@@ -70,12 +78,16 @@ try {
       .filter((line) => line.startsWith("{"))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   const waitLog = (what: string, match: (line: Record<string, unknown>) => boolean) =>
-    waitFor(what, () => {
-      const line = logLines().find(match);
-      if (line) return line;
-      if (!isAlive(running.pid)) throw new GiveUp(`tidemark serve exited:\n${readFileSync(running.log, "utf8").slice(-4000)}`);
-      return undefined;
-    }, { timeoutMs: 60_000, intervalMs: 50 });
+    waitFor(
+      what,
+      () => {
+        const line = logLines().find(match);
+        if (line) return line;
+        if (!isAlive(running.pid)) throw new GiveUp(`tidemark serve exited:\n${readFileSync(running.log, "utf8").slice(-4000)}`);
+        return undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 50 },
+    );
   await waitLog("tidemark serve to start", (line) => line.msg === "tidemark serve started");
   await bed.forge!.addHook(bed.forgeRepo, { url: `${url}/webhooks/github`, secret: bed.webhookSecret });
   say(`tidemark serve (pid ${serve.pid}) at ${url}, the forge's push webhook points at it`);
@@ -83,40 +95,65 @@ try {
   // The CLI pushes tags: its repo URL carries the forge's credentials, as a person's git would.
   const cli = async (...args: string[]) => {
     let out = "";
-    const code = await main(["node", "tidemark", ...args], { env: { ...operatorEnv, TIDEMARK_REPO: bed.forge!.pushUrl(bed.forgeRepo), TIDEMARK_SETTLE: "0.5" }, out: (text) => (out += text), err: (text) => (out += text) });
+    const code = await main(["node", "tidemark", ...args], {
+      env: { ...operatorEnv, TIDEMARK_REPO: bed.forge!.pushUrl(bed.forgeRepo), TIDEMARK_SETTLE: "0.5" },
+      out: (text) => (out += text),
+      err: (text) => (out += text),
+    });
     if (code !== 0) throw new Error(`tidemark ${args.join(" ")} exited ${code}:\n${out}`);
     return out;
   };
   const octokit = new Octokit({ baseUrl: bed.forge!.apiUrl, auth: bed.forge!.token });
   const [owner, repo] = bed.forgeRepo.split("/") as [string, string];
   const finalStatus = (sha: string, context: string) =>
-    waitFor(`the final ${context} status of ${sha.slice(0, 7)}`, async () => {
-      const { data } = await octokit.repos.getCombinedStatusForRef({ owner, repo, ref: sha });
-      const status = data.statuses.find((candidate) => candidate.context === context);
-      return status && status.state !== "pending" ? status : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 100 });
+    waitFor(
+      `the final ${context} status of ${sha.slice(0, 7)}`,
+      async () => {
+        const { data } = await octokit.repos.getCombinedStatusForRef({ owner, repo, ref: sha });
+        const status = data.statuses.find((candidate) => candidate.context === context);
+        return status && status.state !== "pending" ? status : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
   const finished = (environment: string, commit: string, skip = new Set<unknown>()) =>
-    waitLog(`the ${environment} deployment of ${commit.slice(0, 7)}`, (line) => line.environment === environment && line.commit === commit && typeof line.outcome === "string" && !skip.has(line.deployment));
+    waitLog(
+      `the ${environment} deployment of ${commit.slice(0, 7)}`,
+      (line) =>
+        line.environment === environment && line.commit === commit && typeof line.outcome === "string" && !skip.has(line.deployment),
+    );
   const version = (host: string) => shell.run(host, "cat /var/lib/tidemark/apps/app/current/version 2>/dev/null || echo none");
   const expectVersions = async (hosts: string[], expected: string) => {
     const found = await Promise.all(hosts.map(version));
-    if (found.some((value) => value !== expected)) throw new Error(`expected ${hosts.join(", ")} to run ${expected}, found ${found.join(", ")}`);
+    if (found.some((value) => value !== expected))
+      throw new Error(`expected ${hosts.join(", ")} to run ${expected}, found ${found.join(", ")}`);
   };
   const page = async (id: unknown, ...expected: string[]) => {
     const response = await fetch(`${url}/deployments/${String(id)}`);
     const text = await response.text();
     const missing = expected.filter((part) => !text.includes(part));
-    if (response.status !== 200 || missing.length > 0) throw new Error(`the page of deployment ${String(id)} (HTTP ${response.status}) lacks ${JSON.stringify(missing)}`);
+    if (response.status !== 200 || missing.length > 0)
+      throw new Error(`the page of deployment ${String(id)} (HTTP ${response.status}) lacks ${JSON.stringify(missing)}`);
     return `${url}/deployments/${String(id)}`;
   };
 
   const hostsYaml = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
   step("the fleet starts at v0.9: staging follows main, production follows the tag `production`");
-  await work.commit({
-    "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "  production: { track: { tag: production }, tree: clusters/production }", "hosts:", ...hostsYaml, "rollout: { maxParallel: 2, canary: 0, maxFailures: 2 }", ""].join("\n"),
-    ...tree("staging", STAGING, app("v0.9")),
-    ...tree("production", ["web03"], app("v0.9")),
-  }, "v0.9");
+  await work.commit(
+    {
+      "tidemark.yaml": [
+        "environments:",
+        "  staging: { track: { branch: main }, tree: clusters/staging }",
+        "  production: { track: { tag: production }, tree: clusters/production }",
+        "hosts:",
+        ...hostsYaml,
+        "rollout: { maxParallel: 2, canary: 0, maxFailures: 2 }",
+        "",
+      ].join("\n"),
+      ...tree("staging", STAGING, app("v0.9")),
+      ...tree("production", ["web03"], app("v0.9")),
+    },
+    "v0.9",
+  );
   await work.tag("v0.9.0");
   await work.tag("production");
   const v09 = await work.head();
@@ -137,20 +174,29 @@ try {
   say(`page: ${await page(deployedV1.deployment, "deployed", "Timeline")}   [${elapsed()}]`);
 
   step("2. a commit whose unit fails on web02: web02 rolls itself back, web01 keeps the new version");
-  const broken = await work.commit({ ...tree("staging", ["web01"], app("v2")), ...tree("staging", ["web02"], app("v2", "echo 'app: cannot parse /etc/app.conf: unknown key \"colour\"' >&2\nexit 3")) }, "app v2 (broken on web02)");
+  const broken = await work.commit(
+    {
+      ...tree("staging", ["web01"], app("v2")),
+      ...tree("staging", ["web02"], app("v2", "echo 'app: cannot parse /etc/app.conf: unknown key \"colour\"' >&2\nexit 3")),
+    },
+    "app v2 (broken on web02)",
+  );
   await work.push("main");
   say(`git push: ${broken.slice(0, 7)} "app v2 (broken on web02)"`);
   const rolledBack = await finished("staging", broken);
   await expectVersions(["web01"], "v2");
   await expectVersions(["web02"], "v1");
   const brokenStatus = await finalStatus(broken, "tidemark/staging");
-  if (brokenStatus.state !== "failure") throw new Error(`tidemark/staging on the broken commit is ${brokenStatus.state}: ${brokenStatus.description}`);
+  if (brokenStatus.state !== "failure")
+    throw new Error(`tidemark/staging on the broken commit is ${brokenStatus.state}: ${brokenStatus.description}`);
   check("web02 saw app.service fail and went back to v1 by itself; web01 runs v2");
   for (const context of ["tidemark/staging", ...STAGING.map((host) => `tidemark/staging/${host}`)]) {
     const status = await finalStatus(broken, context);
     say(`${context}: ${status.state} "${status.description}"`);
   }
-  say(`page (failed unit, its output, the rollback): ${await page(rolledBack.deployment, "rolled-back", "cannot parse /etc/app.conf", "switch (rollback)")}   [${elapsed()}]`);
+  say(
+    `page (failed unit, its output, the rollback): ${await page(rolledBack.deployment, "rolled-back", "cannot parse /etc/app.conf", "switch (rollback)")}   [${elapsed()}]`,
+  );
 
   step("3. git revert: back to v1, reported as a rollback, nothing uploaded");
   await work.git("revert", "--no-edit", "HEAD");
@@ -160,9 +206,18 @@ try {
   const reverted = await finished("staging", revert);
   await expectVersions(STAGING, "v1");
   const web01 = (reverted.hosts as Array<{ host: string; outcome: string; uploadedBytes?: number }>).find((host) => host.host === "web01");
-  if ((reverted.returnTo as { id?: string } | undefined)?.id !== deployedV1.deployment || web01?.outcome !== "deployed" || web01.uploadedBytes !== 0) throw new Error(`the revert was not a return to ${String(deployedV1.deployment)} with nothing uploaded to web01: ${JSON.stringify(reverted)}`);
+  if (
+    (reverted.returnTo as { id?: string } | undefined)?.id !== deployedV1.deployment ||
+    web01?.outcome !== "deployed" ||
+    web01.uploadedBytes !== 0
+  )
+    throw new Error(
+      `the revert was not a return to ${String(deployedV1.deployment)} with nothing uploaded to web01: ${JSON.stringify(reverted)}`,
+    );
   const revertStatus = await finalStatus(revert, "tidemark/staging");
-  check(`web01 is back on v1 from the release dir it kept (0 bytes uploaded), web02 untouched; tidemark/staging: ${revertStatus.state} "${revertStatus.description}"`);
+  check(
+    `web01 is back on v1 from the release dir it kept (0 bytes uploaded), web02 untouched; tidemark/staging: ${revertStatus.state} "${revertStatus.description}"`,
+  );
   say(`page: ${await page(reverted.deployment, "to the tree of", "nothing uploaded")}   [${elapsed()}]`);
 
   step("4. release: tag v1.0.0 and move the production pin to it");
@@ -184,9 +239,12 @@ try {
   const back = await finished("production", v09, new Set([firstProduction.deployment]));
   await expectVersions(["web03"], "v0.9");
   const tag = (await work.git("ls-remote", "origin", "refs/tags/production")).split("\t")[0];
-  if (tag !== v09 || (back.returnTo as { id?: string } | undefined)?.id !== firstProduction.deployment) throw new Error(`production is not back at v0.9.0 as a rollback: tag ${String(tag)}, ${JSON.stringify(back)}`);
+  if (tag !== v09 || (back.returnTo as { id?: string } | undefined)?.id !== firstProduction.deployment)
+    throw new Error(`production is not back at v0.9.0 as a rollback: tag ${String(tag)}, ${JSON.stringify(back)}`);
   const backStatus = await finalStatus(v09, "tidemark/production");
-  check(`the tag production is at ${v09.slice(0, 7)} (v0.9.0) again; web03 runs v0.9; tidemark/production: ${backStatus.state} "${backStatus.description}"`);
+  check(
+    `the tag production is at ${v09.slice(0, 7)} (v0.9.0) again; web03 runs v0.9; tidemark/production: ${backStatus.state} "${backStatus.description}"`,
+  );
 
   step("history, as the store keeps it (tidemark history staging)");
   console.log(indent(await cli("history", "staging")));
@@ -204,7 +262,9 @@ try {
   if (values.keep) {
     console.log(`\nEverything is still running (test bed ${bed.id}${serve ? `, tidemark serve pid ${serve.pid}` : ""}).`);
     if (serve) console.log(`  tidemark serve's log: ${serve.log}`);
-    console.log(`  the bed: ${JSON.stringify(bed.describe().forge ? { forge: bed.describe().forge!.url, redis: bed.describe().redis?.url } : {})}`);
+    console.log(
+      `  the bed: ${JSON.stringify(bed.describe().forge ? { forge: bed.describe().forge!.url, redis: bed.describe().redis?.url } : {})}`,
+    );
     console.log(`Stop it all with: npm run testbed -- down ${bed.id}`);
   } else {
     if (serve && isAlive(serve.pid)) {

@@ -22,7 +22,22 @@ export interface Context {
 }
 
 export function context(flags: CommonFlags, env: NodeJS.ProcessEnv, out: (text: string) => void): Context {
-  return { settings: loadSettings({ repo: flags.repo, store: flags.store, storeRemote: flags.storeRemote, sshKey: flags.sshKey, knownHosts: flags.knownHosts, config: flags.config, redis: flags.redis }, env), json: flags.json === true, out };
+  return {
+    settings: loadSettings(
+      {
+        repo: flags.repo,
+        store: flags.store,
+        storeRemote: flags.storeRemote,
+        sshKey: flags.sshKey,
+        knownHosts: flags.knownHosts,
+        config: flags.config,
+        redis: flags.redis,
+      },
+      env,
+    ),
+    json: flags.json === true,
+    out,
+  };
 }
 
 /** The source repo's mirror, fetched now unless asked not to. */

@@ -38,7 +38,11 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   const source = flags.ref ? await resolveUserRef(mirror, flags.ref) : await resolveEnvironment(mirror, environment);
   const prepared = await prepareEnvironmentPlan(mirror, store, environment, source);
   if (prepared.pin && !flags.planOnly) {
-    throw new TidemarkError("ENV_PINNED", `${environment} is pinned (${prepared.pin})`, `tidemark unpin ${environment} first, or move the pin with tidemark rollback ${environment} <target>`);
+    throw new TidemarkError(
+      "ENV_PINNED",
+      `${environment} is pinned (${prepared.pin})`,
+      `tidemark unpin ${environment} first, or move the pin with tidemark rollback ${environment} <target>`,
+    );
   }
   const planText = `source ${source.commit.slice(0, 7)} (${source.ref})${prepared.returnTo ? `, a return to ${prepared.returnTo.id}` : ""}\n${renderPlan(prepared.plan)}`;
   if (flags.planOnly) {
@@ -48,14 +52,25 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   (ctx.json ? terminal.err : ctx.out)(planText);
   if (changesNothing(prepared)) return noChange(ctx, terminal, store, prepared);
   if (!flags.yes) {
-    if (!terminal.interactive) throw new TidemarkError("CONFIRMATION_NEEDED", "refusing to deploy without confirmation: no terminal to ask", "pass --yes to deploy from a script");
+    if (!terminal.interactive)
+      throw new TidemarkError(
+        "CONFIRMATION_NEEDED",
+        "refusing to deploy without confirmation: no terminal to ask",
+        "pass --yes to deploy from a script",
+      );
     if (!(await terminal.ask(`deploy ${environment} to ${prepared.plan.hosts.length} host(s)? [y/N] `))) {
       terminal.err("nothing deployed\n");
       return EXIT.ok;
     }
   }
 
-  const progress = terminal.interactive && !ctx.json ? liveProgress(terminal.err, prepared.plan.hosts.map((host) => host.host)) : (host: string, phase: HostPhase) => terminal.err(`${host}: ${phase}\n`);
+  const progress =
+    terminal.interactive && !ctx.json
+      ? liveProgress(
+          terminal.err,
+          prepared.plan.hosts.map((host) => host.host),
+        )
+      : (host: string, phase: HostPhase) => terminal.err(`${host}: ${phase}\n`);
   const { deployment, reported } = await deployReported(ctx, terminal.err, mirror, store, prepared, {
     ssh: { privateKey: ctx.settings.sshKey ? readSshKey(ctx.settings.sshKey) : undefined, agent: ctx.settings.sshAgent },
     knownHosts: ctx.settings.knownHosts ? KnownHosts.read(ctx.settings.knownHosts) : undefined,
@@ -81,7 +96,10 @@ async function noChange(ctx: Context, terminal: Terminal, store: Store, prepared
   const last = (await store.history(environment, 20)).find((entry) => entry.trigger !== "unpin");
   if (last?.sourceCommit !== prepared.source.commit) await reportNoChange(ctx, terminal.err, prepared);
   const hosts = [...prepared.desired.hosts.keys()].sort().map((host) => ({ host, outcome: "unchanged" as const }));
-  if (ctx.json) ctx.out(`${JSON.stringify({ schema: "tidemark.no-change/v1", environment, sourceCommit: prepared.source.commit, sourceRef: prepared.source.ref, hosts }, null, 2)}\n`);
+  if (ctx.json)
+    ctx.out(
+      `${JSON.stringify({ schema: "tidemark.no-change/v1", environment, sourceCommit: prepared.source.commit, sourceRef: prepared.source.ref, hosts }, null, 2)}\n`,
+    );
   else ctx.out(`no change: every host of ${environment} already runs this config; nothing deployed, nothing recorded\n`);
   return EXIT.ok;
 }
@@ -101,13 +119,19 @@ export function deploymentJson(deployment: Deployment): object {
 export function summary(deployment: Deployment): string {
   const width = Math.max(4, ...deployment.hosts.map((host) => host.host.length));
   const outcomeWidth = Math.max(7, ...deployment.hosts.map((host) => host.outcome.length));
-  const rows = deployment.hosts.map((host) => `${host.host.padEnd(width)}  ${host.outcome.padEnd(outcomeWidth)}  ${host.detail ?? ""}`.trimEnd());
+  const rows = deployment.hosts.map((host) =>
+    `${host.host.padEnd(width)}  ${host.outcome.padEnd(outcomeWidth)}  ${host.detail ?? ""}`.trimEnd(),
+  );
   const logs = deployment.hosts.filter((host) => host.log).map((host) => `\n${host.host}:\n${indent(host.log!)}`);
   const title = `\ndeployment ${deployment.id}: ${deployment.environment} at ${deployment.sourceCommit.slice(0, 7)}${deployment.returnTo ? `, a return to ${deployment.returnTo.id}` : ""}`;
   return [title, `${"host".padEnd(width)}  ${"outcome".padEnd(outcomeWidth)}  detail`, ...rows, ...logs, ""].join("\n");
 }
 
-const indent = (text: string) => text.split("\n").map((line) => `  ${line}`).join("\n");
+const indent = (text: string) =>
+  text
+    .split("\n")
+    .map((line) => `  ${line}`)
+    .join("\n");
 
 /** One line per host, redrawn in place as hosts move through their phases. */
 function liveProgress(write: (text: string) => void, hosts: string[]): (host: string, phase: HostPhase) => void {

@@ -6,7 +6,13 @@ export async function historyCommand(ctx: Context, environment: string, options:
   const store = await openStore(ctx, environment);
   const entries = await store.history(environment, options.limit);
   if (ctx.json) {
-    ctx.out(`${JSON.stringify(entries.map((entry) => ({ ...entry, at: entry.at.toISOString() })), null, 2)}\n`);
+    ctx.out(
+      `${JSON.stringify(
+        entries.map((entry) => ({ ...entry, at: entry.at.toISOString() })),
+        null,
+        2,
+      )}\n`,
+    );
     return EXIT.ok;
   }
   if (entries.length === 0) ctx.out(`${environment}: no deployments yet\n`);
@@ -22,7 +28,9 @@ export async function historyCommand(ctx: Context, environment: string, options:
       entry.pin && `pinned`,
       entry.superseded && `superseded ${entry.superseded.map((commit) => commit.slice(0, 7)).join(", ")}`,
     ].filter(Boolean);
-    ctx.out(`${when}  ${entry.sourceCommit.slice(0, 7)} ${entry.sourceRef} (${entry.trigger})  ${hosts}${notes.length > 0 ? `  [${notes.join("; ")}]` : ""}\n`);
+    ctx.out(
+      `${when}  ${entry.sourceCommit.slice(0, 7)} ${entry.sourceRef} (${entry.trigger})  ${hosts}${notes.length > 0 ? `  [${notes.join("; ")}]` : ""}\n`,
+    );
   }
   return EXIT.ok;
 }

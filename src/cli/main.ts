@@ -74,18 +74,27 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       return run(async () => (await import("./validate.js")).validateCommand(await contextFor(flags), flags));
     });
 
-  common(program.command("plan").argument("<env>", "the environment").description("show what a deployment of the environment would change, host by host"))
+  common(
+    program
+      .command("plan")
+      .argument("<env>", "the environment")
+      .description("show what a deployment of the environment would change, host by host"),
+  )
     .option("--ref <ref>", "plan this branch, tag or commit instead of what the environment tracks")
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & { ref?: string }>();
       return run(async () => (await import("./plan.js")).planCommand(await contextFor(flags), environment, flags));
     });
 
-  common(program.command("status").argument("<env>", "the environment").description("per host: the live deployment, and whether changes are pending"))
-    .action(function (this: Command, environment: string) {
-      const flags = this.opts<CommonFlags>();
-      return run(async () => (await import("./status.js")).statusCommand(await contextFor(flags), environment));
-    });
+  common(
+    program
+      .command("status")
+      .argument("<env>", "the environment")
+      .description("per host: the live deployment, and whether changes are pending"),
+  ).action(function (this: Command, environment: string) {
+    const flags = this.opts<CommonFlags>();
+    return run(async () => (await import("./status.js")).statusCommand(await contextFor(flags), environment));
+  });
 
   common(program.command("history").argument("<env>", "the environment").description("the environment's deployments, newest first"))
     .option("--limit <n>", "how many", (value) => Number.parseInt(value, 10), 50)
@@ -94,7 +103,12 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       return run(async () => (await import("./history.js")).historyCommand(await contextFor(flags), environment, flags));
     });
 
-  common(program.command("deploy").argument("<env>", "the environment").description("deploy the environment over SSH: plan, confirm, apply host by host with automatic rollback, record"))
+  common(
+    program
+      .command("deploy")
+      .argument("<env>", "the environment")
+      .description("deploy the environment over SSH: plan, confirm, apply host by host with automatic rollback, record"),
+  )
     .option("--ref <ref>", "deploy this branch, tag or commit instead of what the environment tracks")
     .option("--yes", "do not ask for confirmation (needed without a terminal)")
     .option("--plan-only", "print the plan and stop")
@@ -108,9 +122,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       return run(async () => (await import("./deploy.js")).deployCommand(await contextFor(flags), terminal, environment, flags));
     });
 
-  common(program.command("rollback").argument("<env>", "the environment").argument("[target]", "a tag, a commit, or a deployment id from tidemark history (default: the deployment before the one live now)"))
-    .description("go back to an earlier state in one command: moves a pinned tag, or pushes a revert (--revert), or deploys the recorded tree from the store and pins the environment")
-    .option("--revert", "for an environment that tracks a branch: push a commit onto the branch whose tree is the target's, instead of pinning")
+  common(
+    program
+      .command("rollback")
+      .argument("<env>", "the environment")
+      .argument("[target]", "a tag, a commit, or a deployment id from tidemark history (default: the deployment before the one live now)"),
+  )
+    .description(
+      "go back to an earlier state in one command: moves a pinned tag, or pushes a revert (--revert), or deploys the recorded tree from the store and pins the environment",
+    )
+    .option(
+      "--revert",
+      "for an environment that tracks a branch: push a commit onto the branch whose tree is the target's, instead of pinning",
+    )
     .option("--yes", "do not ask for confirmation (needed without a terminal)")
     .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
     .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
@@ -119,10 +143,17 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(function (this: Command, environment: string, target: string | undefined) {
       const flags = this.opts<CommonFlags & RollbackFlags>();
       const terminal = { interactive: io.ask !== undefined, ask: io.ask ?? (() => Promise.resolve(false)), err: io.err };
-      return run(async () => (await import("./rollback.js")).rollbackCommand(await contextFor(flags), terminal, environment, target, flags));
+      return run(async () =>
+        (await import("./rollback.js")).rollbackCommand(await contextFor(flags), terminal, environment, target, flags),
+      );
     });
 
-  common(program.command("unpin").argument("<env>", "the environment").description("end a pin set by tidemark rollback: the environment follows its tracking rule again"))
+  common(
+    program
+      .command("unpin")
+      .argument("<env>", "the environment")
+      .description("end a pin set by tidemark rollback: the environment follows its tracking rule again"),
+  )
     .option("--redis <url>", "queue the deployment of where the environment tracks now on the operator's Redis (env: TIDEMARK_REDIS_URL)")
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags>();
@@ -136,17 +167,32 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option("--repo <url>", "the source repo, an http(s) clone URL; credentials as https://user:token@host/... (env: TIDEMARK_REPO)")
       .option("--redis <url>", "Redis: redis://[:password@]host:port[/db], rediss:// for TLS (env: TIDEMARK_REDIS_URL)")
       .option("--redis-ca <file>", "a PEM CA certificate for rediss:// (env: TIDEMARK_REDIS_CA)")
-      .option("--listen <host:port>", `where HTTP listens (env: TIDEMARK_LISTEN${role === "serve" ? "; default 127.0.0.1:8080" : "; default: no HTTP"})`)
-      .option("--poll-interval <seconds>", "how often the source repo is polled for pushes webhooks missed; 0 turns polling off (env: TIDEMARK_POLL_INTERVAL, default 60)")
+      .option(
+        "--listen <host:port>",
+        `where HTTP listens (env: TIDEMARK_LISTEN${role === "serve" ? "; default 127.0.0.1:8080" : "; default: no HTTP"})`,
+      )
+      .option(
+        "--poll-interval <seconds>",
+        "how often the source repo is polled for pushes webhooks missed; 0 turns polling off (env: TIDEMARK_POLL_INTERVAL, default 60)",
+      )
       .option("--store <path>", "the store, a bare git repository (env: TIDEMARK_STORE, default .tidemark/store.git)")
       .option("--store-remote <url>", "a git URL through which several workers share the store (env: TIDEMARK_STORE_REMOTE)")
       .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
       .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
       .option("--settle <seconds>", "how long units settle before they are checked (env: TIDEMARK_SETTLE, default 1)")
-      .option("--takeover-after <seconds>", "how long a dead worker's deployment waits before another worker takes it over (env: TIDEMARK_TAKEOVER_AFTER, default 30)")
-      .option("--shutdown-timeout <seconds>", "on SIGTERM, how long the hosts in flight may take before the process exits anyway (env: TIDEMARK_SHUTDOWN_TIMEOUT, default 60)")
+      .option(
+        "--takeover-after <seconds>",
+        "how long a dead worker's deployment waits before another worker takes it over (env: TIDEMARK_TAKEOVER_AFTER, default 30)",
+      )
+      .option(
+        "--shutdown-timeout <seconds>",
+        "on SIGTERM, how long the hosts in flight may take before the process exits anyway (env: TIDEMARK_SHUTDOWN_TIMEOUT, default 60)",
+      )
       .option("--config <file>", "a YAML or JSON file with settings, e.g. webhookSecrets: [old, new] (env: TIDEMARK_CONFIG)")
-      .addHelpText("after", "\nWebhook secrets come from TIDEMARK_WEBHOOK_SECRET (comma-separated, for rotation) or the config file, never from a flag: command lines are visible to every user of the machine.")
+      .addHelpText(
+        "after",
+        "\nWebhook secrets come from TIDEMARK_WEBHOOK_SECRET (comma-separated, for rotation) or the config file, never from a flag: command lines are visible to every user of the machine.",
+      )
       .action(function (this: Command) {
         const flags = this.opts<Flags>();
         return run(async () => (await import("./serve.js")).serviceCommand(role, flags, io.env));

@@ -11,6 +11,10 @@ export async function planCommand(ctx: Context, environment: string, options: { 
   const source = options.ref ? await resolveUserRef(mirror, options.ref) : await resolveEnvironment(mirror, environment);
   const { plan, returnTo, pin } = await prepareEnvironmentPlan(mirror, store, environment, source);
   const notes = [returnTo && `, a return to ${returnTo.id}`, pin && `; ${environment} is pinned (${pin})`].filter(Boolean).join("");
-  ctx.out(ctx.json ? `${JSON.stringify(planJson(plan, source), null, 2)}\n` : `source ${source.commit.slice(0, 7)} (${source.ref})${notes}\n${renderPlan(plan)}`);
+  ctx.out(
+    ctx.json
+      ? `${JSON.stringify(planJson(plan, source), null, 2)}\n`
+      : `source ${source.commit.slice(0, 7)} (${source.ref})${notes}\n${renderPlan(plan)}`,
+  );
   return EXIT.ok;
 }

@@ -31,7 +31,8 @@ async function openReporting(ctx: Context, err: (text: string) => void): Promise
     return { send: () => undefined, finish: () => Promise.resolve() };
   }
   const redact = settingsRedactor(ctx.settings);
-  const say = (fields: Record<string, unknown>, message: string) => err(`warning: ${redact([message, ...Object.entries(fields).map(([key, value]) => `${key} ${String(value)}`)].join("; "))}\n`);
+  const say = (fields: Record<string, unknown>, message: string) =>
+    err(`warning: ${redact([message, ...Object.entries(fields).map(([key, value]) => `${key} ${String(value)}`)].join("; "))}\n`);
   // Loaded here, not at the top: a command that reports nothing loads no Octokit.
   const { directReports } = await import("../github/direct-reports.js");
   // Octokit logs every failed request as an error; the command names at the end what did not get through instead.
@@ -47,9 +48,13 @@ async function openReporting(ctx: Context, err: (text: string) => void): Promise
 }
 
 function unpostedText(unposted: Unposted[], timeout: number, redact: Redactor): string {
-  const what = unposted.map(({ report }) => (report.kind === "status" ? `${report.status.context} ${report.status.state}` : `GitHub deployment ${report.deployment.state}`));
+  const what = unposted.map(({ report }) =>
+    report.kind === "status" ? `${report.status.context} ${report.status.state}` : `GitHub deployment ${report.deployment.state}`,
+  );
   const sha = unposted[0]!.report.kind === "status" ? unposted[0]!.report.status.sha : unposted[0]!.report.deployment.sha;
-  return redact(`not posted to GitHub on ${sha.slice(0, 7)} (tried for up to ${timeout} s): ${what.join(", ")}; ${unposted[0]!.reason.split("\n")[0]!}`);
+  return redact(
+    `not posted to GitHub on ${sha.slice(0, 7)} (tried for up to ${timeout} s): ${what.join(", ")}; ${unposted[0]!.reason.split("\n")[0]!}`,
+  );
 }
 
 /**
@@ -67,8 +72,15 @@ export async function deployReported(
 ): Promise<{ deployment: Deployment; reported: () => Promise<void> }> {
   const reporting = await openReporting(ctx, err);
   const id = newDeploymentId();
-  const facts = reporting.settings && deploymentFacts(prepared, id, { ...reporting.settings, targetUrl: deploymentUrl(reporting.settings, id) });
-  if (facts) reporting.send(startReports(facts, prepared.plan.hosts.map((host) => host.host)));
+  const facts =
+    reporting.settings && deploymentFacts(prepared, id, { ...reporting.settings, targetUrl: deploymentUrl(reporting.settings, id) });
+  if (facts)
+    reporting.send(
+      startReports(
+        facts,
+        prepared.plan.hosts.map((host) => host.host),
+      ),
+    );
   let deployment: Deployment;
   try {
     // The same redaction as the operator's: a unit's output reaches the store, the page and the statuses without the configured secrets.
@@ -86,6 +98,7 @@ export async function deployReported(
 export async function reportNoChange(ctx: Context, err: (text: string) => void, prepared: PreparedPlan): Promise<void> {
   const reporting = await openReporting(ctx, err);
   const { environment } = prepared.plan;
-  if (reporting.settings) reporting.send(statusReports([noChangeStatus(environment, prepared.source.commit, environmentUrl(reporting.settings, environment))]));
+  if (reporting.settings)
+    reporting.send(statusReports([noChangeStatus(environment, prepared.source.commit, environmentUrl(reporting.settings, environment))]));
   await reporting.finish();
 }

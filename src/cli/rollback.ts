@@ -34,7 +34,13 @@ const HISTORY_DEPTH = 1000;
  *   - otherwise: the recorded tree is deployed from the store, here and now (the source repo
  *     may be down), and the environment is pinned until `tidemark unpin`.
  */
-export async function rollbackCommand(ctx: Context, terminal: Terminal, environment: string, target: string | undefined, flags: RollbackFlags): Promise<number> {
+export async function rollbackCommand(
+  ctx: Context,
+  terminal: Terminal,
+  environment: string,
+  target: string | undefined,
+  flags: RollbackFlags,
+): Promise<number> {
   const mirror = await openMirror(ctx, { fetch: false });
   const reachable = await mirror.fetch().then(
     () => true,
@@ -49,39 +55,106 @@ export async function rollbackCommand(ctx: Context, terminal: Terminal, environm
   const history = await store.history(environment, HISTORY_DEPTH);
   const wanted = await resolveTarget(mirror, history, environment, target);
   const needsRepo = (what: string) => {
-    if (!reachable) throw new TidemarkError("REPO_UNREACHABLE", `cannot ${what}: the source repo is unreachable`, `roll back from the store instead (without --revert), which needs no source repo${"tag" in track ? ", or move the tag when the repo is back" : ""}`);
+    if (!reachable)
+      throw new TidemarkError(
+        "REPO_UNREACHABLE",
+        `cannot ${what}: the source repo is unreachable`,
+        `roll back from the store instead (without --revert), which needs no source repo${"tag" in track ? ", or move the tag when the repo is back" : ""}`,
+      );
   };
 
   if ("tag" in track) {
-    if (flags.revert) throw new TidemarkError("USAGE", `${environment} tracks the tag ${track.tag}: rollback moves the tag; --revert is for environments that track a branch`, `run tidemark rollback ${environment} ${target ?? ""} without --revert`.trimEnd());
+    if (flags.revert)
+      throw new TidemarkError(
+        "USAGE",
+        `${environment} tracks the tag ${track.tag}: rollback moves the tag; --revert is for environments that track a branch`,
+        `run tidemark rollback ${environment} ${target ?? ""} without --revert`.trimEnd(),
+      );
     needsRepo(`move the tag ${track.tag}`);
     const prepared = await prepareEnvironmentPlan(mirror, store, environment, { ref: `refs/tags/${track.tag}`, commit: wanted.commit });
-    if (!(await confirm(ctx, terminal, prepared, `move the tag ${track.tag} to ${wanted.commit.slice(0, 7)} (${wanted.label}) and push it?`, flags))) return EXIT.ok;
+    if (
+      !(await confirm(
+        ctx,
+        terminal,
+        prepared,
+        `move the tag ${track.tag} to ${wanted.commit.slice(0, 7)} (${wanted.label}) and push it?`,
+        flags,
+      ))
+    )
+      return EXIT.ok;
     await mirror.pushRef(`refs/tags/${track.tag}`, wanted.commit, { force: true });
-    return done(ctx, { action: "moved-tag", environment, tag: track.tag, commit: wanted.commit }, `moved ${track.tag} to ${wanted.commit.slice(0, 7)} (${wanted.label}); the operator deploys it at the tag's push, or run tidemark deploy ${environment}\n`);
+    return done(
+      ctx,
+      { action: "moved-tag", environment, tag: track.tag, commit: wanted.commit },
+      `moved ${track.tag} to ${wanted.commit.slice(0, 7)} (${wanted.label}); the operator deploys it at the tag's push, or run tidemark deploy ${environment}\n`,
+    );
   }
 
   if (flags.revert) {
-    if (!("branch" in track)) throw new TidemarkError("USAGE", `${environment} tracks the tags ${track.tags}: --revert needs an environment that tracks a branch`, `run tidemark rollback ${environment} ${target ?? ""} without --revert (deploys the recorded tree and pins ${environment}), or push a new tag`);
+    if (!("branch" in track))
+      throw new TidemarkError(
+        "USAGE",
+        `${environment} tracks the tags ${track.tags}: --revert needs an environment that tracks a branch`,
+        `run tidemark rollback ${environment} ${target ?? ""} without --revert (deploys the recorded tree and pins ${environment}), or push a new tag`,
+      );
     needsRepo(`push a revert onto ${track.branch}`);
     const branch = (await mirror.refs()).branches.get(track.branch);
-    if (!branch) throw new TidemarkError("REF_UNRESOLVED", `the branch ${track.branch} does not exist in the source repo`, "push the branch first");
+    if (!branch)
+      throw new TidemarkError("REF_UNRESOLVED", `the branch ${track.branch} does not exist in the source repo`, "push the branch first");
     const tree = await mirror.reader.commitTree(wanted.commit);
     const prepared = await prepareEnvironmentPlan(mirror, store, environment, { ref: `refs/heads/${track.branch}`, commit: wanted.commit });
-    if (!(await confirm(ctx, terminal, prepared, `push a commit onto ${track.branch} that restores the tree of ${wanted.commit.slice(0, 7)} (${wanted.label})?`, flags))) return EXIT.ok;
+    if (
+      !(await confirm(
+        ctx,
+        terminal,
+        prepared,
+        `push a commit onto ${track.branch} that restores the tree of ${wanted.commit.slice(0, 7)} (${wanted.label})?`,
+        flags,
+      ))
+    )
+      return EXIT.ok;
     const message = `Roll back ${environment} to ${wanted.commit.slice(0, 7)}\n\nThis restores the tree of ${wanted.commit} (${wanted.label}),\nas tidemark rollback ${environment} --revert asked.\n`;
     const commit = await mirror.writeCommit(tree, branch, message);
     await mirror.pushRef(`refs/heads/${track.branch}`, commit, { force: false });
-    return done(ctx, { action: "pushed-revert", environment, branch: track.branch, commit, restores: wanted.commit }, `pushed ${commit.slice(0, 7)} onto ${track.branch}, restoring ${wanted.commit.slice(0, 7)} (${wanted.label}); the operator deploys it as a rollback\n`);
+    return done(
+      ctx,
+      { action: "pushed-revert", environment, branch: track.branch, commit, restores: wanted.commit },
+      `pushed ${commit.slice(0, 7)} onto ${track.branch}, restoring ${wanted.commit.slice(0, 7)} (${wanted.label}); the operator deploys it as a rollback\n`,
+    );
   }
 
-  const entry = wanted.entry ?? history.find((candidate) => candidate.sourceCommit === wanted.commit && candidate.hosts.some((host) => host.outcome === "deployed" || host.outcome === "unchanged"));
+  const entry =
+    wanted.entry ??
+    history.find(
+      (candidate) =>
+        candidate.sourceCommit === wanted.commit &&
+        candidate.hosts.some((host) => host.outcome === "deployed" || host.outcome === "unchanged"),
+    );
   if (!entry) {
-    throw new TidemarkError("ROLLBACK_TARGET_UNKNOWN", `${wanted.label} was never deployed to ${environment}: the store has no tree to go back to`, `${"branch" in track ? `use --revert to push it onto ${track.branch}, or ` : ""}deploy it with tidemark deploy ${environment} --ref ${target ?? wanted.commit}`);
+    throw new TidemarkError(
+      "ROLLBACK_TARGET_UNKNOWN",
+      `${wanted.label} was never deployed to ${environment}: the store has no tree to go back to`,
+      `${"branch" in track ? `use --revert to push it onto ${track.branch}, or ` : ""}deploy it with tidemark deploy ${environment} --ref ${target ?? wanted.commit}`,
+    );
   }
   const pin = `return to ${entry.id} (${entry.sourceCommit.slice(0, 7)})`;
-  const prepared = await prepareEnvironmentPlan(mirror, store, environment, { ref: entry.sourceRef, commit: entry.sourceCommit }, { tree: entry.tree });
-  if (!(await confirm(ctx, terminal, prepared, `deploy the tree of ${entry.id} (${entry.sourceCommit.slice(0, 7)}) from the store and pin ${environment} until tidemark unpin ${environment}?`, flags))) return EXIT.ok;
+  const prepared = await prepareEnvironmentPlan(
+    mirror,
+    store,
+    environment,
+    { ref: entry.sourceRef, commit: entry.sourceCommit },
+    { tree: entry.tree },
+  );
+  if (
+    !(await confirm(
+      ctx,
+      terminal,
+      prepared,
+      `deploy the tree of ${entry.id} (${entry.sourceCommit.slice(0, 7)}) from the store and pin ${environment} until tidemark unpin ${environment}?`,
+      flags,
+    ))
+  )
+    return EXIT.ok;
   const options: Omit<DeployOptions, "id" | "redact"> = {
     ssh: { privateKey: ctx.settings.sshKey ? readSshKey(ctx.settings.sshKey) : undefined, agent: ctx.settings.sshAgent },
     knownHosts: ctx.settings.knownHosts ? KnownHosts.read(ctx.settings.knownHosts) : undefined,
@@ -108,17 +181,32 @@ export async function rollbackCommand(ctx: Context, terminal: Terminal, environm
 }
 
 /** Where to go back to: a deployment id, a tag or commit, or (none given) the deployment before the one live now. */
-async function resolveTarget(mirror: SourceMirror, history: HistoryEntry[], environment: string, target: string | undefined): Promise<{ commit: string; label: string; entry?: HistoryEntry }> {
+async function resolveTarget(
+  mirror: SourceMirror,
+  history: HistoryEntry[],
+  environment: string,
+  target: string | undefined,
+): Promise<{ commit: string; label: string; entry?: HistoryEntry }> {
   if (target === undefined) {
     const deployments = history.filter((entry) => entry.trigger !== "unpin");
     const live = deployments.find((entry) => entry.hosts.some((host) => host.outcome === "deployed"));
     const before = live && deployments.find((entry) => entry.tree !== live.tree && entry.hosts.some((host) => host.outcome === "deployed"));
-    if (!before) throw new TidemarkError("ROLLBACK_TARGET_UNKNOWN", `${environment} has no earlier deployment to go back to`, `name a target: a tag, a commit, or a deployment id from tidemark history ${environment}`);
+    if (!before)
+      throw new TidemarkError(
+        "ROLLBACK_TARGET_UNKNOWN",
+        `${environment} has no earlier deployment to go back to`,
+        `name a target: a tag, a commit, or a deployment id from tidemark history ${environment}`,
+      );
     return { commit: before.sourceCommit, label: `deployment ${before.id}`, entry: before };
   }
   if (DEPLOYMENT_ID.test(target)) {
     const entry = history.find((candidate) => candidate.id === target);
-    if (!entry) throw new TidemarkError("ROLLBACK_TARGET_UNKNOWN", `no deployment ${target} in the history of ${environment}`, `pick an id from tidemark history ${environment}`);
+    if (!entry)
+      throw new TidemarkError(
+        "ROLLBACK_TARGET_UNKNOWN",
+        `no deployment ${target} in the history of ${environment}`,
+        `pick an id from tidemark history ${environment}`,
+      );
     return { commit: entry.sourceCommit, label: `deployment ${entry.id}`, entry };
   }
   const source: SourceCommit = await resolveUserRef(mirror, target);
@@ -126,9 +214,16 @@ async function resolveTarget(mirror: SourceMirror, history: HistoryEntry[], envi
 }
 
 async function confirm(ctx: Context, terminal: Terminal, prepared: PreparedPlan, question: string, flags: RollbackFlags): Promise<boolean> {
-  (ctx.json ? terminal.err : ctx.out)(`source ${prepared.source.commit.slice(0, 7)} (${prepared.source.ref})${prepared.returnTo ? `, a return to ${prepared.returnTo.id}` : ""}\n${renderPlan(prepared.plan)}`);
+  (ctx.json ? terminal.err : ctx.out)(
+    `source ${prepared.source.commit.slice(0, 7)} (${prepared.source.ref})${prepared.returnTo ? `, a return to ${prepared.returnTo.id}` : ""}\n${renderPlan(prepared.plan)}`,
+  );
   if (flags.yes) return true;
-  if (!terminal.interactive) throw new TidemarkError("CONFIRMATION_NEEDED", "refusing to roll back without confirmation: no terminal to ask", "pass --yes to roll back from a script");
+  if (!terminal.interactive)
+    throw new TidemarkError(
+      "CONFIRMATION_NEEDED",
+      "refusing to roll back without confirmation: no terminal to ask",
+      "pass --yes to roll back from a script",
+    );
   if (await terminal.ask(`${question} [y/N] `)) return true;
   terminal.err("nothing changed\n");
   return false;
@@ -151,7 +246,18 @@ export async function unpinCommand(ctx: Context, environment: string): Promise<n
     ctx.out(`${environment} is not pinned\n`);
     return EXIT.ok;
   }
-  await store.record({ id: newDeploymentId(), environment, sourceRepo: head.sourceRepo, sourceCommit: head.sourceCommit, sourceRef: head.sourceRef, trigger: "unpin", hosts: [] }, head.tree);
+  await store.record(
+    {
+      id: newDeploymentId(),
+      environment,
+      sourceRepo: head.sourceRepo,
+      sourceCommit: head.sourceCommit,
+      sourceRef: head.sourceRef,
+      trigger: "unpin",
+      hosts: [],
+    },
+    head.tree,
+  );
   await store.sync(environment);
   let next = "the operator deploys where it tracks now at its next poll (or give --redis to queue it now)";
   if (ctx.settings.redis) {

@@ -17,7 +17,8 @@ export async function statusCommand(ctx: Context, environment: string): Promise<
   const head = recent.find((entry) => entry.trigger !== "unpin");
   const pin = recent[0]?.pin;
   const hosts: HostStatus[] = [];
-  for (const host of [...(head?.hosts ?? [])].sort((a, b) => a.host.localeCompare(b.host))) hosts.push(await hostStatus(store, environment, host.host, head!));
+  for (const host of [...(head?.hosts ?? [])].sort((a, b) => a.host.localeCompare(b.host)))
+    hosts.push(await hostStatus(store, environment, host.host, head!));
   if (ctx.json) {
     ctx.out(`${JSON.stringify({ environment, pinned: pin ?? null, lastAttempt: head ? summary(head) : null, hosts }, null, 2)}\n`);
     return EXIT.ok;
@@ -29,7 +30,9 @@ export async function statusCommand(ctx: Context, environment: string): Promise<
   const lines = [
     `${environment}: last attempt ${head.id}, source ${head.sourceCommit.slice(0, 7)} (${head.sourceRef}, ${head.trigger})${head.returnTo ? `, a return to ${head.returnTo.id}` : ""}`,
     ...(pin ? [`  pinned: ${pin}; pushes are recorded, not deployed, until tidemark unpin ${environment}`] : []),
-    ...(head.superseded ? [`  superseded: ${head.superseded.map((commit) => commit.slice(0, 7)).join(", ")} (asked for, not deployed on their own)`] : []),
+    ...(head.superseded
+      ? [`  superseded: ${head.superseded.map((commit) => commit.slice(0, 7)).join(", ")} (asked for, not deployed on their own)`]
+      : []),
   ];
   for (const host of hosts) {
     const live = host.live ? `live ${host.live.deployment} (source ${host.live.sourceCommit.slice(0, 7)})` : "nothing live";
@@ -55,5 +58,13 @@ async function hostStatus(store: Store, environment: string, host: string, head:
 }
 
 function summary(entry: HistoryEntry) {
-  return { deployment: entry.id, sourceCommit: entry.sourceCommit, sourceRef: entry.sourceRef, trigger: entry.trigger, at: entry.at.toISOString(), returnTo: entry.returnTo ?? null, superseded: entry.superseded ?? [] };
+  return {
+    deployment: entry.id,
+    sourceCommit: entry.sourceCommit,
+    sourceRef: entry.sourceRef,
+    trigger: entry.trigger,
+    at: entry.at.toISOString(),
+    returnTo: entry.returnTo ?? null,
+    superseded: entry.superseded ?? [],
+  };
 }

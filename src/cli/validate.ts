@@ -10,7 +10,11 @@ export async function validateCommand(ctx: Context, options: { ref?: string }): 
   const source = options.ref ? await resolveUserRef(mirror, options.ref) : await defaultBranch(mirror);
   const problems = await validateSource(mirror, source.commit);
   if (ctx.json) ctx.out(`${JSON.stringify({ valid: problems.length === 0, source, problems }, null, 2)}\n`);
-  else if (problems.length === 0) ctx.out(`valid: tidemark.yaml and every environment's tree at ${source.commit.slice(0, 7)} (${source.ref})\n`);
-  else ctx.out(`invalid: ${problems.length} problem${problems.length === 1 ? "" : "s"} at ${source.commit.slice(0, 7)} (${source.ref}); nothing can be deployed from it\n${problems.map((p) => `  - ${formatProblem(p)}`).join("\n")}\n`);
+  else if (problems.length === 0)
+    ctx.out(`valid: tidemark.yaml and every environment's tree at ${source.commit.slice(0, 7)} (${source.ref})\n`);
+  else
+    ctx.out(
+      `invalid: ${problems.length} problem${problems.length === 1 ? "" : "s"} at ${source.commit.slice(0, 7)} (${source.ref}); nothing can be deployed from it\n${problems.map((p) => `  - ${formatProblem(p)}`).join("\n")}\n`,
+    );
   return problems.length === 0 ? EXIT.ok : EXIT.invalid;
 }

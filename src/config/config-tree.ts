@@ -24,7 +24,10 @@ export function readEnvTree(config: SourceConfig, environment: string, envDir: D
   const problems: Problem[] = [];
   const hosts = new Map<string, HostTree>();
   if (!envDir) {
-    problems.push({ file: env.tree, message: `the environment's tree directory does not exist at this commit (environments.${environment}.tree)` });
+    problems.push({
+      file: env.tree,
+      message: `the environment's tree directory does not exist at this commit (environments.${environment}.tree)`,
+    });
     return { tree: { oid: "", hosts }, problems };
   }
   problems.push(...treeFaultProblems(env.tree, envDir.faults));
@@ -54,7 +57,9 @@ export function readEnvTree(config: SourceConfig, environment: string, envDir: D
 /** Checks every environment's whole tree (read in full), each problem once. */
 export function validateEnvironments(config: SourceConfig, envDirs: ReadonlyMap<string, Dir | undefined>): Problem[] {
   // Environments that share a tree would report its problems twice.
-  return distinctProblems(Object.keys(config.environments).flatMap((name) => readEnvTree(config, name, envDirs.get(config.environments[name]!.tree)).problems));
+  return distinctProblems(
+    Object.keys(config.environments).flatMap((name) => readEnvTree(config, name, envDirs.get(config.environments[name]!.tree)).problems),
+  );
 }
 
 /** Each problem once, in the order first seen. */
@@ -91,17 +96,31 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
       continue;
     }
     if (entry.kind !== "file") {
-      problems.push({ file, message: entry.kind === "symlink" ? "symlinks are not deployed (mode 120000); declare host symlinks in manifest.json's symlinks" : "submodules are not deployed (mode 160000); vendor the files instead" });
+      problems.push({
+        file,
+        message:
+          entry.kind === "symlink"
+            ? "symlinks are not deployed (mode 120000); declare host symlinks in manifest.json's symlinks"
+            : "submodules are not deployed (mode 160000); vendor the files instead",
+      });
       continue;
     }
-    if (entry.size !== undefined && entry.size > config.limits.maxFileBytes) problems.push({ file, message: `${entry.size} bytes, over the ${config.limits.maxFileBytes}-byte limit (limits.maxFileBytes)` });
+    if (entry.size !== undefined && entry.size > config.limits.maxFileBytes)
+      problems.push({ file, message: `${entry.size} bytes, over the ${config.limits.maxFileBytes}-byte limit (limits.maxFileBytes)` });
     releaseBytes += entry.size ?? 0;
     files.set(path, entry);
   }
-  if (releaseBytes > config.limits.maxReleaseBytes) problems.push({ file: appPath, message: `the release is ${releaseBytes} bytes, over the ${config.limits.maxReleaseBytes}-byte limit (limits.maxReleaseBytes)` });
+  if (releaseBytes > config.limits.maxReleaseBytes)
+    problems.push({
+      file: appPath,
+      message: `the release is ${releaseBytes} bytes, over the ${config.limits.maxReleaseBytes}-byte limit (limits.maxReleaseBytes)`,
+    });
   for (const path of files.keys()) {
     if (path.startsWith(`${SYSTEMD_DIR}/`) && !isUnitFile(path.slice(SYSTEMD_DIR.length + 1))) {
-      problems.push({ file: `${appPath}/${path}`, message: "systemd/ holds unit files (e.g. web.service) and drop-ins (web.service.d/*.conf) only" });
+      problems.push({
+        file: `${appPath}/${path}`,
+        message: "systemd/ holds unit files (e.g. web.service) and drop-ins (web.service.d/*.conf) only",
+      });
     }
   }
   const manifestFile = files.get(MANIFEST_FILE);
@@ -126,7 +145,9 @@ function* appFiles(dir: Dir, names: string[] = []): Generator<[string[], FileEnt
 
 /** The faults of an app's tree and of every tree below it. */
 function appTreeFaultProblems(path: string, dir: Dir): Problem[] {
-  const below = [...(dir.entries ?? [])].flatMap(([name, entry]) => (entry.kind === "dir" ? appTreeFaultProblems(`${path}/${name}`, entry) : []));
+  const below = [...(dir.entries ?? [])].flatMap(([name, entry]) =>
+    entry.kind === "dir" ? appTreeFaultProblems(`${path}/${name}`, entry) : [],
+  );
   return [...treeFaultProblems(path, dir.faults), ...below];
 }
 
@@ -135,7 +156,10 @@ function appTreeFaultProblems(path: string, dir: Dir): Problem[] {
  * entry it concerns (`dir` is the tree's own path, "" for the root).
  */
 export function treeFaultProblems(dir: string, faults: readonly TreeFault[] = []): Problem[] {
-  return faults.map((fault) => ({ file: dir === "" ? fault.name : `${dir}/${fault.name}`, message: treeFaultMessage(dir === "" ? "." : dir, fault) }));
+  return faults.map((fault) => ({
+    file: dir === "" ? fault.name : `${dir}/${fault.name}`,
+    message: treeFaultMessage(dir === "" ? "." : dir, fault),
+  }));
 }
 
 /** Faults met on the way down a path, each at the path of the entry it concerns. */
@@ -161,17 +185,37 @@ function treeFaultMessage(dir: string, fault: TreeFault): string {
 function isUnitFile(path: string): boolean {
   const parts = path.split("/");
   if (parts.length === 1) return UNIT_NAME.test(parts[0] ?? "");
-  return parts.length === 2 && UNIT_NAME.test((parts[0] ?? "").replace(/\.d$/, "")) && (parts[0] ?? "").endsWith(".d") && (parts[1] ?? "").endsWith(".conf");
+  return (
+    parts.length === 2 &&
+    UNIT_NAME.test((parts[0] ?? "").replace(/\.d$/, "")) &&
+    (parts[0] ?? "").endsWith(".d") &&
+    (parts[1] ?? "").endsWith(".conf")
+  );
 }
 
 function symlinkProblems(config: SourceConfig, file: string, manifest: Manifest, files: Map<string, FileEntry>): Problem[] {
   const problems: Problem[] = [];
   for (const [link, target] of Object.entries(manifest.symlinks)) {
     const field = `symlinks[${JSON.stringify(link)}]`;
-    const normal = link.startsWith("/") && !link.endsWith("/") && !link.split("/").slice(1).some((part) => part === "" || part === "." || part === ".." || nameProblem(part) !== undefined);
-    if (!normal) problems.push({ file, field, message: "a symlink is placed at an absolute, normalized host path (no '//', '.', '..', control characters or trailing '/')" });
+    const normal =
+      link.startsWith("/") &&
+      !link.endsWith("/") &&
+      !link
+        .split("/")
+        .slice(1)
+        .some((part) => part === "" || part === "." || part === ".." || nameProblem(part) !== undefined);
+    if (!normal)
+      problems.push({
+        file,
+        field,
+        message: "a symlink is placed at an absolute, normalized host path (no '//', '.', '..', control characters or trailing '/')",
+      });
     else if (link.startsWith("/etc/systemd/") || !config.limits.symlinkRoots.some((root) => link.startsWith(root))) {
-      problems.push({ file, field, message: `symlinks may be placed under ${config.limits.symlinkRoots.join(", ")} only, never into /etc/systemd (units go in the app's systemd/ directory)` });
+      problems.push({
+        file,
+        field,
+        message: `symlinks may be placed under ${config.limits.symlinkRoots.join(", ")} only, never into /etc/systemd (units go in the app's systemd/ directory)`,
+      });
     }
     if (!files.has(target)) problems.push({ file, field, message: `points to ${JSON.stringify(target)}, which is not a file of this app` });
   }
@@ -184,7 +228,8 @@ export function nameProblem(name: string): string | undefined {
   if (name === "." || name === "..") return `the name ${JSON.stringify(name)} could escape its directory`;
   if (name.includes("/")) return "a name that contains '/' (a crafted tree)";
   if (name.includes("\0")) return "a name that contains a NUL byte";
-  if ([...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f)) return `a name with a control character or newline: ${JSON.stringify(name)}`;
+  if ([...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f))
+    return `a name with a control character or newline: ${JSON.stringify(name)}`;
   if (name.toLowerCase() === ".git") return "a .git entry inside a config tree";
   const bytes = new TextEncoder().encode(name).length;
   if (bytes > MAX_NAME_BYTES) return `a name of ${bytes} bytes, longer than a Linux file name can be (${MAX_NAME_BYTES})`;

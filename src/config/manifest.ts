@@ -12,15 +12,31 @@ export const MANIFEST_FILE = "manifest.json";
 
 export const UNIT_NAME = /^[A-Za-z0-9:_.@-]+\.(service|socket|timer|path|mount|automount|swap|target|slice|scope|device)$/;
 
-const CheckSchema = z.union([
-  z.strictObject({ name: z.string().min(1).optional(), command: z.string().min(1), timeoutSeconds: z.number().positive().max(600).default(30) }),
-  z.strictObject({ name: z.string().min(1).optional(), http: z.url({ protocol: /^https?$/, error: "an http check needs an http:// or https:// URL" }), status: z.number().int().min(100).max(599).default(200), timeoutSeconds: z.number().positive().max(600).default(30) }),
-], { error: "a check is { command: \"...\" } or { http: \"http://...\" }" });
+const CheckSchema = z.union(
+  [
+    z.strictObject({
+      name: z.string().min(1).optional(),
+      command: z.string().min(1),
+      timeoutSeconds: z.number().positive().max(600).default(30),
+    }),
+    z.strictObject({
+      name: z.string().min(1).optional(),
+      http: z.url({ protocol: /^https?$/, error: "an http check needs an http:// or https:// URL" }),
+      status: z.number().int().min(100).max(599).default(200),
+      timeoutSeconds: z.number().positive().max(600).default(30),
+    }),
+  ],
+  { error: 'a check is { command: "..." } or { http: "http://..." }' },
+);
 
 export const ManifestSchema = z.strictObject({
-  systemd: z.strictObject({
-    units_enabled: z.array(z.string().regex(UNIT_NAME, "not a systemd unit name (letters, digits, ':_.@-', and a unit suffix such as .service)")).default([]),
-  }).default({ units_enabled: [] }),
+  systemd: z
+    .strictObject({
+      units_enabled: z
+        .array(z.string().regex(UNIT_NAME, "not a systemd unit name (letters, digits, ':_.@-', and a unit suffix such as .service)"))
+        .default([]),
+    })
+    .default({ units_enabled: [] }),
   /** Absolute host path → file in the app. */
   symlinks: z.record(z.string(), z.string()).default({}),
   checks: z.array(CheckSchema).default([]),
@@ -39,7 +55,9 @@ export function parseManifest(file: string, text: string): { manifest?: Manifest
     return { problems: [{ file, message: `not valid JSON: ${error instanceof Error ? error.message : String(error)}` }] };
   }
   const parsed = ManifestSchema.safeParse(json);
-  const dropped = hasProtoKey((json as { symlinks?: unknown } | null)?.symlinks) ? [{ file, field: "symlinks.__proto__", message: "a symlink is placed at an absolute host path, not at __proto__" }] : [];
+  const dropped = hasProtoKey((json as { symlinks?: unknown } | null)?.symlinks)
+    ? [{ file, field: "symlinks.__proto__", message: "a symlink is placed at an absolute host path, not at __proto__" }]
+    : [];
   if (!parsed.success) return { problems: [...zodProblems(file, parsed.error), ...dropped] };
   return dropped.length > 0 ? { problems: dropped } : { manifest: parsed.data, problems: [] };
 }

@@ -5,10 +5,23 @@ import { TidemarkError } from "../core/errors.js";
 import { redactor, type Redactor } from "../core/redact.js";
 import { fieldPath } from "./zod-problems.js";
 
-const seconds = (what: string) => z.coerce.number({ error: `${what} is a number of seconds` }).nonnegative(`${what} is a number of seconds, 0 or more`);
-const flag = z.preprocess((value) => (value === "true" || value === "1" ? true : value === "false" || value === "0" ? false : value), z.boolean({ error: "true or false" }));
+const seconds = (what: string) =>
+  z.coerce.number({ error: `${what} is a number of seconds` }).nonnegative(`${what} is a number of seconds, 0 or more`);
+const flag = z.preprocess(
+  (value) => (value === "true" || value === "1" ? true : value === "false" || value === "0" ? false : value),
+  z.boolean({ error: "true or false" }),
+);
 /** A comma-separated list in a variable or flag, a list in the config file. */
-const list = z.preprocess((value) => (typeof value === "string" ? value.split(",").map((item) => item.trim()).filter(Boolean) : value), z.array(z.string().min(1)).min(1));
+const list = z.preprocess(
+  (value) =>
+    typeof value === "string"
+      ? value
+          .split(",")
+          .map((item) => item.trim())
+          .filter(Boolean)
+      : value,
+  z.array(z.string().min(1)).min(1),
+);
 
 /**
  * The operator's settings, from flags, environment variables and an optional
@@ -24,8 +37,14 @@ const SettingsSchema = z.strictObject({
   sshAgent: z.string().min(1).optional(),
   knownHosts: z.string().min(1).optional(),
   // The operator service (serve, worker): defaults are filled in by operatorSettings.
-  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "listen is HOST:PORT, e.g. 127.0.0.1:8080").optional(),
-  redis: z.string().regex(/^rediss?:\/\/.+/, "redis is a redis:// or rediss:// (TLS) URL, e.g. redis://:password@127.0.0.1:6379/0").optional(),
+  listen: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "listen is HOST:PORT, e.g. 127.0.0.1:8080")
+    .optional(),
+  redis: z
+    .string()
+    .regex(/^rediss?:\/\/.+/, "redis is a redis:// or rediss:// (TLS) URL, e.g. redis://:password@127.0.0.1:6379/0")
+    .optional(),
   redisCa: z.string().min(1).optional(),
   webhookSecrets: list.optional(),
   pollInterval: seconds("pollInterval").optional(),
@@ -36,7 +55,10 @@ const SettingsSchema = z.strictObject({
   // Reporting to GitHub (commit statuses, Deployments): on when a token or an App is given.
   githubToken: z.string().min(1).optional(),
   githubApiUrl: z.url({ error: "githubApiUrl is a URL, e.g. https://github.example.com/api/v3" }).optional(),
-  githubRepo: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "githubRepo is owner/name").optional(),
+  githubRepo: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "githubRepo is owner/name")
+    .optional(),
   githubAppId: z.coerce.number({ error: "githubAppId is the App's numeric id" }).int().positive().optional(),
   githubAppKey: z.string().min(1).optional(),
   githubAppInstallation: z.coerce.number({ error: "githubAppInstallation is the installation's numeric id" }).int().positive().optional(),
@@ -82,11 +104,27 @@ const ENV: Record<string, keyof Settings> = {
 };
 
 /** Settings that also have a command-line flag; the rest come from the environment or the config file only. */
-const FLAGGED = new Set<keyof Settings>(["repo", "store", "storeRemote", "sshKey", "knownHosts", "listen", "redis", "redisCa", "pollInterval", "settle", "takeoverAfter", "shutdownTimeout"]);
+const FLAGGED = new Set<keyof Settings>([
+  "repo",
+  "store",
+  "storeRemote",
+  "sshKey",
+  "knownHosts",
+  "listen",
+  "redis",
+  "redisCa",
+  "pollInterval",
+  "settle",
+  "takeoverAfter",
+  "shutdownTimeout",
+]);
 
 /** Where a person sets each setting, for error lines. */
 const WHERE: Partial<Record<keyof Settings, string>> = Object.fromEntries(
-  Object.entries(ENV).map(([name, key]) => [key, FLAGGED.has(key) ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} or ${name}` : `${name} or ${key} in the config file`]),
+  Object.entries(ENV).map(([name, key]) => [
+    key,
+    FLAGGED.has(key) ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} or ${name}` : `${name} or ${key} in the config file`,
+  ]),
 );
 WHERE.webhookSecrets = "TIDEMARK_WEBHOOK_SECRET (comma-separated) or webhookSecrets in the config file";
 
@@ -99,7 +137,12 @@ export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Settings {
     try {
       fromFile = (parse(readFileSync(configPath, "utf8")) ?? {}) as Record<string, unknown>;
     } catch (error) {
-      throw new TidemarkError("SETTINGS_INVALID", `cannot read the config file ${configPath}: ${error instanceof Error ? error.message : String(error)}`, "pass --config with a readable YAML or JSON file", { cause: error });
+      throw new TidemarkError(
+        "SETTINGS_INVALID",
+        `cannot read the config file ${configPath}: ${error instanceof Error ? error.message : String(error)}`,
+        "pass --config with a readable YAML or JSON file",
+        { cause: error },
+      );
     }
   }
   const fromEnv = Object.fromEntries(Object.entries(ENV).flatMap(([name, key]) => (env[name] ? [[key, env[name]]] : [])));
@@ -107,8 +150,15 @@ export function loadSettings(flags: Flags, env: NodeJS.ProcessEnv): Settings {
   const parsed = SettingsSchema.safeParse({ ...fromFile, ...fromEnv, ...fromFlags });
   if (!parsed.success) {
     // A secret's value never goes into an error line: zod's messages here name the field, not the input.
-    const lines = parsed.error.issues.map((issue) => `${fieldPath(issue.path)}: ${issue.message}${WHERE[issue.path[0] as keyof Settings] ? ` (${WHERE[issue.path[0] as keyof Settings]})` : ""}`);
-    throw new TidemarkError("SETTINGS_INVALID", `invalid settings:\n  ${lines.join("\n  ")}`, `fix ${configPath ?? "the flags and TIDEMARK_* variables"}`);
+    const lines = parsed.error.issues.map(
+      (issue) =>
+        `${fieldPath(issue.path)}: ${issue.message}${WHERE[issue.path[0] as keyof Settings] ? ` (${WHERE[issue.path[0] as keyof Settings]})` : ""}`,
+    );
+    throw new TidemarkError(
+      "SETTINGS_INVALID",
+      `invalid settings:\n  ${lines.join("\n  ")}`,
+      `fix ${configPath ?? "the flags and TIDEMARK_* variables"}`,
+    );
   }
   return parsed.data;
 }
@@ -140,14 +190,23 @@ export interface OperatorSettings extends ReportingSettings {
   shutdownTimeout: number;
 }
 
-export const GITHUB_DEFAULTS = { githubApiUrl: "https://api.github.com", githubDeployments: true, githubWriteInterval: 1, githubReportTimeout: 30, hostStatuses: true, hostStatusLimit: 20 };
+export const GITHUB_DEFAULTS = {
+  githubApiUrl: "https://api.github.com",
+  githubDeployments: true,
+  githubWriteInterval: 1,
+  githubReportTimeout: 30,
+  hostStatuses: true,
+  hostStatusLimit: 20,
+};
 
 /** A token or a whole App, not both: one line per problem. */
 function gitHubProblems(settings: Settings): string[] {
   const problems: string[] = [];
   const app = [settings.githubAppId, settings.githubAppKey, settings.githubAppInstallation];
   if (app.some((value) => value !== undefined) && app.some((value) => value === undefined)) {
-    problems.push("githubApp: an App needs all three of githubAppId, githubAppKey and githubAppInstallation (TIDEMARK_GITHUB_APP_ID, TIDEMARK_GITHUB_APP_KEY, TIDEMARK_GITHUB_APP_INSTALLATION)");
+    problems.push(
+      "githubApp: an App needs all three of githubAppId, githubAppKey and githubAppInstallation (TIDEMARK_GITHUB_APP_ID, TIDEMARK_GITHUB_APP_KEY, TIDEMARK_GITHUB_APP_INSTALLATION)",
+    );
   }
   if (settings.githubToken && settings.githubAppId !== undefined) problems.push("githubToken: give a token or an App, not both");
   return problems;
@@ -160,23 +219,44 @@ function gitHubProblems(settings: Settings): string[] {
  */
 export function cliReportingSettings(settings: Settings): ReportingSettings | undefined {
   const problems = gitHubProblems(settings);
-  if (problems.length > 0) throw new TidemarkError("SETTINGS_INVALID", `cannot report to GitHub:\n  ${problems.join("\n  ")}`, "set them as TIDEMARK_* variables or in the --config file, or unset the GitHub ones to deploy without reporting");
+  if (problems.length > 0)
+    throw new TidemarkError(
+      "SETTINGS_INVALID",
+      `cannot report to GitHub:\n  ${problems.join("\n  ")}`,
+      "set them as TIDEMARK_* variables or in the --config file, or unset the GitHub ones to deploy without reporting",
+    );
   if (!settings.githubToken && settings.githubAppId === undefined) return undefined;
   return { ...GITHUB_DEFAULTS, ...settings };
 }
 
 /** Checks what the service needs before anything starts; every missing setting is one line. */
 export function operatorSettings(settings: Settings, role: "serve" | "worker"): OperatorSettings {
-  const full = { ...(role === "serve" ? { listen: "127.0.0.1:8080" } : {}), webhookSecrets: [], pollInterval: 60, settle: 1, takeoverAfter: 30, shutdownTimeout: 60, ...GITHUB_DEFAULTS, ...settings } as OperatorSettings;
+  const full = {
+    ...(role === "serve" ? { listen: "127.0.0.1:8080" } : {}),
+    webhookSecrets: [],
+    pollInterval: 60,
+    settle: 1,
+    takeoverAfter: 30,
+    shutdownTimeout: 60,
+    ...GITHUB_DEFAULTS,
+    ...settings,
+  } as OperatorSettings;
   const problems: string[] = [];
   if (!settings.repo) problems.push(`repo: missing (${WHERE.repo})`);
   if (!settings.redis) problems.push(`redis: missing (${WHERE.redis})`);
   if (!settings.sshKey && !settings.sshAgent) problems.push(`sshKey: missing, and no agent at SSH_AUTH_SOCK (${WHERE.sshKey})`);
   if (role === "serve" && full.webhookSecrets.length === 0 && full.pollInterval === 0) {
-    problems.push(`webhookSecrets: missing, and polling is off: nothing would ever deploy (set ${WHERE.webhookSecrets}, or a pollInterval above 0)`);
+    problems.push(
+      `webhookSecrets: missing, and polling is off: nothing would ever deploy (set ${WHERE.webhookSecrets}, or a pollInterval above 0)`,
+    );
   }
   problems.push(...gitHubProblems(settings));
-  if (problems.length > 0) throw new TidemarkError("SETTINGS_INVALID", `cannot start ${role}:\n  ${problems.join("\n  ")}`, `set them as flags, TIDEMARK_* variables or in the --config file; see tidemark ${role} --help`);
+  if (problems.length > 0)
+    throw new TidemarkError(
+      "SETTINGS_INVALID",
+      `cannot start ${role}:\n  ${problems.join("\n  ")}`,
+      `set them as flags, TIDEMARK_* variables or in the --config file; see tidemark ${role} --help`,
+    );
   return full;
 }
 
@@ -189,5 +269,11 @@ export function settingsRedactor(settings: Settings): Redactor {
       return undefined;
     }
   };
-  return redactor([settings.githubToken, ...(settings.webhookSecrets ?? []), password(settings.redis), password(settings.repo), password(settings.storeRemote)]);
+  return redactor([
+    settings.githubToken,
+    ...(settings.webhookSecrets ?? []),
+    password(settings.redis),
+    password(settings.repo),
+    password(settings.storeRemote),
+  ]);
 }

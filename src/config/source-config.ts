@@ -17,15 +17,24 @@ const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const nameRule = (what: string) => `${what} names are letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)`;
 const safeName = (what: string) => z.string().regex(SAFE_NAME, nameRule(what));
 
-const TrackSchema = z.union([
-  z.strictObject({ branch: z.string().min(1) }),
-  z.strictObject({ tag: z.string().min(1) }),
-  z.strictObject({ tags: z.string().min(1), prerelease: z.boolean().default(false) }),
-], { error: "track takes exactly one of: { branch: NAME }, { tag: NAME } (a pin), { tags: PATTERN } (newest by semver)" });
+const TrackSchema = z.union(
+  [
+    z.strictObject({ branch: z.string().min(1) }),
+    z.strictObject({ tag: z.string().min(1) }),
+    z.strictObject({ tags: z.string().min(1), prerelease: z.boolean().default(false) }),
+  ],
+  { error: "track takes exactly one of: { branch: NAME }, { tag: NAME } (a pin), { tags: PATTERN } (newest by semver)" },
+);
 
 const EnvironmentSchema = z.strictObject({
   track: TrackSchema,
-  tree: z.string().min(1).refine((tree) => !tree.startsWith("/") && !tree.split("/").some((part) => part === ".." || part === "."), "tree is a directory inside the source repo, without '..' or a leading '/'"),
+  tree: z
+    .string()
+    .min(1)
+    .refine(
+      (tree) => !tree.startsWith("/") && !tree.split("/").some((part) => part === ".." || part === "."),
+      "tree is a directory inside the source repo, without '..' or a leading '/'",
+    ),
   hosts: z.array(safeName("host")).optional(),
 });
 
@@ -33,7 +42,13 @@ const HostSchema = z.strictObject({
   address: z.string({ error: "every host needs an address to reach it" }).min(1, "every host needs an address to reach it"),
   port: z.number().int().min(1).max(65535).default(22),
   user: z.string().min(1).default("root"),
-  hostKey: z.string().regex(/^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa|rsa-sha2-\d+) [A-Za-z0-9+/=]+( .*)?$/, "hostKey is an OpenSSH public key line, e.g. `ssh-ed25519 AAAA...`").optional(),
+  hostKey: z
+    .string()
+    .regex(
+      /^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa|rsa-sha2-\d+) [A-Za-z0-9+/=]+( .*)?$/,
+      "hostKey is an OpenSSH public key line, e.g. `ssh-ed25519 AAAA...`",
+    )
+    .optional(),
 });
 
 const RolloutSchema = z.strictObject({
@@ -44,10 +59,20 @@ const RolloutSchema = z.strictObject({
 });
 
 const LimitsSchema = z.strictObject({
-  maxFileBytes: z.number().int().min(1).default(16 * 1024 * 1024),
-  maxReleaseBytes: z.number().int().min(1).default(256 * 1024 * 1024),
+  maxFileBytes: z
+    .number()
+    .int()
+    .min(1)
+    .default(16 * 1024 * 1024),
+  maxReleaseBytes: z
+    .number()
+    .int()
+    .min(1)
+    .default(256 * 1024 * 1024),
   /** Where manifests may place symlinks on a host. */
-  symlinkRoots: z.array(z.string().regex(/^\/.+\/$/, "a symlink root is an absolute directory ending in '/'")).default(["/etc/", "/usr/local/", "/opt/", "/srv/"]),
+  symlinkRoots: z
+    .array(z.string().regex(/^\/.+\/$/, "a symlink root is an absolute directory ending in '/'"))
+    .default(["/etc/", "/usr/local/", "/opt/", "/srv/"]),
 });
 
 export const SourceConfigSchema = z.strictObject({
@@ -71,7 +96,8 @@ const MAX_NESTING = 64;
 
 /** Parses and checks `tidemark.yaml`: the YAML's own errors, then the schema, then the rules between fields. */
 export function parseSourceConfig(text: string): { config?: SourceConfig; problems: Problem[] } {
-  if (nestingDepth(text) > MAX_NESTING) return { problems: [{ file: CONFIG_FILE, message: `YAML nested more than ${MAX_NESTING} levels deep; tidemark.yaml needs a few` }] };
+  if (nestingDepth(text) > MAX_NESTING)
+    return { problems: [{ file: CONFIG_FILE, message: `YAML nested more than ${MAX_NESTING} levels deep; tidemark.yaml needs a few` }] };
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   const yamlProblems = [...document.errors, ...document.warnings].map((error) => ({
     file: CONFIG_FILE,
@@ -119,7 +145,12 @@ function semanticProblems(config: SourceConfig): Problem[] {
   const problems: Problem[] = [];
   for (const [name, environment] of Object.entries(config.environments)) {
     for (const [i, host] of (environment.hosts ?? []).entries()) {
-      if (!config.hosts[host]) problems.push({ file: CONFIG_FILE, field: `environments.${name}.hosts[${i}]`, message: `host ${host} is not in the inventory (hosts:)` });
+      if (!config.hosts[host])
+        problems.push({
+          file: CONFIG_FILE,
+          field: `environments.${name}.hosts[${i}]`,
+          message: `host ${host} is not in the inventory (hosts:)`,
+        });
     }
   }
   return problems;

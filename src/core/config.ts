@@ -66,7 +66,8 @@ export interface Manifest {
 }
 
 /** A check that must pass after the units settle: a command on the host, or an HTTP GET from it (status default 200); timeout default 30 s. */
-export type Check = { name?: string; command: string; timeoutSeconds: number } | { name?: string; http: string; status: number; timeoutSeconds: number };
+export type Check =
+  { name?: string; command: string; timeoutSeconds: number } | { name?: string; http: string; status: number; timeoutSeconds: number };
 
 /** An environment's config tree read as hosts and apps: `<tree dir>/<host>/<app>/...`. */
 export interface EnvTree {

@@ -30,24 +30,52 @@ interface ErrorClass {
  * docs/errors.md is generated from this table (`npm run docs:errors`).
  */
 export const ERROR_CODES = {
-  CONFIG_INVALID: { meaning: "tidemark.yaml or an environment's config tree cannot be deployed; every problem is listed with its file and field", exit: "invalid", retry: false },
-  SETTINGS_INVALID: { meaning: "the operator's settings (flags, TIDEMARK_* variables, the config file) are missing or malformed; every one is listed", exit: "failed", retry: false },
-  USAGE: { meaning: "the command line asks for something that does not fit the environment (e.g. --revert for a tag-tracked one)", exit: "usage", retry: false },
+  CONFIG_INVALID: {
+    meaning: "tidemark.yaml or an environment's config tree cannot be deployed; every problem is listed with its file and field",
+    exit: "invalid",
+    retry: false,
+  },
+  SETTINGS_INVALID: {
+    meaning: "the operator's settings (flags, TIDEMARK_* variables, the config file) are missing or malformed; every one is listed",
+    exit: "failed",
+    retry: false,
+  },
+  USAGE: {
+    meaning: "the command line asks for something that does not fit the environment (e.g. --revert for a tag-tracked one)",
+    exit: "usage",
+    retry: false,
+  },
   CONFIRMATION_NEEDED: { meaning: "a command that changes hosts found no terminal to ask and no --yes", exit: "usage", retry: false },
   ENV_UNKNOWN: { meaning: "the environment is not in tidemark.yaml on the default branch", exit: "usage", retry: false },
   ENV_PINNED: { meaning: "the environment is pinned by tidemark rollback: deploys wait for tidemark unpin", exit: "failed", retry: false },
-  NOTHING_TO_DEPLOY: { meaning: "a deployment was asked of a plan that changes no host (the commands check first: this is a bug)", exit: "failed", retry: false },
+  NOTHING_TO_DEPLOY: {
+    meaning: "a deployment was asked of a plan that changes no host (the commands check first: this is a bug)",
+    exit: "failed",
+    retry: false,
+  },
   REF_UNKNOWN: { meaning: "the ref given is not a branch, tag or commit of the source repo", exit: "usage", retry: false },
   REF_AMBIGUOUS: { meaning: "the name given is both a branch and a tag", exit: "usage", retry: false },
   REF_UNRESOLVED: { meaning: "the branch or tag an environment tracks does not exist (yet)", exit: "failed", retry: true },
-  ROLLBACK_TARGET_UNKNOWN: { meaning: "tidemark rollback has nothing to go back to: no such deployment, or a commit never deployed there", exit: "usage", retry: false },
+  ROLLBACK_TARGET_UNKNOWN: {
+    meaning: "tidemark rollback has nothing to go back to: no such deployment, or a commit never deployed there",
+    exit: "usage",
+    retry: false,
+  },
   REPO_MISSING: { meaning: "no source repo was given", exit: "failed", retry: false },
   REPO_URL: { meaning: "the source repo's URL is not one Tidemark can fetch (http or https)", exit: "failed", retry: false },
   REPO_EMPTY: { meaning: "the source repo has no branch yet", exit: "failed", retry: true },
   REPO_NO_HEAD: { meaning: "the source repo's HEAD names a branch that does not exist", exit: "failed", retry: false },
   REPO_UNREACHABLE: { meaning: "the source repo did not answer, or refused the credentials", exit: "repoUnreachable", retry: true },
-  REPO_PUSH_FAILED: { meaning: "the source repo refused a push of tidemark rollback (a moved tag or a revert commit)", exit: "failed", retry: false },
-  MIRROR_PACKS: { meaning: "the source mirror's packs could not be merged (usually a full disk); the mirror stays whole", exit: "failed", retry: true },
+  REPO_PUSH_FAILED: {
+    meaning: "the source repo refused a push of tidemark rollback (a moved tag or a revert commit)",
+    exit: "failed",
+    retry: false,
+  },
+  MIRROR_PACKS: {
+    meaning: "the source mirror's packs could not be merged (usually a full disk); the mirror stays whole",
+    exit: "failed",
+    retry: true,
+  },
   LOCK_HELD: { meaning: "a lock file of the mirror or the store is held by a live process past the wait", exit: "failed", retry: true },
   STORE_CONTENDED: { meaning: "the store kept moving under too many writers at once", exit: "failed", retry: true },
   STORE_REMOTE_URL: { meaning: "the store remote's URL is not one Tidemark can push to", exit: "failed", retry: false },
@@ -55,7 +83,11 @@ export const ERROR_CODES = {
   STORE_REMOTE_UNREACHABLE: { meaning: "the store remote did not answer or refused a push", exit: "repoUnreachable", retry: true },
   REDIS_UNREACHABLE: { meaning: "Redis did not answer", exit: "failed", retry: true },
   LISTEN_FAILED: { meaning: "the webhook server could not listen on the address given", exit: "failed", retry: false },
-  JOB_DATA_INVALID: { meaning: "a job's data read back from Redis does not have the shape this Tidemark queues: the job fails for good", exit: "failed", retry: false },
+  JOB_DATA_INVALID: {
+    meaning: "a job's data read back from Redis does not have the shape this Tidemark queues: the job fails for good",
+    exit: "failed",
+    retry: false,
+  },
   GITHUB_REPO_UNKNOWN: { meaning: "the GitHub repository could not be told from the source repo's URL", exit: "failed", retry: false },
   GITHUB_APP_KEY: { meaning: "the GitHub App's private key cannot be read", exit: "failed", retry: false },
   SSH_KEY_UNREADABLE: { meaning: "the operator's SSH private key cannot be read", exit: "failed", retry: false },
@@ -85,7 +117,9 @@ export function retryHelps(code: ErrorCode | undefined): boolean {
 /** docs/errors.md, from the table. */
 export function errorsDoc(): string {
   const exits = Object.entries(EXIT).map(([name, code]) => `| ${code} | \`${name}\` |`);
-  const rows = Object.entries(ERROR_CODES).map(([code, { meaning, exit, retry }]) => `| \`${code}\` | ${meaning} | ${EXIT[exit]} | ${retry ? "yes" : "no"} |`);
+  const rows = Object.entries(ERROR_CODES).map(
+    ([code, { meaning, exit, retry }]) => `| \`${code}\` | ${meaning} | ${EXIT[exit]} | ${retry ? "yes" : "no"} |`,
+  );
   return [
     "# Errors",
     "",

@@ -13,7 +13,9 @@ export interface AppLink {
 
 /** The links an app places on its host: unit files and drop-ins, and its manifest's symlinks, sorted by path. */
 export function appLinks(tree: AppTree): AppLink[] {
-  const units = [...(tree.files?.keys() ?? [])].filter((file) => file.startsWith(SYSTEMD_PREFIX)).map((file) => ({ path: `${UNIT_DIR}/${file.slice(SYSTEMD_PREFIX.length)}`, file }));
+  const units = [...(tree.files?.keys() ?? [])]
+    .filter((file) => file.startsWith(SYSTEMD_PREFIX))
+    .map((file) => ({ path: `${UNIT_DIR}/${file.slice(SYSTEMD_PREFIX.length)}`, file }));
   const symlinks = Object.entries(tree.manifest?.symlinks ?? {}).map(([path, file]) => ({ path, file }));
   return [...units, ...symlinks].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -50,7 +50,9 @@ export interface Plan {
  */
 export function planEnvironment(environment: string, desired: EnvTree, deployed: ReadonlyMap<string, HostTree>): Plan {
   const names = [...new Set([...desired.hosts.keys(), ...deployed.keys()])].sort();
-  const hosts = names.map((host) => planHost(host, desired.hosts.get(host), deployed.get(host))).filter((plan): plan is HostPlan => plan !== undefined);
+  const hosts = names
+    .map((host) => planHost(host, desired.hosts.get(host), deployed.get(host)))
+    .filter((plan): plan is HostPlan => plan !== undefined);
   return { environment, hosts };
 }
 
@@ -67,7 +69,8 @@ export function planHost(host: string, desired: HostTree | undefined, deployed: 
   }
   if (apps.length === 0 && to !== null && from !== null) return undefined;
 
-  const changing = (side: Map<string, AppTree>, change: Change) => apps.filter((app) => app.change === change || app.change === "changed").map((app) => side.get(app.app)!);
+  const changing = (side: Map<string, AppTree>, change: Change) =>
+    apps.filter((app) => app.change === change || app.change === "changed").map((app) => side.get(app.app)!);
   const incoming = changing(wantApps, "added");
   const outgoing = changing(haveApps, "removed");
   const enabledNow = new Set(outgoing.flatMap((tree) => tree.manifest?.systemd.units_enabled ?? []));

@@ -14,7 +14,9 @@ export type Redactor = (text: string) => string;
 
 export function redactor(secrets: ReadonlyArray<string | undefined>): Redactor {
   // Short values would blank out ordinary words; a secret that short is not one.
-  const known = [...new Set(secrets.filter((secret): secret is string => secret !== undefined && secret.length >= 8))].sort((a, b) => b.length - a.length);
+  const known = [...new Set(secrets.filter((secret): secret is string => secret !== undefined && secret.length >= 8))].sort(
+    (a, b) => b.length - a.length,
+  );
   return (text) => {
     let out = text;
     for (const secret of known) out = out.split(secret).join("[redacted]");
@@ -28,6 +30,7 @@ export function redactDeep<T>(value: T, redact: Redactor): T {
   if (typeof value === "string") return redact(value) as T;
   if (Array.isArray(value)) return value.map((item: unknown) => redactDeep(item, redact)) as T;
   if (value instanceof Error) return redactDeep({ name: value.name, message: value.message, stack: value.stack }, redact) as T;
-  if (value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactDeep(item, redact)])) as T;
+  if (value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype)
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactDeep(item, redact)])) as T;
   return value;
 }

@@ -27,7 +27,9 @@ export function reportKey(report: Report): string {
 
 /** A report without secrets in its description: the operator's queue and the CLI post through the same. */
 export function redactReport(report: Report, redact: Redactor): Report {
-  return report.kind === "status" ? { ...report, status: { ...report.status, description: redact(report.status.description) } } : { ...report, deployment: { ...report.deployment, description: redact(report.deployment.description) } };
+  return report.kind === "status"
+    ? { ...report, status: { ...report.status, description: redact(report.status.description) } }
+    : { ...report, deployment: { ...report.deployment, description: redact(report.deployment.description) } };
 }
 
 export function statusReports(statuses: CommitStatus[]): Report[] {
@@ -40,7 +42,10 @@ type Facts = Omit<DeploymentFacts, "hosts">;
 export function startReports(facts: Facts, changing: string[], superseded: string[] = []): Report[] {
   const statuses = startStatuses(facts, changing);
   return [
-    ...statusReports([...statuses, ...superseded.map((sha) => supersededStatus(facts.environment, sha, facts.sourceCommit, facts.targetUrl))]),
+    ...statusReports([
+      ...statuses,
+      ...superseded.map((sha) => supersededStatus(facts.environment, sha, facts.sourceCommit, facts.targetUrl)),
+    ]),
     deploymentReport(facts, "in_progress", statuses[0]!.description),
   ];
 }
@@ -58,8 +63,23 @@ export function abortedReports(facts: Facts, reason: string): Report[] {
   return [...statusReports([status]), deploymentReport(facts, "error", status.description)];
 }
 
-const DEPLOYMENT_STATE: Record<CommitStatus["state"], GitHubDeploymentState> = { pending: "in_progress", success: "success", failure: "failure", error: "error" };
+const DEPLOYMENT_STATE: Record<CommitStatus["state"], GitHubDeploymentState> = {
+  pending: "in_progress",
+  success: "success",
+  failure: "failure",
+  error: "error",
+};
 
 function deploymentReport(facts: Facts, state: GitHubDeploymentState, description: string): Report {
-  return { kind: "deployment", deployment: { id: facts.id, environment: facts.environment, sha: facts.sourceCommit, state, description, ...(facts.targetUrl ? { targetUrl: facts.targetUrl } : {}) } };
+  return {
+    kind: "deployment",
+    deployment: {
+      id: facts.id,
+      environment: facts.environment,
+      sha: facts.sourceCommit,
+      state,
+      description,
+      ...(facts.targetUrl ? { targetUrl: facts.targetUrl } : {}),
+    },
+  };
 }

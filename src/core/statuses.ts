@@ -38,17 +38,30 @@ export interface DeploymentFacts {
   targetUrl?: string;
 }
 
-function status(sha: string, context: string, state: CommitStatus["state"], description: string, targetUrl: string | undefined): CommitStatus {
+function status(
+  sha: string,
+  context: string,
+  state: CommitStatus["state"],
+  description: string,
+  targetUrl: string | undefined,
+): CommitStatus {
   return { sha, context, state, description: fitDescription(description), ...(targetUrl ? { targetUrl } : {}) };
 }
 
-const returnPrefix = (facts: { returnTo?: { id: string; sourceCommit: string } }) => (facts.returnTo ? `return to ${facts.returnTo.id} (${short(facts.returnTo.sourceCommit)}): ` : "");
+const returnPrefix = (facts: { returnTo?: { id: string; sourceCommit: string } }) =>
+  facts.returnTo ? `return to ${facts.returnTo.id} (${short(facts.returnTo.sourceCommit)}): ` : "";
 
 /** `pending` on the commit and on each host that changes, when the rollout starts. */
 export function startStatuses(facts: Omit<DeploymentFacts, "hosts">, changing: string[]): CommitStatus[] {
   const { sourceCommit: sha, environment, targetUrl } = facts;
   return [
-    status(sha, envContext(environment), "pending", `${returnPrefix(facts)}deploying to ${changing.length} ${hostsWord(changing.length)}`, targetUrl),
+    status(
+      sha,
+      envContext(environment),
+      "pending",
+      `${returnPrefix(facts)}deploying to ${changing.length} ${hostsWord(changing.length)}`,
+      targetUrl,
+    ),
     ...(facts.hostStatuses ? changing.map((host) => status(sha, hostContext(environment, host), "pending", "deploying", targetUrl)) : []),
   ];
 }
@@ -65,14 +78,35 @@ export function finalStatuses(facts: DeploymentFacts): CommitStatus[] {
   const outcome = deploymentOutcome(hosts);
   let env: CommitStatus;
   if (outcome === "succeeded") {
-    env = status(sha, envContext(environment), "success", `${returnPrefix(facts)}deployed to ${live.length}/${hosts.length} ${hostsWord(hosts.length)}`, targetUrl);
+    env = status(
+      sha,
+      envContext(environment),
+      "success",
+      `${returnPrefix(facts)}deployed to ${live.length}/${hosts.length} ${hostsWord(hosts.length)}`,
+      targetUrl,
+    );
   } else if (behind.length === 1 && behind[0]!.outcome !== "unreachable") {
-    env = status(sha, envContext(environment), "failure", `${returnPrefix(facts)}${behind[0]!.host}: ${behind[0]!.detail ?? behind[0]!.outcome}`, targetUrl);
+    env = status(
+      sha,
+      envContext(environment),
+      "failure",
+      `${returnPrefix(facts)}${behind[0]!.host}: ${behind[0]!.detail ?? behind[0]!.outcome}`,
+      targetUrl,
+    );
   } else {
     const groups = new Map<string, string[]>();
     for (const host of behind) groups.set(host.outcome, [...(groups.get(host.outcome) ?? []), host.host]);
-    const parts = [...groups].map(([kind, names], i) => `${i === 0 ? `${names.length} of ${hosts.length} ${hostsWord(hosts.length)}` : names.length} ${kind.replace("-", " ")} (${names.join(", ")})`);
-    env = status(sha, envContext(environment), outcome === "unreachable" ? "error" : "failure", `${returnPrefix(facts)}${parts.join("; ")}`, targetUrl);
+    const parts = [...groups].map(
+      ([kind, names], i) =>
+        `${i === 0 ? `${names.length} of ${hosts.length} ${hostsWord(hosts.length)}` : names.length} ${kind.replace("-", " ")} (${names.join(", ")})`,
+    );
+    env = status(
+      sha,
+      envContext(environment),
+      outcome === "unreachable" ? "error" : "failure",
+      `${returnPrefix(facts)}${parts.join("; ")}`,
+      targetUrl,
+    );
   }
   return [...(facts.hostStatuses ? hosts.map((host) => hostStatus(facts, host)) : []), env];
 }
@@ -103,8 +137,16 @@ export function convergedStatuses(facts: Omit<DeploymentFacts, "hosts" | "return
   const { sourceCommit: sha, environment, targetUrl } = facts;
   // Hosts first, the environment last: the same order as finalStatuses.
   return [
-    ...(facts.hostStatuses ? finished.map((host) => status(sha, hostContext(environment, host), "success", `deployed ${short(sha)}`, targetUrl)) : []),
-    status(sha, envContext(environment), "success", `deployed to ${hosts.length}/${hosts.length} ${hostsWord(hosts.length)} (${finished.join(", ")} by another attempt)`, targetUrl),
+    ...(facts.hostStatuses
+      ? finished.map((host) => status(sha, hostContext(environment, host), "success", `deployed ${short(sha)}`, targetUrl))
+      : []),
+    status(
+      sha,
+      envContext(environment),
+      "success",
+      `deployed to ${hosts.length}/${hosts.length} ${hostsWord(hosts.length)} (${finished.join(", ")} by another attempt)`,
+      targetUrl,
+    ),
   ];
 }
 
@@ -122,7 +164,13 @@ export function abortedStatus(environment: string, sha: string, reason: string, 
 export function invalidConfigStatus(environment: string, sha: string, problems: Problem[], targetUrl?: string): CommitStatus {
   const first = problems[0];
   const more = problems.length > 1 ? ` (+${problems.length - 1} more)` : "";
-  return status(sha, envContext(environment), "error", first ? `invalid config: ${formatProblem(first)}${more}` : "invalid config", targetUrl);
+  return status(
+    sha,
+    envContext(environment),
+    "error",
+    first ? `invalid config: ${formatProblem(first)}${more}` : "invalid config",
+    targetUrl,
+  );
 }
 
 /** A commit asked for and not deployed because a newer one was: it gets a final word. */
@@ -135,7 +183,13 @@ export function queuedStatus(environment: string, sha: string, targetUrl?: strin
 }
 
 export function pinnedStatus(environment: string, sha: string, pin: string, targetUrl?: string): CommitStatus {
-  return status(sha, envContext(environment), "pending", `not deployed: ${environment} is pinned (${pin}); tidemark unpin ${environment} deploys it`, targetUrl);
+  return status(
+    sha,
+    envContext(environment),
+    "pending",
+    `not deployed: ${environment} is pinned (${pin}); tidemark unpin ${environment} deploys it`,
+    targetUrl,
+  );
 }
 
 /** A pull request's preview: what merging it would change, host by host. */
@@ -146,12 +200,27 @@ export function planStatus(environment: string, sha: string, plan: Plan, targetU
     return `${host.host} ${apps.join(" ")}`.trim();
   });
   const taking = plan.hosts.filter((host) => host.takesOver.length > 0).map((host) => host.host);
-  const rollback = taking.length === 0 ? "rollback available" : `rollback available; ${taking.join(", ")} take${taking.length === 1 ? "s" : ""} over host paths (what is there is kept)`;
-  return status(sha, planContext(environment), "success", `${plan.hosts.length} ${hostsWord(plan.hosts.length)} would change: ${hosts.join(", ")}; ${rollback}`, targetUrl);
+  const rollback =
+    taking.length === 0
+      ? "rollback available"
+      : `rollback available; ${taking.join(", ")} take${taking.length === 1 ? "s" : ""} over host paths (what is there is kept)`;
+  return status(
+    sha,
+    planContext(environment),
+    "success",
+    `${plan.hosts.length} ${hostsWord(plan.hosts.length)} would change: ${hosts.join(", ")}; ${rollback}`,
+    targetUrl,
+  );
 }
 
 export function invalidPlanStatus(environment: string, sha: string, problems: Problem[], targetUrl?: string): CommitStatus {
   const first = problems[0];
   const more = problems.length > 1 ? ` (+${problems.length - 1} more)` : "";
-  return status(sha, planContext(environment), "failure", first ? `invalid: ${formatProblem(first)}${more}` : "invalid config tree", targetUrl);
+  return status(
+    sha,
+    planContext(environment),
+    "failure",
+    first ? `invalid: ${formatProblem(first)}${more}` : "invalid config tree",
+    targetUrl,
+  );
 }

@@ -18,14 +18,20 @@ export type Resolution = { ref: string; commit: string } | { ref: null; reason: 
 export function resolveTrack(rule: TrackingRule, refs: SourceRefs): Resolution {
   if ("branch" in rule) {
     const commit = refs.branches.get(rule.branch);
-    return commit ? { ref: `refs/heads/${rule.branch}`, commit } : { ref: null, reason: `branch ${rule.branch} does not exist in the source repo` };
+    return commit
+      ? { ref: `refs/heads/${rule.branch}`, commit }
+      : { ref: null, reason: `branch ${rule.branch} does not exist in the source repo` };
   }
   if ("tag" in rule) {
     const commit = refs.tags.get(rule.tag);
-    return commit ? { ref: `refs/tags/${rule.tag}`, commit } : { ref: null, reason: `tag ${rule.tag} does not exist in the source repo (a deleted pin leaves the environment where it is)` };
+    return commit
+      ? { ref: `refs/tags/${rule.tag}`, commit }
+      : { ref: null, reason: `tag ${rule.tag} does not exist in the source repo (a deleted pin leaves the environment where it is)` };
   }
   const newest = newestTag(rule.tags, [...refs.tags.keys()], rule.prerelease);
-  return newest ? { ref: `refs/tags/${newest}`, commit: refs.tags.get(newest)! } : { ref: null, reason: `no tag matches ${rule.tags} with a semver version` };
+  return newest
+    ? { ref: `refs/tags/${newest}`, commit: refs.tags.get(newest)! }
+    : { ref: null, reason: `no tag matches ${rule.tags} with a semver version` };
 }
 
 /** Whether a pushed ref (refs/heads/x, refs/tags/y) is one the rule follows: a push to it may move the environment. */
@@ -47,7 +53,13 @@ export function movesForward(rule: TrackingRule, from: string | undefined, to: s
   return !before || !after || semver.gte(after, before);
 }
 
-const globRegExp = (pattern: string) => new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*").replaceAll("?", ".")}$`);
+const globRegExp = (pattern: string) =>
+  new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replaceAll("*", ".*")
+      .replaceAll("?", ".")}$`,
+  );
 
 /** The newest tag matching a glob (`*`, `?`) whose name, less a leading 'v', is a semver version. */
 export function newestTag(pattern: string, tags: string[], prerelease = false): string | undefined {

@@ -16,7 +16,11 @@ export function repoFs(gitdir: string): { promises: typeof fsp } {
   if (!promises) {
     promises = {
       ...fsp,
-      async writeFile(path: Parameters<typeof fsp.writeFile>[0], data: Parameters<typeof fsp.writeFile>[1], options?: Parameters<typeof fsp.writeFile>[2]): Promise<void> {
+      async writeFile(
+        path: Parameters<typeof fsp.writeFile>[0],
+        data: Parameters<typeof fsp.writeFile>[1],
+        options?: Parameters<typeof fsp.writeFile>[2],
+      ): Promise<void> {
         const file = tempFile(gitdir);
         try {
           await fsp.writeFile(file, data, options);

@@ -22,7 +22,13 @@ export async function withLockFile<T>(path: string, work: () => Promise<T>, { ti
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
         const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
         if (owner > 0 && !processAlive(owner)) await takeOverStale(path, owner);
-        else if (Date.now() > deadline) throw new TidemarkError("LOCK_HELD", `${path} is held by process ${owner || "unknown"}`, "wait for that process to finish, or remove the file if that process is gone", { cause: error });
+        else if (Date.now() > deadline)
+          throw new TidemarkError(
+            "LOCK_HELD",
+            `${path} is held by process ${owner || "unknown"}`,
+            "wait for that process to finish, or remove the file if that process is gone",
+            { cause: error },
+          );
         else await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }

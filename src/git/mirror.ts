@@ -33,7 +33,11 @@ export class SourceMirror {
   static async open(repoUrl: string, cacheDir: string): Promise<SourceMirror> {
     const { url, auth } = splitCredentials(repoUrl);
     if (!/^https?:\/\//.test(url)) {
-      throw new TidemarkError("REPO_URL", `the source repo must be an http(s) URL, not ${url}`, "use the repository's HTTPS clone URL (isomorphic-git speaks smart HTTP only)");
+      throw new TidemarkError(
+        "REPO_URL",
+        `the source repo must be an http(s) URL, not ${url}`,
+        "use the repository's HTTPS clone URL (isomorphic-git speaks smart HTTP only)",
+      );
     }
     const gitdir = `${cacheDir}/${createHash("sha256").update(url).digest("hex").slice(0, 16)}.git`;
     if (!existsSync(`${gitdir}/HEAD`)) {
@@ -59,28 +63,65 @@ export class SourceMirror {
   private start(): Promise<void> {
     const running = withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.fetchNow());
     fetches.set(this.gitdir, { running });
-    void running.catch(() => undefined).then(() => {
-      // The shared next fetch has become the running one (start() replaced the entry), or nothing follows.
-      if (fetches.get(this.gitdir)?.running === running) fetches.delete(this.gitdir);
-    });
+    void running
+      .catch(() => undefined)
+      .then(() => {
+        // The shared next fetch has become the running one (start() replaced the entry), or nothing follows.
+        if (fetches.get(this.gitdir)?.running === running) fetches.delete(this.gitdir);
+      });
     return running;
   }
 
-  private async fetchNow(what: { ref?: string; singleBranch: boolean; tags: boolean; prune: boolean; pruneTags: boolean } = { singleBranch: false, tags: true, prune: true, pruneTags: true }): Promise<void> {
+  private async fetchNow(
+    what: { ref?: string; singleBranch: boolean; tags: boolean; prune: boolean; pruneTags: boolean } = {
+      singleBranch: false,
+      tags: true,
+      prune: true,
+      pruneTags: true,
+    },
+  ): Promise<void> {
     try {
-      await git.fetch({ fs: repoFs(this.gitdir), http, gitdir: this.gitdir, url: this.url, remote: "origin", ...what, onAuth: () => this.auth ?? { cancel: true } });
+      await git.fetch({
+        fs: repoFs(this.gitdir),
+        http,
+        gitdir: this.gitdir,
+        url: this.url,
+        remote: "origin",
+        ...what,
+        onAuth: () => this.auth ?? { cancel: true },
+      });
     } catch (error) {
       if (error instanceof Errors.NotFoundError && (error.data as { what?: string }).what === "HEAD") {
         // isomorphic-git#1654: it cannot fetch from a repository whose HEAD points nowhere.
-        throw new TidemarkError("REPO_NO_HEAD", `the source repo ${this.url} has no default branch (its HEAD points to a branch that does not exist)`, "set the repository's default branch to an existing branch", { cause: error });
+        throw new TidemarkError(
+          "REPO_NO_HEAD",
+          `the source repo ${this.url} has no default branch (its HEAD points to a branch that does not exist)`,
+          "set the repository's default branch to an existing branch",
+          { cause: error },
+        );
       }
-      const message = error instanceof Errors.UserCanceledError ? "it asks for credentials and none were given" : error instanceof Error ? error.message : String(error);
-      throw new TidemarkError("REPO_UNREACHABLE", `could not fetch ${this.url}: ${message}`, "check the URL, the network and the credentials (--repo https://user:token@host/repo.git)", { cause: error });
+      const message =
+        error instanceof Errors.UserCanceledError
+          ? "it asks for credentials and none were given"
+          : error instanceof Error
+            ? error.message
+            : String(error);
+      throw new TidemarkError(
+        "REPO_UNREACHABLE",
+        `could not fetch ${this.url}: ${message}`,
+        "check the URL, the network and the credentials (--repo https://user:token@host/repo.git)",
+        { cause: error },
+      );
     }
     try {
       await consolidatePacks(this.gitdir);
     } catch (error) {
-      throw new TidemarkError("MIRROR_PACKS", `could not merge the packs of the mirror in ${this.gitdir}: ${error instanceof Error ? error.message : String(error)}`, "check the free space there; the mirror is whole (old packs go only once the merged one is in place)", { cause: error });
+      throw new TidemarkError(
+        "MIRROR_PACKS",
+        `could not merge the packs of the mirror in ${this.gitdir}: ${error instanceof Error ? error.message : String(error)}`,
+        "check the free space there; the mirror is whole (old packs go only once the merged one is in place)",
+        { cause: error },
+      );
     }
     await this.reader.notePacks();
   }
@@ -91,7 +132,9 @@ export class SourceMirror {
    * never moves what an environment tracks.
    */
   async fetchPullRequest(number: number): Promise<void> {
-    await withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () => this.fetchNow({ ref: `refs/pull/${number}/head`, singleBranch: true, tags: false, prune: false, pruneTags: false }));
+    await withLockFile(`${this.gitdir}/tidemark-fetch.lock`, () =>
+      this.fetchNow({ ref: `refs/pull/${number}/head`, singleBranch: true, tags: false, prune: false, pruneTags: false }),
+    );
   }
 
   /**
@@ -104,11 +147,30 @@ export class SourceMirror {
     const local = "refs/tidemark/push";
     await git.writeRef({ fs, gitdir: this.gitdir, ref: local, value: commit, force: true });
     try {
-      const result = await git.push({ fs, http, gitdir: this.gitdir, url: this.url, ref: local, remoteRef, force, onAuth: () => this.auth ?? { cancel: true } });
+      const result = await git.push({
+        fs,
+        http,
+        gitdir: this.gitdir,
+        url: this.url,
+        ref: local,
+        remoteRef,
+        force,
+        onAuth: () => this.auth ?? { cancel: true },
+      });
       if (!result.ok) throw new Error(result.error ?? Object.values(result.refs).find((ref) => !ref.ok)?.error ?? "refused");
     } catch (error) {
-      const message = error instanceof Errors.UserCanceledError ? "it asks for credentials and none were given" : error instanceof Error ? error.message : String(error);
-      throw new TidemarkError("REPO_PUSH_FAILED", `could not push ${remoteRef} to ${this.url}: ${message}`, "check that the credentials in the repo URL may push (a token with Contents: write), and that no one pushed to it meanwhile", { cause: error });
+      const message =
+        error instanceof Errors.UserCanceledError
+          ? "it asks for credentials and none were given"
+          : error instanceof Error
+            ? error.message
+            : String(error);
+      throw new TidemarkError(
+        "REPO_PUSH_FAILED",
+        `could not push ${remoteRef} to ${this.url}: ${message}`,
+        "check that the credentials in the repo URL may push (a token with Contents: write), and that no one pushed to it meanwhile",
+        { cause: error },
+      );
     } finally {
       await git.deleteRef({ fs, gitdir: this.gitdir, ref: local }).catch(() => undefined);
     }
@@ -117,7 +179,11 @@ export class SourceMirror {
   /** Writes a commit into the mirror (to be pushed with pushRef): `tree` on top of `parent`. */
   async writeCommit(tree: string, parent: string, message: string): Promise<string> {
     const author = { name: "Tidemark", email: "tidemark@localhost", timestamp: Math.floor(Date.now() / 1000), timezoneOffset: 0 };
-    return git.writeCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, commit: { tree, parent: [parent], author, committer: author, message } });
+    return git.writeCommit({
+      fs: repoFs(this.gitdir),
+      gitdir: this.gitdir,
+      commit: { tree, parent: [parent], author, committer: author, message },
+    });
   }
 
   /**

@@ -34,7 +34,9 @@ export async function consolidatePacks(gitdir: string, maxPacks = MAX_PACKS): Pr
     const names = await packNames(dir);
     if (names.length <= maxPacks) return false;
     sweepTempFiles(gitdir);
-    const retired = (await readFile(`${gitdir}/${RETIRED}`, "utf8").catch(() => "")).split("\n").filter((name) => name && !names.includes(name));
+    const retired = (await readFile(`${gitdir}/${RETIRED}`, "utf8").catch(() => ""))
+      .split("\n")
+      .filter((name) => name && !names.includes(name));
     await Promise.all(retired.flatMap((name) => ["pack", "rev", "bitmap"].map((ext) => rm(`${dir}/${name}.${ext}`, { force: true }))));
 
     const sized = await Promise.all(names.map(async (name) => ({ name, bytes: (await stat(`${dir}/${name}.pack`)).size })));
@@ -47,7 +49,10 @@ export async function consolidatePacks(gitdir: string, maxPacks = MAX_PACKS): Pr
     }
     if (picked.length < 2) return false;
 
-    const merged = await mergePacks(gitdir, picked.map((pack) => pack.name));
+    const merged = await mergePacks(
+      gitdir,
+      picked.map((pack) => pack.name),
+    );
     await repoFs(gitdir).promises.writeFile(`${gitdir}/${RETIRED}`, picked.map((pack) => `${pack.name}\n`).join(""));
     await Promise.all(picked.filter((pack) => pack.name !== merged).map((pack) => rm(`${dir}/${pack.name}.idx`, { force: true })));
     return true;
@@ -76,7 +81,10 @@ async function mergePacks(gitdir: string, names: string[]): Promise<string> {
     const header = Buffer.alloc(12);
     header.write("PACK", 0, "latin1");
     header.writeUInt32BE(2, 4);
-    header.writeUInt32BE(counts.reduce((sum, count) => sum + count, 0), 8);
+    header.writeUInt32BE(
+      counts.reduce((sum, count) => sum + count, 0),
+      8,
+    );
     await write(header);
     let base = 12;
     for (const name of names) {
@@ -147,6 +155,13 @@ function writeIndex(entries: IndexEntry[], packChecksum: Buffer): Buffer {
     crcs.writeUInt32BE(entry.crc, 4 * i);
     offsets.writeUInt32BE(entry.offset, 4 * i);
   });
-  const body = Buffer.concat([Buffer.from([0xff, 0x74, 0x4f, 0x63, 0, 0, 0, 2]), fanout, ...entries.map((entry) => entry.oid), crcs, offsets, packChecksum]);
+  const body = Buffer.concat([
+    Buffer.from([0xff, 0x74, 0x4f, 0x63, 0, 0, 0, 2]),
+    fanout,
+    ...entries.map((entry) => entry.oid),
+    crcs,
+    offsets,
+    packChecksum,
+  ]);
   return Buffer.concat([body, createHash("sha1").update(body).digest()]);
 }

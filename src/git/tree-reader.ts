@@ -80,7 +80,13 @@ export class TreeReader implements TreeObjects {
   }
 
   private async readTree(oid: string): Promise<ParsedTree> {
-    const { object, type } = await git.readObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, format: "content", cache: this.cache });
+    const { object, type } = await git.readObject({
+      fs: repoFs(this.gitdir),
+      gitdir: this.gitdir,
+      oid,
+      format: "content",
+      cache: this.cache,
+    });
     if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
     return parseTreeObject(Buffer.from(object as Uint8Array));
   }
@@ -90,7 +96,11 @@ export class TreeReader implements TreeObjects {
   }
 
   commitTree(commit: string): Promise<string> {
-    return remember(this.commits, commit, () => git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache }).then((result) => detached(result.commit.tree)));
+    return remember(this.commits, commit, () =>
+      git
+        .readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.cache })
+        .then((result) => detached(result.commit.tree)),
+    );
   }
 
   /** The oid of the tree at a path below a root tree, or undefined if there is none. */
@@ -155,12 +165,16 @@ export function parseTreeObject(body: Buffer): ParsedTree {
   const entries: TreeEntry[] = [];
   const faults: TreeFault[] = [];
   const order = new TreeOrder();
-  for (let at = 0; at < body.length; ) {
+  for (let at = 0; at < body.length;) {
     const space = body.indexOf(0x20, at);
     const nul = body.indexOf(0, space);
     if (space < 0 || nul < 0 || nul + 21 > body.length) throw new Error("malformed tree object");
     const rawName = body.subarray(space + 1, nul);
-    const entry = { mode: body.toString("latin1", at, space), name: rawName.toString("utf8"), oid: body.toString("hex", nul + 1, nul + 21) };
+    const entry = {
+      mode: body.toString("latin1", at, space),
+      name: rawName.toString("utf8"),
+      oid: body.toString("hex", nul + 1, nul + 21),
+    };
     entries.push(entry);
     const placed = order.place(rawName, entry.mode);
     if (placed !== "ok") faults.push({ kind: placed, name: entry.name });
@@ -215,8 +229,16 @@ const wantsContent = (path: string) => /^[^/]+\/[^/]+\/manifest\.json$/.test(pat
  * identical subtree is returned as its oid alone, unread. With one side
  * missing, the other is read whole.
  */
-export async function readTreePair(a: TreeSide | undefined, b: TreeSide | undefined, path = ""): Promise<[Dir | undefined, Dir | undefined]> {
-  if (a && b && a.oid === b.oid) return [{ kind: "dir", oid: a.oid }, { kind: "dir", oid: b.oid }];
+export async function readTreePair(
+  a: TreeSide | undefined,
+  b: TreeSide | undefined,
+  path = "",
+): Promise<[Dir | undefined, Dir | undefined]> {
+  if (a && b && a.oid === b.oid)
+    return [
+      { kind: "dir", oid: a.oid },
+      { kind: "dir", oid: b.oid },
+    ];
   const [treeA, treeB] = await Promise.all([a?.reader.tree(a.oid), b?.reader.tree(b.oid)]);
   // Of two entries with one name the last is kept; the tree's faults say so, and validation refuses it.
   const byName = (tree: ParsedTree | undefined) => new Map((tree?.entries ?? []).map((entry) => [entry.name, entry]));

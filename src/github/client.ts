@@ -38,23 +38,40 @@ export type ClientMode = "queued" | "direct";
  * `x-ratelimit-reset`) are Octokit's own plugins; writes are spaced by
  * githubWriteInterval, as GitHub asks of integrations that post in bursts.
  */
-export function gitHubClient(settings: ReportingSettings, log: ReportLog, mode: ClientMode = "queued"): { octokit: GitHubOctokit; repo: GitHubRepo } | undefined {
+export function gitHubClient(
+  settings: ReportingSettings,
+  log: ReportLog,
+  mode: ClientMode = "queued",
+): { octokit: GitHubOctokit; repo: GitHubRepo } | undefined {
   const auth = settings.githubToken
     ? { auth: settings.githubToken }
     : settings.githubAppId !== undefined
-      ? { authStrategy: createAppAuth, auth: { appId: settings.githubAppId, privateKey: readAppKey(settings.githubAppKey!), installationId: settings.githubAppInstallation! } }
+      ? {
+          authStrategy: createAppAuth,
+          auth: {
+            appId: settings.githubAppId,
+            privateKey: readAppKey(settings.githubAppKey!),
+            installationId: settings.githubAppInstallation!,
+          },
+        }
       : undefined;
   if (!auth) return undefined;
-  const waitOnce = (kind: string) => (retryAfter: number, options: { method: string; url: string }, _octokit: unknown, retryCount: number) => {
-    const wait = mode === "queued" && retryCount === 0 && retryAfter <= WAIT_IN_REQUEST_SECONDS;
-    log.warn({ method: options.method, url: options.url, retryAfter, waitingInRequest: wait }, `GitHub ${kind}`);
-    return wait;
-  };
+  const waitOnce =
+    (kind: string) => (retryAfter: number, options: { method: string; url: string }, _octokit: unknown, retryCount: number) => {
+      const wait = mode === "queued" && retryCount === 0 && retryAfter <= WAIT_IN_REQUEST_SECONDS;
+      log.warn({ method: options.method, url: options.url, retryAfter, waitingInRequest: wait }, `GitHub ${kind}`);
+      return wait;
+    };
   const octokit = new GitHubOctokit({
     ...auth,
     baseUrl: settings.githubApiUrl.replace(/\/+$/, ""),
     userAgent: "tidemark",
-    log: { debug: () => undefined, info: () => undefined, warn: (message: string) => log.warn({}, message), error: (message: string) => log.error({}, message) },
+    log: {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (message: string) => log.warn({}, message),
+      error: (message: string) => log.error({}, message),
+    },
     // Rate limits (403, 429) are the throttling plugin's alone: two plugins retrying them would double the requests.
     retry: mode === "queued" ? { doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] } : { enabled: false },
     throttle: {
@@ -70,7 +87,12 @@ export function gitHubClient(settings: ReportingSettings, log: ReportLog, mode: 
 export function gitHubRepo(settings: Pick<ReportingSettings, "githubRepo" | "repo">): GitHubRepo {
   const named = settings.githubRepo ?? pathOf(settings.repo);
   const match = named ? /^\/?([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+?)(\.git)?\/?$/.exec(named) : null;
-  if (!match) throw new TidemarkError("GITHUB_REPO_UNKNOWN", "cannot tell the GitHub repository from the source repo's URL", "set TIDEMARK_GITHUB_REPO=owner/name");
+  if (!match)
+    throw new TidemarkError(
+      "GITHUB_REPO_UNKNOWN",
+      "cannot tell the GitHub repository from the source repo's URL",
+      "set TIDEMARK_GITHUB_REPO=owner/name",
+    );
   return { owner: match[1]!, repo: match[2]! };
 }
 
@@ -87,6 +109,11 @@ function readAppKey(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new TidemarkError("GITHUB_APP_KEY", `cannot read the GitHub App's private key at ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, "set TIDEMARK_GITHUB_APP_KEY to the .pem file GitHub gave you, readable by the operator", { cause: error });
+    throw new TidemarkError(
+      "GITHUB_APP_KEY",
+      `cannot read the GitHub App's private key at ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      "set TIDEMARK_GITHUB_APP_KEY to the .pem file GitHub gave you, readable by the operator",
+      { cause: error },
+    );
   }
 }

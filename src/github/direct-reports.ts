@@ -66,7 +66,13 @@ export class DirectReports {
     for (const [i, entry] of batch.entries()) {
       const failure = await this.postOne(entry.report, () => current(entry));
       if (failure === undefined) continue;
-      this.unposted.push({ report: entry.report, reason: failure }, ...batch.slice(i + 1).filter(current).map(({ report }) => ({ report, reason: "waits behind a report that was not posted" })));
+      this.unposted.push(
+        { report: entry.report, reason: failure },
+        ...batch
+          .slice(i + 1)
+          .filter(current)
+          .map(({ report }) => ({ report, reason: "waits behind a report that was not posted" })),
+      );
       return;
     }
   }

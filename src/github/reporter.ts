@@ -43,7 +43,15 @@ export class GitHubReporter {
     const request = signal ? { request: { signal } } : {};
     if (report.kind === "status") {
       const { sha, context, state, description, targetUrl } = report.status;
-      await this.octokit.rest.repos.createCommitStatus({ ...this.repo, sha, context, state, description, ...(targetUrl ? { target_url: targetUrl } : {}), ...request });
+      await this.octokit.rest.repos.createCommitStatus({
+        ...this.repo,
+        sha,
+        context,
+        state,
+        description,
+        ...(targetUrl ? { target_url: targetUrl } : {}),
+        ...request,
+      });
       return `${context} ${state} on ${sha.slice(0, 7)}`;
     }
     if (!this.deploymentsAllowed) return "GitHub Deployments are off";
@@ -67,7 +75,10 @@ export class GitHubReporter {
         // A rate limit is a 403 too: it waits, it does not turn anything off.
         if (error instanceof RequestError && (error.status === 403 || error.status === 404) && rateLimitWait(error) === undefined) {
           this.deploymentsAllowed = false;
-          this.log.warn({ status: error.status, error: error.message }, "GitHub Deployments turned off: the token may not create deployments (give it Deployments: write, or set TIDEMARK_GITHUB_DEPLOYMENTS=false)");
+          this.log.warn(
+            { status: error.status, error: error.message },
+            "GitHub Deployments turned off: the token may not create deployments (give it Deployments: write, or set TIDEMARK_GITHUB_DEPLOYMENTS=false)",
+          );
           return "GitHub Deployments are off";
         }
         throw error;
@@ -75,7 +86,14 @@ export class GitHubReporter {
       await this.ids.setGitHubDeployment(id, gitHubId);
     }
     // auto_inactive (GitHub's default) marks the environment's earlier deployment inactive on success.
-    await this.octokit.rest.repos.createDeploymentStatus({ ...this.repo, deployment_id: gitHubId, state, description, ...(targetUrl ? { log_url: targetUrl } : {}), ...request });
+    await this.octokit.rest.repos.createDeploymentStatus({
+      ...this.repo,
+      deployment_id: gitHubId,
+      state,
+      description,
+      ...(targetUrl ? { log_url: targetUrl } : {}),
+      ...request,
+    });
     return `deployment ${gitHubId} ${state}`;
   }
 }

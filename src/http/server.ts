@@ -38,7 +38,9 @@ export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ s
     if (!socket.writable || error.code === "ECONNRESET" || answering.get(socket as Socket)?.headersSent) return void socket.destroy();
     const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
     const body = `${JSON.stringify({ message: `malformed HTTP request: ${error.message} (${error.code ?? "no code"})` })}\n`;
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -47,7 +49,8 @@ export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ s
       if (request.method !== "POST") return send(response, 405, { message: "webhooks are POSTed" }, { allow: "POST" });
       return routes.webhook(request, response);
     }
-    if (request.method !== "GET" && request.method !== "HEAD") return send(response, 405, { message: `${request.method} is not served here` }, { allow: "GET" });
+    if (request.method !== "GET" && request.method !== "HEAD")
+      return send(response, 405, { message: `${request.method} is not served here` }, { allow: "GET" });
     if (path === "/healthz") return send(response, 200, "ok\n");
     if (path === "/readyz") {
       const readiness = await routes.ready();
@@ -66,7 +69,16 @@ export async function startHttp(listen: string, routes: HttpRoutes): Promise<{ s
   const [host, port] = [match?.[1] ?? "127.0.0.1", Number(match?.[2] ?? 8080)];
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) =>
-      reject(new TidemarkError("LISTEN_FAILED", `cannot listen on ${listen}: ${error.code ?? error.message}`, error.code === "EADDRINUSE" ? "another process uses that port: pick another with --listen HOST:PORT" : "check --listen (TIDEMARK_LISTEN)", { cause: error })),
+      reject(
+        new TidemarkError(
+          "LISTEN_FAILED",
+          `cannot listen on ${listen}: ${error.code ?? error.message}`,
+          error.code === "EADDRINUSE"
+            ? "another process uses that port: pick another with --listen HOST:PORT"
+            : "check --listen (TIDEMARK_LISTEN)",
+          { cause: error },
+        ),
+      ),
     );
     server.listen(port, host, resolve);
   });

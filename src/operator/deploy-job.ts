@@ -16,7 +16,15 @@ import type { Operator } from "./operator.js";
 
 /** What a deploy job did; kept by BullMQ as the job's return value (no logs, no secrets). */
 export type DeployJobResult = (
-  | { status: "deployed"; id: string; outcome: DeploymentOutcome; sourceRef: string; sourceCommit: string; hosts: Array<HostOutcome & { durationMs?: number; uploadedBytes?: number }>; returnTo?: { id: string; sourceCommit: string } }
+  | {
+      status: "deployed";
+      id: string;
+      outcome: DeploymentOutcome;
+      sourceRef: string;
+      sourceCommit: string;
+      hosts: Array<HostOutcome & { durationMs?: number; uploadedBytes?: number }>;
+      returnTo?: { id: string; sourceCommit: string };
+    }
   | { status: "up-to-date"; sourceRef: string; sourceCommit: string }
   | { status: "no-change"; sourceRef: string; sourceCommit: string }
   | { status: "stays"; reason: string }
@@ -62,16 +70,28 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
       if (decision.kind !== "pinned") await op.queues.clearWaiting(environment);
     }
     if (decision.kind === "pinned") {
-      if (await op.queues.markWaiting(environment, decision.commit)) await op.report(statusReports([pinnedStatus(environment, decision.commit, decision.pin, environmentUrl(op.settings, environment))]));
+      if (await op.queues.markWaiting(environment, decision.commit))
+        await op.report(
+          statusReports([pinnedStatus(environment, decision.commit, decision.pin, environmentUrl(op.settings, environment))]),
+        );
       return { environment, status: "stays", reason: decision.reason, superseded: [] };
     }
-    if (decision.kind === "stays" || decision.kind === "older") return { environment, status: "stays", reason: decision.reason, superseded: [] };
+    if (decision.kind === "stays" || decision.kind === "older")
+      return { environment, status: "stays", reason: decision.reason, superseded: [] };
     if (decision.kind !== "read-plan") throw new Error(`decide ended on ${decision.kind} before the plan was read`);
     const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, { ref: decision.ref, commit: decision.commit });
-    const planned = decide({ ...state, plan: { changing: prepared.plan.hosts.map((host) => host.host), desired: [...prepared.desired.hosts.keys()], sameTree: prepared.envTreeOid === prepared.lastTree } });
+    const planned = decide({
+      ...state,
+      plan: {
+        changing: prepared.plan.hosts.map((host) => host.host),
+        desired: [...prepared.desired.hosts.keys()],
+        sameTree: prepared.envTreeOid === prepared.lastTree,
+      },
+    });
     return await carryOut(op, job, planned, prepared, state.history?.requested ?? [], stop, observe);
   } catch (error) {
-    if (error instanceof InvalidConfigError && commit) await op.report(statusReports([invalidConfigStatus(environment, commit, error.problems, environmentUrl(op.settings, environment))]));
+    if (error instanceof InvalidConfigError && commit)
+      await op.report(statusReports([invalidConfigStatus(environment, commit, error.problems, environmentUrl(op.settings, environment))]));
     // A broken config tree or an unknown environment stays broken until someone pushes: no retry.
     if (error instanceof InvalidConfigError || (error instanceof TidemarkError && ["ENV_UNKNOWN", "REPO_URL"].includes(error.code))) {
       throw new UnrecoverableError(describeError(error));
@@ -93,14 +113,31 @@ async function readHistory(op: Operator, environment: string, seen: number): Pro
 }
 
 /** Carries out what decide settled on with the plan in hand; the commits it settles are forgotten in Redis as it reports them. */
-async function carryOut(op: Operator, job: DeployJob, decision: DeployDecision, prepared: PreparedPlan, requested: readonly string[], stop: AbortSignal, observe: PhaseObserver | undefined): Promise<DeployJobResult> {
+async function carryOut(
+  op: Operator,
+  job: DeployJob,
+  decision: DeployDecision,
+  prepared: PreparedPlan,
+  requested: readonly string[],
+  stop: AbortSignal,
+  observe: PhaseObserver | undefined,
+): Promise<DeployJobResult> {
   const { environment } = job;
   if (decision.kind === "up-to-date") {
     const { id, ref, commit, superseded } = decision;
     await op.queues.forgetRequested(environment, requested);
-    const facts = { id, environment, sourceCommit: commit, hostStatuses: op.settings.hostStatuses && prepared.desired.hosts.size <= op.settings.hostStatusLimit, targetUrl: deploymentUrl(op.settings, id) };
+    const facts = {
+      id,
+      environment,
+      sourceCommit: commit,
+      hostStatuses: op.settings.hostStatuses && prepared.desired.hosts.size <= op.settings.hostStatusLimit,
+      targetUrl: deploymentUrl(op.settings, id),
+    };
     // The hosts the last attempt left behind, finished since by another: the commit's statuses turn green, once.
-    const converged = decision.finished.length > 0 && (await op.queues.firstConverged(environment, commit)) ? convergedStatuses(facts, [...prepared.desired.hosts.keys()], decision.finished) : [];
+    const converged =
+      decision.finished.length > 0 && (await op.queues.firstConverged(environment, commit))
+        ? convergedStatuses(facts, [...prepared.desired.hosts.keys()], decision.finished)
+        : [];
     await op.report(statusReports([...converged, ...superseded.map((sha) => supersededStatus(environment, sha, commit, facts.targetUrl))]));
     await op.queues.markBehind(environment, false);
     return { environment, status: "up-to-date", sourceRef: ref, sourceCommit: commit, superseded };
@@ -110,7 +147,12 @@ async function carryOut(op: Operator, job: DeployJob, decision: DeployDecision, 
     const { ref, commit, superseded } = decision;
     await op.queues.forgetRequested(environment, requested);
     const link = environmentUrl(op.settings, environment);
-    await op.report(statusReports([noChangeStatus(environment, commit, link), ...superseded.map((sha) => supersededStatus(environment, sha, commit, link))]));
+    await op.report(
+      statusReports([
+        noChangeStatus(environment, commit, link),
+        ...superseded.map((sha) => supersededStatus(environment, sha, commit, link)),
+      ]),
+    );
     await op.queues.markBehind(environment, false);
     return { environment, status: "no-change", sourceRef: ref, sourceCommit: commit, superseded };
   }
@@ -126,13 +168,20 @@ async function carryOut(op: Operator, job: DeployJob, decision: DeployDecision, 
   const deployment = await showRunning(op, { id, environment, sourceCommit: commit, sourceRef: ref, hosts }, observe, (running) =>
     deployPlan(op.mirror, op.store, prepared, { ...op.deploy, id, superseded, trigger: job.trigger, stop, observe: running, hold }),
   );
-  if (deployment.shareError) op.log.warn({ environment, deployment: deployment.id, error: deployment.shareError }, "deployment recorded locally; the store remote gets it at the next sync");
+  if (deployment.shareError)
+    op.log.warn(
+      { environment, deployment: deployment.id, error: deployment.shareError },
+      "deployment recorded locally; the store remote gets it at the next sync",
+    );
   const { stopped, behind } = afterRollout(deployment.hosts);
   // One batch: every host's final status, then the environment's, then the GitHub deployment's.
   if (!stopped) await op.report(finalReports({ ...facts, hosts: deployment.hosts }));
   // Hosts a passing failure left behind (not the ones where the commit itself failed) are tried again at the next polls.
   await op.queues.markBehind(environment, behind);
-  if (stopped) throw new StoppedError(`the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`);
+  if (stopped)
+    throw new StoppedError(
+      `the operator stopped during deployment ${deployment.id}; the hosts not started are deployed when the job runs again`,
+    );
   return {
     environment,
     status: "deployed",
@@ -140,16 +189,30 @@ async function carryOut(op: Operator, job: DeployJob, decision: DeployDecision, 
     outcome: deploymentOutcome(deployment.hosts),
     sourceRef: deployment.sourceRef,
     sourceCommit: deployment.sourceCommit,
-    hosts: deployment.hosts.map(({ host, outcome, detail, durationMs, uploadedBytes }) => ({ host, outcome, ...(detail ? { detail } : {}), ...(durationMs !== undefined ? { durationMs } : {}), ...(uploadedBytes !== undefined ? { uploadedBytes } : {}) })),
+    hosts: deployment.hosts.map(({ host, outcome, detail, durationMs, uploadedBytes }) => ({
+      host,
+      outcome,
+      ...(detail ? { detail } : {}),
+      ...(durationMs !== undefined ? { durationMs } : {}),
+      ...(uploadedBytes !== undefined ? { uploadedBytes } : {}),
+    })),
     ...(deployment.returnTo ? { returnTo: deployment.returnTo } : {}),
     superseded,
   };
 }
 
 /** Shows the deployment as under way on the operator's page while it runs; a Redis hiccup costs the live view, never the deployment. */
-async function showRunning<T>(op: Operator, deployment: Omit<RunningDeployment, "steps" | "startedAt">, observe: PhaseObserver | undefined, run: (observe: PhaseObserver) => Promise<T>): Promise<T> {
+async function showRunning<T>(
+  op: Operator,
+  deployment: Omit<RunningDeployment, "steps" | "startedAt">,
+  observe: PhaseObserver | undefined,
+  run: (observe: PhaseObserver) => Promise<T>,
+): Promise<T> {
   const started = performance.now();
-  const quietly = (write: Promise<void>) => void write.catch((error: unknown) => op.log.debug({ deployment: deployment.id, error: describeError(error) }, "could not update the live view"));
+  const quietly = (write: Promise<void>) =>
+    void write.catch((error: unknown) =>
+      op.log.debug({ deployment: deployment.id, error: describeError(error) }, "could not update the live view"),
+    );
   await op.queues.startRunning({ ...deployment, startedAt: new Date().toISOString() }).catch(() => undefined);
   try {
     return await run((host, phase) => {

@@ -5,14 +5,56 @@ import type { WebhookResult } from "../http/webhook.js";
 /** The operator's Prometheus metrics, on a registry of its own (`/metrics`). */
 export class OperatorMetrics {
   readonly registry = new Registry();
-  private readonly webhooks = new Counter({ name: "tidemark_webhook_deliveries_total", help: "Webhook deliveries, by what became of them", labelNames: ["result"], registers: [this.registry] });
-  private readonly deployments = new Counter({ name: "tidemark_deployments_total", help: "Deployment jobs, by environment and outcome", labelNames: ["environment", "outcome"], registers: [this.registry] });
-  private readonly hosts = new Counter({ name: "tidemark_host_outcomes_total", help: "Host outcomes of deployments, by environment and outcome", labelNames: ["environment", "outcome"], registers: [this.registry] });
-  private readonly rollbacks = new Counter({ name: "tidemark_auto_rollbacks_total", help: "Hosts that rolled themselves back after a failed deployment", labelNames: ["environment"], registers: [this.registry] });
-  private readonly superseded = new Counter({ name: "tidemark_superseded_commits_total", help: "Requested commits never deployed because a newer one was", labelNames: ["environment"], registers: [this.registry] });
-  private readonly reports = new Counter({ name: "tidemark_github_reports_total", help: "Reports to GitHub (commit statuses, deployments), by kind and result: posted, dropped (a newer one went first), failed (retried), rate-limited", labelNames: ["kind", "result"], registers: [this.registry] });
-  private readonly deploymentSeconds = new Histogram({ name: "tidemark_deployment_duration_seconds", help: "Deployment jobs from start to recorded", labelNames: ["environment"], buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600], registers: [this.registry] });
-  private readonly hostSeconds = new Histogram({ name: "tidemark_host_apply_duration_seconds", help: "One host's apply, connect to commit (or rollback)", labelNames: ["environment"], buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120], registers: [this.registry] });
+  private readonly webhooks = new Counter({
+    name: "tidemark_webhook_deliveries_total",
+    help: "Webhook deliveries, by what became of them",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+  private readonly deployments = new Counter({
+    name: "tidemark_deployments_total",
+    help: "Deployment jobs, by environment and outcome",
+    labelNames: ["environment", "outcome"],
+    registers: [this.registry],
+  });
+  private readonly hosts = new Counter({
+    name: "tidemark_host_outcomes_total",
+    help: "Host outcomes of deployments, by environment and outcome",
+    labelNames: ["environment", "outcome"],
+    registers: [this.registry],
+  });
+  private readonly rollbacks = new Counter({
+    name: "tidemark_auto_rollbacks_total",
+    help: "Hosts that rolled themselves back after a failed deployment",
+    labelNames: ["environment"],
+    registers: [this.registry],
+  });
+  private readonly superseded = new Counter({
+    name: "tidemark_superseded_commits_total",
+    help: "Requested commits never deployed because a newer one was",
+    labelNames: ["environment"],
+    registers: [this.registry],
+  });
+  private readonly reports = new Counter({
+    name: "tidemark_github_reports_total",
+    help: "Reports to GitHub (commit statuses, deployments), by kind and result: posted, dropped (a newer one went first), failed (retried), rate-limited",
+    labelNames: ["kind", "result"],
+    registers: [this.registry],
+  });
+  private readonly deploymentSeconds = new Histogram({
+    name: "tidemark_deployment_duration_seconds",
+    help: "Deployment jobs from start to recorded",
+    labelNames: ["environment"],
+    buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+    registers: [this.registry],
+  });
+  private readonly hostSeconds = new Histogram({
+    name: "tidemark_host_apply_duration_seconds",
+    help: "One host's apply, connect to commit (or rollback)",
+    labelNames: ["environment"],
+    buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
 
   constructor(queueCounts?: () => Promise<Map<string, Record<string, number>>>) {
     collectDefaultMetrics({ register: this.registry, prefix: "tidemark_" });

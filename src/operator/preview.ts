@@ -19,7 +19,13 @@ export async function previewPullRequest(op: Operator, hint: PullRequestHint): P
   await op.mirror.fetch();
   await op.mirror.fetchPullRequest(hint.number);
   if ((await op.mirror.expandCommit(hint.head)) !== hint.head) {
-    return [{ environment: "*", action: "stays", reason: `pull request #${hint.number} no longer has ${hint.head.slice(0, 7)}: a newer push replaced it` }];
+    return [
+      {
+        environment: "*",
+        action: "stays",
+        reason: `pull request #${hint.number} no longer has ${hint.head.slice(0, 7)}: a newer push replaced it`,
+      },
+    ];
   }
   const config = await trackingConfig(op.mirror);
   const results: IntakeResult[] = [];
@@ -33,9 +39,18 @@ export async function previewPullRequest(op: Operator, hint: PullRequestHint): P
       op.log.warn({ environment, error: describeError(error) }, "store remote unreachable: planning with the local store");
     }
     try {
-      const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, { ref: `refs/pull/${hint.number}/head`, commit: hint.head });
+      const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, {
+        ref: `refs/pull/${hint.number}/head`,
+        commit: hint.head,
+      });
       statuses.push(planStatus(environment, hint.head, prepared.plan, link));
-      results.push({ environment, action: "previewed", pullRequest: hint.number, commit: hint.head, hosts: prepared.plan.hosts.map((host) => host.host) });
+      results.push({
+        environment,
+        action: "previewed",
+        pullRequest: hint.number,
+        commit: hint.head,
+        hosts: prepared.plan.hosts.map((host) => host.host),
+      });
     } catch (error) {
       if (!(error instanceof InvalidConfigError)) throw error;
       statuses.push(invalidPlanStatus(environment, hint.head, error.problems, link));

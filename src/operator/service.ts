@@ -13,7 +13,19 @@ import { gitHubClient } from "../github/client.js";
 import { GitHubReporter, rateLimitWait } from "../github/reporter.js";
 import { startHttp, stopHttp, type Readiness } from "../http/server.js";
 import { webhookHandler } from "../http/webhook.js";
-import { deployJobData, deployQueueName, OperatorQueues, PREFIX, REFS_QUEUE, refsJobData, REPORT_QUEUE, reportBatch, type DeployJob, type RefsJob, type ReportJob } from "../queue/queues.js";
+import {
+  deployJobData,
+  deployQueueName,
+  OperatorQueues,
+  PREFIX,
+  REFS_QUEUE,
+  refsJobData,
+  REPORT_QUEUE,
+  reportBatch,
+  type DeployJob,
+  type RefsJob,
+  type ReportJob,
+} from "../queue/queues.js";
 import { evictionWarning, redactUrl, redisFactory } from "../queue/redis.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
@@ -49,7 +61,10 @@ export class OperatorService {
     const connect = redisFactory(settings.redis, settings.redisCa);
     // Queues fail fast when Redis is down (a webhook answers 503 at once, a job step fails and is retried); workers wait for it to come back.
     const connections = { queues: connect({ enableOfflineQueue: false, maxRetriesPerRequest: 0 }), workers: connect() };
-    for (const [name, connection] of Object.entries(connections)) connection.on("error", (error: Error) => log.warn({ connection: name, error: error.message }, "Redis connection error; reconnecting"));
+    for (const [name, connection] of Object.entries(connections))
+      connection.on("error", (error: Error) =>
+        log.warn({ connection: name, error: error.message }, "Redis connection error; reconnecting"),
+      );
     const queues = new OperatorQueues(connections.queues);
     try {
       await waitReady(connections.queues, settings.redis);
@@ -85,8 +100,21 @@ export class OperatorService {
       await service.discover();
       service.discovery = setInterval(() => void service.discover().catch(() => undefined), DISCOVERY_MS);
       if (role === "serve" || settings.listen) await service.listen(role);
-      const reporting = github ? `${github.repo.owner}/${github.repo.repo} at ${settings.githubApiUrl}` : "off (no TIDEMARK_GITHUB_TOKEN or App)";
-      log.info({ repo: op.mirror.url, redis: redactUrl(settings.redis), store: settings.store, pollInterval: settings.pollInterval, webhooks: role === "serve" && settings.webhookSecrets.length > 0, github: reporting, url: service.url }, `tidemark ${role} started`);
+      const reporting = github
+        ? `${github.repo.owner}/${github.repo.repo} at ${settings.githubApiUrl}`
+        : "off (no TIDEMARK_GITHUB_TOKEN or App)";
+      log.info(
+        {
+          repo: op.mirror.url,
+          redis: redactUrl(settings.redis),
+          store: settings.store,
+          pollInterval: settings.pollInterval,
+          webhooks: role === "serve" && settings.webhookSecrets.length > 0,
+          github: reporting,
+          url: service.url,
+        },
+        `tidemark ${role} started`,
+      );
       return service;
     } catch (error) {
       await queues.close().catch(() => undefined);
@@ -134,8 +162,16 @@ export class OperatorService {
           })
         : undefined;
     const site = role === "serve" ? new OperatorSite(this.op.store, mirror, queues) : undefined;
-    void site?.warm().catch((error: unknown) => log.warn({ error: describeError(error) }, "could not read the store's history for the page"));
-    const { server, url } = await startHttp(settings.listen ?? "127.0.0.1:8080", { webhook, site, ready: () => this.readiness(), metrics: metrics.registry, onError: (error) => log.error({ error: describeError(error) }, "HTTP handler failed") });
+    void site
+      ?.warm()
+      .catch((error: unknown) => log.warn({ error: describeError(error) }, "could not read the store's history for the page"));
+    const { server, url } = await startHttp(settings.listen ?? "127.0.0.1:8080", {
+      webhook,
+      site,
+      ready: () => this.readiness(),
+      metrics: metrics.registry,
+      onError: (error) => log.error({ error: describeError(error) }, "HTTP handler failed"),
+    });
     this.server = server;
     this.url = url;
   }
@@ -195,7 +231,18 @@ export class OperatorService {
       stalledInterval: settings.takeoverAfter * 1000,
       maxStalledCount: 3,
     });
-    worker.on("failed", (job, error) => log.error({ queue: name, job: job?.id, attempt: job?.attemptsMade, error: error.message, retry: !(error.name === "UnrecoverableError") && (job?.attemptsMade ?? 0) < (job?.opts.attempts ?? 1) }, `${name} job failed`));
+    worker.on("failed", (job, error) =>
+      log.error(
+        {
+          queue: name,
+          job: job?.id,
+          attempt: job?.attemptsMade,
+          error: error.message,
+          retry: !(error.name === "UnrecoverableError") && (job?.attemptsMade ?? 0) < (job?.opts.attempts ?? 1),
+        },
+        `${name} job failed`,
+      ),
+    );
     worker.on("error", (error) => log.warn({ queue: name, error: error.message }, "worker error"));
     this.workers.set(name, worker);
   }
@@ -247,7 +294,10 @@ export class OperatorService {
     const results = await takeIn(this.op, data);
     for (const result of results) {
       const level = result.action === "current" || (result.action === "stays" && data.kind === "poll") ? "debug" : "info";
-      this.op.log[level]({ trigger: data.kind, ...(data.kind === "push" ? { ref: data.ref, delivery: data.delivery } : {}), ...result }, `${result.environment}: ${result.action}`);
+      this.op.log[level](
+        { trigger: data.kind, ...(data.kind === "push" ? { ref: data.ref, delivery: data.delivery } : {}), ...result },
+        `${result.environment}: ${result.action}`,
+      );
     }
     // A new environment gets its worker now, not at the next discovery tick.
     if (results.some((result) => result.action === "requested")) await this.discover();
@@ -261,13 +311,27 @@ export class OperatorService {
     const started = performance.now();
     log.info({ environment, job: job.id, trigger: data.trigger, requested: data.requested.commit }, `${environment}: deployment started`);
     try {
-      const observe = (host: string, phase: string) => log.debug({ environment, job: job.id, host, phase }, `${environment}: ${host} ${phase}`);
+      const observe = (host: string, phase: string) =>
+        log.debug({ environment, job: job.id, host, phase }, `${environment}: ${host} ${phase}`);
       const result = await runDeployJob(this.op, data, this.stopping.signal, observe);
       const seconds = (performance.now() - started) / 1000;
       metrics.supersededCommits(environment, result.superseded.length);
       if (result.status === "deployed") {
         metrics.deployment(environment, result.outcome, seconds, result.hosts);
-        log[result.outcome === "succeeded" ? "info" : "warn"]({ environment, deployment: result.id, commit: result.sourceCommit, ref: result.sourceRef, outcome: result.outcome, hosts: result.hosts, superseded: result.superseded, ...(result.returnTo ? { returnTo: result.returnTo } : {}), seconds }, `${environment}: deployment ${result.outcome}`);
+        log[result.outcome === "succeeded" ? "info" : "warn"](
+          {
+            environment,
+            deployment: result.id,
+            commit: result.sourceCommit,
+            ref: result.sourceRef,
+            outcome: result.outcome,
+            hosts: result.hosts,
+            superseded: result.superseded,
+            ...(result.returnTo ? { returnTo: result.returnTo } : {}),
+            seconds,
+          },
+          `${environment}: deployment ${result.outcome}`,
+        );
       } else {
         metrics.deployment(environment, result.status, seconds);
         log.info({ ...result, seconds }, `${environment}: ${result.status}`);
@@ -303,7 +367,17 @@ function reportTo(queues: OperatorQueues, log: Logger, redact: Redactor): Operat
 async function waitReady(redis: Redis, url: string): Promise<void> {
   if (redis.status === "ready") return;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TidemarkError("REDIS_UNREACHABLE", `Redis at ${redactUrl(url)} did not answer within 10 s`, "check --redis (TIDEMARK_REDIS_URL): host, port, password, and rediss:// for TLS")), 10_000);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new TidemarkError(
+            "REDIS_UNREACHABLE",
+            `Redis at ${redactUrl(url)} did not answer within 10 s`,
+            "check --redis (TIDEMARK_REDIS_URL): host, port, password, and rediss:// for TLS",
+          ),
+        ),
+      10_000,
+    );
     redis.once("ready", () => {
       clearTimeout(timer);
       resolve();

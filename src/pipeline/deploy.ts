@@ -67,7 +67,11 @@ export function changesNothing(prepared: PreparedPlan): boolean {
 }
 
 /** What a deployment's statuses are built from: the same in the operator's job and in tidemark deploy and rollback. */
-export function deploymentFacts(prepared: PreparedPlan, id: string, reporting: { hostStatuses: boolean; hostStatusLimit: number; targetUrl?: string }): Omit<DeploymentFacts, "hosts"> {
+export function deploymentFacts(
+  prepared: PreparedPlan,
+  id: string,
+  reporting: { hostStatuses: boolean; hostStatusLimit: number; targetUrl?: string },
+): Omit<DeploymentFacts, "hosts"> {
   const hostCount = new Set([...prepared.desired.hosts.keys(), ...prepared.plan.hosts.map((host) => host.host)]).size;
   return {
     id,
@@ -89,7 +93,11 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const { config, plan, desired, deployed, source } = prepared;
   if (changesNothing(prepared) && !options.pin) {
     // Callers check changesNothing first: this keeps an empty deployment out of the history whoever calls.
-    throw new TidemarkError("NOTHING_TO_DEPLOY", `no host of ${plan.environment} would change: nothing to deploy or record`, "every host already runs this config; nothing needs doing");
+    throw new TidemarkError(
+      "NOTHING_TO_DEPLOY",
+      `no host of ${plan.environment} would change: nothing to deploy or record`,
+      "every host already runs this config; nothing needs doing",
+    );
   }
   const redact = options.redact ?? PATTERNS_ONLY;
   const id = options.id ?? newDeploymentId();
@@ -116,7 +124,11 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   });
   const connect = (target: SshTarget) => {
     if ((typeof target.hostKey === "string" ? [target.hostKey] : target.hostKey).length === 0) {
-      throw new TidemarkError("HOST_KEY_UNKNOWN", `no pinned host key for ${target.name} (${target.address}:${target.port}); Tidemark never trusts a key on first use`, "add hostKey to its inventory entry in tidemark.yaml, or pass --known-hosts with a file that lists it");
+      throw new TidemarkError(
+        "HOST_KEY_UNKNOWN",
+        `no pinned host key for ${target.name} (${target.address}:${target.port}); Tidemark never trusts a key on first use`,
+        "add hostKey to its inventory entry in tidemark.yaml, or pass --known-hosts with a file that lists it",
+      );
     }
     return SshSession.connect(target, options.ssh);
   };
@@ -142,12 +154,25 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const undo = async (host: string): Promise<HostResult> => {
     const reverse = planHost(host, running.get(host), desired.hosts.get(host));
     if (!reverse) return { host, outcome: "deployed" };
-    return timed(() => applyHost({ ...job(host, reverse), desired: running.get(host), deployed: desired.hosts.get(host), replan: undefined }, connect, observe));
+    return timed(() =>
+      applyHost(
+        { ...job(host, reverse), desired: running.get(host), deployed: desired.hosts.get(host), replan: undefined },
+        connect,
+        observe,
+      ),
+    );
   };
-  const results = await runRollout([...jobs.keys()], config.rollout, (host) => timed(() => applyHost(job(host), connect, observe)), undo, options.stop);
+  const results = await runRollout(
+    [...jobs.keys()],
+    config.rollout,
+    (host) => timed(() => applyHost(job(host), connect, observe)),
+    undo,
+    options.stop,
+  );
 
   const byHost = new Map(results.map((result) => [result.host, result]));
-  const held = (host: string): HostResult | undefined => (options.hold?.has(host) ? { host, outcome: "skipped", skip: "held-back", detail: options.hold.get(host)! } : undefined);
+  const held = (host: string): HostResult | undefined =>
+    options.hold?.has(host) ? { host, outcome: "skipped", skip: "held-back", detail: options.hold.get(host)! } : undefined;
   const hosts = [...new Set([...desired.hosts.keys(), ...plan.hosts.map((hostPlan) => hostPlan.host)])]
     .sort()
     .map((host): HostResult => redactOutput(byHost.get(host) ?? held(host) ?? { host, outcome: "unchanged" }, redact));
@@ -173,14 +198,27 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   } catch (error) {
     shareError = describeError(error);
   }
-  return { id, environment: plan.environment, sourceCommit: source.commit, sourceRef: source.ref, hosts, storeCommit, ...(prepared.returnTo ? { returnTo: prepared.returnTo } : {}), ...(shareError ? { shareError } : {}) };
+  return {
+    id,
+    environment: plan.environment,
+    sourceCommit: source.commit,
+    sourceRef: source.ref,
+    hosts,
+    storeCommit,
+    ...(prepared.returnTo ? { returnTo: prepared.returnTo } : {}),
+    ...(shareError ? { shareError } : {}),
+  };
 }
 
 const PATTERNS_ONLY = redactor([]);
 
 /** A host's output as the store, the page and the statuses may keep it: hosts print what they like, secrets included. */
 function redactOutput(result: HostResult, redact: Redactor): HostResult {
-  return { ...result, ...(result.detail !== undefined ? { detail: redact(result.detail) } : {}), ...(result.log !== undefined ? { log: redact(result.log) } : {}) };
+  return {
+    ...result,
+    ...(result.detail !== undefined ? { detail: redact(result.detail) } : {}),
+    ...(result.log !== undefined ? { log: redact(result.log) } : {}),
+  };
 }
 
 /**
@@ -189,11 +227,21 @@ function redactOutput(result: HostResult, redact: Redactor): HostResult {
  * it if any commit of the source repo holds it, the store if a deployment
  * brought it. Undefined when neither has it.
  */
-async function replanFromLive(mirror: SourceMirror, store: Store, prepared: PreparedPlan, host: string, live: string): Promise<Replanned | undefined> {
+async function replanFromLive(
+  mirror: SourceMirror,
+  store: Store,
+  prepared: PreparedPlan,
+  host: string,
+  live: string,
+): Promise<Replanned | undefined> {
   const reader = await findTree([mirror.reader, store.reader], live);
   if (!reader) return undefined;
   const want = prepared.desired.hosts.get(host);
-  const [desiredDir, liveDir] = await readTreePair(want && want.oid !== "" ? { reader: prepared.reader, oid: want.oid, sizes: true } : undefined, { reader, oid: live, sizes: false }, `${host}/`);
+  const [desiredDir, liveDir] = await readTreePair(
+    want && want.oid !== "" ? { reader: prepared.reader, oid: want.oid, sizes: true } : undefined,
+    { reader, oid: live, sizes: false },
+    `${host}/`,
+  );
   const desired = desiredDir ? readHostTree(prepared.config, host, desiredDir, []) : want;
   const deployed = readHostTree(prepared.config, host, liveDir!, []);
   const plan = planHost(host, desired, deployed);
@@ -202,7 +250,13 @@ async function replanFromLive(mirror: SourceMirror, store: Store, prepared: Prep
 
 async function findTree(readers: TreeReader[], oid: string): Promise<TreeReader | undefined> {
   for (const reader of readers) {
-    if (await reader.entries(oid).then(() => true, () => false)) return reader;
+    if (
+      await reader.entries(oid).then(
+        () => true,
+        () => false,
+      )
+    )
+      return reader;
   }
   return undefined;
 }

@@ -37,16 +37,31 @@ const RETURN_DEPTH = 200;
  * Reads what an environment should run at a source commit and what the store
  * says runs now, reading only the subtrees that differ, and plans the change.
  */
-export async function prepareEnvironmentPlan(mirror: SourceMirror, store: Store, environment: string, source: SourceCommit, recorded?: { tree: string }): Promise<PreparedPlan> {
+export async function prepareEnvironmentPlan(
+  mirror: SourceMirror,
+  store: Store,
+  environment: string,
+  source: SourceCommit,
+  recorded?: { tree: string },
+): Promise<PreparedPlan> {
   const config = await readSourceConfig(mirror, source.commit);
   const env = config.environments[environment];
   if (!env) throw unknownEnvironment(environment, config);
   // A recorded tree (tidemark rollback) is read from the store: the source repo may be unreachable.
   const reader = recorded ? store.reader : mirror.reader;
-  const walked = recorded ? { oid: recorded.tree, faults: [] } : await walkToTree(mirror.reader, await mirror.reader.commitTree(source.commit), env.tree);
+  const walked = recorded
+    ? { oid: recorded.tree, faults: [] }
+    : await walkToTree(mirror.reader, await mirror.reader.commitTree(source.commit), env.tree);
   const pathProblems = pathFaultProblems(walked.faults);
   const envOid = walked.oid;
-  if (!envOid) throw new InvalidConfigError([...pathProblems, { file: env.tree, message: `the environment's tree directory does not exist at ${source.commit.slice(0, 7)} (environments.${environment}.tree)` }]);
+  if (!envOid)
+    throw new InvalidConfigError([
+      ...pathProblems,
+      {
+        file: env.tree,
+        message: `the environment's tree directory does not exist at ${source.commit.slice(0, 7)} (environments.${environment}.tree)`,
+      },
+    ]);
 
   const wanted = await reader.tree(envOid);
   const live = await store.liveHostTrees(environment);

@@ -18,29 +18,46 @@ export interface SourceCommit {
 /** The source repo's default branch: its tracking rules say where every environment points. */
 export async function defaultBranch(mirror: SourceMirror): Promise<SourceCommit> {
   const refs = await mirror.refs();
-  const head = await git.resolveRef({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, ref: "refs/remotes/origin/HEAD", depth: 2 }).catch(() => undefined);
-  const name = [...refs.branches].find(([, commit]) => commit === head)?.[0] ?? (refs.branches.has("main") ? "main" : refs.branches.has("master") ? "master" : undefined);
-  if (!name) throw new TidemarkError("REPO_EMPTY", `${mirror.url} has no default branch`, "push a branch (main) with tidemark.yaml at its root");
+  const head = await git
+    .resolveRef({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, ref: "refs/remotes/origin/HEAD", depth: 2 })
+    .catch(() => undefined);
+  const name =
+    [...refs.branches].find(([, commit]) => commit === head)?.[0] ??
+    (refs.branches.has("main") ? "main" : refs.branches.has("master") ? "master" : undefined);
+  if (!name)
+    throw new TidemarkError("REPO_EMPTY", `${mirror.url} has no default branch`, "push a branch (main) with tidemark.yaml at its root");
   return { ref: `refs/heads/${name}`, commit: refs.branches.get(name)! };
 }
 
 /** A ref as a person types it: a branch, a tag, a full ref, or a commit sha (prefix). */
 export async function resolveUserRef(mirror: SourceMirror, ref: string): Promise<SourceCommit> {
   const refs = await mirror.refs();
-  const full = ref.startsWith("refs/heads/") ? refs.branches.get(ref.slice(11)) : ref.startsWith("refs/tags/") ? refs.tags.get(ref.slice(10)) : undefined;
+  const full = ref.startsWith("refs/heads/")
+    ? refs.branches.get(ref.slice(11))
+    : ref.startsWith("refs/tags/")
+      ? refs.tags.get(ref.slice(10))
+      : undefined;
   if (full) return { ref, commit: full };
   const branch = refs.branches.get(ref);
   const tag = refs.tags.get(ref);
-  if (branch && tag && branch !== tag) throw new TidemarkError("REF_AMBIGUOUS", `${ref} is both a branch and a tag`, `say refs/heads/${ref} or refs/tags/${ref}`);
+  if (branch && tag && branch !== tag)
+    throw new TidemarkError("REF_AMBIGUOUS", `${ref} is both a branch and a tag`, `say refs/heads/${ref} or refs/tags/${ref}`);
   if (branch) return { ref: `refs/heads/${ref}`, commit: branch };
   if (tag) return { ref: `refs/tags/${ref}`, commit: tag };
   const commit = /^[0-9a-f]{4,40}$/.test(ref) ? await mirror.expandCommit(ref) : undefined;
   if (commit) return { ref: commit, commit };
-  throw new TidemarkError("REF_UNKNOWN", `${ref} is not a branch, tag or commit of ${mirror.url}`, "check the name; tags and branches are fetched on every run");
+  throw new TidemarkError(
+    "REF_UNKNOWN",
+    `${ref} is not a branch, tag or commit of ${mirror.url}`,
+    "check the name; tags and branches are fetched on every run",
+  );
 }
 
 /** An environment's tracking rule, as the default branch states it, and where it points now. */
-export async function trackEnvironment(mirror: SourceMirror, environment: string): Promise<{ track: TrackingRule; resolution: Resolution }> {
+export async function trackEnvironment(
+  mirror: SourceMirror,
+  environment: string,
+): Promise<{ track: TrackingRule; resolution: Resolution }> {
   const head = await defaultBranch(mirror);
   const config = await readSourceConfig(mirror, head.commit);
   const env = config.environments[environment];
@@ -51,7 +68,12 @@ export async function trackEnvironment(mirror: SourceMirror, environment: string
 /** Where an environment points now, by its tracking rule as the default branch states it. */
 export async function resolveEnvironment(mirror: SourceMirror, environment: string): Promise<SourceCommit> {
   const { resolution } = await trackEnvironment(mirror, environment);
-  if (resolution.ref === null) throw new TidemarkError("REF_UNRESOLVED", `${environment}: ${resolution.reason}`, "push the branch or tag the environment tracks, or pass --ref");
+  if (resolution.ref === null)
+    throw new TidemarkError(
+      "REF_UNRESOLVED",
+      `${environment}: ${resolution.reason}`,
+      "push the branch or tag the environment tracks, or pass --ref",
+    );
   return resolution;
 }
 
@@ -62,7 +84,12 @@ export async function readSourceConfig(mirror: SourceMirror, commit: string): Pr
     const { blob } = await git.readBlob({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, oid: commit, filepath: CONFIG_FILE });
     text = Buffer.from(blob).toString("utf8");
   } catch (error) {
-    throw new InvalidConfigError([{ file: CONFIG_FILE, message: `missing at ${commit.slice(0, 7)}: the source repo needs ${CONFIG_FILE} at its root (${error instanceof Error ? error.message : String(error)})` }]);
+    throw new InvalidConfigError([
+      {
+        file: CONFIG_FILE,
+        message: `missing at ${commit.slice(0, 7)}: the source repo needs ${CONFIG_FILE} at its root (${error instanceof Error ? error.message : String(error)})`,
+      },
+    ]);
   }
   const malformed = await configFileProblems(mirror.reader, await mirror.reader.commitTree(commit));
   if (malformed.length > 0) throw new InvalidConfigError(malformed);
@@ -97,5 +124,9 @@ export async function configFileProblems(objects: TreeObjects, root: string): Pr
 }
 
 export function unknownEnvironment(environment: string, config: SourceConfig): TidemarkError {
-  return new TidemarkError("ENV_UNKNOWN", `no environment ${environment} in tidemark.yaml`, `known environments: ${Object.keys(config.environments).join(", ") || "none"}`);
+  return new TidemarkError(
+    "ENV_UNKNOWN",
+    `no environment ${environment} in tidemark.yaml`,
+    `known environments: ${Object.keys(config.environments).join(", ") || "none"}`,
+  );
 }

@@ -71,11 +71,17 @@ const DeploymentReportSchema = z.strictObject({
   targetUrl: z.string().optional(),
 });
 const SequencedReportSchema = z.object({
-  report: z.discriminatedUnion("kind", [z.object({ kind: z.literal("status"), status: StatusSchema }), z.object({ kind: z.literal("deployment"), deployment: DeploymentReportSchema })]),
+  report: z.discriminatedUnion("kind", [
+    z.object({ kind: z.literal("status"), status: StatusSchema }),
+    z.object({ kind: z.literal("deployment"), deployment: DeploymentReportSchema }),
+  ]),
   seq: z.number().int().positive(),
 });
 // A job queued by a Tidemark from before batches ({ report, seq }) is a batch of one: an upgrade loses no report.
-const ReportJobSchema = z.union([z.object({ reports: z.array(SequencedReportSchema).min(1) }), SequencedReportSchema.transform((one) => ({ reports: [one] }))]);
+const ReportJobSchema = z.union([
+  z.object({ reports: z.array(SequencedReportSchema).min(1) }),
+  SequencedReportSchema.transform((one) => ({ reports: [one] })),
+]);
 
 /** A report job's data as read back from Redis (a trust boundary): its batch, or an error naming what is wrong. */
 export function reportBatch(data: unknown): SequencedReport[] {
@@ -104,7 +110,11 @@ function parseJob<T>(queue: string, schema: z.ZodType<T>, data: unknown): T {
   const parsed = schema.safeParse(data);
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => `${fieldPath(issue.path)}: ${issue.message}`).join("; ");
-  throw new TidemarkError("JOB_DATA_INVALID", `a ${queue} job's data in Redis is malformed: ${problems}`, "it was queued by another version of Tidemark or written by hand; a push, the next poll or tidemark deploy asks again");
+  throw new TidemarkError(
+    "JOB_DATA_INVALID",
+    `a ${queue} job's data in Redis is malformed: ${problems}`,
+    "it was queued by another version of Tidemark or written by hand; a push, the next poll or tidemark deploy asks again",
+  );
 }
 
 /** A deployment under way, for the operator's page until the store records it. */
@@ -138,9 +148,22 @@ export class OperatorQueues {
   private readonly deployQueues = new Map<string, Promise<Queue<DeployJob>>>();
 
   constructor(readonly redis: Redis) {
-    this.refs = new Queue<RefsJob>(REFS_QUEUE, { connection: redis, prefix: PREFIX, defaultJobOptions: { ...KEEP, attempts: 5, backoff: { type: "exponential", delay: 1000 } } });
+    this.refs = new Queue<RefsJob>(REFS_QUEUE, {
+      connection: redis,
+      prefix: PREFIX,
+      defaultJobOptions: { ...KEEP, attempts: 5, backoff: { type: "exponential", delay: 1000 } },
+    });
     // Twelve attempts backing off from 10 s: a GitHub outage of up to about 11 hours loses no status.
-    this.reports = new Queue<ReportJob>(REPORT_QUEUE, { connection: redis, prefix: PREFIX, defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 }, attempts: 12, backoff: { type: "exponential", delay: 10_000 } } });
+    this.reports = new Queue<ReportJob>(REPORT_QUEUE, {
+      connection: redis,
+      prefix: PREFIX,
+      defaultJobOptions: {
+        removeOnComplete: { count: 1000 },
+        removeOnFail: { count: 1000 },
+        attempts: 12,
+        backoff: { type: "exponential", delay: 10_000 },
+      },
+    });
   }
 
   /** One report queue for every process: one report at a time, so that statuses reach GitHub in the order they were made. */
@@ -217,7 +240,12 @@ export class OperatorQueues {
     await this.noteRequested(environment, job.requested.commit);
     await this.redis.hset(this.key("enqueued", environment), job.requested);
     const queue = await this.deployQueue(environment);
-    await queue.add("deploy", job, { ...KEEP, attempts: 5, backoff: { type: "exponential", delay: 2000 }, deduplication: { id: environment, keepLastIfActive: true } });
+    await queue.add("deploy", job, {
+      ...KEEP,
+      attempts: 5,
+      backoff: { type: "exponential", delay: 2000 },
+      deduplication: { id: environment, keepLastIfActive: true },
+    });
   }
 
   /** Remembers a commit that was asked for, to report it superseded if a newer one is deployed instead. */
@@ -272,16 +300,28 @@ export class OperatorQueues {
 
   /** Shows a deployment as under way; it ends with `endRunning`, or on its own after RUNNING_TTL_SECONDS if its worker died. */
   async startRunning(deployment: Omit<RunningDeployment, "steps">): Promise<void> {
-    await this.redis.multi().set(this.key("running", deployment.id), JSON.stringify(deployment), "EX", RUNNING_TTL_SECONDS).zadd(this.key("running"), Date.parse(deployment.startedAt), deployment.id).exec();
+    await this.redis
+      .multi()
+      .set(this.key("running", deployment.id), JSON.stringify(deployment), "EX", RUNNING_TTL_SECONDS)
+      .zadd(this.key("running"), Date.parse(deployment.startedAt), deployment.id)
+      .exec();
   }
 
   /** One host's step, `at` ms after the deployment started. */
   async runningStep(id: string, host: string, phase: string, at: number): Promise<void> {
-    await this.redis.multi().rpush(this.key("running", id, "steps"), `${host} ${phase} ${at}`).expire(this.key("running", id, "steps"), RUNNING_TTL_SECONDS).exec();
+    await this.redis
+      .multi()
+      .rpush(this.key("running", id, "steps"), `${host} ${phase} ${at}`)
+      .expire(this.key("running", id, "steps"), RUNNING_TTL_SECONDS)
+      .exec();
   }
 
   async endRunning(id: string): Promise<void> {
-    await this.redis.multi().del(this.key("running", id), this.key("running", id, "steps")).zrem(this.key("running"), id).exec();
+    await this.redis
+      .multi()
+      .del(this.key("running", id), this.key("running", id, "steps"))
+      .zrem(this.key("running"), id)
+      .exec();
   }
 
   /** The deployments under way, newest first; entries whose worker died long ago are dropped. */
@@ -294,7 +334,10 @@ export class OperatorQueues {
   }
 
   async runningDeployment(id: string): Promise<RunningDeployment | undefined> {
-    const [meta, steps] = await Promise.all([this.redis.get(this.key("running", id)), this.redis.lrange(this.key("running", id, "steps"), 0, -1)]);
+    const [meta, steps] = await Promise.all([
+      this.redis.get(this.key("running", id)),
+      this.redis.lrange(this.key("running", id, "steps"), 0, -1),
+    ]);
     if (meta === null) return undefined;
     let parsed;
     try {
@@ -319,13 +362,22 @@ export class OperatorQueues {
 
   /** Polls the source repo every `seconds` (0: never); one schedule for all servers and workers. */
   async schedulePolling(seconds: number): Promise<void> {
-    if (seconds > 0) await this.refs.upsertJobScheduler("poll", { every: seconds * 1000 }, { name: "poll", data: { kind: "poll" }, opts: { ...KEEP, attempts: 1 } });
+    if (seconds > 0)
+      await this.refs.upsertJobScheduler(
+        "poll",
+        { every: seconds * 1000 },
+        { name: "poll", data: { kind: "poll" }, opts: { ...KEEP, attempts: 1 } },
+      );
     else await this.refs.removeJobScheduler("poll");
   }
 
   async counts(): Promise<Map<string, Record<string, number>>> {
     const queues = [this.refs, this.reports, ...(await Promise.all(this.deployQueues.values()))] as Array<Queue<unknown>>;
-    return new Map(await Promise.all(queues.map(async (queue) => [queue.name, await queue.getJobCounts("waiting", "active", "delayed", "failed")] as const)));
+    return new Map(
+      await Promise.all(
+        queues.map(async (queue) => [queue.name, await queue.getJobCounts("waiting", "active", "delayed", "failed")] as const),
+      ),
+    );
   }
 
   async close(): Promise<void> {

@@ -13,7 +13,12 @@ export function redisFactory(url: string, ca?: string): (options?: RedisOptions)
     try {
       tls = { ca: readFileSync(ca) };
     } catch (error) {
-      throw new TidemarkError("SETTINGS_INVALID", `cannot read the Redis CA file ${ca}`, "pass --redis-ca with a PEM file, or leave it out to trust the system's CAs", { cause: error });
+      throw new TidemarkError(
+        "SETTINGS_INVALID",
+        `cannot read the Redis CA file ${ca}`,
+        "pass --redis-ca with a PEM file, or leave it out to trust the system's CAs",
+        { cause: error },
+      );
     }
   }
   // BullMQ's workers block on Redis: they need maxRetriesPerRequest null, and reconnect forever.
@@ -36,5 +41,7 @@ export async function evictionWarning(redis: Redis): Promise<string | undefined>
   const reply = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
   const policy = reply[1];
   if (policy === undefined) return "could not read Redis' maxmemory-policy (CONFIG GET refused); make sure it is noeviction";
-  return policy === "noeviction" ? undefined : `Redis' maxmemory-policy is ${policy}: under memory pressure it may evict queued deployments and locks; set it to noeviction`;
+  return policy === "noeviction"
+    ? undefined
+    : `Redis' maxmemory-policy is ${policy}: under memory pressure it may evict queued deployments and locks; set it to noeviction`;
 }

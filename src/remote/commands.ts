@@ -71,10 +71,14 @@ export interface InspectApp {
 
 /** What the host has: its `current` line, then per app: current link, whether the release and the base release exist. */
 export function inspectScript(user: RemoteUser, apps: InspectApp[]): RemoteCommand {
-  const exists = (app: string, release: string | null) => (release === null ? "echo 0" : `if [ -d ${quote(`${appDir(app)}/${release}`)} ]; then echo 1; else echo 0; fi`);
+  const exists = (app: string, release: string | null) =>
+    release === null ? "echo 0" : `if [ -d ${quote(`${appDir(app)}/${release}`)} ]; then echo 1; else echo 0; fi`;
   return script(user, [
     `cat ${HOST_ROOT}/current 2>/dev/null || echo -`,
-    ...apps.map(({ app, release, base }) => `printf '%s %s %s\\n' "$(readlink -- ${quote(`${appDir(app)}/current`)} || echo -)" "$(${exists(app, release)})" "$(${exists(app, base)})"`),
+    ...apps.map(
+      ({ app, release, base }) =>
+        `printf '%s %s %s\\n' "$(readlink -- ${quote(`${appDir(app)}/current`)} || echo -)" "$(${exists(app, release)})" "$(${exists(app, base)})"`,
+    ),
   ]);
 }
 
@@ -96,7 +100,13 @@ export function diskSpaceScript(user: RemoteUser): RemoteCommand {
 /** Parses `diskSpaceScript` output into bytes, or undefined if it is not what `stat -f` prints. */
 export function parseDiskSpace(output: string): { availableBytes: number; totalBytes: number } | undefined {
   const [available, blockSize, total] = output.trim().split(" ").map(Number);
-  if (available === undefined || blockSize === undefined || total === undefined || ![available, blockSize, total].every(Number.isSafeInteger)) return undefined;
+  if (
+    available === undefined ||
+    blockSize === undefined ||
+    total === undefined ||
+    ![available, blockSize, total].every(Number.isSafeInteger)
+  )
+    return undefined;
   return { availableBytes: available * blockSize, totalBytes: total * blockSize };
 }
 
@@ -142,13 +152,28 @@ export interface SealApp {
 
 /** Checks every uploaded file's hash, makes the release read-only, and renames it into place. */
 export function sealScript(user: RemoteUser, apps: SealApp[]): RemoteCommand {
-  return script(user, apps.flatMap(({ app, release, uploaded }) => {
-    const partial = partialDir(app, release);
-    // File names hold no newline (validation refuses them), so a heredoc line is one file.
-    const check = uploaded.length === 0 ? [] : [`(cd -- ${quote(partial)} && sha256sum --check --quiet --strict) <<'TIDEMARK_SUMS'`, ...uploaded.map(({ path, sha256 }) => `${sha256}  ${path}`), "TIDEMARK_SUMS"];
-    const owner = user === "root" ? [] : [command("chown", "-R", "0:0", "--", partial)];
-    return [...check, ...owner, command("chmod", "-R", "a-w", "--", partial), command("mv", "-T", "--", partial, `${appDir(app)}/${release}`)];
-  }));
+  return script(
+    user,
+    apps.flatMap(({ app, release, uploaded }) => {
+      const partial = partialDir(app, release);
+      // File names hold no newline (validation refuses them), so a heredoc line is one file.
+      const check =
+        uploaded.length === 0
+          ? []
+          : [
+              `(cd -- ${quote(partial)} && sha256sum --check --quiet --strict) <<'TIDEMARK_SUMS'`,
+              ...uploaded.map(({ path, sha256 }) => `${sha256}  ${path}`),
+              "TIDEMARK_SUMS",
+            ];
+      const owner = user === "root" ? [] : [command("chown", "-R", "0:0", "--", partial)];
+      return [
+        ...check,
+        ...owner,
+        command("chmod", "-R", "a-w", "--", partial),
+        command("mv", "-T", "--", partial, `${appDir(app)}/${release}`),
+      ];
+    }),
+  );
 }
 
 export interface SwitchSpec {
@@ -172,7 +197,9 @@ export interface SwitchSpec {
 export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand {
   return script(user, [
     ...(spec.stop.length > 0 ? [`${command("systemctl", "disable", "--now", "--", ...spec.stop)} || true`] : []),
-    ...spec.apps.map(({ app, release }) => (release === null ? command("tm_retire", appDir(app)) : command("tm_switch", appDir(app), release))),
+    ...spec.apps.map(({ app, release }) =>
+      release === null ? command("tm_retire", appDir(app)) : command("tm_switch", appDir(app), release),
+    ),
     ...(spec.links.remove.length > 0 ? [command("tm_unlink", ...spec.links.remove)] : []),
     ...spec.links.add.map(({ path, target }) => command("tm_place", target, path)),
     ...(spec.purge.length > 0 ? [command("rm", "-rf", "--", ...spec.purge.map(appDir))] : []),
@@ -189,7 +216,12 @@ export function restartScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand
     ...(spec.reload ? ["systemctl daemon-reload"] : []),
     ...(spec.enable.length > 0 ? [command("systemctl", "enable", "--quiet", "--", ...spec.enable)] : []),
     // A unit that fails to restart is seen by the check that follows; the script carries on.
-    ...(spec.restart.length > 0 ? [`${command("systemctl", "reset-failed", "--", ...spec.restart)} 2>/dev/null || true`, `${command("systemctl", "restart", "--", ...spec.restart)} || true`] : []),
+    ...(spec.restart.length > 0
+      ? [
+          `${command("systemctl", "reset-failed", "--", ...spec.restart)} 2>/dev/null || true`,
+          `${command("systemctl", "restart", "--", ...spec.restart)} || true`,
+        ]
+      : []),
   ];
   return lines.length > 0 ? script(user, lines) : null;
 }
@@ -235,12 +267,18 @@ export function parseUnitStates(output: string): UnitState[] {
     .split(/\n\s*\n/)
     .filter((block) => block.trim() !== "")
     .map((block) => {
-      const fields = Object.fromEntries(block.split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+      const fields = Object.fromEntries(
+        block.split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+      );
       return { unit: fields.Id ?? "", activeState: fields.ActiveState ?? "", subState: fields.SubState ?? "", result: fields.Result ?? "" };
     });
 }
 
 /** A unit is healthy once settled when it is active (or a oneshot that finished) and its last run succeeded. */
 export function unitFailed(state: UnitState): boolean {
-  return state.activeState === "failed" || state.result !== "success" || !["active", "inactive", "activating", "reloading"].includes(state.activeState);
+  return (
+    state.activeState === "failed" ||
+    state.result !== "success" ||
+    !["active", "inactive", "activating", "reloading"].includes(state.activeState)
+  );
 }

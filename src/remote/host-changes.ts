@@ -19,14 +19,22 @@ export interface HostChanges {
  * plan of a failed one, and deletes the apps that a failed first deployment
  * brought, so the host is left as it was.
  */
-export function hostChanges(plan: HostPlan, desired: HostTree | undefined, deployed: HostTree | undefined, mode: "forward" | "rollback"): HostChanges {
+export function hostChanges(
+  plan: HostPlan,
+  desired: HostTree | undefined,
+  deployed: HostTree | undefined,
+  mode: "forward" | "rollback",
+): HostChanges {
   const want = desired?.apps ?? new Map<string, AppTree>();
   const have = deployed?.apps ?? new Map<string, AppTree>();
   const incoming = new Map(plan.apps.filter((app) => app.change !== "removed").map((app) => [app.app, want.get(app.app)!] as const));
   const outgoing = new Map(plan.apps.filter((app) => app.change !== "added").map((app) => [app.app, have.get(app.app)!] as const));
   const newLinks = [...incoming].flatMap(([app, tree]) => linksOf(app, tree));
   const adding = new Set(newLinks.map((link) => link.path));
-  const removing = [...outgoing].flatMap(([app, tree]) => linksOf(app, tree)).map((link) => link.path).filter((path) => !adding.has(path));
+  const removing = [...outgoing]
+    .flatMap(([app, tree]) => linksOf(app, tree))
+    .map((link) => link.path)
+    .filter((path) => !adding.has(path));
   return {
     plan,
     incoming,

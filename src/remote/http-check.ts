@@ -21,10 +21,21 @@ export async function httpCheck(session: SshSession, url: string, status: number
     const tunnel: Duplex = await session.forward(port, hostname);
     const socket = secure ? tls.connect({ socket: tunnel, servername: hostname }) : tunnel;
     const got = await new Promise<number>((resolve, reject) => {
-      const request = (secure ? https : http).request({ host: hostname, port, path: `${target.pathname}${target.search}`, method: "GET", createConnection: () => socket, timeout: timeoutMs, headers: { "user-agent": "tidemark-check" } }, (response) => {
-        response.resume();
-        resolve(response.statusCode ?? 0);
-      });
+      const request = (secure ? https : http).request(
+        {
+          host: hostname,
+          port,
+          path: `${target.pathname}${target.search}`,
+          method: "GET",
+          createConnection: () => socket,
+          timeout: timeoutMs,
+          headers: { "user-agent": "tidemark-check" },
+        },
+        (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        },
+      );
       request.on("timeout", () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       request.on("error", reject);
       request.end();

@@ -15,7 +15,12 @@ export class KnownHosts {
     try {
       text = readFileSync(path, "utf8");
     } catch (error) {
-      throw new TidemarkError("KNOWN_HOSTS_UNREADABLE", `cannot read the known_hosts file ${path}`, "pass --known-hosts with a readable file, or pin hostKey in the inventory", { cause: error });
+      throw new TidemarkError(
+        "KNOWN_HOSTS_UNREADABLE",
+        `cannot read the known_hosts file ${path}`,
+        "pass --known-hosts with a readable file, or pin hostKey in the inventory",
+        { cause: error },
+      );
     }
     return KnownHosts.parse(text);
   }

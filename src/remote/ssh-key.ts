@@ -6,6 +6,11 @@ export function readSshKey(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    throw new TidemarkError("SSH_KEY_UNREADABLE", `cannot read the SSH key ${path}`, "pass --ssh-key with the operator's private key file, or leave it out to use the agent (SSH_AUTH_SOCK)", { cause: error });
+    throw new TidemarkError(
+      "SSH_KEY_UNREADABLE",
+      `cannot read the SSH key ${path}`,
+      "pass --ssh-key with the operator's private key file, or leave it out to use the agent (SSH_AUTH_SOCK)",
+      { cause: error },
+    );
   }
 }

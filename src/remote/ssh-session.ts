@@ -96,14 +96,31 @@ export class SshSession {
   /** Runs one command line (built by a pure builder that quoted every word), feeding `input` to its stdin. */
   async exec(commandLine: string, input?: string | Buffer, { timeoutMs = this.commandTimeoutMs } = {}): Promise<ExecResult> {
     return this.channels.run(async () => {
-      const collecting = await this.openExec(commandLine, (channel) => collect(channel, input, timeoutMs, () => new TidemarkError("SSH_COMMAND_TIMEOUT", `${this.target.name}: a command ran longer than ${Math.round(timeoutMs / 1000)} s and was cut`, "check the host's load, or raise the timeout")));
+      const collecting = await this.openExec(commandLine, (channel) =>
+        collect(
+          channel,
+          input,
+          timeoutMs,
+          () =>
+            new TidemarkError(
+              "SSH_COMMAND_TIMEOUT",
+              `${this.target.name}: a command ran longer than ${Math.round(timeoutMs / 1000)} s and was cut`,
+              "check the host's load, or raise the timeout",
+            ),
+        ),
+      );
       try {
         return await collecting.result;
       } catch (error) {
         if (!(error instanceof TidemarkError) || error.code !== "SSH_CONNECTION_LOST") throw error;
         // The channel closes before the connection says why: give it a moment, then name the cause.
         await new Promise((resolve) => setTimeout(resolve, 20));
-        throw new TidemarkError(error.code, `${this.target.name}: ${error.message}${this.closedBecause ? ` (${this.closedBecause.message})` : " (the connection itself is still open: the command's session was ended on the host)"}`, error.hint, { cause: this.closedBecause ?? error });
+        throw new TidemarkError(
+          error.code,
+          `${this.target.name}: ${error.message}${this.closedBecause ? ` (${this.closedBecause.message})` : " (the connection itself is still open: the command's session was ended on the host)"}`,
+          error.hint,
+          { cause: this.closedBecause ?? error },
+        );
       }
     });
   }
@@ -114,18 +131,22 @@ export class SshSession {
    * what it printed on failure. Used for the host lock.
    */
   async hold(commandLine: string, ready: string): Promise<{ held: true } | { held: false; result: ExecResult }> {
-    const holding = await this.openExec(commandLine, (channel) => new Promise<{ held: true } | { held: false; result: ExecResult }>((resolve) => {
-      let stdout = "";
-      let stderr = "";
-      let code: number | null = null;
-      channel.on("data", (chunk: Buffer) => {
-        stdout += chunk.toString();
-        if (stdout.includes(ready)) resolve({ held: true });
-      });
-      channel.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-      channel.on("exit", (exitCode: number | null) => (code = exitCode));
-      channel.on("close", () => resolve({ held: false, result: { code, signal: null, stdout, stderr } }));
-    }));
+    const holding = await this.openExec(
+      commandLine,
+      (channel) =>
+        new Promise<{ held: true } | { held: false; result: ExecResult }>((resolve) => {
+          let stdout = "";
+          let stderr = "";
+          let code: number | null = null;
+          channel.on("data", (chunk: Buffer) => {
+            stdout += chunk.toString();
+            if (stdout.includes(ready)) resolve({ held: true });
+          });
+          channel.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+          channel.on("exit", (exitCode: number | null) => (code = exitCode));
+          channel.on("close", () => resolve({ held: false, result: { code, signal: null, stdout, stderr } }));
+        }),
+    );
     return holding.result;
   }
 
@@ -142,7 +163,9 @@ export class SshSession {
     return this.channels.run(
       () =>
         new Promise((resolve, reject) => {
-          this.client.forwardOut("127.0.0.1", 0, host, port, (error, stream) => (error ? reject(this.channelError(error)) : resolve(stream)));
+          this.client.forwardOut("127.0.0.1", 0, host, port, (error, stream) =>
+            error ? reject(this.channelError(error)) : resolve(stream),
+          );
         }),
     );
   }
@@ -181,17 +204,32 @@ export class SshSession {
   private async channelFailure(error: Error): Promise<TidemarkError> {
     if (!this.closedBecause) await new Promise((resolve) => setTimeout(resolve, 20));
     if (this.closedBecause) {
-      return new TidemarkError("SSH_CONNECTION_LOST", `${this.target.name}: the connection was lost before a command could start (${this.closedBecause.message})`, "check the host and the network; run the deployment again: every step is idempotent", { cause: this.closedBecause });
+      return new TidemarkError(
+        "SSH_CONNECTION_LOST",
+        `${this.target.name}: the connection was lost before a command could start (${this.closedBecause.message})`,
+        "check the host and the network; run the deployment again: every step is idempotent",
+        { cause: this.closedBecause },
+      );
     }
     return this.channelError(error);
   }
 
   private channelError(error: Error): TidemarkError {
-    return new TidemarkError("SSH_CHANNEL", `${this.target.name}: ${error.message}`, "check that the host is up and that sshd allows sessions (MaxSessions)", { cause: error });
+    return new TidemarkError(
+      "SSH_CHANNEL",
+      `${this.target.name}: ${error.message}`,
+      "check that the host is up and that sshd allows sessions (MaxSessions)",
+      { cause: error },
+    );
   }
 }
 
-function collect(channel: ClientChannel, input: string | Buffer | undefined, timeoutMs: number, timeoutError: () => Error): Promise<ExecResult> {
+function collect(
+  channel: ClientChannel,
+  input: string | Buffer | undefined,
+  timeoutMs: number,
+  timeoutError: () => Error,
+): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
@@ -210,7 +248,14 @@ function collect(channel: ClientChannel, input: string | Buffer | undefined, tim
     channel.on("close", () => {
       clearTimeout(timer);
       // A channel closed without an exit status is a connection that went away mid-command.
-      if (code === null && signal === null) reject(new TidemarkError("SSH_CONNECTION_LOST", "the connection was lost while a command ran", "check the host and the network; run the deployment again: every step is idempotent"));
+      if (code === null && signal === null)
+        reject(
+          new TidemarkError(
+            "SSH_CONNECTION_LOST",
+            "the connection was lost while a command ran",
+            "check the host and the network; run the deployment again: every step is idempotent",
+          ),
+        );
       else resolve({ code, signal, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
     });
     channel.end(input);
@@ -230,5 +275,10 @@ function connectError(target: SshTarget, error: unknown, pinned: HostKey[], offe
     );
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new TidemarkError("HOST_UNREACHABLE", `${target.name} (${where}): ${message}`, "check that the host is up, reachable from the operator, and accepts the operator's key", { cause: error });
+  return new TidemarkError(
+    "HOST_UNREACHABLE",
+    `${target.name} (${where}): ${message}`,
+    "check that the host is up, reachable from the operator, and accepts the operator's key",
+    { cause: error },
+  );
 }

@@ -18,7 +18,13 @@ const FAILED: ReadonlySet<HostOutcomeKind> = new Set(["rolled-back", "rollback-f
  * `stop` signal (the operator shutting down) starts no new host either
  * (`skipped`, `stopped`: the job runs again for them); the hosts in flight finish.
  */
-export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: (host: string) => Promise<HostResult>, undo: (host: string) => Promise<HostResult>, stop?: AbortSignal): Promise<HostResult[]> {
+export async function runRollout(
+  hosts: string[],
+  policy: RolloutPolicy,
+  apply: (host: string) => Promise<HostResult>,
+  undo: (host: string) => Promise<HostResult>,
+  stop?: AbortSignal,
+): Promise<HostResult[]> {
   const results = new Map<string, HostResult>();
   let failures = 0;
   const halted = () => failures > policy.maxFailures || stop?.aborted === true;
@@ -48,11 +54,26 @@ export async function runRollout(hosts: string[], policy: RolloutPolicy, apply: 
     await Promise.all(
       done.map(async (host) => {
         const undone = await undo(host);
-        results.set(host, undone.outcome === "deployed" ? { ...undone, outcome: "rolled-back", detail: "rolled back with the rollout (rollout.onFailure: rollback-all)" } : { ...undone, outcome: "rollback-failed", detail: `rollout.onFailure: rollback-all could not undo it: ${undone.detail ?? undone.outcome}` });
+        results.set(
+          host,
+          undone.outcome === "deployed"
+            ? { ...undone, outcome: "rolled-back", detail: "rolled back with the rollout (rollout.onFailure: rollback-all)" }
+            : {
+                ...undone,
+                outcome: "rollback-failed",
+                detail: `rollout.onFailure: rollback-all could not undo it: ${undone.detail ?? undone.outcome}`,
+              },
+        );
       }),
     );
   }
   const stopped = failures <= policy.maxFailures;
-  const reason = stopped ? STOPPED : canaryFailed ? "a canary host did not succeed" : `more than ${policy.maxFailures} host(s) failed (rollout.maxFailures)`;
-  return hosts.map((host) => results.get(host) ?? { host, outcome: "skipped", skip: stopped ? "stopped" : "halted", detail: `not started: ${reason}` });
+  const reason = stopped
+    ? STOPPED
+    : canaryFailed
+      ? "a canary host did not succeed"
+      : `more than ${policy.maxFailures} host(s) failed (rollout.maxFailures)`;
+  return hosts.map(
+    (host) => results.get(host) ?? { host, outcome: "skipped", skip: stopped ? "stopped" : "halted", detail: `not started: ${reason}` },
+  );
 }

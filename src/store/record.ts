@@ -1,4 +1,13 @@
-import { HOST_OUTCOMES, SKIP_REASONS, TRIGGERS, type HostOutcomeKind, type HostRecord, type SkipReason, type TimelineStep, type Trigger } from "../core/outcome.js";
+import {
+  HOST_OUTCOMES,
+  SKIP_REASONS,
+  TRIGGERS,
+  type HostOutcomeKind,
+  type HostRecord,
+  type SkipReason,
+  type TimelineStep,
+  type Trigger,
+} from "../core/outcome.js";
 
 /** One deployment attempt as the store keeps it. */
 export interface DeploymentRecord {
@@ -45,12 +54,16 @@ export function formatRecord(record: DeploymentRecord): string {
     ...(record.startedAt ? [`Tidemark-Started: ${record.startedAt.toISOString()}`] : []),
     ...record.hosts.map((host) => `Tidemark-Host: ${host.host} ${host.outcome}${host.detail ? ` ${oneLine(host.detail)}` : ""}`),
     ...record.hosts.flatMap((host) => (host.skip ? [`Tidemark-Skip: ${host.host} ${host.skip}`] : [])),
-    ...record.hosts.flatMap((host) => (host.timeline?.length ? [`Tidemark-Timeline: ${host.host} ${host.timeline.map((step) => `${step.phase}@${step.at}`).join(" ")}`] : [])),
+    ...record.hosts.flatMap((host) =>
+      host.timeline?.length ? [`Tidemark-Timeline: ${host.host} ${host.timeline.map((step) => `${step.phase}@${step.at}`).join(" ")}`] : [],
+    ),
     ...record.hosts.flatMap((host) => (host.uploadedBytes !== undefined ? [`Tidemark-Uploaded: ${host.host} ${host.uploadedBytes}`] : [])),
     "",
   ];
   // Output comes from the hosts: indented, so that no line of it can pass for a trailer; its tail is what matters.
-  const outputs = record.hosts.flatMap((host) => (host.log ? [`Output of ${host.host}:`, ...tail(host.log).map((line) => `${OUTPUT_INDENT}${line}`), ""] : []));
+  const outputs = record.hosts.flatMap((host) =>
+    host.log ? [`Output of ${host.host}:`, ...tail(host.log).map((line) => `${OUTPUT_INDENT}${line}`), ""] : [],
+  );
   return [...lines.slice(0, 2), ...outputs, ...lines.slice(2)].join("\n");
 }
 
@@ -69,16 +82,29 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
   const environment = one("Environment");
   const trigger = one("Trigger") as Trigger | undefined;
   if (!id || !environment || !trigger || !TRIGGERS.includes(trigger)) return undefined;
-  const perHost = (key: string) => new Map(trailers.filter(([name]) => name === key).map(([, value]) => [value.slice(0, value.indexOf(" ")), value.slice(value.indexOf(" ") + 1)]));
+  const perHost = (key: string) =>
+    new Map(
+      trailers
+        .filter(([name]) => name === key)
+        .map(([, value]) => [value.slice(0, value.indexOf(" ")), value.slice(value.indexOf(" ") + 1)]),
+    );
   const timelines = perHost("Timeline");
   const uploaded = perHost("Uploaded");
   const skips = perHost("Skip");
-  const outputs = new Map([...message.matchAll(/^Output of (\S+):\n((?: {4}.*(?:\n|$))+)/gm)].map((match) => [match[1] ?? "", (match[2] ?? "").replace(/^ {4}/gm, "").trimEnd()]));
+  const outputs = new Map(
+    [...message.matchAll(/^Output of (\S+):\n((?: {4}.*(?:\n|$))+)/gm)].map((match) => [
+      match[1] ?? "",
+      (match[2] ?? "").replace(/^ {4}/gm, "").trimEnd(),
+    ]),
+  );
   const hosts = trailers
     .filter(([name]) => name === "Host")
     .map(([, value]): HostRecord => {
       const [host = "", outcome = "", ...detail] = value.split(" ");
-      const timeline = timelines.get(host)?.split(" ").map((step): TimelineStep => ({ phase: step.slice(0, step.lastIndexOf("@")), at: Number(step.slice(step.lastIndexOf("@") + 1)) }));
+      const timeline = timelines
+        .get(host)
+        ?.split(" ")
+        .map((step): TimelineStep => ({ phase: step.slice(0, step.lastIndexOf("@")), at: Number(step.slice(step.lastIndexOf("@") + 1)) }));
       const bytes = uploaded.get(host);
       const log = outputs.get(host);
       const skip = outcome === "skipped" ? skipReason(skips.get(host), detail.join(" ")) : undefined;

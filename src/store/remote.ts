@@ -33,7 +33,11 @@ export class StoreRemote {
   static async attach(remoteUrl: string, gitdir: string): Promise<StoreRemote> {
     const { url, auth } = splitCredentials(remoteUrl);
     if (!/^https?:\/\//.test(url)) {
-      throw new TidemarkError("STORE_REMOTE_URL", `the store remote must be an http(s) URL, not ${url}`, "use a smart-HTTP git URL, credentials as https://user:token@host/store.git");
+      throw new TidemarkError(
+        "STORE_REMOTE_URL",
+        `the store remote must be an http(s) URL, not ${url}`,
+        "use a smart-HTTP git URL, credentials as https://user:token@host/store.git",
+      );
     }
     const fs = repoFs(gitdir);
     await git.setConfig({ fs, gitdir, path: `remote.${REMOTE}.url`, value: url });
@@ -41,7 +45,12 @@ export class StoreRemote {
     // arrive (isomorphic-git#2435), so a cut fetch would leave refs that fail
     // `git fsck`. A refspec that matches nothing keeps it from writing any:
     // the store moves its own refs, by compare-and-swap, once objects are in.
-    await git.setConfig({ fs, gitdir, path: `remote.${REMOTE}.fetch`, value: "refs/tidemark/no-tracking-refs:refs/tidemark/no-tracking-refs" });
+    await git.setConfig({
+      fs,
+      gitdir,
+      path: `remote.${REMOTE}.fetch`,
+      value: "refs/tidemark/no-tracking-refs:refs/tidemark/no-tracking-refs",
+    });
     return new StoreRemote(url, auth, gitdir);
   }
 
@@ -49,7 +58,18 @@ export class StoreRemote {
   async fetch(ref: string): Promise<string | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = await git.fetch({ fs: repoFs(this.gitdir), http, gitdir: this.gitdir, url: this.url, remote: REMOTE, ref, remoteRef: ref, singleBranch: true, tags: false, onAuth: () => this.auth ?? { cancel: true } });
+        const result = await git.fetch({
+          fs: repoFs(this.gitdir),
+          http,
+          gitdir: this.gitdir,
+          url: this.url,
+          remote: REMOTE,
+          ref,
+          remoteRef: ref,
+          singleBranch: true,
+          tags: false,
+          onAuth: () => this.auth ?? { cancel: true },
+        });
         return result.fetchHead ?? undefined; // none from a remote with no refs at all
       } catch (error) {
         const missing = error instanceof Errors.NotFoundError ? (error.data as { what?: string }).what : undefined;
@@ -60,7 +80,12 @@ export class StoreRemote {
           continue;
         }
         if (missing === "HEAD") {
-          throw new TidemarkError("STORE_REMOTE_NO_HEAD", `the store remote ${this.url} has no default branch`, `make ${DEFAULT_BRANCH.slice(11)} its default branch (Tidemark created it with a README)`, { cause: error });
+          throw new TidemarkError(
+            "STORE_REMOTE_NO_HEAD",
+            `the store remote ${this.url} has no default branch`,
+            `make ${DEFAULT_BRANCH.slice(11)} its default branch (Tidemark created it with a README)`,
+            { cause: error },
+          );
         }
         throw this.unreachable("fetch from", error);
       }
@@ -70,11 +95,21 @@ export class StoreRemote {
   /** Pushes the local ref; false if the remote moved since it was fetched. */
   async push(ref: string): Promise<boolean> {
     try {
-      const result = await git.push({ fs: repoFs(this.gitdir), http, gitdir: this.gitdir, url: this.url, remote: REMOTE, ref, remoteRef: ref, onAuth: () => this.auth ?? { cancel: true } });
+      const result = await git.push({
+        fs: repoFs(this.gitdir),
+        http,
+        gitdir: this.gitdir,
+        url: this.url,
+        remote: REMOTE,
+        ref,
+        remoteRef: ref,
+        onAuth: () => this.auth ?? { cancel: true },
+      });
       return result.ok;
     } catch (error) {
       // Not a fast-forward of the advertised head, or the server's compare-and-swap refused it.
-      if (error instanceof Errors.PushRejectedError || error instanceof Errors.GitPushError || error instanceof Errors.NotFoundError) return false;
+      if (error instanceof Errors.PushRejectedError || error instanceof Errors.GitPushError || error instanceof Errors.NotFoundError)
+        return false;
       throw this.unreachable("push to", error);
     }
   }
@@ -86,13 +121,27 @@ export class StoreRemote {
     if (refs.length > 0) return;
     const blob = await git.writeBlob({ fs, gitdir: this.gitdir, blob: Buffer.from(README) });
     const tree = await git.writeTree({ fs, gitdir: this.gitdir, tree: [{ mode: "100644", path: "README.md", oid: blob, type: "blob" }] });
-    const commit = await git.writeCommit({ fs, gitdir: this.gitdir, commit: { message: "Tidemark store\n", tree, parent: [], author: IDENTITY, committer: IDENTITY } });
+    const commit = await git.writeCommit({
+      fs,
+      gitdir: this.gitdir,
+      commit: { message: "Tidemark store\n", tree, parent: [], author: IDENTITY, committer: IDENTITY },
+    });
     await git.writeRef({ fs, gitdir: this.gitdir, ref: DEFAULT_BRANCH, value: commit, force: true });
     await this.push(DEFAULT_BRANCH);
   }
 
   private unreachable(action: string, error: unknown): TidemarkError {
-    const message = error instanceof Errors.UserCanceledError ? "it asks for credentials and none were given" : error instanceof Error ? error.message : String(error);
-    return new TidemarkError("STORE_REMOTE_UNREACHABLE", `could not ${action} the store remote ${this.url}: ${message}`, "check the URL, the network and the credentials; deployments are kept in the local store and shared at the next sync", { cause: error });
+    const message =
+      error instanceof Errors.UserCanceledError
+        ? "it asks for credentials and none were given"
+        : error instanceof Error
+          ? error.message
+          : String(error);
+    return new TidemarkError(
+      "STORE_REMOTE_UNREACHABLE",
+      `could not ${action} the store remote ${this.url}: ${message}`,
+      "check the URL, the network and the credentials; deployments are kept in the local store and shared at the next sync",
+      { cause: error },
+    );
   }
 }

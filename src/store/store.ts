@@ -85,7 +85,9 @@ export class Store {
 
   /** Every host of the environment that has something live, with the tree live there. */
   async liveHostTrees(environment: string): Promise<Map<string, string>> {
-    const hosts = await git.listRefs({ fs: repoFs(this.gitdir), gitdir: this.gitdir, filepath: `refs/tidemark/hosts/${environment}` }).catch(() => [] as string[]);
+    const hosts = await git
+      .listRefs({ fs: repoFs(this.gitdir), gitdir: this.gitdir, filepath: `refs/tidemark/hosts/${environment}` })
+      .catch(() => [] as string[]);
     const live = await Promise.all(hosts.map(async (host) => [host, await this.liveHostTree(environment, host)] as const));
     return new Map(live.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
   }
@@ -95,10 +97,15 @@ export class Store {
     const commit = await this.resolve(hostRef(environment, host));
     if (!commit) return undefined;
     // Most hosts point at the same few store commits, each a record of every host: read and parse each once (commits never change).
-    return remember(this.sources, commit, async () => {
-      const source = (await this.entry(commit))?.sourceCommit;
-      return source === undefined ? undefined : detached(source);
-    }, 256);
+    return remember(
+      this.sources,
+      commit,
+      async () => {
+        const source = (await this.entry(commit))?.sourceCommit;
+        return source === undefined ? undefined : detached(source);
+      },
+      256,
+    );
   }
 
   /**
@@ -117,11 +124,19 @@ export class Store {
       const parent = await this.resolve(envRef(record.environment));
       const timestamp = Math.floor(Date.now() / 1000);
       const author = { ...IDENTITY, timestamp, timezoneOffset: 0 };
-      const commit = await git.writeCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, commit: { message: formatRecord(record), tree, parent: parent ? [parent] : [], author, committer: author } });
+      const commit = await git.writeCommit({
+        fs: repoFs(this.gitdir),
+        gitdir: this.gitdir,
+        commit: { message: formatRecord(record), tree, parent: parent ? [parent] : [], author, committer: author },
+      });
       const hosts = record.hosts.filter((host) => isLive(host.outcome)).map((host) => host.host);
       if (await this.moveRefs(record.environment, parent, commit, new Map(hosts.map((host) => [host, commit])))) return commit;
     }
-    throw new TidemarkError("STORE_CONTENDED", `could not record deployment ${record.id}: the store kept moving`, "too many writers at once; try again");
+    throw new TidemarkError(
+      "STORE_CONTENDED",
+      `could not record deployment ${record.id}: the store kept moving`,
+      "too many writers at once; try again",
+    );
   }
 
   /** The environment's deployments, newest first. */
@@ -131,7 +146,17 @@ export class Store {
     const commits = await git.log({ fs: repoFs(this.gitdir), gitdir: this.gitdir, ref: head, depth: limit, cache: this.reader.cache });
     return commits.flatMap(({ oid, commit }) => {
       const record = parseRecord(commit.message);
-      return record ? [{ ...record, commit: oid, tree: commit.tree, at: new Date(commit.committer.timestamp * 1000), ...(commit.parent[0] ? { parent: commit.parent[0] } : {}) }] : [];
+      return record
+        ? [
+            {
+              ...record,
+              commit: oid,
+              tree: commit.tree,
+              at: new Date(commit.committer.timestamp * 1000),
+              ...(commit.parent[0] ? { parent: commit.parent[0] } : {}),
+            },
+          ]
+        : [];
     });
   }
 
@@ -139,7 +164,15 @@ export class Store {
   async entry(commit: string): Promise<HistoryEntry | undefined> {
     const { commit: data } = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid: commit, cache: this.reader.cache });
     const record = parseRecord(data.message);
-    return record && { ...record, commit, tree: data.tree, at: new Date(data.committer.timestamp * 1000), ...(data.parent[0] ? { parent: data.parent[0] } : {}) };
+    return (
+      record && {
+        ...record,
+        commit,
+        tree: data.tree,
+        at: new Date(data.committer.timestamp * 1000),
+        ...(data.parent[0] ? { parent: data.parent[0] } : {}),
+      }
+    );
   }
 
   /**
@@ -161,7 +194,11 @@ export class Store {
         if (await this.moveRefs(environment, undefined, remoteHead!, await this.liveSince(remoteHead!, undefined))) return;
         continue;
       }
-      const base = remoteHead && (await git.findMergeBase({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oids: [localHead, remoteHead], cache: this.reader.cache }))[0] as string | undefined;
+      const base =
+        remoteHead &&
+        ((
+          await git.findMergeBase({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oids: [localHead, remoteHead], cache: this.reader.cache })
+        )[0] as string | undefined);
       if (remoteHead && base === localHead) {
         if (await this.moveRefs(environment, localHead, remoteHead, await this.liveSince(remoteHead, localHead))) return;
         continue;
@@ -172,14 +209,21 @@ export class Store {
       }
       if (await this.remote.push(ref)) return;
     }
-    throw new TidemarkError("STORE_CONTENDED", `could not share the history of ${environment}: the store remote kept moving`, "too many writers at once; try again");
+    throw new TidemarkError(
+      "STORE_CONTENDED",
+      `could not share the history of ${environment}: the store remote kept moving`,
+      "too many writers at once; try again",
+    );
   }
 
   /** Moves the environment ref from `expected` to `commit`, and the given host refs, or nothing if it moved meanwhile. */
   private async moveRefs(environment: string, expected: string | undefined, commit: string, hosts: Map<string, string>): Promise<boolean> {
     return withLockFile(`${this.gitdir}/tidemark-refs.lock`, async () => {
       if ((await this.resolve(envRef(environment))) !== expected) return false;
-      const refs: Array<[string, string]> = [[envRef(environment), commit], ...[...hosts].map(([host, at]): [string, string] => [hostRef(environment, host), at])];
+      const refs: Array<[string, string]> = [
+        [envRef(environment), commit],
+        ...[...hosts].map(([host, at]): [string, string] => [hostRef(environment, host), at]),
+      ];
       for (const [ref, at] of refs) {
         mkdirSync(`${this.gitdir}/${ref.slice(0, ref.lastIndexOf("/"))}`, { recursive: true });
         await repoFs(this.gitdir).promises.writeFile(`${this.gitdir}/${ref}`, `${at}\n`);
@@ -211,7 +255,7 @@ export class Store {
   /** The commits from `head` back to `base` (exclusive), newest first. */
   private async chain(head: string, base: string | undefined): Promise<ReadCommitResult[]> {
     const commits: ReadCommitResult[] = [];
-    for (let oid: string | undefined = head; oid !== undefined && oid !== base; ) {
+    for (let oid: string | undefined = head; oid !== undefined && oid !== base;) {
       const read = await git.readCommit({ fs: repoFs(this.gitdir), gitdir: this.gitdir, oid, cache: this.reader.cache });
       commits.push(read);
       oid = read.commit.parent[0];
@@ -221,7 +265,9 @@ export class Store {
 
   private copyTree(copy: TreeCopy, oid: string): Promise<void> {
     return this.once(copy, oid, async () => {
-      const { object, type } = await copy.slots.run(() => git.readObject({ fs: repoFs(copy.from.gitdir), gitdir: copy.from.gitdir, oid, format: "content", cache: copy.cache }));
+      const { object, type } = await copy.slots.run(() =>
+        git.readObject({ fs: repoFs(copy.from.gitdir), gitdir: copy.from.gitdir, oid, format: "content", cache: copy.cache }),
+      );
       if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
       const children = parseTree(Buffer.from(object as Uint8Array)).flatMap((entry) => {
         const kind = MODE_KIND[entry.mode];
@@ -230,14 +276,22 @@ export class Store {
       // Every child settles before the tree is written or the copy fails: nothing is left writing behind an error.
       const failed = (await Promise.allSettled(children)).find((result) => result.status === "rejected");
       if (failed) throw failed.reason;
-      await copy.slots.run(() => git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "tree", object, format: "content" }));
+      await copy.slots.run(() =>
+        git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "tree", object, format: "content" }),
+      );
     });
   }
 
   private copyBlob(copy: TreeCopy, oid: string): Promise<void> {
     return this.once(copy, oid, () =>
       copy.slots.run(async () => {
-        const { object } = await git.readObject({ fs: repoFs(copy.from.gitdir), gitdir: copy.from.gitdir, oid, format: "content", cache: copy.cache });
+        const { object } = await git.readObject({
+          fs: repoFs(copy.from.gitdir),
+          gitdir: copy.from.gitdir,
+          oid,
+          format: "content",
+          cache: copy.cache,
+        });
         await git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "blob", object, format: "content" });
       }),
     );
@@ -260,5 +314,8 @@ export class Store {
 
 /** A deployment id: sortable by time, unique across workers. */
 export function newDeploymentId(now = new Date()): string {
-  return `${now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}-${randomBytes(3).toString("hex")}`;
+  return `${now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z")}-${randomBytes(3).toString("hex")}`;
 }

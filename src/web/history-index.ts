@@ -64,7 +64,8 @@ export class HistoryIndex {
         if (entry) fresh.push(entry);
         oid = entry?.parent;
       }
-      const older = oid === undefined ? [] : (known?.entries ?? []).slice((known?.entries ?? []).findIndex((entry) => entry.commit === oid));
+      const older =
+        oid === undefined ? [] : (known?.entries ?? []).slice((known?.entries ?? []).findIndex((entry) => entry.commit === oid));
       const entries = [...fresh, ...older];
       for (const entry of known?.entries ?? []) this.byId.delete(entry.id);
       for (const entry of entries) this.byId.set(entry.id, entry);

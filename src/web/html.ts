@@ -29,7 +29,9 @@ function render(value: unknown): string {
   if (value instanceof Html) return value.text;
   if (Array.isArray(value)) return value.map(render).join("");
   if (value === null || value === undefined || value === false) return "";
-  return escapeHtml(typeof value === "number" || typeof value === "boolean" ? String(value) : typeof value === "string" ? value : JSON.stringify(value));
+  return escapeHtml(
+    typeof value === "number" || typeof value === "boolean" ? String(value) : typeof value === "string" ? value : JSON.stringify(value),
+  );
 }
 
 /** A path on this site: each part URL-encoded, so a name can never leave its segment. */

@@ -124,7 +124,9 @@ function historyTable(entries: HistoryEntry[], withEnvironment: boolean): Html {
   if (entries.length === 0) return html`<p class="muted">Nothing recorded yet.</p>`;
   return html`<table><thead><tr><th>When</th><th>Deployment</th>${withEnvironment ? html`<th>Environment</th>` : ""}<th>Commit</th><th>Trigger</th><th>Outcome</th><th>Hosts</th></tr></thead><tbody>
 ${entries.map(
-  (entry) => html`<tr><td>${when(entry.at)}</td><td><a href="${href("deployments", entry.id)}">${entry.id}</a></td>${withEnvironment ? html`<td><a href="${href("environments", entry.environment)}">${entry.environment}</a></td>` : ""}
+  (
+    entry,
+  ) => html`<tr><td>${when(entry.at)}</td><td><a href="${href("deployments", entry.id)}">${entry.id}</a></td>${withEnvironment ? html`<td><a href="${href("environments", entry.environment)}">${entry.environment}</a></td>` : ""}
 <td><span class="sha">${short(entry.sourceCommit)}</span> <span class="muted">${shortRef(entry.sourceRef)}</span></td><td>${entry.trigger}</td>
 <td>${outcomeBadge(entry)}${entry.returnTo ? html` <span class="badge warn">return to ${short(entry.returnTo.sourceCommit)}</span>` : ""}${entry.pin ? html` <span class="badge warn">pinned</span>` : ""}</td>
 <td>${hostCounts(entry.hosts)}</td></tr>`,
@@ -147,8 +149,22 @@ ${entry.returnTo ? html`<dt>Return</dt><dd class="warn">to the tree of <a href="
 ${entry.pin ? html`<dt>Pinned</dt><dd class="warn">${entry.pin}</dd>` : ""}
 ${entry.superseded ? html`<dt>Superseded</dt><dd>${entry.superseded.map((commit) => html`<span class="sha">${short(commit)}</span> `)}<span class="muted">(asked for, deployed by this one)</span></dd>` : ""}
 <dt>Hosts</dt><dd>${hostCounts(entry.hosts)}</dd></dl>
-${entry.hosts.filter((host) => host.outcome !== "unchanged").map((host) => hostSection(host, view.plan.find((plan) => plan.host === host.host)))}
-${entry.hosts.some((host) => host.outcome === "unchanged") ? html`<p class="muted">Unchanged, not contacted: ${entry.hosts.filter((host) => host.outcome === "unchanged").map((host) => host.host).join(", ")}</p>` : ""}`,
+${entry.hosts
+  .filter((host) => host.outcome !== "unchanged")
+  .map((host) =>
+    hostSection(
+      host,
+      view.plan.find((plan) => plan.host === host.host),
+    ),
+  )}
+${
+  entry.hosts.some((host) => host.outcome === "unchanged")
+    ? html`<p class="muted">Unchanged, not contacted: ${entry.hosts
+        .filter((host) => host.outcome === "unchanged")
+        .map((host) => host.host)
+        .join(", ")}</p>`
+    : ""
+}`,
   );
 }
 
@@ -194,7 +210,13 @@ ${running.hosts.map((host) => html`<tr><td>${host}</td><td>${last.get(host)?.pha
   );
 }
 
-export function planPage(environment: string, source: { ref: string; commit: string }, plan: Plan | undefined, problems: Problem[], repo: string): Html {
+export function planPage(
+  environment: string,
+  source: { ref: string; commit: string },
+  plan: Plan | undefined,
+  problems: Problem[],
+  repo: string,
+): Html {
   return layout(
     `Plan for ${environment}`,
     repo,
@@ -212,7 +234,8 @@ export function notFoundPage(what: string, repo: string): Html {
 
 function planBody(plan: HostPlan): Html {
   return html`<ul class="files">${plan.apps.map(
-    (app) => html`<li><strong>${SIGN[app.change]} ${app.app}</strong><ul class="files">${app.files.map((file) => html`<li class="${file.change === "removed" ? "bad" : file.change === "added" ? "ok" : ""}">${SIGN[file.change]} ${file.path}</li>`)}</ul></li>`,
+    (app) =>
+      html`<li><strong>${SIGN[app.change]} ${app.app}</strong><ul class="files">${app.files.map((file) => html`<li class="${file.change === "removed" ? "bad" : file.change === "added" ? "ok" : ""}">${SIGN[file.change]} ${file.path}</li>`)}</ul></li>`,
   )}</ul>
 ${plan.units.restart.length > 0 ? html`<p>restart <code>${plan.units.restart.join(" ")}</code></p>` : ""}${plan.units.enable.length > 0 ? html`<p>enable <code>${plan.units.enable.join(" ")}</code></p>` : ""}${plan.units.stop.length > 0 ? html`<p>stop <code>${plan.units.stop.join(" ")}</code></p>` : ""}
 ${plan.takesOver.length > 0 ? html`<p>takes over <code>${plan.takesOver.join(" ")}</code> (what is there now is kept on the host, and put back when the link goes)</p>` : ""}
@@ -223,7 +246,15 @@ function problemList(problems: Problem[]): Html {
   return html`<ul>${problems.map((problem) => html`<li><code>${problem.file}</code>${problem.field ? html` <code>${problem.field}</code>` : ""}: ${problem.message}</li>`)}</ul>`;
 }
 
-const OUTCOME_CLASS: Record<HostOutcomeKind, string> = { unchanged: "muted", deployed: "ok", "rolled-back": "bad", "rollback-failed": "bad", failed: "bad", unreachable: "warn", skipped: "warn" };
+const OUTCOME_CLASS: Record<HostOutcomeKind, string> = {
+  unchanged: "muted",
+  deployed: "ok",
+  "rolled-back": "bad",
+  "rollback-failed": "bad",
+  failed: "bad",
+  unreachable: "warn",
+  skipped: "warn",
+};
 
 function hostBadge(outcome: HostOutcomeKind): Html {
   return html`<span class="${`badge ${OUTCOME_CLASS[outcome]}`}">${outcome}</span>`;
@@ -245,4 +276,5 @@ const short = (sha: string) => sha.slice(0, 7);
 const shortRef = (ref: string) => ref.replace(/^refs\/(heads|tags)\//, "");
 const when = (date: Date) => `${date.toISOString().slice(0, 19).replace("T", " ")} UTC`;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-const bytes = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`);
+const bytes = (n: number) =>
+  n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`;

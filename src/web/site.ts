@@ -14,12 +14,22 @@ import { readTrackingConfig } from "../pipeline/read-source.js";
 import type { OperatorQueues } from "../queue/queues.js";
 import type { HistoryEntry, Store } from "../store/store.js";
 import { HistoryIndex } from "./history-index.js";
-import { deploymentPage, environmentPage, notFoundPage, overviewPage, planPage, runningPage, type EnvironmentView, type HostView } from "./pages.js";
+import {
+  deploymentPage,
+  environmentPage,
+  notFoundPage,
+  overviewPage,
+  planPage,
+  runningPage,
+  type EnvironmentView,
+  type HostView,
+} from "./pages.js";
 
 /** No script runs and nothing loads from elsewhere, whatever a page holds: escaping has a second line behind it. */
 const HEADERS = {
   "content-type": "text/html; charset=utf-8",
-  "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+  "content-security-policy":
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
   "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",
   "cache-control": "no-store",
@@ -61,7 +71,8 @@ export class OperatorSite {
     if (path === "/") return this.send(response, request, 200, await this.overview());
     if (section === "environments" && first && parts.length === 2) return this.send(response, request, ...(await this.environment(first)));
     if (section === "deployments" && first && parts.length === 2) return this.send(response, request, ...(await this.deployment(first)));
-    if (section === "plans" && first && second && parts.length === 3) return this.send(response, request, ...(await this.plan(first, second)));
+    if (section === "plans" && first && second && parts.length === 3)
+      return this.send(response, request, ...(await this.plan(first, second)));
     return false;
   }
 
@@ -76,13 +87,20 @@ export class OperatorSite {
     const { config, problem } = await this.trackingConfig();
     const names = [...new Set([...Object.keys(config?.environments ?? {}), ...this.index.environmentNames()])].sort();
     const environments = await Promise.all(names.map((name) => this.environmentView(name, config)));
-    return overviewPage({ repo: this.mirror.url, ...(problem ? { configProblem: problem } : {}), environments, running: (await this.queues?.running()) ?? [], recent: this.index.recent(30) }).text;
+    return overviewPage({
+      repo: this.mirror.url,
+      ...(problem ? { configProblem: problem } : {}),
+      environments,
+      running: (await this.queues?.running()) ?? [],
+      recent: this.index.recent(30),
+    }).text;
   }
 
   private async environment(name: string): Promise<[number, string]> {
     await this.index.refresh();
     const { config } = await this.trackingConfig();
-    if (!config?.environments[name] && this.index.history(name).length === 0) return [404, notFoundPage(`No environment ${name}: it is neither in tidemark.yaml nor in the store.`, this.mirror.url).text];
+    if (!config?.environments[name] && this.index.history(name).length === 0)
+      return [404, notFoundPage(`No environment ${name}: it is neither in tidemark.yaml nor in the store.`, this.mirror.url).text];
     return [200, environmentPage(await this.environmentView(name, config), this.mirror.url, this.index.history(name).slice(0, 200)).text];
   }
 
@@ -92,7 +110,13 @@ export class OperatorSite {
     if (!entry) {
       const running = await this.queues?.runningDeployment(id);
       if (running) return [200, runningPage(running, this.mirror.url).text];
-      return [404, notFoundPage(`No deployment ${id} in the store. A deployment shows here once it starts; ids come from commit statuses, tidemark history and the deploy output.`, this.mirror.url).text];
+      return [
+        404,
+        notFoundPage(
+          `No deployment ${id} in the store. A deployment shows here once it starts; ids come from commit statuses, tidemark history and the deploy output.`,
+          this.mirror.url,
+        ).text,
+      ];
     }
     return [200, deploymentPage({ entry, plan: await this.deploymentPlan(entry) }, this.mirror.url).text];
   }
@@ -130,19 +154,36 @@ export class OperatorSite {
           const prepared = await this.pendingPlan(name, resolution, history[0]?.commit);
           pending = { ref: resolution.ref, commit: resolution.commit, plan: prepared.plan };
         } catch (error) {
-          pending = { problem: `cannot plan ${resolution.commit.slice(0, 7)}: ${error instanceof InvalidConfigError ? "the config tree is invalid" : describeError(error)}`, ...(error instanceof InvalidConfigError ? { problems: error.problems } : {}) };
+          pending = {
+            problem: `cannot plan ${resolution.commit.slice(0, 7)}: ${error instanceof InvalidConfigError ? "the config tree is invalid" : describeError(error)}`,
+            ...(error instanceof InvalidConfigError ? { problems: error.problems } : {}),
+          };
         }
       }
     }
     const planned = "plan" in pending ? pending.plan.hosts : [];
-    const names = [...new Set([...(env?.hosts ?? []), ...(last?.hosts.map((host) => host.host) ?? []), ...planned.map((host) => host.host)])].sort();
+    const names = [
+      ...new Set([...(env?.hosts ?? []), ...(last?.hosts.map((host) => host.host) ?? []), ...planned.map((host) => host.host)]),
+    ].sort();
     const hosts = names.map((host): HostView => {
-        const live = history.find((entry) => entry.hosts.some((candidate) => candidate.host === host && isLive(candidate.outcome)));
-        const lastOutcome = last?.hosts.find((candidate) => candidate.host === host);
-        const plan = planned.find((candidate) => candidate.host === host);
-        return { host, ...(live ? { live: { id: live.id, sourceCommit: live.sourceCommit } } : {}), ...(lastOutcome ? { lastOutcome } : {}), ...(plan ? { pending: plan } : {}) };
+      const live = history.find((entry) => entry.hosts.some((candidate) => candidate.host === host && isLive(candidate.outcome)));
+      const lastOutcome = last?.hosts.find((candidate) => candidate.host === host);
+      const plan = planned.find((candidate) => candidate.host === host);
+      return {
+        host,
+        ...(live ? { live: { id: live.id, sourceCommit: live.sourceCommit } } : {}),
+        ...(lastOutcome ? { lastOutcome } : {}),
+        ...(plan ? { pending: plan } : {}),
+      };
     });
-    return { name, ...(env ? { track: trackText(env.track), tree: env.tree } : {}), ...(history[0]?.pin ? { pin: history[0].pin } : {}), ...(last ? { last } : {}), hosts, pending };
+    return {
+      name,
+      ...(env ? { track: trackText(env.track), tree: env.tree } : {}),
+      ...(history[0]?.pin ? { pin: history[0].pin } : {}),
+      ...(last ? { last } : {}),
+      hosts,
+      pending,
+    };
   }
 
   /** What deploying where the environment points would change: planned again only when the source or the store moved. */
@@ -168,10 +209,21 @@ export class OperatorSite {
         .filter((host) => host.outcome !== "unchanged")
         .map(async ({ host }) => {
           const before = earlier.find((candidate) => candidate.hosts.some((h) => h.host === host && isLive(h.outcome)));
-          const [afterOid, beforeOid] = await Promise.all([this.store.reader.treeAt(entry.tree, host), before ? this.store.reader.treeAt(before.tree, host) : undefined]);
+          const [afterOid, beforeOid] = await Promise.all([
+            this.store.reader.treeAt(entry.tree, host),
+            before ? this.store.reader.treeAt(before.tree, host) : undefined,
+          ]);
           const reader = this.store.reader;
-          const [afterDir, beforeDir] = await readTreePair(afterOid ? { reader, oid: afterOid, sizes: false } : undefined, beforeOid ? { reader, oid: beforeOid, sizes: false } : undefined, `${host}/`);
-          return planHost(host, afterDir && readHostTree(config, host, afterDir, []), beforeDir && readHostTree(config, host, beforeDir, []));
+          const [afterDir, beforeDir] = await readTreePair(
+            afterOid ? { reader, oid: afterOid, sizes: false } : undefined,
+            beforeOid ? { reader, oid: beforeOid, sizes: false } : undefined,
+            `${host}/`,
+          );
+          return planHost(
+            host,
+            afterDir && readHostTree(config, host, afterDir, []),
+            beforeDir && readHostTree(config, host, beforeDir, []),
+          );
         }),
     );
     return plans.filter((plan): plan is HostPlan => plan !== undefined);
@@ -182,5 +234,9 @@ export class OperatorSite {
 const DEFAULT_CONFIG = SourceConfigSchema.parse({ environments: {}, hosts: {} });
 
 function trackText(track: TrackingRule): string {
-  return "branch" in track ? `branch ${track.branch}` : "tag" in track ? `tag ${track.tag} (a pin)` : `tags ${track.tags}, newest by semver`;
+  return "branch" in track
+    ? `branch ${track.branch}`
+    : "tag" in track
+      ? `tag ${track.tag} (a pin)`
+      : `tags ${track.tags}, newest by semver`;
 }

@@ -9,7 +9,14 @@ import { createNetwork, destroyNetwork, netnsPrefix, type BedNetwork } from "./n
 import { GiveUp, isAlive, run, spawnDetached, waitFor } from "./proc.js";
 import { BedRedis, type RedisState } from "./redis.js";
 import { ensureRootfs } from "./rootfs.js";
-import { bootSystemdHost, IN_CGROUP, rebootSystemdHost, stopSystemdHost, waitSystemdHostReady, type SystemdHostState } from "./systemd-host.js";
+import {
+  bootSystemdHost,
+  IN_CGROUP,
+  rebootSystemdHost,
+  stopSystemdHost,
+  waitSystemdHostReady,
+  type SystemdHostState,
+} from "./systemd-host.js";
 import type { BedHost } from "./types.js";
 
 export const BEDS = "/run/tidemark-testbed/beds";
@@ -69,7 +76,17 @@ export class TestBed {
     const id = randomBytes(3).toString("hex");
     const dir = `${BEDS}/${id}`;
     mkdirSync(dir, { recursive: true });
-    const state: BedState = { id, dir, owner: options.owner === undefined ? process.pid : options.owner, createdAt: new Date().toISOString(), clientKey: { privateKeyPath: "", publicKey: "" }, network: null, hosts: [], redis: null, forge: null };
+    const state: BedState = {
+      id,
+      dir,
+      owner: options.owner === undefined ? process.pid : options.owner,
+      createdAt: new Date().toISOString(),
+      clientKey: { privateKeyPath: "", publicKey: "" },
+      network: null,
+      hosts: [],
+      redis: null,
+      forge: null,
+    };
     const save = () => writeFileSync(`${dir}/state.json`, JSON.stringify(state, null, 2));
     save();
     try {
@@ -84,7 +101,16 @@ export class TestBed {
         state.network = await createNetwork(id);
         save();
         for (let i = 1; i <= systemd; i++) {
-          const host = await bootSystemdHost({ bedId: id, bedDir: dir, rootfs, network: state.network, index: i, name: `web${String(i).padStart(2, "0")}`, authorizedKey: state.clientKey.publicKey, persistentDisk: options.persistentDisks ?? false });
+          const host = await bootSystemdHost({
+            bedId: id,
+            bedDir: dir,
+            rootfs,
+            network: state.network,
+            index: i,
+            name: `web${String(i).padStart(2, "0")}`,
+            authorizedKey: state.clientKey.publicKey,
+            persistentDisk: options.persistentDisks ?? false,
+          });
           state.hosts.push(host);
           save();
         }
@@ -93,7 +119,14 @@ export class TestBed {
       }
       starting.push(
         inBatches(light, 25, async (i) => {
-          state.hosts.push(await startLightHost({ bedId: id, bedDir: dir, name: `light${String(i).padStart(3, "0")}`, authorizedKey: state.clientKey.publicKey }));
+          state.hosts.push(
+            await startLightHost({
+              bedId: id,
+              bedDir: dir,
+              name: `light${String(i).padStart(3, "0")}`,
+              authorizedKey: state.clientKey.publicKey,
+            }),
+          );
           save();
         }),
       );
@@ -115,7 +148,10 @@ export class TestBed {
       }
       await Promise.all(starting);
       state.hosts.sort((a, b) => a.name.localeCompare(b.name));
-      writeFileSync(`${dir}/known_hosts`, state.hosts.map((host) => `${host.port === 22 ? host.address : `[${host.address}]:${host.port}`} ${host.hostKey}\n`).join(""));
+      writeFileSync(
+        `${dir}/known_hosts`,
+        state.hosts.map((host) => `${host.port === 22 ? host.address : `[${host.address}]:${host.port}`} ${host.hostKey}\n`).join(""),
+      );
       save();
       return new TestBed(state);
     } catch (error) {
@@ -233,7 +269,18 @@ export class TestBed {
       clientKey: this.clientKeyPath,
       knownHosts: `${this.state.dir}/known_hosts`,
       redis: this.redis ? { url: this.redis.url } : null,
-      forge: forge && this.forge ? { url: forge.url, apiUrl: this.forge.apiUrl, cloneUrl: this.forge.cloneUrl(forge.repo), pushUrl: this.forge.pushUrl(forge.repo), repo: forge.repo, token: forge.token, webhookSecret: forge.webhookSecret } : null,
+      forge:
+        forge && this.forge
+          ? {
+              url: forge.url,
+              apiUrl: this.forge.apiUrl,
+              cloneUrl: this.forge.cloneUrl(forge.repo),
+              pushUrl: this.forge.pushUrl(forge.repo),
+              repo: forge.repo,
+              token: forge.token,
+              webhookSecret: forge.webhookSecret,
+            }
+          : null,
     };
   }
 
@@ -256,7 +303,8 @@ export async function destroyBed(id: string): Promise<void> {
   await destroyCgroup(`tidemark-testbed/${id}`);
   await destroyNetwork(id);
   const propagate = "/run/systemd/nspawn/propagate";
-  for (const name of existsSync(propagate) ? readdirSync(propagate) : []) if (name.startsWith(netnsPrefix(id))) rmSync(`${propagate}/${name}`, { recursive: true, force: true });
+  for (const name of existsSync(propagate) ? readdirSync(propagate) : [])
+    if (name.startsWith(netnsPrefix(id))) rmSync(`${propagate}/${name}`, { recursive: true, force: true });
   rmSync(`${BEDS}/${id}`, { recursive: true, force: true });
   await restoreInotifyLimit();
 }
@@ -295,11 +343,32 @@ async function startForgeProcess(id: string, dir: string): Promise<NonNullable<B
   const cgroup = `tidemark-testbed/${id}/forge`;
   const readyFile = `${dir}/forge/ready.json`;
   mkdirSync(`${dir}/forge`, { recursive: true });
-  const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(cgroup).join(":"), process.execPath, "--import", "tsx", FORGE_MAIN, "--dir", `${dir}/forge`, "--token", token, "--ready-file", readyFile], `${dir}/forge/forge.log`);
-  const { port } = await waitFor("the forge to listen", () => {
-    if (!isAlive(pid)) throw new GiveUp(`the forge exited; see ${dir}/forge/forge.log`);
-    return existsSync(readyFile) && (JSON.parse(readFileSync(readyFile, "utf8")) as { port: number });
-  }, { timeoutMs: 30_000, intervalMs: 20 });
+  const pid = spawnDetached(
+    "sh",
+    [
+      IN_CGROUP,
+      createCgroup(cgroup).join(":"),
+      process.execPath,
+      "--import",
+      "tsx",
+      FORGE_MAIN,
+      "--dir",
+      `${dir}/forge`,
+      "--token",
+      token,
+      "--ready-file",
+      readyFile,
+    ],
+    `${dir}/forge/forge.log`,
+  );
+  const { port } = await waitFor(
+    "the forge to listen",
+    () => {
+      if (!isAlive(pid)) throw new GiveUp(`the forge exited; see ${dir}/forge/forge.log`);
+      return existsSync(readyFile) && (JSON.parse(readFileSync(readyFile, "utf8")) as { port: number });
+    },
+    { timeoutMs: 30_000, intervalMs: 20 },
+  );
   const url = `http://127.0.0.1:${port}`;
   const client = new ForgeClient(url, token);
   const repo = await client.createRepo("acme", "fleet");

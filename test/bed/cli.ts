@@ -28,7 +28,8 @@ const { values, positionals } = parseArgs({
 
 function count(name: string, value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 500) throw new Error(`--${name} takes a whole number from 0 to 500, not ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < 0 || n > 500)
+    throw new Error(`--${name} takes a whole number from 0 to 500, not ${JSON.stringify(value)}`);
   return n;
 }
 

@@ -14,9 +14,13 @@ export async function setup(): Promise<void> {
 
 export async function teardown(): Promise<void> {
   const forgotten = await gcBeds();
-  const kept = listBeds().filter((bed) => bed.owner === null).map((bed) => bed.id);
+  const kept = listBeds()
+    .filter((bed) => bed.owner === null)
+    .map((bed) => bed.id);
   const leftovers = kept.length > 0 ? [] : await settledLeftovers();
   if (forgotten.length > 0 || leftovers.length > 0) {
-    throw new Error(`the test suite left things behind: ${[...forgotten.map((id) => `bed ${id} (never torn down)`), ...leftovers].join("; ")}`);
+    throw new Error(
+      `the test suite left things behind: ${[...forgotten.map((id) => `bed ${id} (never torn down)`), ...leftovers].join("; ")}`,
+    );
   }
 }

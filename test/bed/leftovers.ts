@@ -20,13 +20,17 @@ export async function findLeftovers(id?: string): Promise<string[]> {
     if (id ? existsSync(dir) : children.length > 0) found.push(`cgroup ${dir}${id ? "" : ` (${children.map((c) => c.name).join(", ")})`}`);
   }
   for (const netns of await listNamespaces(prefix)) found.push(`network namespace ${netns}`);
-  const links = (await run("ip", ["-o", "link", "show"])).stdout.split("\n").filter((line) => new RegExp(`: tmk${id ?? "[0-9a-f]{6}"}[@:]`).test(line));
+  const links = (await run("ip", ["-o", "link", "show"])).stdout
+    .split("\n")
+    .filter((line) => new RegExp(`: tmk${id ?? "[0-9a-f]{6}"}[@:]`).test(line));
   for (const link of links) found.push(`link ${link.split(":")[1]?.trim()}`);
   for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    if (line.includes(id ? `/tidemark-testbed/beds/${id}` : "/tidemark-testbed/beds/") || line.includes(`/run/netns/${prefix}`)) found.push(`mount ${line.split(" ")[4]}`);
+    if (line.includes(id ? `/tidemark-testbed/beds/${id}` : "/tidemark-testbed/beds/") || line.includes(`/run/netns/${prefix}`))
+      found.push(`mount ${line.split(" ")[4]}`);
   }
   const propagate = "/run/systemd/nspawn/propagate";
-  for (const name of existsSync(propagate) ? readdirSync(propagate) : []) if (name.startsWith(prefix)) found.push(`nspawn propagation dir ${name}`);
+  for (const name of existsSync(propagate) ? readdirSync(propagate) : [])
+    if (name.startsWith(prefix)) found.push(`nspawn propagation dir ${name}`);
   if (id && existsSync(`${BEDS}/${id}`)) found.push(`bed directory ${BEDS}/${id}`);
   return found;
 }

@@ -21,7 +21,12 @@ const PRIVATE_PATHS = { root: "/root", srv: "/srv", tmp: "/tmp", "var-lib-tidema
  * /root, /srv, /tmp and /var/lib/tidemark. No systemd: for fast tests and
  * scale runs of 100+ hosts.
  */
-export async function startLightHost(options: { bedId: string; bedDir: string; name: string; authorizedKey: string }): Promise<LightHostState> {
+export async function startLightHost(options: {
+  bedId: string;
+  bedDir: string;
+  name: string;
+  authorizedKey: string;
+}): Promise<LightHostState> {
   const { bedId, bedDir, name } = options;
   const dir = `${bedDir}/hosts/${name}`;
   for (const sub of Object.keys(PRIVATE_PATHS)) mkdirSync(`${dir}/${sub}`, { recursive: true });
@@ -37,12 +42,20 @@ export async function startLightHost(options: { bedId: string; bedDir: string; n
     writeFileSync(`${dir}/sshd_config`, sshdConfig(dir, port));
     rmSync(`${dir}/sshd.pid`, { force: true });
     const script = `${mounts.join(" && ")} && exec /usr/sbin/sshd -D -e -f ${dir}/sshd_config`;
-    const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(cgroup).join(":"), "unshare", "--mount", "--propagation", "private", "sh", "-c", script], `${dir}/sshd.log`);
-    const up = await waitFor(`sshd of ${name} on port ${port}`, async () => {
-      if (!isAlive(pid)) throw new GiveUp(`sshd of ${name} exited; see ${dir}/sshd.log`);
-      // sshd writes its pid file once it holds the port: before that, a greeting may come from whoever took the port first.
-      return existsSync(`${dir}/sshd.pid`) && (await greeting("127.0.0.1", port))?.startsWith("SSH-2.0-");
-    }, { timeoutMs: 10_000, intervalMs: 10 }).catch((error: unknown) => {
+    const pid = spawnDetached(
+      "sh",
+      [IN_CGROUP, createCgroup(cgroup).join(":"), "unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+      `${dir}/sshd.log`,
+    );
+    const up = await waitFor(
+      `sshd of ${name} on port ${port}`,
+      async () => {
+        if (!isAlive(pid)) throw new GiveUp(`sshd of ${name} exited; see ${dir}/sshd.log`);
+        // sshd writes its pid file once it holds the port: before that, a greeting may come from whoever took the port first.
+        return existsSync(`${dir}/sshd.pid`) && (await greeting("127.0.0.1", port))?.startsWith("SSH-2.0-");
+      },
+      { timeoutMs: 10_000, intervalMs: 10 },
+    ).catch((error: unknown) => {
       if (attempt < 3 && error instanceof GiveUp) return false; // lost the port to someone else: try another
       throw error;
     });

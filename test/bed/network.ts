@@ -49,7 +49,12 @@ export async function createNetwork(bedId: string): Promise<BedNetwork> {
 }
 
 /** A namespace for one host with its address on the bed's bridge; returns the address. */
-export async function addHostNamespace(bedId: string, network: BedNetwork, index: number, name: string): Promise<{ netns: string; address: string }> {
+export async function addHostNamespace(
+  bedId: string,
+  network: BedNetwork,
+  index: number,
+  name: string,
+): Promise<{ netns: string; address: string }> {
   const netns = `${netnsPrefix(bedId)}${name}`;
   const address = `${PREFIX}.${network.subnet}.${10 + index}`;
   const port = `h${index}`;

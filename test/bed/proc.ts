@@ -7,16 +7,25 @@ export interface RunResult {
 }
 
 /** Runs a command to completion; a non-zero exit rejects with its stderr. */
-export function run(cmd: string, args: readonly string[], options: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string; allowFailure?: boolean } = {}): Promise<RunResult & { code: number }> {
+export function run(
+  cmd: string,
+  args: readonly string[],
+  options: { input?: string | Buffer; env?: NodeJS.ProcessEnv; cwd?: string; allowFailure?: boolean } = {},
+): Promise<RunResult & { code: number }> {
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, args, { env: options.env ?? process.env, cwd: options.cwd, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-      if (error && !options.allowFailure) {
-        reject(new Error(`${cmd} ${args.join(" ")} failed (${code}): ${stderr.trim() || error.message}`, { cause: error }));
-      } else {
-        resolve({ stdout, stderr, code });
-      }
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { env: options.env ?? process.env, cwd: options.cwd, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        if (error && !options.allowFailure) {
+          reject(new Error(`${cmd} ${args.join(" ")} failed (${code}): ${stderr.trim() || error.message}`, { cause: error }));
+        } else {
+          resolve({ stdout, stderr, code });
+        }
+      },
+    );
     if (options.input !== undefined) child.stdin?.end(options.input);
   });
 }
@@ -55,7 +64,11 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 export class GiveUp extends Error {}
 
 /** Polls a condition until it holds; the error names what was awaited. Probe errors are retried, but GiveUp. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, { timeoutMs = 30_000, intervalMs = 50 } = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  { timeoutMs = 30_000, intervalMs = 50 } = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {

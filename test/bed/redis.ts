@@ -48,13 +48,30 @@ export class BedRedis {
   /** Starts it (again) on the same port and data directory. */
   async start(): Promise<void> {
     const { port, dir, aof, cgroup } = this.state;
-    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", aof ? "yes" : "no", "--dir", dir, "--logfile", ""];
+    const args = [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      aof ? "yes" : "no",
+      "--dir",
+      dir,
+      "--logfile",
+      "",
+    ];
     const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(cgroup).join(":"), "redis-server", ...args], `${dir}/redis.log`);
     this.state = { ...this.state, pid };
-    await waitFor(`redis-server on port ${port}`, async () => {
-      if (!isAlive(pid)) throw new GiveUp(`redis-server exited; see ${dir}/redis.log`);
-      return (await greeting("127.0.0.1", port, "PING\r\n"))?.startsWith("+PONG");
-    }, { timeoutMs: 10_000, intervalMs: 10 });
+    await waitFor(
+      `redis-server on port ${port}`,
+      async () => {
+        if (!isAlive(pid)) throw new GiveUp(`redis-server exited; see ${dir}/redis.log`);
+        return (await greeting("127.0.0.1", port, "PING\r\n"))?.startsWith("+PONG");
+      },
+      { timeoutMs: 10_000, intervalMs: 10 },
+    );
   }
 
   /** A clean shutdown (SIGTERM: with AOF on, redis flushes it first). */

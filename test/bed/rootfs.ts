@@ -15,14 +15,17 @@ const RECIPE = fileURLToPath(new URL("./rootfs.sh", import.meta.url));
 /** The Debian mirror apt already uses here; TIDEMARK_TESTBED_MIRROR for machines that have none (e.g. Ubuntu CI runners). */
 export function debianMirror(env: NodeJS.ProcessEnv = process.env): string {
   if (env.TIDEMARK_TESTBED_MIRROR) return env.TIDEMARK_TESTBED_MIRROR;
-  if (!existsSync(SOURCES)) throw new Error(`no ${SOURCES}: set TIDEMARK_TESTBED_MIRROR to a Debian mirror to build the systemd hosts' root fs`);
+  if (!existsSync(SOURCES))
+    throw new Error(`no ${SOURCES}: set TIDEMARK_TESTBED_MIRROR to a Debian mirror to build the systemd hosts' root fs`);
   const sources = readFileSync(SOURCES, "utf8");
   for (const stanza of sources.split(/\n\s*\n/)) {
     const uri = /^URIs:\s*(\S+)/m.exec(stanza)?.[1];
     const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1]?.split(/\s+/) ?? [];
     if (uri && suites.includes("bookworm")) return uri;
   }
-  throw new Error("no bookworm mirror in /etc/apt/sources.list.d/debian.sources: the test bed builds its root fs from the mirror apt already uses");
+  throw new Error(
+    "no bookworm mirror in /etc/apt/sources.list.d/debian.sources: the test bed builds its root fs from the mirror apt already uses",
+  );
 }
 
 export function rootfsPath(mirror = debianMirror()): string {

@@ -38,7 +38,16 @@ const PERSISTENT = { tidemark: "/var/lib/tidemark", "systemd-system": "/etc/syst
  * With `persistentDisk`, its /var/lib/tidemark and /etc/systemd/system are
  * bound from the bed's dir instead, so that a reboot keeps what was deployed.
  */
-export async function bootSystemdHost(options: { bedId: string; bedDir: string; rootfs: string; network: BedNetwork; index: number; name: string; authorizedKey: string; persistentDisk?: boolean }): Promise<SystemdHostState> {
+export async function bootSystemdHost(options: {
+  bedId: string;
+  bedDir: string;
+  rootfs: string;
+  network: BedNetwork;
+  index: number;
+  name: string;
+  authorizedKey: string;
+  persistentDisk?: boolean;
+}): Promise<SystemdHostState> {
   const { bedId, bedDir, rootfs, network, index, name } = options;
   const dir = `${bedDir}/hosts/${name}`;
   mkdirSync(dir, { recursive: true });
@@ -52,7 +61,18 @@ export async function bootSystemdHost(options: { bedId: string; bedDir: string; 
   }
   const { netns, address } = await addHostNamespace(bedId, network, index, name);
   const boot: SystemdBoot = { rootfs, dir, netns, hostKeyPath: hostKey.privateKeyPath, persistentDisk };
-  const host: SystemdHostState = { kind: "systemd", name, address, port: 22, user: "root", hostKey: hostKey.publicKey, pid: 0, cgroup: `tidemark-testbed/${bedId}/${name}`, machine: `tmk-${bedId}-${name}`, boot };
+  const host: SystemdHostState = {
+    kind: "systemd",
+    name,
+    address,
+    port: 22,
+    user: "root",
+    hostKey: hostKey.publicKey,
+    pid: 0,
+    cgroup: `tidemark-testbed/${bedId}/${name}`,
+    machine: `tmk-${bedId}-${name}`,
+    boot,
+  };
   host.pid = await launch(host, boot);
   return host;
 }
@@ -63,8 +83,13 @@ export async function bootSystemdHost(options: { bedId: string; bedDir: string; 
  * host key; `launched` hears the new pid at once, and it resolves with the
  * new state once the host is `running`.
  */
-export async function rebootSystemdHost(host: SystemdHostState, privateKey: Buffer, launched: (pid: number) => void = () => undefined): Promise<SystemdHostState> {
-  if (!host.boot?.persistentDisk) throw new Error(`${host.name} has no persistent disk: a reboot would lose what was deployed (bring the bed up with persistentDisks)`);
+export async function rebootSystemdHost(
+  host: SystemdHostState,
+  privateKey: Buffer,
+  launched: (pid: number) => void = () => undefined,
+): Promise<SystemdHostState> {
+  if (!host.boot?.persistentDisk)
+    throw new Error(`${host.name} has no persistent disk: a reboot would lose what was deployed (bring the bed up with persistentDisks)`);
   await stopSystemdHost(host);
   const rebooted = { ...host, pid: await launch(host, host.boot) };
   launched(rebooted.pid);
@@ -76,8 +101,17 @@ async function launch(host: Pick<SystemdHostState, "name" | "cgroup" | "machine"
   const { name, cgroup, machine } = host;
   const { dir } = boot;
   const nspawn = [
-    "systemd-nspawn", "-D", boot.rootfs, "--boot", "--register=no", "--keep-unit", "--volatile=overlay",
-    "-M", machine, `--hostname=${name}`, `--network-namespace-path=/run/netns/${boot.netns}`,
+    "systemd-nspawn",
+    "-D",
+    boot.rootfs,
+    "--boot",
+    "--register=no",
+    "--keep-unit",
+    "--volatile=overlay",
+    "-M",
+    machine,
+    `--hostname=${name}`,
+    `--network-namespace-path=/run/netns/${boot.netns}`,
     `--bind-ro=${boot.hostKeyPath}:/etc/ssh/ssh_host_ed25519_key`,
     `--bind-ro=${dir}/authorized_keys:/root/.ssh/authorized_keys`,
     ...(boot.persistentDisk ? Object.entries(PERSISTENT).map(([kept, path]) => `--bind=${dir}/disk/${kept}:${path}`) : []),
@@ -85,23 +119,33 @@ async function launch(host: Pick<SystemdHostState, "name" | "cgroup" | "machine"
   ];
   const pid = spawnDetached("sh", [IN_CGROUP, createCgroup(cgroup).join(":"), ...nspawn], `${dir}/console.log`);
   // A teardown that starts before the move into the cgroups would miss the container.
-  await waitFor(`${name} to enter its cgroups`, () => {
-    if (!isAlive(pid)) throw new GiveUp(`systemd-nspawn for ${name} exited; see ${dir}/console.log`);
-    return isInCgroup(pid, cgroup);
-  }, { timeoutMs: 5_000, intervalMs: 5 });
+  await waitFor(
+    `${name} to enter its cgroups`,
+    () => {
+      if (!isAlive(pid)) throw new GiveUp(`systemd-nspawn for ${name} exited; see ${dir}/console.log`);
+      return isInCgroup(pid, cgroup);
+    },
+    { timeoutMs: 5_000, intervalMs: 5 },
+  );
   return pid;
 }
 
 /** Waits until the host's systemd says `running` over SSH; `degraded` fails with the failed units. */
 export async function waitSystemdHostReady(host: SystemdHostState, privateKey: Buffer, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const session = await waitFor(`sshd on ${host.name} (${host.address})`, async () => {
-    if (!isAlive(host.pid)) throw new GiveUp(`${host.name}'s container exited during boot`);
-    return SshSession.connect(host, { privateKey, connectTimeoutMs: 2_000 });
-  }, { timeoutMs, intervalMs: 100 });
+  const session = await waitFor(
+    `sshd on ${host.name} (${host.address})`,
+    async () => {
+      if (!isAlive(host.pid)) throw new GiveUp(`${host.name}'s container exited during boot`);
+      return SshSession.connect(host, { privateKey, connectTimeoutMs: 2_000 });
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
   try {
     // No retry on a dropped session: the drops once seen here were exit statuses lost in ssh2's callback, fixed in SshSession.
-    const { stdout } = await session.exec("systemctl is-system-running --wait", undefined, { timeoutMs: Math.max(1_000, deadline - Date.now()) });
+    const { stdout } = await session.exec("systemctl is-system-running --wait", undefined, {
+      timeoutMs: Math.max(1_000, deadline - Date.now()),
+    });
     if (stdout.trim() !== "running") {
       const failed = await session.exec("systemctl --failed --no-legend --plain");
       throw new Error(`${host.name} booted ${stdout.trim()}: ${failed.stdout.trim()}`);

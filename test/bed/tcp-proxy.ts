@@ -66,7 +66,11 @@ export class TcpProxy {
 
   /** Sets latency and bandwidth for what arrives from now on; `{}` forwards at full speed again. */
   throttle(throttle: Throttle): void {
-    this.settings = { latencyMs: throttle.latencyMs ?? 0, bytesPerSecond: throttle.bytesPerSecond ?? 0, handshake: throttle.handshake ?? false };
+    this.settings = {
+      latencyMs: throttle.latencyMs ?? 0,
+      bytesPerSecond: throttle.bytesPerSecond ?? 0,
+      handshake: throttle.handshake ?? false,
+    };
   }
 
   /** Closes every connection now, both sides, and every new one until `restore()`. Returns how many were cut. */
@@ -123,7 +127,10 @@ export class TcpProxy {
       if (direction === "down" && link.last === "up") this.counts.turns++;
       link.last = direction;
     };
-    link.pipes = [new Pipe(this, "up", client, host, notBefore("up"), heard), new Pipe(this, "down", host, client, notBefore("down"), heard)];
+    link.pipes = [
+      new Pipe(this, "up", client, host, notBefore("up"), heard),
+      new Pipe(this, "down", host, client, notBefore("down"), heard),
+    ];
     this.links.add(link);
     for (const socket of [client, host]) {
       socket.on("error", () => this.drop(link, false));
@@ -239,18 +246,21 @@ class Pipe {
 
   private pump(): void {
     if (this.timer || this.queue.length === 0) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const now = Date.now();
-      while (this.queue.length > 0 && this.queue[0]!.at <= now) {
-        const item = this.queue.shift()!;
-        this.queued -= item.chunk.length;
-        if (item.chunk.length > 0) this.send(item.chunk);
-        item.then?.();
-      }
-      if (this.queued < LOW_WATER && this.from.isPaused()) this.from.resume();
-      this.pump();
-    }, Math.max(0, this.queue[0]!.at - Date.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        const now = Date.now();
+        while (this.queue.length > 0 && this.queue[0]!.at <= now) {
+          const item = this.queue.shift()!;
+          this.queued -= item.chunk.length;
+          if (item.chunk.length > 0) this.send(item.chunk);
+          item.then?.();
+        }
+        if (this.queued < LOW_WATER && this.from.isPaused()) this.from.resume();
+        this.pump();
+      },
+      Math.max(0, this.queue[0]!.at - Date.now()),
+    );
   }
 
   private send(chunk: Buffer): void {

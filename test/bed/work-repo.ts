@@ -3,7 +3,16 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { run } from "./proc.js";
 
-const IDENTITY = ["-c", "user.name=Test Author", "-c", "user.email=author@example.invalid", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"];
+const IDENTITY = [
+  "-c",
+  "user.name=Test Author",
+  "-c",
+  "user.email=author@example.invalid",
+  "-c",
+  "commit.gpgsign=false",
+  "-c",
+  "tag.gpgsign=false",
+];
 
 /**
  * A working clone for tests, driven with native git so that pushes reach the
@@ -49,7 +58,9 @@ export class WorkRepo {
 
   git(...args: string[]): Promise<string> {
     // Never wait on a credentials prompt: a refused push must fail, not hang.
-    return run("git", [...IDENTITY, ...args], { cwd: this.dir, env: { ...process.env, GIT_TERMINAL_PROMPT: "0" } }).then((result) => result.stdout);
+    return run("git", [...IDENTITY, ...args], { cwd: this.dir, env: { ...process.env, GIT_TERMINAL_PROMPT: "0" } }).then(
+      (result) => result.stdout,
+    );
   }
 
   remove(): void {

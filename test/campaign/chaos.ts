@@ -34,19 +34,35 @@ const chaos: Scenario = async (log) => {
     work.remove();
     await bed.forge!.createRepo("acme", "tidemark-store", { private: true });
     const storeRemote = bed.forge!.pushUrl("acme/tidemark-store");
-    const common = { TIDEMARK_STORE_REMOTE: storeRemote, TIDEMARK_REDIS_URL: bed.redis!.url, TIDEMARK_POLL_INTERVAL: String(POLL_SECONDS), TIDEMARK_TAKEOVER_AFTER: String(TAKEOVER_SECONDS), TIDEMARK_SETTLE: "0.3", TIDEMARK_GITHUB_TOKEN: bed.forge!.token, TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl, TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02" };
+    const common = {
+      TIDEMARK_STORE_REMOTE: storeRemote,
+      TIDEMARK_REDIS_URL: bed.redis!.url,
+      TIDEMARK_POLL_INTERVAL: String(POLL_SECONDS),
+      TIDEMARK_TAKEOVER_AFTER: String(TAKEOVER_SECONDS),
+      TIDEMARK_SETTLE: "0.3",
+      TIDEMARK_GITHUB_TOKEN: bed.forge!.token,
+      TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl,
+      TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
+    };
     const serveEnv = { ...operators[0]!.env, ...common, TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret, TIDEMARK_LISTEN: "127.0.0.1:0" };
     // serve listens on a fixed port so that the forge's hook still reaches it after a restart.
     const first = await OperatorProcess.start("serve", serveEnv);
     const listen = new URL(first.url).host;
-    const start = (i: number) => (i === 0 ? OperatorProcess.start("serve", { ...serveEnv, TIDEMARK_LISTEN: listen }) : OperatorProcess.start("worker", { ...operators[i]!.env, ...common }));
+    const start = (i: number) =>
+      i === 0
+        ? OperatorProcess.start("serve", { ...serveEnv, TIDEMARK_LISTEN: listen })
+        : OperatorProcess.start("worker", { ...operators[i]!.env, ...common });
     const processes: OperatorProcess[] = [first, ...(await Promise.all([1, 2].map(start)))];
     const retired: OperatorProcess[] = [];
     await bed.forge!.addHook(bed.forgeRepo, { url: `${first.url}/webhooks/github`, secret: bed.webhookSecret });
 
     const octokit = forgeOctokit(bed);
     const envs = [...layout.environments.keys()];
-    await waitFor("v0 on every host", async () => (await Promise.all(bed.hosts.map((host) => hostState(shell, host.name, "app")))).every((state) => state.version === "v0"), { timeoutMs: 120_000, intervalMs: 500 });
+    await waitFor(
+      "v0 on every host",
+      async () => (await Promise.all(bed.hosts.map((host) => hostState(shell, host.name, "app")))).every((state) => state.version === "v0"),
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
     log(`bed up; ${envs.length} environments at v0; pushing`);
 
     // The pushers: 10 per environment, 10 pushes each, each on top of the branch as it is then, in turns per branch.
@@ -108,12 +124,25 @@ const chaos: Scenario = async (log) => {
       try {
         const first = await finalStatus(bed, octokit, final.sha, env, 180_000);
         if (first.state !== "success") {
-          const hosts = outcomesOf(final.sha).flatMap((line) => (line.hosts as Array<{ host: string; outcome: string; detail?: string }>).filter((host) => host.outcome !== "deployed" && host.outcome !== "unchanged"));
-          notGreenFirst.push(`${env}: ${first.state}, ${[...new Set(hosts.map((host) => `${host.host} ${host.outcome}: ${host.detail ?? ""}`))].join("; ")}`);
+          const hosts = outcomesOf(final.sha).flatMap((line) =>
+            (line.hosts as Array<{ host: string; outcome: string; detail?: string }>).filter(
+              (host) => host.outcome !== "deployed" && host.outcome !== "unchanged",
+            ),
+          );
+          notGreenFirst.push(
+            `${env}: ${first.state}, ${[...new Set(hosts.map((host) => `${host.host} ${host.outcome}: ${host.detail ?? ""}`))].join("; ")}`,
+          );
         }
         // A failure that a later attempt (a poll, a restarted worker sharing its record) repairs ends green: wait for the last word.
-        const green = await waitFor(`a green last status for ${env}`, async () => ((await statusHistory(bed, octokit, final.sha, env)).at(-1)?.startsWith("success") ? Date.now() : undefined), { timeoutMs: 120_000, intervalMs: 200 }).catch(() => null);
-        if (green === null) findings.push(`${env}: the last commit ${final.sha.slice(0, 7)} never got a green status: ${(await statusHistory(bed, octokit, final.sha, env)).at(-1) ?? "none"}`);
+        const green = await waitFor(
+          `a green last status for ${env}`,
+          async () => ((await statusHistory(bed, octokit, final.sha, env)).at(-1)?.startsWith("success") ? Date.now() : undefined),
+          { timeoutMs: 120_000, intervalMs: 200 },
+        ).catch(() => null);
+        if (green === null)
+          findings.push(
+            `${env}: the last commit ${final.sha.slice(0, 7)} never got a green status: ${(await statusHistory(bed, octokit, final.sha, env)).at(-1) ?? "none"}`,
+          );
         settled = Math.max(settled, green ?? first.seenAt);
       } catch (error) {
         findings.push(`${env}: no final status for the last commit ${final.sha.slice(0, 7)}: ${(error as Error).message}`);
@@ -122,19 +151,34 @@ const chaos: Scenario = async (log) => {
     // A host the last deployment could not finish is taken again by the next poll: give the polls a minute.
     const behind = async () => {
       const states = await Promise.all(bed.hosts.map((host) => hostState(shell, host.name, "app")));
-      return { states, behind: [...layout.environments].flatMap(([env, hosts]) => hosts.filter((host) => states.find((s) => s.host === host.name)!.version !== last.get(env)!.version).map((host) => `${host.name} (${env})`)) };
+      return {
+        states,
+        behind: [...layout.environments].flatMap(([env, hosts]) =>
+          hosts
+            .filter((host) => states.find((s) => s.host === host.name)!.version !== last.get(env)!.version)
+            .map((host) => `${host.name} (${env})`),
+        ),
+      };
     };
     const firstLook = (await behind()).behind;
-    const { states, behind: lostHosts } = await waitFor("every host on its environment's last commit", async () => {
-      const look = await behind();
-      return look.behind.length === 0 ? look : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 1000 }).catch(() => behind());
+    const { states, behind: lostHosts } = await waitFor(
+      "every host on its environment's last commit",
+      async () => {
+        const look = await behind();
+        return look.behind.length === 0 ? look : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 1000 },
+    ).catch(() => behind());
     const lost = lostHosts.length;
     for (const host of lostHosts) findings.push(`${host} never got its environment's last commit`);
     const halfSwitched = states.filter(isHalfSwitched);
     for (const state of halfSwitched) findings.push(`${state.host}: target ${state.target} but current ${state.current}`);
     // A unit started twice for one version: an apply that a takeover did again (the store counts it once).
-    const starts = await Promise.all(bed.hosts.map(async (host) => (await shell.run(host.name, "cat /var/log/campaign-starts 2>/dev/null || true")).split("\n").filter(Boolean)));
+    const starts = await Promise.all(
+      bed.hosts.map(async (host) =>
+        (await shell.run(host.name, "cat /var/log/campaign-starts 2>/dev/null || true")).split("\n").filter(Boolean),
+      ),
+    );
     const restartedTwice = starts.reduce((sum, lines) => sum + lines.length - new Set(lines).size, 0);
 
     for (const process of processes) await process.stop(30_000);
@@ -145,9 +189,14 @@ const chaos: Scenario = async (log) => {
     const refused = deliveries.filter((delivery) => delivery.status === null || delivery.status >= 300).length;
     const started = logs().flatMap((p) => p.logs((line) => typeof line.msg === "string" && line.msg.endsWith(": deployment started")));
     const deployed = logs().flatMap((p) => p.logs((line) => typeof line.deployment === "string" && typeof line.outcome === "string"));
-    const superseded = logs().flatMap((p) => p.logs((line) => Array.isArray(line.superseded))).reduce((sum, line) => sum + (line.superseded as unknown[]).length, 0);
+    const superseded = logs()
+      .flatMap((p) => p.logs((line) => Array.isArray(line.superseded)))
+      .reduce((sum, line) => sum + (line.superseded as unknown[]).length, 0);
     const violations = await bed.forge!.violations();
-    if (violations.length > 0) findings.push(`the GitHub stand-in recorded ${violations.length} requests that GitHub would refuse: ${JSON.stringify(violations.slice(0, 3))}`);
+    if (violations.length > 0)
+      findings.push(
+        `the GitHub stand-in recorded ${violations.length} requests that GitHub would refuse: ${JSON.stringify(violations.slice(0, 3))}`,
+      );
 
     return {
       title: "500 pushes, SIGKILLed workers, Redis restarted twice",
@@ -166,8 +215,14 @@ const chaos: Scenario = async (log) => {
         ["pushed commits reported superseded", String(superseded)],
         ["unit started twice for one version (an apply redone after a kill)", String(restartedTwice)],
         ["from the last push to the last green status", ms(settled - lastPush)],
-        ["last commits whose first final status was not green, and why (each turned green later)", notGreenFirst.length === 0 ? "0" : notGreenFirst.join(" | ")],
-        ["hosts not yet on their last commit at its final status, caught up by a later poll", `${firstLook.length - lost}${firstLook.length > 0 ? ` (${firstLook.join(", ")})` : ""}`],
+        [
+          "last commits whose first final status was not green, and why (each turned green later)",
+          notGreenFirst.length === 0 ? "0" : notGreenFirst.join(" | "),
+        ],
+        [
+          "hosts not yet on their last commit at its final status, caught up by a later poll",
+          `${firstLook.length - lost}${firstLook.length > 0 ? ` (${firstLook.join(", ")})` : ""}`,
+        ],
       ],
       findings,
     };

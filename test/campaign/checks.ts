@@ -16,7 +16,10 @@ export interface HostState {
 }
 
 export async function hostState(shell: HostShell, host: string, app: string): Promise<HostState> {
-  const out = await shell.run(host, `cat /var/lib/tidemark/target 2>/dev/null || echo -; cat /var/lib/tidemark/current 2>/dev/null || echo -; head -n 1 /var/lib/tidemark/apps/${app}/current/version 2>/dev/null || echo -`);
+  const out = await shell.run(
+    host,
+    `cat /var/lib/tidemark/target 2>/dev/null || echo -; cat /var/lib/tidemark/current 2>/dev/null || echo -; head -n 1 /var/lib/tidemark/apps/${app}/current/version 2>/dev/null || echo -`,
+  );
   const [target = "-", current = "-", version = "-"] = out.split("\n");
   return { host, target, current, version };
 }
@@ -56,20 +59,34 @@ export function forgeOctokit(bed: TestBed): Octokit {
 }
 
 /** Waits for the environment's status on a commit to leave `pending`; returns it and when it was seen. */
-export async function finalStatus(bed: TestBed, octokit: Octokit, sha: string, environment: string, timeoutMs: number): Promise<{ state: string; description: string; seenAt: number }> {
+export async function finalStatus(
+  bed: TestBed,
+  octokit: Octokit,
+  sha: string,
+  environment: string,
+  timeoutMs: number,
+): Promise<{ state: string; description: string; seenAt: number }> {
   const [owner, repo] = bed.forgeRepo.split("/") as [string, string];
-  return waitFor(`the final ${envContext(environment)} status of ${sha.slice(0, 7)}`, async () => {
-    const { data } = await octokit.repos.listCommitStatusesForRef({ owner, repo, ref: sha, per_page: 100 });
-    const latest = data.find((status) => status.context === envContext(environment));
-    if (!latest || latest.state === "pending") return undefined;
-    if (latest.description?.startsWith("superseded")) throw new GiveUp(`${sha.slice(0, 7)} was superseded on ${environment}: ${latest.description}`);
-    return { state: latest.state, description: latest.description ?? "", seenAt: Date.now() };
-  }, { timeoutMs, intervalMs: 100 });
+  return waitFor(
+    `the final ${envContext(environment)} status of ${sha.slice(0, 7)}`,
+    async () => {
+      const { data } = await octokit.repos.listCommitStatusesForRef({ owner, repo, ref: sha, per_page: 100 });
+      const latest = data.find((status) => status.context === envContext(environment));
+      if (!latest || latest.state === "pending") return undefined;
+      if (latest.description?.startsWith("superseded"))
+        throw new GiveUp(`${sha.slice(0, 7)} was superseded on ${environment}: ${latest.description}`);
+      return { state: latest.state, description: latest.description ?? "", seenAt: Date.now() };
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
 }
 
 /** Every status of the environment's context on a commit, oldest first, as "state: description". */
 export async function statusHistory(bed: TestBed, octokit: Octokit, sha: string, environment: string): Promise<string[]> {
   const [owner, repo] = bed.forgeRepo.split("/") as [string, string];
   const { data } = await octokit.repos.listCommitStatusesForRef({ owner, repo, ref: sha, per_page: 100 });
-  return data.filter((status) => status.context === envContext(environment)).reverse().map((status) => `${status.state}: ${status.description ?? ""}`);
+  return data
+    .filter((status) => status.context === envContext(environment))
+    .reverse()
+    .map((status) => `${status.state}: ${status.description ?? ""}`);
 }

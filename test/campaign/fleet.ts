@@ -34,13 +34,27 @@ export function appFiles(env: string, host: string, version: string, systemd = t
   const base = `envs/${env}/${host}/app`;
   return {
     [`${base}/version`]: `${version}\n`,
-    ...(systemd ? { [`${base}/run.sh`]: RUN, [`${base}/systemd/app.service`]: UNIT, [`${base}/manifest.json`]: JSON.stringify({ systemd: { units_enabled: ["app.service"] } }) } : {}),
+    ...(systemd
+      ? {
+          [`${base}/run.sh`]: RUN,
+          [`${base}/systemd/app.service`]: UNIT,
+          [`${base}/manifest.json`]: JSON.stringify({ systemd: { units_enabled: ["app.service"] } }),
+        }
+      : {}),
   };
 }
 
 export function fleetConfig(layout: FleetLayout, rollout = "rollout: { canary: 0, maxParallel: 10, maxFailures: 10 }"): string {
-  const envs = [...layout.environments.keys()].map((env) => `  ${env}: { track: { branch: ${env} }, tree: envs/${env}, hosts: [${layout.environments.get(env)!.map((host) => host.name).join(", ")}] }`);
-  const hosts = [...layout.environments.values()].flat().map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
+  const envs = [...layout.environments.keys()].map(
+    (env) =>
+      `  ${env}: { track: { branch: ${env} }, tree: envs/${env}, hosts: [${layout.environments
+        .get(env)!
+        .map((host) => host.name)
+        .join(", ")}] }`,
+  );
+  const hosts = [...layout.environments.values()]
+    .flat()
+    .map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
   return ["environments:", ...envs, "hosts:", ...hosts, rollout, ""].join("\n");
 }
 
@@ -75,7 +89,10 @@ export class Pusher {
   /** Sets the version of every host of the environment, in its turn on the branch; returns the pushed commit. */
   push(hosts: BedHost[], version: string, systemd = true): Promise<{ sha: string; refused: number }> {
     const turn = (Pusher.turns.get(this.env) ?? Promise.resolve()).then(() => this.pushNow(hosts, version, systemd));
-    Pusher.turns.set(this.env, turn.catch(() => undefined));
+    Pusher.turns.set(
+      this.env,
+      turn.catch(() => undefined),
+    );
     return turn;
   }
 

@@ -28,19 +28,23 @@ export class LiveHeapProbe {
   async measure(pid: number): Promise<LiveHeap> {
     process.kill(pid, "SIGUSR2");
     // The file grows as it is written; it is whole once it parses.
-    const snapshot = await waitFor("a heap snapshot", () => {
-      const file = readdirSync(this.dir).find((name) => name.endsWith(".heapsnapshot"));
-      if (!file) return undefined;
-      const text = readFileSync(join(this.dir, file), "utf8");
-      if (!text.trimEnd().endsWith("}")) return undefined;
-      try {
-        const parsed = JSON.parse(text) as Snapshot;
-        rmSync(join(this.dir, file));
-        return parsed;
-      } catch {
-        return undefined;
-      }
-    }, { timeoutMs: 120_000, intervalMs: 250 });
+    const snapshot = await waitFor(
+      "a heap snapshot",
+      () => {
+        const file = readdirSync(this.dir).find((name) => name.endsWith(".heapsnapshot"));
+        if (!file) return undefined;
+        const text = readFileSync(join(this.dir, file), "utf8");
+        if (!text.trimEnd().endsWith("}")) return undefined;
+        try {
+          const parsed = JSON.parse(text) as Snapshot;
+          rmSync(join(this.dir, file));
+          return parsed;
+        } catch {
+          return undefined;
+        }
+      },
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
     return summarize(snapshot);
   }
 

@@ -14,7 +14,8 @@ import { SCENARIOS } from "./scenarios.js";
  */
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((name) => !SCENARIOS.some((scenario) => scenario.name === name));
-if (unknown.length > 0) throw new Error(`no such scenario: ${unknown.join(", ")}; there are ${SCENARIOS.map((scenario) => scenario.name).join(", ")}`);
+if (unknown.length > 0)
+  throw new Error(`no such scenario: ${unknown.join(", ")}; there are ${SCENARIOS.map((scenario) => scenario.name).join(", ")}`);
 const chosen = SCENARIOS.filter((scenario) => wanted.length === 0 || wanted.includes(scenario.name));
 const ONE = new URL("./run-one.ts", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "tidemark-campaign-"));
@@ -28,7 +29,10 @@ try {
     const begun = Date.now();
     const ended = await new Promise<string>((resolve) => {
       // A process group of its own: past its budget, the scenario and every operator process it started end together; gc below removes its bed.
-      const child = spawn(process.execPath, ["--import", "tsx", ONE, scenario.name, out], { stdio: ["ignore", "inherit", "inherit"], detached: true });
+      const child = spawn(process.execPath, ["--import", "tsx", ONE, scenario.name, out], {
+        stdio: ["ignore", "inherit", "inherit"],
+        detached: true,
+      });
       const timer = setTimeout(() => process.kill(-child.pid!, "SIGKILL"), scenario.budgetMs);
       child.on("exit", (code, signal) => {
         clearTimeout(timer);
@@ -39,7 +43,17 @@ try {
     const elapsed = Date.now() - begun;
     const report: ScenarioReport = existsSync(out)
       ? (JSON.parse(readFileSync(out, "utf8")) as ScenarioReport)
-      : { title: scenario.name, what: "", deployments: 0, lost: 0, duplicated: 0, halfSwitched: 0, finalStatusMs: null, figures: [], findings: [`the scenario did not finish (${ended} after ${ms(elapsed)}; budget ${ms(scenario.budgetMs)}); see its output above`] };
+      : {
+          title: scenario.name,
+          what: "",
+          deployments: 0,
+          lost: 0,
+          duplicated: 0,
+          halfSwitched: 0,
+          finalStatusMs: null,
+          figures: [],
+          findings: [`the scenario did not finish (${ended} after ${ms(elapsed)}; budget ${ms(scenario.budgetMs)}); see its output above`],
+        };
     results.push({ name: scenario.name, ms: elapsed, report });
     console.log(`== ${scenario.name}: ${passed(report) ? "passed" : "FAILED"} in ${ms(elapsed)}`);
   }
@@ -61,7 +75,16 @@ const doc = [
   "",
   markdownTable(
     ["scenario", "deployments", "lost", "duplicated", "half-switched", "final status", "took", "result"],
-    results.map(({ name, ms: took, report }) => [name, String(report.deployments), count(report.lost), count(report.duplicated), count(report.halfSwitched), report.finalStatusMs === null ? "–" : ms(report.finalStatusMs), ms(took), passed(report) ? "passed" : "**failed**"]),
+    results.map(({ name, ms: took, report }) => [
+      name,
+      String(report.deployments),
+      count(report.lost),
+      count(report.duplicated),
+      count(report.halfSwitched),
+      report.finalStatusMs === null ? "–" : ms(report.finalStatusMs),
+      ms(took),
+      passed(report) ? "passed" : "**failed**",
+    ]),
   ),
   "",
   ...results.flatMap(({ name, report }) => [

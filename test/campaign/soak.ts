@@ -36,7 +36,10 @@ interface Sample {
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 const soak: Scenario = async (log) => {
-  if (!(DEPLOYMENTS >= 100)) throw new Error(`TIDEMARK_SOAK_DEPLOYMENTS is ${process.env.TIDEMARK_SOAK_DEPLOYMENTS}: the soak needs at least 100 deployments, for a warm-up tenth and two windows of heap snapshots`);
+  if (!(DEPLOYMENTS >= 100))
+    throw new Error(
+      `TIDEMARK_SOAK_DEPLOYMENTS is ${process.env.TIDEMARK_SOAK_DEPLOYMENTS}: the soak needs at least 100 deployments, for a warm-up tenth and two windows of heap snapshots`,
+    );
   const bed = await TestBed.up({ lightHosts: HOSTS, redis: true, forge: true });
   const shell = new HostShell(bed);
   const operator = operatorEnv(bed);
@@ -46,7 +49,11 @@ const soak: Scenario = async (log) => {
   try {
     const layout = splitFleet(bed.hosts, 1);
     (await seedFleet(bed, layout, false)).remove();
-    const serve = await OperatorProcess.start("serve", { ...reportingServeEnv(bed, operator.env), TIDEMARK_SETTLE: "0", NODE_OPTIONS: probe.nodeOptions });
+    const serve = await OperatorProcess.start("serve", {
+      ...reportingServeEnv(bed, operator.env),
+      TIDEMARK_SETTLE: "0",
+      NODE_OPTIONS: probe.nodeOptions,
+    });
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
     // One pusher, so no fetch before each push: commit on top of what it pushed last.
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
@@ -81,16 +88,29 @@ const soak: Scenario = async (log) => {
     for (let n = 1; n <= DEPLOYMENTS; n++) {
       const mark = serve.lines.length;
       const started = performance.now();
-      const sha = await work.commit(Object.assign({}, ...hosts.map((host) => appFiles("e0", host.name, `s${n}`, false))) as Record<string, string>, `s${n}`);
+      const sha = await work.commit(
+        Object.assign({}, ...hosts.map((host) => appFiles("e0", host.name, `s${n}`, false))) as Record<string, string>,
+        `s${n}`,
+      );
       await work.push("e0");
-      const result = await serve.waitForLog((line) => (line.commit === sha && typeof line.outcome === "string") || (line.sourceCommit === sha && typeof line.status === "string"), 60_000, mark);
+      const result = await serve.waitForLog(
+        (line) =>
+          (line.commit === sha && typeof line.outcome === "string") || (line.sourceCommit === sha && typeof line.status === "string"),
+        60_000,
+        mark,
+      );
       durations.push(performance.now() - started);
-      if (result.outcome !== "succeeded") findings.push(`deployment ${n} (${sha.slice(0, 7)}) ended ${String(result.outcome ?? result.status)}: ${JSON.stringify(result.hosts ?? result.reason)}`);
+      if (result.outcome !== "succeeded")
+        findings.push(
+          `deployment ${n} (${sha.slice(0, 7)}) ended ${String(result.outcome ?? result.status)}: ${JSON.stringify(result.hosts ?? result.reason)}`,
+        );
       done = n;
       if (n % SAMPLE_EVERY === 0) samples.push(await sample(n));
       if (n % SNAPSHOT_EVERY === 0) {
         live.push({ after: n, heap: await probe.measure(serve.pid) });
-        log(`${n} deployments, ${ms(Date.now() - began)}; live heap ${mib(live.at(-1)!.heap.bytes)}, rss ${mib(samples.at(-1)!.rssBytes)}, fds ${samples.at(-1)!.fds}`);
+        log(
+          `${n} deployments, ${ms(Date.now() - began)}; live heap ${mib(live.at(-1)!.heap.bytes)}, rss ${mib(samples.at(-1)!.rssBytes)}, fds ${samples.at(-1)!.fds}`,
+        );
       }
       serve.lines.splice(0, serve.lines.length - 50);
     }
@@ -108,8 +128,16 @@ const soak: Scenario = async (log) => {
     const rssGrowth = growth((s) => s.rssBytes);
     const heapGrowth = liveBytes(liveLate) / liveBytes(liveEarly) - 1;
     const grown = grewMost(liveEarly[0]!.heap, liveLate.at(-1)!.heap, 5);
-    log(`grew most from deployment ${liveEarly[0]!.after} to ${liveLate.at(-1)!.after}: ${grown.map((g) => `${g.kind} ${(g.bytes / 1024).toFixed(0)} KiB`).join(", ")}`);
-    if (heapGrowth >= 0.05) findings.push(`the live heap grew ${pct(heapGrowth)} from deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after} to ${liveLate[0]!.after}–${liveLate.at(-1)!.after}; most: ${grown.slice(0, 3).map((g) => `${g.kind} +${(g.bytes / 1024).toFixed(0)} KiB`).join(", ")}`);
+    log(
+      `grew most from deployment ${liveEarly[0]!.after} to ${liveLate.at(-1)!.after}: ${grown.map((g) => `${g.kind} ${(g.bytes / 1024).toFixed(0)} KiB`).join(", ")}`,
+    );
+    if (heapGrowth >= 0.05)
+      findings.push(
+        `the live heap grew ${pct(heapGrowth)} from deployments ${liveEarly[0]!.after}–${liveEarly.at(-1)!.after} to ${liveLate[0]!.after}–${liveLate.at(-1)!.after}; most: ${grown
+          .slice(0, 3)
+          .map((g) => `${g.kind} +${(g.bytes / 1024).toFixed(0)} KiB`)
+          .join(", ")}`,
+      );
     if (rssGrowth >= 0.05) findings.push(`resident memory grew ${pct(rssGrowth)}`);
     const fdsEarly = median(early.map((s) => s.fds));
     const fdsLate = Math.max(...late.map((s) => s.fds));
@@ -132,13 +160,34 @@ const soak: Scenario = async (log) => {
       halfSwitched,
       finalStatusMs: null,
       figures: [
-        ["push to recorded, median (p99)", `${ms(median(durations))} (${ms([...durations].sort((a, b) => a - b)[Math.floor(durations.length * 0.99)]!)})`],
-        ["resident memory, early → late (growth)", `${mib(median(early.map((s) => s.rssBytes)))} → ${mib(median(late.map((s) => s.rssBytes)))} (${pct(rssGrowth)})`],
-        ["live heap (after a full collection), early → late (growth)", `${mib(liveBytes(liveEarly))} → ${mib(liveBytes(liveLate))} (${pct(heapGrowth)})`],
-        ["V8 heap used with garbage not yet collected, median, early → late", `${mib(median(early.map((s) => s.heapBytes)))} → ${mib(median(late.map((s) => s.heapBytes)))}`],
-        ["memory outside the V8 heap (buffers), median, early → late", `${mib(median(early.map((s) => s.externalBytes)))} → ${mib(median(late.map((s) => s.externalBytes)))}`],
-        ["of resident memory: the V8 heap's pages, median, early → late", `${mib(median(early.map((s) => s.heapCommittedBytes)))} → ${mib(median(late.map((s) => s.heapCommittedBytes)))}`],
-        ["of resident memory: the rest (buffers, compiled code outside the heap, the allocator's free memory), median, early → late", `${mib(median(early.map((s) => s.rssBytes - s.heapCommittedBytes)))} → ${mib(median(late.map((s) => s.rssBytes - s.heapCommittedBytes)))}`],
+        [
+          "push to recorded, median (p99)",
+          `${ms(median(durations))} (${ms([...durations].sort((a, b) => a - b)[Math.floor(durations.length * 0.99)]!)})`,
+        ],
+        [
+          "resident memory, early → late (growth)",
+          `${mib(median(early.map((s) => s.rssBytes)))} → ${mib(median(late.map((s) => s.rssBytes)))} (${pct(rssGrowth)})`,
+        ],
+        [
+          "live heap (after a full collection), early → late (growth)",
+          `${mib(liveBytes(liveEarly))} → ${mib(liveBytes(liveLate))} (${pct(heapGrowth)})`,
+        ],
+        [
+          "V8 heap used with garbage not yet collected, median, early → late",
+          `${mib(median(early.map((s) => s.heapBytes)))} → ${mib(median(late.map((s) => s.heapBytes)))}`,
+        ],
+        [
+          "memory outside the V8 heap (buffers), median, early → late",
+          `${mib(median(early.map((s) => s.externalBytes)))} → ${mib(median(late.map((s) => s.externalBytes)))}`,
+        ],
+        [
+          "of resident memory: the V8 heap's pages, median, early → late",
+          `${mib(median(early.map((s) => s.heapCommittedBytes)))} → ${mib(median(late.map((s) => s.heapCommittedBytes)))}`,
+        ],
+        [
+          "of resident memory: the rest (buffers, compiled code outside the heap, the allocator's free memory), median, early → late",
+          `${mib(median(early.map((s) => s.rssBytes - s.heapCommittedBytes)))} → ${mib(median(late.map((s) => s.rssBytes - s.heapCommittedBytes)))}`,
+        ],
         ["open file descriptors, early → most late", `${fdsEarly} → ${fdsLate}`],
         ["SSH connections to the hosts between deployments, most seen", String(maxSsh)],
         ["whole soak", ms(Date.now() - began)],

@@ -73,7 +73,14 @@ function browserEnv(): Record<string, string> {
 export async function launchBrowser(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: run sh scripts/prepare.sh (it installs Debian's chromium)`);
   try {
-    return await chromium.launch({ executablePath: CHROMIUM, chromiumSandbox: false, headless: true, args: [...CHROMIUM_ARGS], env: browserEnv(), timeout: 30_000 });
+    return await chromium.launch({
+      executablePath: CHROMIUM,
+      chromiumSandbox: false,
+      headless: true,
+      args: [...CHROMIUM_ARGS],
+      env: browserEnv(),
+      timeout: 30_000,
+    });
   } catch (error) {
     throw new Error(`Chromium (${CHROMIUM}) did not start: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }

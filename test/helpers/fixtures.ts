@@ -19,5 +19,8 @@ export function treeFixtures(kind: "bad-trees" | "good-trees"): TreeFixture[] {
   return readdirSync(dir)
     .filter((file) => file.endsWith(".json"))
     .sort()
-    .map((file) => ({ name: file.replace(/\.json$/, ""), ...(JSON.parse(readFileSync(new URL(file, dir), "utf8")) as Omit<TreeFixture, "name">) }));
+    .map((file) => ({
+      name: file.replace(/\.json$/, ""),
+      ...(JSON.parse(readFileSync(new URL(file, dir), "utf8")) as Omit<TreeFixture, "name">),
+    }));
 }

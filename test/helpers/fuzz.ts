@@ -39,13 +39,24 @@ export interface FuzzOutcome {
  * rather than stopping at the first; then, for each kind seen, runs again
  * from the same seed and lets fast-check shrink the input that shows it.
  */
-export async function fuzzTarget<T>(target: FuzzTarget<T>, seed: number, numRuns: number, shrinkMs = 5000, afterRuns: () => void = () => undefined): Promise<FuzzOutcome> {
+export async function fuzzTarget<T>(
+  target: FuzzTarget<T>,
+  seed: number,
+  numRuns: number,
+  shrinkMs = 5000,
+  afterRuns: () => void = () => undefined,
+): Promise<FuzzOutcome> {
   const violations = new Map<string, { count: number; example: string }>();
   const judge = async (value: T): Promise<Violation[]> => {
     try {
       return await target.check(value);
     } catch (error) {
-      return [{ kind: `the check threw ${error instanceof Error ? error.name : typeof error}`, detail: error instanceof Error ? (error.stack ?? error.message) : String(error) }];
+      return [
+        {
+          kind: `the check threw ${error instanceof Error ? error.name : typeof error}`,
+          detail: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        },
+      ];
     }
   };
   let runs = 0;
@@ -95,9 +106,12 @@ export function problemViolations(problems: readonly Problem[], fileOk: (file: s
   const found: Violation[] = [];
   for (const problem of problems) {
     const shown = JSON.stringify(problem);
-    if (typeof problem.file !== "string" || problem.file === "" || !fileOk(problem.file)) found.push({ kind: "a problem that does not name its file", detail: shown });
-    if (problem.field !== undefined && (typeof problem.field !== "string" || problem.field === "")) found.push({ kind: "a problem with an empty field", detail: shown });
-    if (typeof problem.message !== "string" || problem.message.trim() === "" || VAGUE.test(problem.message.trim())) found.push({ kind: "a problem that does not say what is wrong", detail: shown });
+    if (typeof problem.file !== "string" || problem.file === "" || !fileOk(problem.file))
+      found.push({ kind: "a problem that does not name its file", detail: shown });
+    if (problem.field !== undefined && (typeof problem.field !== "string" || problem.field === ""))
+      found.push({ kind: "a problem with an empty field", detail: shown });
+    if (typeof problem.message !== "string" || problem.message.trim() === "" || VAGUE.test(problem.message.trim()))
+      found.push({ kind: "a problem that does not say what is wrong", detail: shown });
     else if (LEAKED.test(problem.message)) found.push({ kind: "a problem that is a JavaScript error", detail: shown });
   }
   return found;
@@ -109,7 +123,10 @@ function names(problems: readonly Problem[], field: string, mention?: string): b
     const at = problem.field ?? "";
     const inside = at === field || at.startsWith(`${field}.`) || at.startsWith(`${field}[`);
     // A field names an odd key as JSON does (symlinks["/etc/a\nb"]).
-    return inside && (mention === undefined || [mention, JSON.stringify(mention).slice(1, -1)].some((text) => `${at} ${problem.message}`.includes(text)));
+    return (
+      inside &&
+      (mention === undefined || [mention, JSON.stringify(mention).slice(1, -1)].some((text) => `${at} ${problem.message}`.includes(text)))
+    );
   });
 }
 
@@ -122,14 +139,72 @@ function names(problems: readonly Problem[], field: string, mention?: string): b
  * name can be (255 bytes).
  */
 export function mustRefuseName(name: string): boolean {
-  return name === "" || name === "." || name === ".." || name.includes("/") || [...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f) || name.toLowerCase() === ".git" || Buffer.byteLength(name) > 255;
+  return (
+    name === "" ||
+    name === "." ||
+    name === ".." ||
+    name.includes("/") ||
+    [...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f) ||
+    name.toLowerCase() === ".git" ||
+    Buffer.byteLength(name) > 255
+  );
 }
 
 const plainName = fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,10}$/);
 
 /** Names that look odd: unicode, spaces, leading dashes, dots, shell syntax, control characters, very long ones. */
 export const oddName: fc.Arbitrary<string> = fc.oneof(
-  fc.constantFrom("", ".", "..", "...", ". ", " ..", ".git", ".GIT", ".Git", ".gitignore", "-rf", "--", "-", " ", "a b", " lead", "trail ", "$(touch x)", "`id`", "it's", '"q"', "~", "*", "?", "\\", "a\\b", "a/b", "../x", "/etc", "a//b", "con", "nul", "manifest.json", "systemd", "__proto__", "constructor", "toString", "hasOwnProperty", "\u202e", "\u200b", "ü", "日本", "🙂", "a\u0000b", "tab\there", "two\nlines", "cr\r", "esc\u001b[2J", "del\u007f"),
+  fc.constantFrom(
+    "",
+    ".",
+    "..",
+    "...",
+    ". ",
+    " ..",
+    ".git",
+    ".GIT",
+    ".Git",
+    ".gitignore",
+    "-rf",
+    "--",
+    "-",
+    " ",
+    "a b",
+    " lead",
+    "trail ",
+    "$(touch x)",
+    "`id`",
+    "it's",
+    '"q"',
+    "~",
+    "*",
+    "?",
+    "\\",
+    "a\\b",
+    "a/b",
+    "../x",
+    "/etc",
+    "a//b",
+    "con",
+    "nul",
+    "manifest.json",
+    "systemd",
+    "__proto__",
+    "constructor",
+    "toString",
+    "hasOwnProperty",
+    "\u202e",
+    "\u200b",
+    "ü",
+    "日本",
+    "🙂",
+    "a\u0000b",
+    "tab\there",
+    "two\nlines",
+    "cr\r",
+    "esc\u001b[2J",
+    "del\u007f",
+  ),
   fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }),
   fc.string({ unit: "binary", minLength: 1, maxLength: 12 }),
   fc.string({ unit: fc.constantFrom("a", ".", "-", " ", "/", "\n", "\t", "\u0000", "\u001b", "é", "\u200b"), minLength: 1, maxLength: 8 }),
@@ -143,15 +218,45 @@ const envName = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/);
 const hostName = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/);
 const refName = fc.stringMatching(/^[a-z0-9][a-z0-9._/-]{0,15}$/);
 const treePath = fc.array(fc.stringMatching(/^[a-z0-9_-]{1,8}$/), { minLength: 1, maxLength: 3 }).map((parts) => parts.join("/"));
-const hostKey = fc.tuple(fc.constantFrom("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"), fc.base64String({ minLength: 4, maxLength: 68 }), fc.constantFrom("", " root@web", " a comment")).map(([type, key, comment]) => `${type} ${key}${comment}`);
+const hostKey = fc
+  .tuple(
+    fc.constantFrom("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"),
+    fc.base64String({ minLength: 4, maxLength: 68 }),
+    fc.constantFrom("", " root@web", " a comment"),
+  )
+  .map(([type, key, comment]) => `${type} ${key}${comment}`);
 
-const track = fc.oneof(fc.record({ branch: refName }), fc.record({ tag: refName }), fc.record({ tags: fc.constantFrom("v*", "release-*", "*"), prerelease: fc.boolean() }, { requiredKeys: ["tags"] }));
+const track = fc.oneof(
+  fc.record({ branch: refName }),
+  fc.record({ tag: refName }),
+  fc.record({ tags: fc.constantFrom("v*", "release-*", "*"), prerelease: fc.boolean() }, { requiredKeys: ["tags"] }),
+);
 const host = fc.record(
-  { address: fc.oneof(fc.ipV4(), fc.domain()), port: fc.integer({ min: 1, max: 65535 }), user: fc.stringMatching(/^[a-z_][a-z0-9_-]{0,8}$/), hostKey },
+  {
+    address: fc.oneof(fc.ipV4(), fc.domain()),
+    port: fc.integer({ min: 1, max: 65535 }),
+    user: fc.stringMatching(/^[a-z_][a-z0-9_-]{0,8}$/),
+    hostKey,
+  },
   { requiredKeys: ["address"] },
 );
-const rollout = fc.record({ maxParallel: fc.integer({ min: 1, max: 100 }), canary: fc.nat(5), maxFailures: fc.nat(5), onFailure: fc.constantFrom("rollback-host", "rollback-all", "halt") }, { requiredKeys: [] });
-const limits = fc.record({ maxFileBytes: fc.integer({ min: 1, max: 2 ** 31 }), maxReleaseBytes: fc.integer({ min: 1, max: 2 ** 31 }), symlinkRoots: fc.array(fc.stringMatching(/^\/[a-z]{1,6}\/$/), { maxLength: 3 }) }, { requiredKeys: [] });
+const rollout = fc.record(
+  {
+    maxParallel: fc.integer({ min: 1, max: 100 }),
+    canary: fc.nat(5),
+    maxFailures: fc.nat(5),
+    onFailure: fc.constantFrom("rollback-host", "rollback-all", "halt"),
+  },
+  { requiredKeys: [] },
+);
+const limits = fc.record(
+  {
+    maxFileBytes: fc.integer({ min: 1, max: 2 ** 31 }),
+    maxReleaseBytes: fc.integer({ min: 1, max: 2 ** 31 }),
+    symlinkRoots: fc.array(fc.stringMatching(/^\/[a-z]{1,6}\/$/), { maxLength: 3 }),
+  },
+  { requiredKeys: [] },
+);
 
 type Json = null | boolean | number | string | Json[] | JsonObject;
 interface JsonObject {
@@ -160,7 +265,8 @@ interface JsonObject {
 /** The object at a place a breaker knows holds one. */
 const obj = (value: Json | undefined): JsonObject => value as JsonObject;
 /** Sets a key as a parsed file would have it: `__proto__` too is a key like any other in YAML or JSON. */
-const put = (target: JsonObject | Json[], key: string | number, value: Json) => Object.defineProperty(target, key, { value, enumerable: true, configurable: true, writable: true });
+const put = (target: JsonObject | Json[], key: string | number, value: Json) =>
+  Object.defineProperty(target, key, { value, enumerable: true, configurable: true, writable: true });
 
 /** A valid tidemark.yaml as data: environments whose `hosts` come from the inventory. */
 export const validConfig: fc.Arbitrary<JsonObject> = fc.uniqueArray(hostName, { minLength: 1, maxLength: 4 }).chain((hosts) =>
@@ -169,7 +275,15 @@ export const validConfig: fc.Arbitrary<JsonObject> = fc.uniqueArray(hostName, { 
       {
         environments: fc
           .uniqueArray(envName, { minLength: 1, maxLength: 3 })
-          .chain((names) => fc.tuple(...names.map((name) => fc.record({ track, tree: treePath, hosts: fc.subarray(hosts) }, { requiredKeys: ["track", "tree"] }).map((env) => [name, env] as const))))
+          .chain((names) =>
+            fc.tuple(
+              ...names.map((name) =>
+                fc
+                  .record({ track, tree: treePath, hosts: fc.subarray(hosts) }, { requiredKeys: ["track", "tree"] })
+                  .map((env) => [name, env] as const),
+              ),
+            ),
+          )
           .map((entries) => Object.fromEntries(entries)),
         hosts: fc.tuple(...hosts.map((name) => host.map((value) => [name, value] as const))).map((entries) => Object.fromEntries(entries)),
         rollout,
@@ -263,10 +377,23 @@ const BREAKERS: Breaker[] = [
     const ghost = at(["ghost-host", "constructor", "toString", "valueOf"], pick >> 1);
     const hosts = [...((entry.hosts as string[] | undefined) ?? []), ghost];
     entry.hosts = hosts;
-    return { how: "an environment naming a host not in the inventory", field: `environments.${name}.hosts[${hosts.length - 1}]`, mention: ghost };
+    return {
+      how: "an environment naming a host not in the inventory",
+      field: `environments.${name}.hosts[${hosts.length - 1}]`,
+      mention: ghost,
+    };
   },
   (config, pick) => {
-    const [field, value] = at<[string, Json]>([["maxParallel", 0], ["canary", -1], ["maxFailures", 1.5], ["onFailure", "retry"], ["maxParallel", "ten"]], pick);
+    const [field, value] = at<[string, Json]>(
+      [
+        ["maxParallel", 0],
+        ["canary", -1],
+        ["maxFailures", 1.5],
+        ["onFailure", "retry"],
+        ["maxParallel", "ten"],
+      ],
+      pick,
+    );
     config.rollout = { ...obj(config.rollout ?? {}), [field]: value };
     return { how: "a rollout setting out of range", field: `rollout.${field}` };
   },
@@ -307,16 +434,66 @@ function replaceSomewhere(root: JsonObject, pick: number, junk: Json): string {
 
 /** Snippets that YAML reads in surprising ways, for inserting into a valid file. */
 const YAML_SNIPPETS = fc.oneof(
-  fc.constantFrom("&a ", "*a", "*nope", "&a [1, 2]\nb: *a\n", "!!binary ", "!foo ", "!!str ", "!!int ", "<<: *a\n", "? ", "- ", "[", "{", "}", "]", ",", ": ", "\t", "\uFEFF", "---\n", "...\n", "%YAML 1.1\n", "%TAG ! tag:x,2000:\n", "\u0000", "\u001b[2J", "#", "'", '"', "\n", "|\n", ">-\n", "  ", "\\", "~", "null", "0x1F", "1e400", ".inf", "__proto__: {}\n"),
+  fc.constantFrom(
+    "&a ",
+    "*a",
+    "*nope",
+    "&a [1, 2]\nb: *a\n",
+    "!!binary ",
+    "!foo ",
+    "!!str ",
+    "!!int ",
+    "<<: *a\n",
+    "? ",
+    "- ",
+    "[",
+    "{",
+    "}",
+    "]",
+    ",",
+    ": ",
+    "\t",
+    "\uFEFF",
+    "---\n",
+    "...\n",
+    "%YAML 1.1\n",
+    "%TAG ! tag:x,2000:\n",
+    "\u0000",
+    "\u001b[2J",
+    "#",
+    "'",
+    '"',
+    "\n",
+    "|\n",
+    ">-\n",
+    "  ",
+    "\\",
+    "~",
+    "null",
+    "0x1F",
+    "1e400",
+    ".inf",
+    "__proto__: {}\n",
+  ),
   fc.string({ unit: "grapheme", maxLength: 10 }),
   // Nested deeper than any config, in flow and block style.
-  fc.tuple(fc.constantFrom("[", "{a: ", "- "), fc.integer({ min: 50, max: 1500 })).map(([open, depth]) => `${open.repeat(depth)}1${open === "- " ? "" : (open === "[" ? "]" : "}").repeat(depth)}\n`),
+  fc
+    .tuple(fc.constantFrom("[", "{a: ", "- "), fc.integer({ min: 50, max: 1500 }))
+    .map(([open, depth]) => `${open.repeat(depth)}1${open === "- " ? "" : (open === "[" ? "]" : "}").repeat(depth)}\n`),
   // Aliases of aliases: a "billion laughs" of a few hundred bytes.
-  fc.integer({ min: 2, max: 12 }).map((levels) => `\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n${Array.from({ length: levels }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(10).fill(`*l${i}`).join(", ")}]`).join("\n")}\n`),
+  fc
+    .integer({ min: 2, max: 12 })
+    .map(
+      (levels) =>
+        `\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n${Array.from({ length: levels }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(10).fill(`*l${i}`).join(", ")}]`).join("\n")}\n`,
+    ),
 );
 
 /** Edits a YAML text in place: inserts, deletes or replaces a little at a few places. */
-const yamlEdits = fc.array(fc.tuple(fc.constantFrom("insert", "delete", "replace"), fc.nat(), fc.nat(8), YAML_SNIPPETS), { minLength: 1, maxLength: 3 });
+const yamlEdits = fc.array(fc.tuple(fc.constantFrom("insert", "delete", "replace"), fc.nat(), fc.nat(8), YAML_SNIPPETS), {
+  minLength: 1,
+  maxLength: 3,
+});
 
 function editText(text: string, edits: Array<[string, number, number, string]>): string {
   for (const [kind, position, length, snippet] of edits) {
@@ -331,7 +508,10 @@ function editText(text: string, edits: Array<[string, number, number, string]>):
 const clone = (value: JsonObject) => structuredClone(value);
 
 export const configCase: fc.Arbitrary<ConfigCase> = fc.oneof(
-  { weight: 2, arbitrary: validConfig.map((config): ConfigCase => ({ how: "a valid config", text: stringify(config), expect: { valid: true } })) },
+  {
+    weight: 2,
+    arbitrary: validConfig.map((config): ConfigCase => ({ how: "a valid config", text: stringify(config), expect: { valid: true } })),
+  },
   {
     weight: 4,
     arbitrary: fc.tuple(validConfig, fc.nat(BREAKERS.length - 1), fc.nat(), oddName).map(([config, which, pick, odd]): ConfigCase => {
@@ -348,8 +528,24 @@ export const configCase: fc.Arbitrary<ConfigCase> = fc.oneof(
       return { how: `arbitrary JSON at ${path}`, text: stringify(changed), expect: { unknown: true } };
     }),
   },
-  { weight: 3, arbitrary: fc.tuple(validConfig, yamlEdits).map(([config, edits]): ConfigCase => ({ how: "a valid config, edited as text", text: editText(stringify(config), edits), expect: { unknown: true } })) },
-  { weight: 1, arbitrary: fc.oneof(fc.string({ unit: "grapheme", maxLength: 200 }), fc.string({ unit: "binary", maxLength: 200 }), fc.jsonValue().map((value) => stringify(value))).map((text): ConfigCase => ({ how: "arbitrary text", text, expect: { unknown: true } })) },
+  {
+    weight: 3,
+    arbitrary: fc.tuple(validConfig, yamlEdits).map(([config, edits]): ConfigCase => ({
+      how: "a valid config, edited as text",
+      text: editText(stringify(config), edits),
+      expect: { unknown: true },
+    })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .oneof(
+        fc.string({ unit: "grapheme", maxLength: 200 }),
+        fc.string({ unit: "binary", maxLength: 200 }),
+        fc.jsonValue().map((value) => stringify(value)),
+      )
+      .map((text): ConfigCase => ({ how: "arbitrary text", text, expect: { unknown: true } })),
+  },
 );
 
 export function checkConfig(input: ConfigCase): Violation[] {
@@ -358,11 +554,16 @@ export function checkConfig(input: ConfigCase): Violation[] {
   const said = problems.map((problem) => `${problem.field ?? ""}: ${problem.message}`).join(" | ");
   if ("valid" in input.expect && (problems.length > 0 || !config)) found.push({ kind: "a valid tidemark.yaml refused", detail: said });
   if ("field" in input.expect && !names(problems, input.expect.field, input.expect.mention)) {
-    found.push({ kind: `${input.how}: no problem names the field`, detail: `expected a problem at ${input.expect.field}${input.expect.mention ? ` mentioning ${input.expect.mention}` : ""}; got ${said || "none"}` });
+    found.push({
+      kind: `${input.how}: no problem names the field`,
+      detail: `expected a problem at ${input.expect.field}${input.expect.mention ? ` mentioning ${input.expect.mention}` : ""}; got ${said || "none"}`,
+    });
   }
   if (config && problems.length === 0) {
     for (const [name, env] of Object.entries(config.environments)) {
-      for (const hostName of env.hosts ?? []) if (!config.hosts[hostName]) found.push({ kind: "accepted an environment with a host not in the inventory", detail: `${name}: ${hostName}` });
+      for (const hostName of env.hosts ?? [])
+        if (!config.hosts[hostName])
+          found.push({ kind: "accepted an environment with a host not in the inventory", detail: `${name}: ${hostName}` });
     }
   }
   return found;
@@ -417,7 +618,14 @@ function toDir(nodes: Map<string, Node>): Dir {
   const entries = new Map<string, Entry>();
   for (const [name, node] of nodes) {
     if ("dir" in node) entries.set(name, toDir(node.dir));
-    else if (node.leaf.kind === "file") entries.set(name, { kind: "file", mode: "100644", oid: oid(node.leaf.content), size: Buffer.byteLength(node.leaf.content), ...(name === MANIFEST_FILE ? { content: node.leaf.content } : {}) });
+    else if (node.leaf.kind === "file")
+      entries.set(name, {
+        kind: "file",
+        mode: "100644",
+        oid: oid(node.leaf.content),
+        size: Buffer.byteLength(node.leaf.content),
+        ...(name === MANIFEST_FILE ? { content: node.leaf.content } : {}),
+      });
     else entries.set(name, { kind: node.leaf.kind, mode: node.leaf.kind === "symlink" ? "120000" : "160000", oid: oid(node.leaf.content) });
   }
   return { kind: "dir", oid: oid(JSON.stringify([...entries].map(([name, entry]) => [name, entry.oid]))), entries };
@@ -430,7 +638,13 @@ export function keptLeaves(leaves: readonly Leaf[]): Leaf[] {
   for (const leaf of leaves) {
     let entry: Entry | undefined = dir;
     for (const name of leaf.path) entry = entry?.kind === "dir" ? entry.entries?.get(name) : undefined;
-    if (entry && entry.kind !== "dir" && entry.oid === oid(leaf.content) && !kept.some((other) => other.path.join("\0") === leaf.path.join("\0"))) kept.push(leaf);
+    if (
+      entry &&
+      entry.kind !== "dir" &&
+      entry.oid === oid(leaf.content) &&
+      !kept.some((other) => other.path.join("\0") === leaf.path.join("\0"))
+    )
+      kept.push(leaf);
   }
   return kept;
 }
@@ -454,10 +668,17 @@ export const treeCase: fc.Arbitrary<TreeCase> = fc
   .array(
     fc.record({
       // web09 is not in the inventory; nor are the names every JavaScript object has.
-      host: fc.oneof({ weight: 6, arbitrary: fc.constantFrom("web01", "web02") }, { weight: 1, arbitrary: fc.constantFrom("web09", "constructor", "__proto__", "toString") }, { weight: 2, arbitrary: oddName }),
+      host: fc.oneof(
+        { weight: 6, arbitrary: fc.constantFrom("web01", "web02") },
+        { weight: 1, arbitrary: fc.constantFrom("web09", "constructor", "__proto__", "toString") },
+        { weight: 2, arbitrary: oddName },
+      ),
       app: fc.oneof({ weight: 10, arbitrary: segment }, { weight: 1, arbitrary: fc.constant(null) }),
       path: fc.array(segment, { minLength: 1, maxLength: 3 }),
-      systemd: fc.option(fc.constantFrom("web.service", "a@b.timer", "web.service.d/x.conf", "README", "web", "x.service.d/y.txt"), { freq: 6, nil: null }),
+      systemd: fc.option(fc.constantFrom("web.service", "a@b.timer", "web.service.d/x.conf", "README", "web", "x.service.d/y.txt"), {
+        freq: 6,
+        nil: null,
+      }),
       kind: leafKind,
       content: fc.string({ maxLength: 20 }),
     }),
@@ -493,7 +714,10 @@ export function expectedTreeProblems(leaves: readonly Leaf[]): Set<string> {
     if (rest.some(mustRefuseName) || leaf.kind !== "file") expected.add(file);
     else if (rest[0] === "systemd" && rest.length > 1) {
       const [unit, dropIn, ...deeper] = rest.slice(1);
-      const ok = dropIn === undefined ? UNIT.test(unit!) : deeper.length === 0 && unit!.endsWith(".d") && UNIT.test(unit!.slice(0, -2)) && dropIn.endsWith(".conf");
+      const ok =
+        dropIn === undefined
+          ? UNIT.test(unit!)
+          : deeper.length === 0 && unit!.endsWith(".d") && UNIT.test(unit!.slice(0, -2)) && dropIn.endsWith(".conf");
       if (!ok) expected.add(file);
     }
   }
@@ -505,8 +729,10 @@ export function checkTree(input: TreeCase): Violation[] {
   const found = problemViolations(problems, (file) => file.startsWith(`${TREE}/`));
   const expected = expectedTreeProblems(input.leaves);
   const got = new Set(problems.map((problem) => problem.file));
-  for (const file of expected) if (!got.has(file)) found.push({ kind: "a bad tree entry accepted", detail: `no problem for ${JSON.stringify(file)}` });
-  for (const problem of problems) if (!expected.has(problem.file)) found.push({ kind: "a good tree entry refused", detail: JSON.stringify(problem) });
+  for (const file of expected)
+    if (!got.has(file)) found.push({ kind: "a bad tree entry accepted", detail: `no problem for ${JSON.stringify(file)}` });
+  for (const problem of problems)
+    if (!expected.has(problem.file)) found.push({ kind: "a good tree entry refused", detail: JSON.stringify(problem) });
   return found;
 }
 
@@ -519,11 +745,31 @@ const MANIFEST_PATH = `${APP}/${MANIFEST_FILE}`;
 
 const appFile = fc.stringMatching(/^[a-z][a-z0-9_-]{0,6}(\.conf)?$/);
 // Built once: fc.stringMatching is slow to build, far too slow to build again inside a chain.
-const linkPlace = fc.tuple(fc.constantFrom("/etc/", "/usr/local/", "/opt/", "/srv/"), fc.stringMatching(/^[a-z][a-z0-9_-]{0,6}(\/[a-z0-9_-][a-z0-9_.-]{0,5}){0,2}$/)).map(([root, rest]) => `${root}${rest}`);
+const linkPlace = fc
+  .tuple(
+    fc.constantFrom("/etc/", "/usr/local/", "/opt/", "/srv/"),
+    fc.stringMatching(/^[a-z][a-z0-9_-]{0,6}(\/[a-z0-9_-][a-z0-9_.-]{0,5}){0,2}$/),
+  )
+  .map(([root, rest]) => `${root}${rest}`);
 const unitName = fc.stringMatching(/^[a-z][a-z0-9@_-]{0,8}\.(service|timer|socket)$/);
 const check = fc.oneof(
-  fc.record({ name: fc.string({ minLength: 1, maxLength: 10 }), command: fc.string({ minLength: 1, maxLength: 30 }), timeoutSeconds: fc.integer({ min: 1, max: 600 }) }, { requiredKeys: ["command"] }),
-  fc.record({ http: fc.tuple(fc.constantFrom("http", "https"), fc.integer({ min: 1, max: 65535 }), fc.stringMatching(/^[a-z0-9/_-]{0,12}$/)).map(([scheme, port, path]) => `${scheme}://127.0.0.1:${port}/${path}`), status: fc.integer({ min: 100, max: 599 }) }, { requiredKeys: ["http"] }),
+  fc.record(
+    {
+      name: fc.string({ minLength: 1, maxLength: 10 }),
+      command: fc.string({ minLength: 1, maxLength: 30 }),
+      timeoutSeconds: fc.integer({ min: 1, max: 600 }),
+    },
+    { requiredKeys: ["command"] },
+  ),
+  fc.record(
+    {
+      http: fc
+        .tuple(fc.constantFrom("http", "https"), fc.integer({ min: 1, max: 65535 }), fc.stringMatching(/^[a-z0-9/_-]{0,12}$/))
+        .map(([scheme, port, path]) => `${scheme}://127.0.0.1:${port}/${path}`),
+      status: fc.integer({ min: 100, max: 599 }),
+    },
+    { requiredKeys: ["http"] },
+  ),
 );
 const validManifest = fc.uniqueArray(appFile, { minLength: 1, maxLength: 4 }).chain((files) =>
   fc.record({
@@ -543,12 +789,30 @@ type ManifestBreaker = (manifest: JsonObject, files: string[], pick: number) => 
 
 const MANIFEST_BREAKERS: ManifestBreaker[] = [
   (manifest, _files, pick) => {
-    const units = [...((obj(manifest.systemd ?? {}).units_enabled as string[] | undefined) ?? []), at(["nginx", "a b.service", "../x.service", "x.servic", "", "web.service\n"], pick)];
+    const units = [
+      ...((obj(manifest.systemd ?? {}).units_enabled as string[] | undefined) ?? []),
+      at(["nginx", "a b.service", "../x.service", "x.servic", "", "web.service\n"], pick),
+    ];
     manifest.systemd = { units_enabled: units };
     return { how: "a unit name that is not one", field: `systemd.units_enabled[${units.length - 1}]` };
   },
   (manifest, _files, pick) => {
-    const checks = [...((manifest.checks as Json[] | undefined) ?? []), at<Json>([{ command: "true", timeoutSeconds: 0 }, { command: "true", timeoutSeconds: 601 }, { http: "ftp://x/" }, { http: "http://x/", status: 99 }, { command: "" }, { cmd: "true" }, {}, "true"], pick)];
+    const checks = [
+      ...((manifest.checks as Json[] | undefined) ?? []),
+      at<Json>(
+        [
+          { command: "true", timeoutSeconds: 0 },
+          { command: "true", timeoutSeconds: 601 },
+          { http: "ftp://x/" },
+          { http: "http://x/", status: 99 },
+          { command: "" },
+          { cmd: "true" },
+          {},
+          "true",
+        ],
+        pick,
+      ),
+    ];
     manifest.checks = checks;
     return { how: "a check that is not one", field: `checks[${checks.length - 1}]` };
   },
@@ -558,7 +822,10 @@ const MANIFEST_BREAKERS: ManifestBreaker[] = [
     return { how: "an unknown key in manifest.json", field: "(top level)", mention: key };
   },
   (manifest, files, pick) => {
-    const link = at(["etc/x", "/etc/systemd/system/x.service", "/etc/../x", "/etc//x", "/etc/x/", "/home/x", "/etc/a\nb", "__proto__", "constructor"], pick);
+    const link = at(
+      ["etc/x", "/etc/systemd/system/x.service", "/etc/../x", "/etc//x", "/etc/x/", "/home/x", "/etc/a\nb", "__proto__", "constructor"],
+      pick,
+    );
     const symlinks = { ...obj(manifest.symlinks ?? {}) };
     put(symlinks, link, at(files, pick));
     manifest.symlinks = symlinks;
@@ -583,40 +850,92 @@ export interface ManifestCase {
 }
 
 export const manifestCase: fc.Arbitrary<ManifestCase> = fc.oneof(
-  { weight: 2, arbitrary: validManifest.map(({ files, manifest }): ManifestCase => ({ how: "a valid manifest", files, text: JSON.stringify(manifest), expect: { valid: true } })) },
+  {
+    weight: 2,
+    arbitrary: validManifest.map(({ files, manifest }): ManifestCase => ({
+      how: "a valid manifest",
+      files,
+      text: JSON.stringify(manifest),
+      expect: { valid: true },
+    })),
+  },
   {
     weight: 4,
-    arbitrary: fc.tuple(validManifest, fc.nat(MANIFEST_BREAKERS.length - 1), fc.nat()).map(([{ files, manifest }, which, pick]): ManifestCase => {
-      const broken = structuredClone(manifest) as JsonObject;
-      const { how, field, mention } = MANIFEST_BREAKERS[which]!(broken, files, pick);
-      return { how, files, text: JSON.stringify(broken), expect: { field, ...(mention ? { mention } : {}) } };
+    arbitrary: fc
+      .tuple(validManifest, fc.nat(MANIFEST_BREAKERS.length - 1), fc.nat())
+      .map(([{ files, manifest }, which, pick]): ManifestCase => {
+        const broken = structuredClone(manifest) as JsonObject;
+        const { how, field, mention } = MANIFEST_BREAKERS[which]!(broken, files, pick);
+        return { how, files, text: JSON.stringify(broken), expect: { field, ...(mention ? { mention } : {}) } };
+      }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(validManifest, fc.nat(), fc.jsonValue()).map(([{ files, manifest }, pick, junk]): ManifestCase => {
+      const changed = structuredClone(manifest) as JsonObject;
+      const path = replaceSomewhere(changed, pick, junk as Json);
+      return { how: `arbitrary JSON at ${path}`, files, text: JSON.stringify(changed), expect: { unknown: true } };
     }),
   },
-  { weight: 1, arbitrary: fc.tuple(validManifest, fc.nat(), fc.jsonValue()).map(([{ files, manifest }, pick, junk]): ManifestCase => {
-    const changed = structuredClone(manifest) as JsonObject;
-    const path = replaceSomewhere(changed, pick, junk as Json);
-    return { how: `arbitrary JSON at ${path}`, files, text: JSON.stringify(changed), expect: { unknown: true } };
-  }) },
-  { weight: 2, arbitrary: fc.tuple(validManifest, fc.array(fc.tuple(fc.constantFrom("insert", "delete", "replace"), fc.nat(), fc.nat(8), fc.oneof(fc.constantFrom("{", "}", "[", "]", ",", ":", '"', "\\", "\u0000", "null", "1e999", '"__proto__": {}', "\uFEFF"), fc.string({ maxLength: 8 }))), { minLength: 1, maxLength: 3 })).map(([{ files, manifest }, edits]): ManifestCase => ({ how: "a valid manifest, edited as text", files, text: editText(JSON.stringify(manifest), edits), expect: { unknown: true } })) },
-  { weight: 1, arbitrary: fc.oneof(fc.jsonValue().map((value) => JSON.stringify(value)), fc.string({ unit: "binary", maxLength: 100 })).map((text): ManifestCase => ({ how: "arbitrary text", files: ["a"], text, expect: { unknown: true } })) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(
+        validManifest,
+        fc.array(
+          fc.tuple(
+            fc.constantFrom("insert", "delete", "replace"),
+            fc.nat(),
+            fc.nat(8),
+            fc.oneof(
+              fc.constantFrom("{", "}", "[", "]", ",", ":", '"', "\\", "\u0000", "null", "1e999", '"__proto__": {}', "\uFEFF"),
+              fc.string({ maxLength: 8 }),
+            ),
+          ),
+          { minLength: 1, maxLength: 3 },
+        ),
+      )
+      .map(([{ files, manifest }, edits]): ManifestCase => ({
+        how: "a valid manifest, edited as text",
+        files,
+        text: editText(JSON.stringify(manifest), edits),
+        expect: { unknown: true },
+      })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .oneof(
+        fc.jsonValue().map((value) => JSON.stringify(value)),
+        fc.string({ unit: "binary", maxLength: 100 }),
+      )
+      .map((text): ManifestCase => ({ how: "arbitrary text", files: ["a"], text, expect: { unknown: true } })),
+  },
 );
 
 export function checkManifest(input: ManifestCase): Violation[] {
   const alone = parseManifest(MANIFEST_PATH, input.text);
   const found = problemViolations(alone.problems, (file) => file === MANIFEST_PATH);
   // In its app, as validation reads it: the symlinks' places and targets are checked there.
-  const problems = validateTree([...input.files.map((file): Leaf => ({ path: ["web01", "app", file], kind: "file", content: "x" })), { path: ["web01", "app", MANIFEST_FILE], kind: "file", content: input.text }]);
+  const problems = validateTree([
+    ...input.files.map((file): Leaf => ({ path: ["web01", "app", file], kind: "file", content: "x" })),
+    { path: ["web01", "app", MANIFEST_FILE], kind: "file", content: input.text },
+  ]);
   found.push(...problemViolations(problems, (file) => file === MANIFEST_PATH));
   const said = problems.map((problem) => `${problem.field ?? ""}: ${problem.message}`).join(" | ");
   if ("valid" in input.expect && problems.length > 0) found.push({ kind: "a valid manifest.json refused", detail: said });
   if ("field" in input.expect && !names(problems, input.expect.field, input.expect.mention)) {
-    found.push({ kind: `${input.how}: no problem names the field`, detail: `expected a problem at ${input.expect.field}${input.expect.mention ? ` mentioning ${JSON.stringify(input.expect.mention)}` : ""}; got ${said || "none"}` });
+    found.push({
+      kind: `${input.how}: no problem names the field`,
+      detail: `expected a problem at ${input.expect.field}${input.expect.mention ? ` mentioning ${JSON.stringify(input.expect.mention)}` : ""}; got ${said || "none"}`,
+    });
   }
   if (alone.problems.length === 0 && alone.manifest) {
     // Nothing declared is dropped on the way: every symlink of the JSON is in what was read.
     const declared = Object.keys((JSON.parse(input.text) as { symlinks?: object }).symlinks ?? {});
     const read = Object.keys(alone.manifest.symlinks);
-    for (const link of declared) if (!read.includes(link)) found.push({ kind: "a declared symlink dropped without a problem", detail: JSON.stringify(link) });
+    for (const link of declared)
+      if (!read.includes(link)) found.push({ kind: "a declared symlink dropped without a problem", detail: JSON.stringify(link) });
   }
   return found;
 }

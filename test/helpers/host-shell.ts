@@ -37,7 +37,12 @@ export class HostShell {
 /** The operator's settings for a deploy against the bed: its forge repo, a fresh store and mirrors, the bed's key. */
 export function operatorEnv(bed: TestBed): { env: NodeJS.ProcessEnv; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "tidemark-operator-"));
-  const env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(dir, "store.git"), TIDEMARK_MIRRORS: join(dir, "mirrors"), TIDEMARK_SSH_KEY: bed.clientKeyPath };
+  const env = {
+    TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
+    TIDEMARK_STORE: join(dir, "store.git"),
+    TIDEMARK_MIRRORS: join(dir, "mirrors"),
+    TIDEMARK_SSH_KEY: bed.clientKeyPath,
+  };
   return { env, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

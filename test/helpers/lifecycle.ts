@@ -24,7 +24,9 @@ export class Owned {
  * After all: every operator process stopped, then everything the file owns
  * undone newest first (the bed last), also when beforeAll failed halfway.
  */
-export function integrationLifecycle(options: { forge?: () => ForgeClient | null | undefined; log?: () => OperatorProcess | undefined } = {}): Owned {
+export function integrationLifecycle(
+  options: { forge?: () => ForgeClient | null | undefined; log?: () => OperatorProcess | undefined } = {},
+): Owned {
   const owned = new Owned();
   afterEach(async ({ task }) => {
     const log = options.log?.();

@@ -50,7 +50,10 @@ export function memoryObjects(objects: readonly GitObject[]): TreeObjects {
     if (object?.type !== type) throw new Error(`no ${type} ${oid} among the objects built`);
     return object.body;
   };
-  return { tree: (oid) => Promise.resolve(parseTreeObject(body(oid, "tree"))), blob: (oid) => Promise.resolve(new Uint8Array(body(oid, "blob"))) };
+  return {
+    tree: (oid) => Promise.resolve(parseTreeObject(body(oid, "tree"))),
+    blob: (oid) => Promise.resolve(new Uint8Array(body(oid, "blob"))),
+  };
 }
 
 /** The directory at a path below a tree, if there is one. */
@@ -80,12 +83,21 @@ function build(node: Node, objects: GitObject[], path: string, faults: MemoryFau
     const slash = at.lastIndexOf("/");
     if (at.slice(0, slash + 1) !== path) continue;
     const name = at.slice(slash + 1);
-    written.push(typeof extra === "object" && "tree" in extra ? write(name, nodeOf(extra.tree), objects, at, {}) : write(name, new Leaf(extra), objects, at, {}));
+    written.push(
+      typeof extra === "object" && "tree" in extra
+        ? write(name, nodeOf(extra.tree), objects, at, {})
+        : write(name, new Leaf(extra), objects, at, {}),
+    );
   }
   const order = faults.order?.[path.replace(/\/$/, "")];
   const sorted = order ? written.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name)) : written.sort(byGitOrder);
-  const body = Buffer.concat(sorted.map(({ name, mode, entry }) => Buffer.concat([Buffer.from(`${mode} ${name}\0`), Buffer.from(entry.oid, "hex")])));
-  const oid = store(objects, "tree", body, { entries: sorted.map(({ name, mode, entry }) => ({ name, mode, oid: entry.oid })), gitOrder: !order });
+  const body = Buffer.concat(
+    sorted.map(({ name, mode, entry }) => Buffer.concat([Buffer.from(`${mode} ${name}\0`), Buffer.from(entry.oid, "hex")])),
+  );
+  const oid = store(objects, "tree", body, {
+    entries: sorted.map(({ name, mode, entry }) => ({ name, mode, oid: entry.oid })),
+    gitOrder: !order,
+  });
   // Of two entries of one name the last is kept, as Tidemark's reader does.
   return { kind: "dir", oid, entries: new Map(sorted.map(({ name, entry }) => [name, entry])) };
 }
@@ -98,9 +110,20 @@ function write(name: string, child: Node | Leaf, objects: GitObject[], path: str
     const mode = typeof leaf === "string" ? "100644" : leaf.mode;
     const body = Buffer.from(content);
     const oid = store(objects, "blob", body);
-    return { name, mode, entry: { kind: "file", mode: mode === "100755" ? "100755" : "100644", oid, size: body.length, ...(name === "manifest.json" ? { content } : {}) } };
+    return {
+      name,
+      mode,
+      entry: {
+        kind: "file",
+        mode: mode === "100755" ? "100755" : "100644",
+        oid,
+        size: body.length,
+        ...(name === "manifest.json" ? { content } : {}),
+      },
+    };
   }
-  if ("symlink" in leaf) return { name, mode: "120000", entry: { kind: "symlink", mode: "120000", oid: store(objects, "blob", Buffer.from(leaf.symlink)) } };
+  if ("symlink" in leaf)
+    return { name, mode: "120000", entry: { kind: "symlink", mode: "120000", oid: store(objects, "blob", Buffer.from(leaf.symlink)) } };
   return { name, mode: "160000", entry: { kind: "submodule", mode: "160000", oid: leaf.submodule } };
 }
 

@@ -41,7 +41,10 @@ export class OperatorProcess {
 
   /** Starts it and waits for its "started" line (or its exit, with what it printed). */
   static async start(role: "serve" | "worker", env: NodeJS.ProcessEnv, args: string[] = []): Promise<OperatorProcess> {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, role, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, role, ...args], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const operator = new OperatorProcess(role, child);
     running.add(operator);
     const started = await operator.waitForLog((line) => line.msg === `tidemark ${role} started`, 30_000);
@@ -66,12 +69,16 @@ export class OperatorProcess {
   waitForLog(match: (line: LogLine) => boolean, timeoutMs = 30_000, since = 0): Promise<LogLine> {
     let exited = false;
     void this.exited.then(() => (exited = true));
-    return waitFor(`a log line of tidemark ${this.role} (pid ${this.pid})`, () => {
-      const line = this.lines.slice(since).find(match);
-      if (line) return line;
-      if (exited) throw new GiveUp(`tidemark ${this.role} exited first:\n${this.output}`);
-      return undefined;
-    }, { timeoutMs, intervalMs: 20 });
+    return waitFor(
+      `a log line of tidemark ${this.role} (pid ${this.pid})`,
+      () => {
+        const line = this.lines.slice(since).find(match);
+        if (line) return line;
+        if (exited) throw new GiveUp(`tidemark ${this.role} exited first:\n${this.output}`);
+        return undefined;
+      },
+      { timeoutMs, intervalMs: 20 },
+    );
   }
 
   logs(match: (line: LogLine) => boolean): LogLine[] {

@@ -16,7 +16,8 @@ export function markdownTable(header: readonly string[], rows: ReadonlyArray<rea
 
 export const ms = (value: number) => (value >= 10_000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`);
 export const ratio = (a: number, b: number) => `${(a / b).toFixed(a / b >= 10 ? 0 : 2)}×`;
-export const kib = (bytes: number) => (bytes >= 10 * 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
+export const kib = (bytes: number) =>
+  bytes >= 10 * 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 
 /** Where a report's figures come from: the day, the machine and the exact code, read off the run itself. */
 export function provenance(): string {

@@ -18,6 +18,17 @@ for (let i = 0; i < Number(countText); i++) {
   const app = await git.writeTree({ fs, gitdir: gitdir!, tree: [{ mode: "100644", path: "release", oid: blob, type: "blob" }] });
   const host = await git.writeTree({ fs, gitdir: gitdir!, tree: [{ mode: "040000", path: "app", oid: app, type: "tree" }] });
   const root = await git.writeTree({ fs, gitdir: gitdir!, tree: [{ mode: "040000", path: "web01", oid: host, type: "tree" }] });
-  await store.record({ id, environment: "staging", sourceRepo: "http://127.0.0.1/acme/fleet.git", sourceCommit: blob, sourceRef: "refs/heads/main", trigger: "cli", hosts: [{ host: "web01", outcome: "deployed" }] }, root);
+  await store.record(
+    {
+      id,
+      environment: "staging",
+      sourceRepo: "http://127.0.0.1/acme/fleet.git",
+      sourceCommit: blob,
+      sourceRef: "refs/heads/main",
+      trigger: "cli",
+      hosts: [{ host: "web01", outcome: "deployed" }],
+    },
+    root,
+  );
   console.log(`appended ${id}`);
 }

@@ -26,8 +26,13 @@ describe("tidemark validate on the bad-tree corpus, pushed to the forge", () => 
     bed = await TestBed.up({ forge: true });
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
     state = mkdtempSync(join(tmpdir(), "tidemark-state-"));
-    env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(state, "store.git"), TIDEMARK_MIRRORS: join(state, "mirrors") };
-    for (const fixture of [...bad, ...good]) await writeRawCommit(work.dir, `fixtures/${fixture.name}`, fixture.files, fixture.name, fixture);
+    env = {
+      TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
+      TIDEMARK_STORE: join(state, "store.git"),
+      TIDEMARK_MIRRORS: join(state, "mirrors"),
+    };
+    for (const fixture of [...bad, ...good])
+      await writeRawCommit(work.dir, `fixtures/${fixture.name}`, fixture.files, fixture.name, fixture);
     await writeRawCommit(work.dir, "main", good[0]!.files, "a valid default branch");
     await work.push("main", "refs/heads/fixtures/*:refs/heads/fixtures/*");
   });
@@ -64,7 +69,9 @@ describe("tidemark validate on the bad-tree corpus, pushed to the forge", () => 
   });
 
   it("exits 2 from the installed binary too, with every problem as JSON", async () => {
-    const failure = (await exec(process.execPath, [BIN, "validate", "--ref", "fixtures/bad-unit-names", "--json"], { env: { ...process.env, ...env } }).catch((error: unknown) => error)) as { code: number; stdout: string };
+    const failure = (await exec(process.execPath, [BIN, "validate", "--ref", "fixtures/bad-unit-names", "--json"], {
+      env: { ...process.env, ...env },
+    }).catch((error: unknown) => error)) as { code: number; stdout: string };
     expect(failure.code).toBe(2);
     const report = JSON.parse(failure.stdout) as { valid: boolean; problems: unknown[] };
     expect(report.valid).toBe(false);

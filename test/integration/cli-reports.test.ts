@@ -17,7 +17,12 @@ const app = (version: string, run = "exec sleep infinity") => ({
   "app/run.sh": `${run}\n`,
   "app/version": `${version}\n`,
 });
-const tree = (files: Record<string, string>, only?: string) => Object.fromEntries(HOSTS.filter((host) => !only || host === only).flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content])));
+const tree = (files: Record<string, string>, only?: string) =>
+  Object.fromEntries(
+    HOSTS.filter((host) => !only || host === only).flatMap((host) =>
+      Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content]),
+    ),
+  );
 
 type Posted = ApiRequest & { body: { context: string; state: string; description: string; target_url?: string } };
 interface DeploymentJson {
@@ -40,15 +45,33 @@ describe("the CLI reports its deployments to GitHub", () => {
   let env: NodeJS.ProcessEnv;
 
   const requests = async () => bed.forge!.apiRequests();
-  const statusRequests = async (sha: string) => (await requests()).filter((request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`));
+  const statusRequests = async (sha: string) =>
+    (await requests()).filter((request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`));
   /** What a person sees on the commit, in the order it was posted, from the `from`-th status request on. */
-  const statuses = async (sha: string, from = 0) => (await statusRequests(sha)).slice(from).filter((request) => request.status === 201).map(({ body }) => `${body.context} ${body.state} ${body.description}`);
+  const statuses = async (sha: string, from = 0) =>
+    (await statusRequests(sha))
+      .slice(from)
+      .filter((request) => request.status === 201)
+      .map(({ body }) => `${body.context} ${body.state} ${body.description}`);
   const deploymentStates = async (sha: string) => {
     const all = await requests();
-    const created = all.filter((request) => request.operationId === "repos/create-deployment" && request.status === 201 && (request.body as { ref: string }).ref === sha);
-    return { created: created.length, states: all.filter((request) => request.operationId === "repos/create-deployment-status" && request.status === 201).map((request) => ({ state: (request.body as { state: string }).state, path: request.path })) };
+    const created = all.filter(
+      (request) =>
+        request.operationId === "repos/create-deployment" && request.status === 201 && (request.body as { ref: string }).ref === sha,
+    );
+    return {
+      created: created.length,
+      states: all
+        .filter((request) => request.operationId === "repos/create-deployment-status" && request.status === 201)
+        .map((request) => ({ state: (request.body as { state: string }).state, path: request.path })),
+    };
   };
-  const history = async () => JSON.parse((await tidemark(["history", "staging", "--json"], operator.env)).stdout) as Array<{ id: string; pin?: string; hosts: Array<{ host: string; outcome: string }> }>;
+  const history = async () =>
+    JSON.parse((await tidemark(["history", "staging", "--json"], operator.env)).stdout) as Array<{
+      id: string;
+      pin?: string;
+      hosts: Array<{ host: string; outcome: string }>;
+    }>;
   const deploy = async (extra: NodeJS.ProcessEnv = {}) => {
     const result = await tidemark(["deploy", "staging", "--yes", "--json", "--settle", "0.3"], { ...env, ...extra });
     return { ...result, json: JSON.parse(result.stdout) as DeploymentJson };
@@ -66,9 +89,29 @@ describe("the CLI reports its deployments to GitHub", () => {
     work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
     shell = owned.own(new HostShell(bed), (it) => it.close());
     operator = owned.own(operatorEnv(bed), (it) => it.remove());
-    env = { ...operator.env, TIDEMARK_GITHUB_TOKEN: bed.forge!.token, TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl, TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02", TIDEMARK_PUBLIC_URL: PUBLIC_URL };
+    env = {
+      ...operator.env,
+      TIDEMARK_GITHUB_TOKEN: bed.forge!.token,
+      TIDEMARK_GITHUB_API_URL: bed.forge!.apiUrl,
+      TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
+      TIDEMARK_PUBLIC_URL: PUBLIC_URL,
+    };
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await push({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "  production: { track: { tag: production }, tree: clusters/production }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
+    await push(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "  production: { track: { tag: production }, tree: clusters/production }",
+          "hosts:",
+          ...hosts,
+          "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }",
+          "",
+        ].join("\n"),
+        ...tree(app("v0")),
+      },
+      "zero",
+    );
   });
 
   afterEach(async () => {
@@ -133,10 +176,18 @@ describe("the CLI reports its deployments to GitHub", () => {
     const asked = (await requests()).length;
     const again = await tidemark(["rollback", "staging", good!.id, "--yes"], env);
     expect(again.code).toBe(0);
-    expect(again.stdout).toContain(`every host of staging already runs the tree of ${good!.id}: nothing deployed\nstaging is pinned (${back})`);
+    expect(again.stdout).toContain(
+      `every host of staging already runs the tree of ${good!.id}: nothing deployed\nstaging is pinned (${back})`,
+    );
     expect((await requests()).length).toBe(asked);
     const [pinned] = await history();
-    expect(pinned).toMatchObject({ pin: back, hosts: [{ host: "web01", outcome: "unchanged" }, { host: "web02", outcome: "unchanged" }] });
+    expect(pinned).toMatchObject({
+      pin: back,
+      hosts: [
+        { host: "web01", outcome: "unchanged" },
+        { host: "web02", outcome: "unchanged" },
+      ],
+    });
     expect((await tidemark(["unpin", "staging"], env)).code).toBe(0);
   });
 
@@ -151,7 +202,11 @@ describe("the CLI reports its deployments to GitHub", () => {
     expect(new Set(answers.slice(3))).toEqual(new Set([201]));
     // Pending statuses still waiting when the end was ready are not posted over it (a newer one of the same status replaced them).
     const seen = await statuses(sha);
-    expect(seen.slice(-3)).toEqual([`tidemark/staging/web01 success deployed ${sha.slice(0, 7)}`, `tidemark/staging/web02 success deployed ${sha.slice(0, 7)}`, "tidemark/staging success deployed to 2/2 hosts"]);
+    expect(seen.slice(-3)).toEqual([
+      `tidemark/staging/web01 success deployed ${sha.slice(0, 7)}`,
+      `tidemark/staging/web02 success deployed ${sha.slice(0, 7)}`,
+      "tidemark/staging success deployed to 2/2 hosts",
+    ]);
     expect(seen.slice(0, -3).every((line) => line.includes(" pending "))).toBe(true);
   });
 
@@ -159,7 +214,10 @@ describe("the CLI reports its deployments to GitHub", () => {
     await bed.forge!.setFaults([{ kind: "status", status: 502, times: 10_000, path: "/statuses/" }]);
     const sha = await push(tree(app("v4")), "v4");
     // A process of its own: once it gave up, nothing of Octokit's may keep it alive.
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, "deploy", "staging", "--yes", "--json", "--settle", "0.3"], { env: { PATH: process.env.PATH, ...env, TIDEMARK_GITHUB_REPORT_TIMEOUT: "3" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, "deploy", "staging", "--yes", "--json", "--settle", "0.3"], {
+      env: { PATH: process.env.PATH, ...env, TIDEMARK_GITHUB_REPORT_TIMEOUT: "3" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -173,7 +231,11 @@ describe("the CLI reports its deployments to GitHub", () => {
     // The result is printed first; then at most the timeout, and the process is gone.
     expect(ended - printed).toBeLessThan(3000 + 2000);
     const warning = stderr.split("\n").find((line) => line.startsWith("warning: not posted to GitHub"));
-    expect(warning).toMatch(new RegExp(`^warning: not posted to GitHub on ${sha.slice(0, 7)} \\(tried for up to 3 s\\): tidemark/staging/web01 success, tidemark/staging/web02 success, tidemark/staging success, GitHub deployment success; (Server Error.* \\(.*deadline\\)|not tried before the deadline)$`));
+    expect(warning).toMatch(
+      new RegExp(
+        `^warning: not posted to GitHub on ${sha.slice(0, 7)} \\(tried for up to 3 s\\): tidemark/staging/web01 success, tidemark/staging/web02 success, tidemark/staging success, GitHub deployment success; (Server Error.* \\(.*deadline\\)|not tried before the deadline)$`,
+      ),
+    );
     expect(await statuses(sha)).toEqual([]);
   }, 90_000);
 
@@ -183,7 +245,16 @@ describe("the CLI reports its deployments to GitHub", () => {
     const asked = (await requests()).length;
     const { code, json } = await deploy();
     expect(code).toBe(0);
-    expect(json).toEqual({ schema: "tidemark.no-change/v1", environment: "staging", sourceCommit: sha, sourceRef: "refs/heads/main", hosts: [{ host: "web01", outcome: "unchanged" }, { host: "web02", outcome: "unchanged" }] });
+    expect(json).toEqual({
+      schema: "tidemark.no-change/v1",
+      environment: "staging",
+      sourceCommit: sha,
+      sourceRef: "refs/heads/main",
+      hosts: [
+        { host: "web01", outcome: "unchanged" },
+        { host: "web02", outcome: "unchanged" },
+      ],
+    });
     expect(await history()).toEqual(recorded);
     expect(await statuses(sha)).toEqual(["tidemark/staging success no change for staging"]);
     expect((await statusRequests(sha)).at(-1)!.body.target_url).toBe(`${PUBLIC_URL}/environments/staging`);
@@ -192,7 +263,9 @@ describe("the CLI reports its deployments to GitHub", () => {
     const quiet = await push(tree(app("v5")), "v5");
     const off = await tidemark(["deploy", "staging", "--yes", "--settle", "0.3"], operator.env);
     expect(off.code).toBe(0);
-    expect(off.stderr.split("\n").filter((line) => line.includes("GitHub"))).toEqual(["note: nothing is reported to GitHub (no TIDEMARK_GITHUB_TOKEN or GitHub App configured)"]);
+    expect(off.stderr.split("\n").filter((line) => line.includes("GitHub"))).toEqual([
+      "note: nothing is reported to GitHub (no TIDEMARK_GITHUB_TOKEN or GitHub App configured)",
+    ]);
     expect(await statusRequests(quiet)).toEqual([]);
     expect((await requests()).length).toBe(asked + 1);
   });

@@ -14,9 +14,13 @@ async function packagesLoaded(args: string[], env: NodeJS.ProcessEnv = {}): Prom
   const dir = mkdtempSync(join(tmpdir(), "tidemark-imports-"));
   try {
     const log = join(dir, "imports.log");
-    await exec(process.execPath, ["--import", IMPORT_LOG, BIN, ...args], { env: { PATH: process.env.PATH, HOME: dir, ...env, TIDEMARK_IMPORT_LOG: log } }).catch(() => undefined);
+    await exec(process.execPath, ["--import", IMPORT_LOG, BIN, ...args], {
+      env: { PATH: process.env.PATH, HOME: dir, ...env, TIDEMARK_IMPORT_LOG: log },
+    }).catch(() => undefined);
     const urls = readFileSync(log, "utf8").split("\n").filter(Boolean);
-    return new Set(urls.map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1]).filter((name): name is string => name !== undefined));
+    return new Set(
+      urls.map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1]).filter((name): name is string => name !== undefined),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -26,18 +26,31 @@ describe("a deployment killed or cut off at any phase", () => {
   const sh = (host: string, line: string) => shell.run(host, line);
 
   /** Runs `tidemark deploy` as a process; `onLine` sees each progress line and may kill it. */
-  function deploy(onLine: (line: string, kill: () => void) => void = () => undefined): Promise<{ code: number | null; signal: string | null; deployment?: Deployment; stderr: string }> {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, "deploy", "staging", "--yes", "--json", "--settle", "0.3"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  function deploy(
+    onLine: (line: string, kill: () => void) => void = () => undefined,
+  ): Promise<{ code: number | null; signal: string | null; deployment?: Deployment; stderr: string }> {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, "deploy", "staging", "--yes", "--json", "--settle", "0.3"], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => {
       const before = stderr.length;
       stderr += chunk.toString();
-      for (const line of stderr.slice(stderr.lastIndexOf("\n", before) + 1).split("\n").slice(0, -1)) onLine(line, () => child.kill("SIGKILL"));
+      for (const line of stderr
+        .slice(stderr.lastIndexOf("\n", before) + 1)
+        .split("\n")
+        .slice(0, -1))
+        onLine(line, () => child.kill("SIGKILL"));
     });
     // "close", not "exit": the JSON may still be in the pipe when the process has exited.
-    return new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stderr, ...(stdout.trim().startsWith("{") ? { deployment: JSON.parse(stdout) as Deployment } : {}) })));
+    return new Promise((resolve) =>
+      child.on("close", (code, signal) =>
+        resolve({ code, signal, stderr, ...(stdout.trim().startsWith("{") ? { deployment: JSON.parse(stdout) as Deployment } : {}) }),
+      ),
+    );
   }
 
   /** What no crash may ever leave: `current` on a partial release. Returns the host's target and current lines. */
@@ -45,23 +58,42 @@ describe("a deployment killed or cut off at any phase", () => {
     const link = await sh(host, "readlink /var/lib/tidemark/apps/app/current || echo none");
     expect(link).toMatch(/^([0-9a-f]{40}|none)$/);
     if (link !== "none") expect(await sh(host, `test -d /var/lib/tidemark/apps/app/${link} && echo whole`)).toBe("whole");
-    const [target, current, version] = (await sh(host, "cat /var/lib/tidemark/target 2>/dev/null || echo -; cat /var/lib/tidemark/current 2>/dev/null || echo -; cat /var/lib/tidemark/apps/app/current/version 2>/dev/null || echo -")).split("\n");
+    const [target, current, version] = (
+      await sh(
+        host,
+        "cat /var/lib/tidemark/target 2>/dev/null || echo -; cat /var/lib/tidemark/current 2>/dev/null || echo -; cat /var/lib/tidemark/apps/app/current/version 2>/dev/null || echo -",
+      )
+    ).split("\n");
     return { target: target!, current: current!, version: version! };
   }
 
   /** Runs again until every host is deployed or unchanged: the lock of a killed run goes with its SSH session. */
   async function converge(): Promise<Deployment> {
-    return waitFor("a rerun to converge", async () => {
-      const result = await deploy();
-      if (!result.deployment) throw new GiveUp(`deploy failed: ${result.stderr}`);
-      const stuck = result.deployment.hosts.filter((host) => !["deployed", "unchanged"].includes(host.outcome));
-      if (stuck.some((host) => !host.detail?.startsWith("locked"))) throw new GiveUp(`did not converge: ${JSON.stringify(stuck)}`);
-      return stuck.length === 0 ? result.deployment : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 200 });
+    return waitFor(
+      "a rerun to converge",
+      async () => {
+        const result = await deploy();
+        if (!result.deployment) throw new GiveUp(`deploy failed: ${result.stderr}`);
+        const stuck = result.deployment.hosts.filter((host) => !["deployed", "unchanged"].includes(host.outcome));
+        if (stuck.some((host) => !host.detail?.startsWith("locked"))) throw new GiveUp(`did not converge: ${JSON.stringify(stuck)}`);
+        return stuck.length === 0 ? result.deployment : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
   }
 
   const tree = (version: string, extra: Record<string, string> = {}) =>
-    Object.fromEntries(bed.hosts.flatMap((host) => Object.entries({ "app/systemd/app.service": service, "app/run.sh": "exec sleep infinity\n", "app/version": `${version}\n`, "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] } }), ...extra }).map(([path, content]) => [`clusters/staging/${host.name}/${path}`, content])));
+    Object.fromEntries(
+      bed.hosts.flatMap((host) =>
+        Object.entries({
+          "app/systemd/app.service": service,
+          "app/run.sh": "exec sleep infinity\n",
+          "app/version": `${version}\n`,
+          "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] } }),
+          ...extra,
+        }).map(([path, content]) => [`clusters/staging/${host.name}/${path}`, content]),
+      ),
+    );
 
   beforeAll(async () => {
     bed = await TestBed.up({ systemdHosts: 2, forge: true });
@@ -70,7 +102,20 @@ describe("a deployment killed or cut off at any phase", () => {
     operator = operatorEnv(bed);
     env = operator.env;
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree("0") }, "zero");
+    await work.commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "hosts:",
+          ...hosts,
+          "rollout: { canary: 0, maxFailures: 10 }",
+          "",
+        ].join("\n"),
+        ...tree("0"),
+      },
+      "zero",
+    );
     await work.push("main");
     expect((await converge()).hosts.map((host) => host.outcome)).toEqual(["deployed", "deployed"]);
   });
@@ -110,16 +155,21 @@ describe("a deployment killed or cut off at any phase", () => {
     // A watcher on web01 waits for the upload to begin, then ends every sshd session there, the deployment's with it.
     const release = (await run("git", ["-C", work.dir, "rev-parse", "HEAD:clusters/staging/web01/app"])).stdout.trim();
     const watcher = await SshSession.connect(bed.host("web01"), { privateKey: bed.clientKey });
-    const cut = watcher.exec(`while [ ! -e /var/lib/tidemark/apps/app/.partial-${release}/data.bin ]; do sleep 0.01; done; pkill -f 'sshd: root@notty'`).catch(() => "cut");
+    const cut = watcher
+      .exec(`while [ ! -e /var/lib/tidemark/apps/app/.partial-${release}/data.bin ]; do sleep 0.01; done; pkill -f 'sshd: root@notty'`)
+      .catch(() => "cut");
     const result = await deploy();
     expect(await cut).toBe("cut");
     watcher.close();
     shell.forget("web01");
-    if (!result.deployment) throw new Error(`deploy printed no result (exit ${String(result.code)}, signal ${String(result.signal)}): ${result.stderr}`);
+    if (!result.deployment)
+      throw new Error(`deploy printed no result (exit ${String(result.code)}, signal ${String(result.signal)}): ${result.stderr}`);
     const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
     expect(outcomes.web01!.outcome).toBe("failed");
     // Cut during a write, or as the next step's command opens: either way a lost connection, before the switch.
-    expect(outcomes.web01!.detail).toMatch(/^upload failed, nothing switched: web01: the connection was lost (\(|before a command could start)/);
+    expect(outcomes.web01!.detail).toMatch(
+      /^upload failed, nothing switched: web01: the connection was lost (\(|before a command could start)/,
+    );
     expect(outcomes.web02!.outcome).toBe("deployed");
     const after = await invariants("web01");
     expect(after.current).toBe(before.current);
@@ -130,7 +180,10 @@ describe("a deployment killed or cut off at any phase", () => {
 
   it("a full disk fails the host before anything changes, says so and what to do; freed, a rerun converges", async () => {
     // web01's /var/lib/tidemark moves onto a disk of its own, a little bigger than what it holds, and fills up.
-    await sh("web01", "cp -a /var/lib/tidemark /run/kept && mount -t tmpfs -o size=$(( $(du -sk /run/kept | cut -f1) + 4096 ))k full /var/lib/tidemark && cp -a /run/kept/. /var/lib/tidemark/ && rm -rf /run/kept && { dd if=/dev/zero of=/var/lib/tidemark/filler bs=64k 2>/dev/null || true; }");
+    await sh(
+      "web01",
+      "cp -a /var/lib/tidemark /run/kept && mount -t tmpfs -o size=$(( $(du -sk /run/kept | cut -f1) + 4096 ))k full /var/lib/tidemark && cp -a /run/kept/. /var/lib/tidemark/ && rm -rf /run/kept && { dd if=/dev/zero of=/var/lib/tidemark/filler bs=64k 2>/dev/null || true; }",
+    );
     const before = await invariants("web01");
     // A state file that cannot be written stops the script: `current` is never left saying what the host no longer runs.
     const session = await SshSession.connect(bed.host("web01"), { privateKey: bed.clientKey });
@@ -141,9 +194,15 @@ describe("a deployment killed or cut off at any phase", () => {
     await work.commit(tree("full"), "version full");
     await work.push("main");
     const result = await deploy();
-    if (!result.deployment) throw new Error(`deploy printed no result (exit ${String(result.code)}, signal ${String(result.signal)}): ${result.stderr}`);
+    if (!result.deployment)
+      throw new Error(`deploy printed no result (exit ${String(result.code)}, signal ${String(result.signal)}): ${result.stderr}`);
     const outcomes = Object.fromEntries(result.deployment.hosts.map((host) => [host.host, host]));
-    expect(outcomes.web01).toMatchObject({ outcome: "failed", detail: expect.stringMatching(/nothing switched: web01's disk is full \(\d+ KiB free of \d+ KiB in \/var\/lib\/tidemark\).*HOST_DISK_FULL.*free space on web01/s) as string });
+    expect(outcomes.web01).toMatchObject({
+      outcome: "failed",
+      detail: expect.stringMatching(
+        /nothing switched: web01's disk is full \(\d+ KiB free of \d+ KiB in \/var\/lib\/tidemark\).*HOST_DISK_FULL.*free space on web01/s,
+      ) as string,
+    });
     expect(outcomes.web02!.outcome).toBe("deployed");
     expect(await invariants("web01")).toEqual(before);
     expect(before.target).toBe(before.current);
@@ -168,7 +227,12 @@ describe("a deployment killed or cut off at any phase", () => {
     await work.commit(tree("next", big), "version next");
     await work.push("main");
     const outcomes = Object.fromEntries((await converge()).hosts.map((host) => [host.host, host]));
-    expect(outcomes.web01).toMatchObject({ outcome: "deployed", detail: expect.stringMatching(/^planned again from [0-9a-f]{7}, which web01 runs: the store expected [0-9a-f]{7} \(a run was cut before it was recorded\)$/) as string });
+    expect(outcomes.web01).toMatchObject({
+      outcome: "deployed",
+      detail: expect.stringMatching(
+        /^planned again from [0-9a-f]{7}, which web01 runs: the store expected [0-9a-f]{7} \(a run was cut before it was recorded\)$/,
+      ) as string,
+    });
     // Planned from the release it runs, web01 receives the changed version file, not the big file again.
     expect(outcomes.web01!.uploadedBytes).toBeLessThan(1000);
     expect(outcomes.web02!.uploadedBytes).toBeGreaterThan(3_000_000);

@@ -34,7 +34,11 @@ describe("deploy/: what people copy to run Tidemark", () => {
     await work.commit({}, "the example repo");
     await work.tag("production");
     await work.push("main", "production");
-    const env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(state, "store.git"), TIDEMARK_MIRRORS: join(state, "mirrors") };
+    const env = {
+      TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
+      TIDEMARK_STORE: join(state, "store.git"),
+      TIDEMARK_MIRRORS: join(state, "mirrors"),
+    };
     for (const ref of ["main", "production"]) {
       const result = await tidemark(["validate", "--ref", ref], env);
       expect({ ref, code: result.code, stderr: result.stderr }).toEqual({ ref, code: 0, stderr: "" });

@@ -17,13 +17,18 @@ interface DeploymentJson {
 
 // Names cannot hold '/', so the injections write "pwned" files wherever a shell would run them.
 const ODD_APP = "-odd app $(touch pwned) 'q'";
-const ODD_FILE = "$(touch pwned) `touch pwned-too` \"x\".txt";
+const ODD_FILE = '$(touch pwned) `touch pwned-too` "x".txt';
 
 /** A service that runs the app's run.sh from its current release. */
-const service = (app: string) => `[Unit]\nDescription=${app}\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/${app}/current/run.sh\n`;
+const service = (app: string) =>
+  `[Unit]\nDescription=${app}\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/${app}/current/run.sh\n`;
 const hello = (version: string, run = "exec sleep infinity") => ({
   "hello/systemd/hello.service": service("hello"),
-  "hello/manifest.json": JSON.stringify({ systemd: { units_enabled: ["hello.service"] }, symlinks: { "/etc/hello/version": "version" }, checks: [{ command: "test -s version" }] }),
+  "hello/manifest.json": JSON.stringify({
+    systemd: { units_enabled: ["hello.service"] },
+    symlinks: { "/etc/hello/version": "version" },
+    checks: [{ command: "test -s version" }],
+  }),
   "hello/run.sh": `${run}\n`,
   "hello/version": `${version}\n`,
   "hello/static/page.html": "<p>the same in every version</p>\n",
@@ -38,12 +43,29 @@ describe("tidemark deploy on systemd hosts", () => {
   const sessions: SshSession[] = [];
 
   const config = (overrides: Record<string, string> = {}, extra: string[] = []) => {
-    const hosts = [...bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, user: root, hostKey: "${overrides[host.name] ?? host.hostKey}" }`), ...extra];
-    return ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 10, canary: 0, maxFailures: 10 }", ""].join("\n");
+    const hosts = [
+      ...bed.hosts.map(
+        (host) =>
+          `  ${host.name}: { address: ${host.address}, port: ${host.port}, user: root, hostKey: "${overrides[host.name] ?? host.hostKey}" }`,
+      ),
+      ...extra,
+    ];
+    return [
+      "environments:",
+      "  staging: { track: { branch: main }, tree: clusters/staging }",
+      "hosts:",
+      ...hosts,
+      "rollout: { maxParallel: 10, canary: 0, maxFailures: 10 }",
+      "",
+    ].join("\n");
   };
   /** Files for every host of staging, the same app on each unless overridden. */
   const tree = (files: Record<string, string>, only?: string) =>
-    Object.fromEntries(bed.hosts.filter((host) => !only || host.name === only).flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host.name}/${path}`, content])));
+    Object.fromEntries(
+      bed.hosts
+        .filter((host) => !only || host.name === only)
+        .flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host.name}/${path}`, content])),
+    );
 
   async function deploy(...args: string[]): Promise<{ code: number; deployment: DeploymentJson; stderr: string }> {
     const result = await tidemark(["deploy", "staging", "--yes", "--json", "--settle", "0.5", ...args], env);
@@ -79,7 +101,12 @@ describe("tidemark deploy on systemd hosts", () => {
     const web03 = deployment.hosts.find((host) => host.host === "web03")!;
     expect(web03.detail).toContain("hello.service failed (exit-code)");
     expect(web03.detail).toContain("the host is empty again");
-    expect(await sh("web03", "ls -A /var/lib/tidemark/apps; systemctl is-enabled hello.service 2>/dev/null || echo not-enabled; test -e /etc/hello/version || echo no-link")).toBe("not-enabled\nno-link");
+    expect(
+      await sh(
+        "web03",
+        "ls -A /var/lib/tidemark/apps; systemctl is-enabled hello.service 2>/dev/null || echo not-enabled; test -e /etc/hello/version || echo no-link",
+      ),
+    ).toBe("not-enabled\nno-link");
     expect(await sh("web01", "systemctl is-active hello.service; cat /etc/hello/version")).toBe("active\n1");
   });
 
@@ -91,18 +118,23 @@ describe("tidemark deploy on systemd hosts", () => {
     expect(outcomes(deployment)).toEqual({ web01: "deployed", web02: "deployed", web03: "deployed" });
     expect(code).toBe(0);
     for (const host of ["web01", "web02", "web03"]) {
-      expect(await sh(host, "systemctl is-active hello.service; cat /etc/hello/version /var/lib/tidemark/apps/hello/current/version")).toBe("active\n2\n2");
+      expect(await sh(host, "systemctl is-active hello.service; cat /etc/hello/version /var/lib/tidemark/apps/hello/current/version")).toBe(
+        "active\n2\n2",
+      );
     }
     // web01 had release 1: the unchanged file is a hard link to it; the new release is read-only.
     const release = await sh("web01", "readlink /var/lib/tidemark/apps/hello/current");
     expect(await sh("web01", "readlink /var/lib/tidemark/apps/hello/previous")).toBe(before);
     expect(await sh("web01", `stat -c %h ${command(`/var/lib/tidemark/apps/hello/${release}/static/page.html`)}`)).toBe("2");
-    expect(await sh("web01", `stat -c %A /var/lib/tidemark/apps/hello/${release} /var/lib/tidemark/apps/hello/${release}/version`)).toBe("dr-xr-xr-x\n-r--r--r--");
+    expect(await sh("web01", `stat -c %A /var/lib/tidemark/apps/hello/${release} /var/lib/tidemark/apps/hello/${release}/version`)).toBe(
+      "dr-xr-xr-x\n-r--r--r--",
+    );
     const [id, treeOid] = (await sh("web01", "cat /var/lib/tidemark/current")).split(" ");
     expect(id).toBe(deployment.id);
     expect(await sh("web01", "cat /var/lib/tidemark/target")).toBe(`${id} ${treeOid}`);
 
-    const logins = async () => Promise.all(["web01", "web02", "web03"].map((host) => sh(host, "journalctl -u ssh -o cat | grep -c 'Accepted publickey' || true")));
+    const logins = async () =>
+      Promise.all(["web01", "web02", "web03"].map((host) => sh(host, "journalctl -u ssh -o cat | grep -c 'Accepted publickey' || true")));
     const counted = await logins();
     const recorded = (await tidemark(["history", "staging", "--json"], env)).stdout;
     const again = await deploy();
@@ -117,7 +149,10 @@ describe("tidemark deploy on systemd hosts", () => {
 
   it("rolls back only the host whose unit fails, names the unit, and shows it pending in status", async () => {
     const good = await sh("web02", "readlink /var/lib/tidemark/apps/hello/current");
-    await work.commit({ ...tree(hello("3")), ...tree(hello("3", "echo 'hello: cannot start' >&2; exit 3"), "web02") }, "three, broken on web02");
+    await work.commit(
+      { ...tree(hello("3")), ...tree(hello("3", "echo 'hello: cannot start' >&2; exit 3"), "web02") },
+      "three, broken on web02",
+    );
     await work.push("main");
     const { code, deployment } = await deploy();
     expect(code).toBe(1);
@@ -125,12 +160,18 @@ describe("tidemark deploy on systemd hosts", () => {
     const web02 = deployment.hosts.find((host) => host.host === "web02")!;
     expect(web02.detail).toMatch(/hello\.service failed \(exit-code\); rolled back to [0-9a-f]{7}/);
     expect(web02.log).toContain("hello: cannot start");
-    expect(await sh("web02", "readlink /var/lib/tidemark/apps/hello/current; systemctl is-active hello.service; cat /etc/hello/version")).toBe(`${good}\nactive\n2`);
+    expect(
+      await sh("web02", "readlink /var/lib/tidemark/apps/hello/current; systemctl is-active hello.service; cat /etc/hello/version"),
+    ).toBe(`${good}\nactive\n2`);
     expect(await sh("web01", "cat /etc/hello/version")).toBe("3");
 
     const status = await tidemark(["status", "staging", "--json"], env);
     const hosts = JSON.parse(status.stdout) as { hosts: Array<{ host: string; pending: boolean }> };
-    expect(hosts.hosts.map((host) => [host.host, host.pending])).toEqual([["web01", false], ["web02", true], ["web03", false]]);
+    expect(hosts.hosts.map((host) => [host.host, host.pending])).toEqual([
+      ["web01", false],
+      ["web02", true],
+      ["web03", false],
+    ]);
   });
 
   it("reports a rollback that fails too as rollback-failed, never as success", async () => {
@@ -164,7 +205,10 @@ describe("tidemark deploy on systemd hosts", () => {
   });
 
   it("refuses a changed host key and a locked host, each with a clear outcome, and proceeds with the others", async () => {
-    await work.commit({ "tidemark.yaml": config({ web02: bed.host("web03").hostKey }), ...tree(hello("6", "exec sleep infinity")) }, "six, web02's key wrong");
+    await work.commit(
+      { "tidemark.yaml": config({ web02: bed.host("web03").hostKey }), ...tree(hello("6", "exec sleep infinity")) },
+      "six, web02's key wrong",
+    );
     await work.push("main");
     const holder = await SshSession.connect(bed.host("web03"), { privateKey: bed.clientKey });
     sessions.push(holder);
@@ -194,7 +238,10 @@ describe("tidemark deploy on systemd hosts", () => {
       });
     });
     const gone = `  gone: { address: 127.0.0.1, port: ${closed}, hostKey: "${bed.host("web01").hostKey}" }`;
-    await work.commit({ "tidemark.yaml": config({}, [gone]), ...tree(hello("7")), "clusters/staging/gone/hello/version": "7\n" }, "seven, with a host that is down");
+    await work.commit(
+      { "tidemark.yaml": config({}, [gone]), ...tree(hello("7")), "clusters/staging/gone/hello/version": "7\n" },
+      "seven, with a host that is down",
+    );
     await work.push("main");
     const { code, deployment } = await deploy();
     expect(code).toBe(3);
@@ -205,15 +252,21 @@ describe("tidemark deploy on systemd hosts", () => {
   });
 
   it("deploys as a user with passwordless sudo, leaving releases owned by root", async () => {
-    await sh("web02", [
-      "useradd --create-home deployer",
-      "install -d -m 700 -o deployer /home/deployer/.ssh",
-      "install -m 600 -o deployer /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys",
-      "echo 'deployer ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/deployer",
-    ].join(" && "));
+    await sh(
+      "web02",
+      [
+        "useradd --create-home deployer",
+        "install -d -m 700 -o deployer /home/deployer/.ssh",
+        "install -m 600 -o deployer /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys",
+        "echo 'deployer ALL=(root) NOPASSWD: ALL' > /etc/sudoers.d/deployer",
+      ].join(" && "),
+    );
     const asDeployer = config().replace(/(web02: \{ address: [^,]+, port: \d+, user: )root/, "$1deployer");
     expect(asDeployer).toContain("user: deployer");
-    await work.commit({ "tidemark.yaml": asDeployer, ...tree(hello("8")), "clusters/staging/gone/hello/version": null }, "eight, web02 as deployer, the host that was down gone");
+    await work.commit(
+      { "tidemark.yaml": asDeployer, ...tree(hello("8")), "clusters/staging/gone/hello/version": null },
+      "eight, web02 as deployer, the host that was down gone",
+    );
     await work.push("main");
     const { deployment } = await deploy();
     const web02 = deployment.hosts.find((host) => host.host === "web02")!;

@@ -13,8 +13,12 @@ const PATH = "/etc/displaced-demo.conf";
 const FINGERPRINT = `sha256sum ${PATH} | cut -d' ' -f1; stat -c '%F %a %U %G %Y' ${PATH}`;
 
 const demo = (version: string, { link = true, run = "exec sleep infinity" } = {}) => ({
-  "clusters/staging/web01/demo/systemd/demo.service": "[Unit]\nDescription=demo\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/demo/current/run.sh\n",
-  "clusters/staging/web01/demo/manifest.json": JSON.stringify({ systemd: { units_enabled: ["demo.service"] }, ...(link ? { symlinks: { [PATH]: "demo.conf" } } : {}) }),
+  "clusters/staging/web01/demo/systemd/demo.service":
+    "[Unit]\nDescription=demo\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/demo/current/run.sh\n",
+  "clusters/staging/web01/demo/manifest.json": JSON.stringify({
+    systemd: { units_enabled: ["demo.service"] },
+    ...(link ? { symlinks: { [PATH]: "demo.conf" } } : {}),
+  }),
   "clusters/staging/web01/demo/run.sh": `${run}\n`,
   "clusters/staging/web01/demo/demo.conf": `tidemark ${version}\n`,
 });
@@ -45,9 +49,23 @@ describe("a file that a manifest symlink displaces is kept on the host and put b
     shell = new HostShell(bed);
     operator = operatorEnv(bed);
     const web01 = bed.host("web01");
-    await commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", `  web01: { address: ${web01.address}, port: ${web01.port}, user: root, hostKey: "${web01.hostKey}" }`, ""].join("\n"), "clusters/staging/web01/motd/motd": "hello\n" }, "inventory and an app that stays");
+    await commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "hosts:",
+          `  web01: { address: ${web01.address}, port: ${web01.port}, user: root, hostKey: "${web01.hostKey}" }`,
+          "",
+        ].join("\n"),
+        "clusters/staging/web01/motd/motd": "hello\n",
+      },
+      "inventory and an app that stays",
+    );
     // A file as a distribution's package would leave it: not root's, not world-readable, old.
-    await sh(`printf 'from the package\\n' > ${PATH} && chown daemon:daemon ${PATH} && chmod 0640 ${PATH} && touch -d '2020-02-02 02:02:02' ${PATH}`);
+    await sh(
+      `printf 'from the package\\n' > ${PATH} && chown daemon:daemon ${PATH} && chmod 0640 ${PATH} && touch -d '2020-02-02 02:02:02' ${PATH}`,
+    );
     original = await sh(FINGERPRINT);
     expect(original).toMatch(/^[0-9a-f]{64}\nregular file 640 daemon daemon 1580608922$/);
   });
@@ -75,7 +93,9 @@ describe("a file that a manifest symlink displaces is kept on the host and put b
     expect((await deploy()).web01).toBe("deployed");
     expect(await sh(`readlink ${PATH}; cat ${PATH}`)).toBe("/var/lib/tidemark/apps/demo/current/demo.conf\ntidemark 2");
     // What was there waits in Tidemark's own place, untouched.
-    expect(await sh(`stat -c '%a %U' /var/lib/tidemark/displaced; cat /var/lib/tidemark/displaced${PATH}`)).toBe("700 root\nfrom the package");
+    expect(await sh(`stat -c '%a %U' /var/lib/tidemark/displaced; cat /var/lib/tidemark/displaced${PATH}`)).toBe(
+      "700 root\nfrom the package",
+    );
 
     await commit(removed(demo("2")), "the app leaves the host");
     expect((await deploy()).web01).toBe("deployed");

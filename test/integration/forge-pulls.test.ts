@@ -84,7 +84,10 @@ describe("pull requests on the local forge", () => {
 
   it("opens one from a branch: refs/pull/1/head over smart HTTP, and a signed opened webhook", async () => {
     await work.git("checkout", "--quiet", "-b", "feature");
-    const head = await work.commit({ "clusters/staging/web01/nginx/nginx.conf": "worker_processes 2;\n", "clusters/staging/web01/app.env": "A=1\n" }, "feature");
+    const head = await work.commit(
+      { "clusters/staging/web01/nginx/nginx.conf": "worker_processes 2;\n", "clusters/staging/web01/app.env": "A=1\n" },
+      "feature",
+    );
     await work.push("feature");
 
     const opened = await forge.openPullRequest(bed.forgeRepo, { head: "feature", title: "More workers" });
@@ -94,7 +97,14 @@ describe("pull requests on the local forge", () => {
       action: "opened",
       number: 1,
       repository: { full_name: "acme/fleet" },
-      pull_request: { state: "open", commits: 1, changed_files: 2, additions: 2, head: { label: "acme:feature", ref: "feature", sha: head, repo: { full_name: "acme/fleet", fork: false } }, base: { label: "acme:main", ref: "main", sha: main } },
+      pull_request: {
+        state: "open",
+        commits: 1,
+        changed_files: 2,
+        additions: 2,
+        head: { label: "acme:feature", ref: "feature", sha: head, repo: { full_name: "acme/fleet", fork: false } },
+        base: { label: "acme:main", ref: "main", sha: main },
+      },
     });
     expect(await lsRemote()).toContain(`${head}\trefs/pull/1/head`);
   });
@@ -109,7 +119,12 @@ describe("pull requests on the local forge", () => {
     await work.push("feature");
     const synced = await forge.synchronizePullRequest(bed.forgeRepo, 1);
     expect(synced).toMatchObject({ number: 1, headSha: after });
-    expect((await received(2))[1]).toMatchObject({ action: "synchronize", before, after, pull_request: { commits: 2, head: { sha: after } } });
+    expect((await received(2))[1]).toMatchObject({
+      action: "synchronize",
+      before,
+      after,
+      pull_request: { commits: 2, head: { sha: after } },
+    });
     expect(await lsRemote()).toContain(`${after}\trefs/pull/1/head`);
     // GitHub sends synchronize only for a head that moved.
     await expect(forge.synchronizePullRequest(bed.forgeRepo, 1)).rejects.toThrow(/still at/);
@@ -123,7 +138,10 @@ describe("pull requests on the local forge", () => {
     expect((await received(3))[2]).toMatchObject({
       action: "opened",
       number: 2,
-      pull_request: { head: { label: "contributor:fix", ref: "fix", sha: head, repo: { full_name: FORK, fork: true } }, base: { ref: "main", repo: { full_name: "acme/fleet" } } },
+      pull_request: {
+        head: { label: "contributor:fix", ref: "fix", sha: head, repo: { full_name: FORK, fork: true } },
+        base: { ref: "main", repo: { full_name: "acme/fleet" } },
+      },
     });
     expect(await lsRemote()).toContain(`${head}\trefs/pull/2/head`);
     expect(await fetchRef("refs/pull/2/head")).toBe(head);
@@ -142,7 +160,12 @@ describe("pull requests on the local forge", () => {
   it("answers GET /repos/{owner}/{repo}/pulls/{pull_number} as GitHub does", async () => {
     const octokit = new Octokit({ baseUrl: forge.apiUrl, auth: forge.token, request: { retries: 0 }, log: quiet });
     const { data } = await octokit.pulls.get({ owner: "acme", repo: "fleet", pull_number: 2 });
-    expect(data).toMatchObject({ number: 2, state: "open", head: { ref: "fix", sha: await fork.head(), repo: { full_name: FORK } }, base: { ref: "main" } });
+    expect(data).toMatchObject({
+      number: 2,
+      state: "open",
+      head: { ref: "fix", sha: await fork.head(), repo: { full_name: FORK } },
+      base: { ref: "main" },
+    });
     await expect(octokit.pulls.get({ owner: "acme", repo: "fleet", pull_number: 99 })).rejects.toMatchObject({ status: 404 });
   });
 

@@ -88,7 +88,15 @@ describe("the local forge", () => {
     await work.push("main");
     const dir = mkdtempSync(join(tmpdir(), "tidemark-iso-"));
     try {
-      await git.clone({ fs, http, dir, gitdir: join(dir, ".git"), url: bed.forge!.cloneUrl(bed.forgeRepo), singleBranch: true, noCheckout: true });
+      await git.clone({
+        fs,
+        http,
+        dir,
+        gitdir: join(dir, ".git"),
+        url: bed.forge!.cloneUrl(bed.forgeRepo),
+        singleBranch: true,
+        noCheckout: true,
+      });
       expect(await git.resolveRef({ fs, gitdir: join(dir, ".git"), ref: "refs/remotes/origin/main" })).toBe(await work.head());
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -98,7 +106,7 @@ describe("the local forge", () => {
   it("refuses a push without the forge's credentials", async () => {
     const anonymous = await WorkRepo.create(bed.forge!.cloneUrl(bed.forgeRepo));
     try {
-      await anonymous.commit({ "x": "y" });
+      await anonymous.commit({ x: "y" });
       await expect(anonymous.push("HEAD:refs/heads/anonymous")).rejects.toThrow(/Authentication|401|could not read Username/);
     } finally {
       anonymous.remove();

@@ -34,7 +34,14 @@ describe("the GitHub REST stand-in", () => {
   });
 
   it("records a commit status and lists it back, as GitHub does", async () => {
-    const created = await octokit.repos.createCommitStatus({ ...repo, sha, state: "success", context: "tidemark/staging", description: "deployed to 3/3 hosts", target_url: "http://127.0.0.1:1/deployments/d-1" });
+    const created = await octokit.repos.createCommitStatus({
+      ...repo,
+      sha,
+      state: "success",
+      context: "tidemark/staging",
+      description: "deployed to 3/3 hosts",
+      target_url: "http://127.0.0.1:1/deployments/d-1",
+    });
     expect(created.status).toBe(201);
     const listed = await octokit.repos.listCommitStatusesForRef({ ...repo, ref: "main" });
     expect(listed.data.map((s) => [s.context, s.state, s.description])).toEqual([["tidemark/staging", "success", "deployed to 3/3 hosts"]]);
@@ -43,15 +50,21 @@ describe("the GitHub REST stand-in", () => {
   });
 
   it("answers an invalid status with 422 and records the violation", async () => {
-    await expect(octokit.request("POST /repos/{owner}/{repo}/statuses/{sha}", { ...repo, sha, state: "deployed" as never })).rejects.toMatchObject({ status: 422 });
+    await expect(
+      octokit.request("POST /repos/{owner}/{repo}/statuses/{sha}", { ...repo, sha, state: "deployed" as never }),
+    ).rejects.toMatchObject({ status: 422 });
     const violations = await bed.forge!.drainViolations();
     expect(violations).toHaveLength(1);
     expect(violations[0]!.problems.join()).toMatch(/state must be equal to one of the allowed values/);
   });
 
   it("applies GitHub's own rules beyond the schema: 140 characters, known commits", async () => {
-    await expect(octokit.repos.createCommitStatus({ ...repo, sha, state: "failure", description: "x".repeat(141) })).rejects.toMatchObject({ status: 422 });
-    await expect(octokit.repos.createCommitStatus({ ...repo, sha: "f".repeat(40), state: "pending" })).rejects.toMatchObject({ status: 422 });
+    await expect(octokit.repos.createCommitStatus({ ...repo, sha, state: "failure", description: "x".repeat(141) })).rejects.toMatchObject({
+      status: 422,
+    });
+    await expect(octokit.repos.createCommitStatus({ ...repo, sha: "f".repeat(40), state: "pending" })).rejects.toMatchObject({
+      status: 422,
+    });
   });
 
   it("refuses a wrong token with 401", async () => {
@@ -60,10 +73,22 @@ describe("the GitHub REST stand-in", () => {
   });
 
   it("creates deployments with statuses; a later success marks the earlier one inactive", async () => {
-    const first = await octokit.repos.createDeployment({ ...repo, ref: sha, environment: "staging", required_contexts: [], auto_merge: false });
+    const first = await octokit.repos.createDeployment({
+      ...repo,
+      ref: sha,
+      environment: "staging",
+      required_contexts: [],
+      auto_merge: false,
+    });
     const firstId = (first.data as { id: number }).id;
     await octokit.repos.createDeploymentStatus({ ...repo, deployment_id: firstId, state: "success" });
-    const second = await octokit.repos.createDeployment({ ...repo, ref: sha, environment: "staging", required_contexts: [], auto_merge: false });
+    const second = await octokit.repos.createDeployment({
+      ...repo,
+      ref: sha,
+      environment: "staging",
+      required_contexts: [],
+      auto_merge: false,
+    });
     await octokit.repos.createDeploymentStatus({ ...repo, deployment_id: (second.data as { id: number }).id, state: "success" });
     const history = await octokit.repos.listDeploymentStatuses({ ...repo, deployment_id: firstId });
     expect(history.data.map((s) => s.state)).toEqual(["inactive", "success"]);
@@ -75,7 +100,10 @@ describe("the GitHub REST stand-in", () => {
   });
 
   it("fails on request: 502, and 403 with rate-limit headers", async () => {
-    await bed.forge!.setFaults([{ kind: "status", status: 502, times: 1 }, { kind: "rate-limit", resetInSeconds: 30, times: 1 }]);
+    await bed.forge!.setFaults([
+      { kind: "status", status: 502, times: 1 },
+      { kind: "rate-limit", resetInSeconds: 30, times: 1 },
+    ]);
     await expect(octokit.repos.listCommitStatusesForRef({ ...repo, ref: sha })).rejects.toMatchObject({ status: 502 });
     const limited = await octokit.repos.listCommitStatusesForRef({ ...repo, ref: sha }).catch((error: unknown) => error);
     expect(limited).toMatchObject({ status: 403, response: { headers: { "x-ratelimit-remaining": "0" } } });
@@ -90,7 +118,13 @@ describe("the GitHub REST stand-in", () => {
       const app = await bed.forge!.createApp(bed.forgeRepo);
       expect(app.privateKey).toMatch(/^-----BEGIN RSA PRIVATE KEY-----/);
       const seen = (await bed.forge!.apiRequests()).length;
-      const asApp = new Octokit({ baseUrl: bed.forge!.apiUrl, authStrategy: createAppAuth, auth: { appId: app.appId, privateKey: app.privateKey, installationId: app.installationId }, request: { retries: 0 }, log: quiet });
+      const asApp = new Octokit({
+        baseUrl: bed.forge!.apiUrl,
+        authStrategy: createAppAuth,
+        auth: { appId: app.appId, privateKey: app.privateKey, installationId: app.installationId },
+        request: { retries: 0 },
+        log: quiet,
+      });
       await asApp.repos.createCommitStatus({ ...repo, sha, state: "success", context: "tidemark/app" });
       const installation = await asApp.apps.getRepoInstallation(repo);
       expect(installation.data).toMatchObject({ id: app.installationId, app_id: app.appId, repository_selection: "selected" });
@@ -105,22 +139,50 @@ describe("the GitHub REST stand-in", () => {
     it("issues ghs_ tokens for one hour that reach only the installation's repository", async () => {
       const app = await bed.forge!.createApp(bed.forgeRepo);
       await bed.forge!.createRepo("acme", "elsewhere");
-      const asApp = new Octokit({ baseUrl: bed.forge!.apiUrl, authStrategy: createAppAuth, auth: { appId: app.appId, privateKey: app.privateKey }, request: { retries: 0 }, log: quiet });
-      const issued = (await asApp.auth({ type: "installation", installationId: app.installationId })) as { token: string; expiresAt: string; permissions: Record<string, string> };
+      const asApp = new Octokit({
+        baseUrl: bed.forge!.apiUrl,
+        authStrategy: createAppAuth,
+        auth: { appId: app.appId, privateKey: app.privateKey },
+        request: { retries: 0 },
+        log: quiet,
+      });
+      const issued = (await asApp.auth({ type: "installation", installationId: app.installationId })) as {
+        token: string;
+        expiresAt: string;
+        permissions: Record<string, string>;
+      };
       expect(issued.token).toMatch(/^ghs_[A-Za-z0-9]{36}$/);
       expect(Date.parse(issued.expiresAt) - Date.now()).toBeGreaterThan(3500_000);
-      expect(issued.permissions).toEqual({ statuses: "write", deployments: "write", contents: "write", pull_requests: "read", metadata: "read" });
+      expect(issued.permissions).toEqual({
+        statuses: "write",
+        deployments: "write",
+        contents: "write",
+        pull_requests: "read",
+        metadata: "read",
+      });
       const installed = withJwt(issued.token);
       expect((await installed.repos.get(repo)).status).toBe(200);
       await expect(installed.repos.get({ owner: "acme", repo: "elsewhere" })).rejects.toMatchObject({ status: 404 });
-      await expect(withJwt(`ghs_${"x".repeat(36)}`).repos.get(repo)).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/Bad credentials/) as unknown });
+      await expect(withJwt(`ghs_${"x".repeat(36)}`).repos.get(repo)).rejects.toMatchObject({
+        status: 401,
+        message: expect.stringMatching(/Bad credentials/) as unknown,
+      });
     });
 
     it("refuses the JWTs GitHub refuses, with GitHub's messages", async () => {
       const app = await bed.forge!.createApp(bed.forgeRepo);
       const other = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-      const forged = new Octokit({ baseUrl: bed.forge!.apiUrl, authStrategy: createAppAuth, auth: { appId: app.appId, privateKey: other, installationId: app.installationId }, request: { retries: 0 }, log: quiet });
-      await expect(forged.repos.createCommitStatus({ ...repo, sha, state: "success" })).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/A JSON web token could not be decoded/) as unknown });
+      const forged = new Octokit({
+        baseUrl: bed.forge!.apiUrl,
+        authStrategy: createAppAuth,
+        auth: { appId: app.appId, privateKey: other, installationId: app.installationId },
+        request: { retries: 0 },
+        log: quiet,
+      });
+      await expect(forged.repos.createCommitStatus({ ...repo, sha, state: "success" })).rejects.toMatchObject({
+        status: 401,
+        message: expect.stringMatching(/A JSON web token could not be decoded/) as unknown,
+      });
       const refusals: Array<[Record<string, unknown>, RegExp]> = [
         [{ iss: app.appId, iat: now() - 30, exp: now() + 3600 }, /'Expiration time' claim \('exp'\) is too far in the future/],
         [{ iss: app.appId, iat: now() - 700, exp: now() - 100 }, /'Expiration time' claim \('exp'\) must be a numeric value/],
@@ -128,15 +190,22 @@ describe("the GitHub REST stand-in", () => {
         [{ iss: "my-app", iat: now() - 30, exp: now() + 300 }, /'Issuer' claim \('iss'\) must be an Integer/],
       ];
       for (const [claims, message] of refusals) {
-        await expect(withJwt(jwt(app.privateKey, claims)).apps.createInstallationAccessToken({ installation_id: app.installationId })).rejects.toMatchObject({ status: 401, message: expect.stringMatching(message) as unknown });
+        await expect(
+          withJwt(jwt(app.privateKey, claims)).apps.createInstallationAccessToken({ installation_id: app.installationId }),
+        ).rejects.toMatchObject({ status: 401, message: expect.stringMatching(message) as unknown });
       }
       // iss may be a string of digits, as some libraries send it.
       const valid = withJwt(jwt(app.privateKey, { iss: String(app.appId), iat: now() - 30, exp: now() + 540 }));
       expect((await valid.apps.createInstallationAccessToken({ installation_id: app.installationId })).status).toBe(201);
-      await expect(valid.apps.createInstallationAccessToken({ installation_id: app.installationId + 1 })).rejects.toMatchObject({ status: 404 });
+      await expect(valid.apps.createInstallationAccessToken({ installation_id: app.installationId + 1 })).rejects.toMatchObject({
+        status: 404,
+      });
       // A JWT is the app's, not an installation's; the forge's token is no JWT.
       await expect(valid.repos.createCommitStatus({ ...repo, sha, state: "success" })).rejects.toMatchObject({ status: 403 });
-      await expect(octokit.apps.createInstallationAccessToken({ installation_id: app.installationId })).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/A JSON web token could not be decoded/) as unknown });
+      await expect(octokit.apps.createInstallationAccessToken({ installation_id: app.installationId })).rejects.toMatchObject({
+        status: 401,
+        message: expect.stringMatching(/A JSON web token could not be decoded/) as unknown,
+      });
     });
   });
 });

@@ -16,12 +16,20 @@ const PUBLIC_URL = "http://127.0.0.1:8080/tidemark";
 
 const app = (version: string, { run = "exec sleep infinity", gated = false } = {}) => ({
   "app/systemd/app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
-  "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks: [{ command: "sh check.sh", timeoutSeconds: 120 }] }),
+  "app/manifest.json": JSON.stringify({
+    systemd: { units_enabled: ["app.service"] },
+    checks: [{ command: "sh check.sh", timeoutSeconds: 120 }],
+  }),
   "app/check.sh": gated ? `while [ ! -e ${GATE} ]; do sleep 0.1; done\n` : "true\n",
   "app/run.sh": `${run}\n`,
   "app/version": `${version}\n`,
 });
-const tree = (files: Record<string, string>, only?: string) => Object.fromEntries(HOSTS.filter((host) => !only || host === only).flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content])));
+const tree = (files: Record<string, string>, only?: string) =>
+  Object.fromEntries(
+    HOSTS.filter((host) => !only || host === only).flatMap((host) =>
+      Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content]),
+    ),
+  );
 
 /** What a person sees on the commit: every status posted to it, in order, as "context state description". */
 type Posted = ApiRequest & { body: { context: string; state: string; description: string; target_url?: string } };
@@ -34,15 +42,29 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
   let serve: OperatorProcess;
   let serveEnv: NodeJS.ProcessEnv;
 
-  const statusRequests = async (sha: string) => (await bed.forge!.apiRequests()).filter((request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`));
-  const statuses = async (sha: string) => (await statusRequests(sha)).filter((request) => request.status === 201).map(({ body }) => `${body.context} ${body.state} ${body.description}`);
+  const statusRequests = async (sha: string) =>
+    (await bed.forge!.apiRequests()).filter(
+      (request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`),
+    );
+  const statuses = async (sha: string) =>
+    (await statusRequests(sha))
+      .filter((request) => request.status === 201)
+      .map(({ body }) => `${body.context} ${body.state} ${body.description}`);
   /** Waits until the commit's `tidemark/staging` status is final (not pending), with `count` statuses in all: the per-host ones are posted before it. */
   const finalStatuses = (sha: string, count: number) =>
-    waitFor(`the statuses of ${sha.slice(0, 7)}`, async () => {
-      const seen = await statuses(sha);
-      return seen.length >= count && seen.some((line) => line.startsWith("tidemark/staging ") && !line.startsWith("tidemark/staging pending")) ? seen : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 200 });
-  const finished = (sha: string) => (line: LogLine) => line.environment === "staging" && line.commit === sha && typeof line.outcome === "string";
+    waitFor(
+      `the statuses of ${sha.slice(0, 7)}`,
+      async () => {
+        const seen = await statuses(sha);
+        return seen.length >= count &&
+          seen.some((line) => line.startsWith("tidemark/staging ") && !line.startsWith("tidemark/staging pending"))
+          ? seen
+          : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+  const finished = (sha: string) => (line: LogLine) =>
+    line.environment === "staging" && line.commit === sha && typeof line.outcome === "string";
   const push = async (files: Record<string, string>, message: string) => {
     const sha = await work.commit(files, message);
     await work.push("main");
@@ -57,7 +79,21 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     shell = owned.own(new HostShell(bed), (it) => it.close());
     operator = owned.own(operatorEnv(bed), (it) => it.remove());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "  production: { track: { tag: production }, tree: clusters/production }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
+    await work.commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "  production: { track: { tag: production }, tree: clusters/production }",
+          "hosts:",
+          ...hosts,
+          "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }",
+          "",
+        ].join("\n"),
+        ...tree(app("v0")),
+      },
+      "zero",
+    );
     await work.push("main");
     serveEnv = reportingServeEnv(bed, operator.env, { TIDEMARK_PUBLIC_URL: PUBLIC_URL });
     serve = await OperatorProcess.start("serve", serveEnv);
@@ -88,15 +124,38 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     const second = await push(tree(app("v2")), "v2");
     await finalStatuses(second, 7);
     const deployments = await waitFor("both GitHub deployments to be final", async () => {
-      const requests = (await bed.forge!.apiRequests()).filter((request) => request.operationId === "repos/create-deployment-status" && request.status === 201);
+      const requests = (await bed.forge!.apiRequests()).filter(
+        (request) => request.operationId === "repos/create-deployment-status" && request.status === 201,
+      );
       return requests.length >= 4 ? requests : undefined;
     });
-    expect(deployments.map((request) => (request.body as { state: string }).state)).toEqual(["in_progress", "success", "in_progress", "success"]);
+    expect(deployments.map((request) => (request.body as { state: string }).state)).toEqual([
+      "in_progress",
+      "success",
+      "in_progress",
+      "success",
+    ]);
     const created = (await bed.forge!.apiRequests()).filter((request) => request.operationId === "repos/create-deployment");
     expect(created.map((request) => (request.body as { ref: string; environment: string }).ref)).toEqual([first, second]);
     // GitHub's Environments view: the first deployment is inactive now, the second is what runs.
-    const list = async (id: number) => (await (await fetch(`${bed.forge!.apiUrl}/repos/${bed.forgeRepo}/deployments/${id}/statuses`, { headers: { authorization: `token ${bed.forge!.token}` } })).json()) as Array<{ state: string }>;
-    const ids = await Promise.all(created.map(async (request) => ((await (await fetch(`${bed.forge!.apiUrl}/repos/${bed.forgeRepo}/deployments?sha=${(request.body as { ref: string }).ref}`, { headers: { authorization: `token ${bed.forge!.token}` } })).json()) as Array<{ id: number }>)[0]!.id));
+    const list = async (id: number) =>
+      (await (
+        await fetch(`${bed.forge!.apiUrl}/repos/${bed.forgeRepo}/deployments/${id}/statuses`, {
+          headers: { authorization: `token ${bed.forge!.token}` },
+        })
+      ).json()) as Array<{ state: string }>;
+    const ids = await Promise.all(
+      created.map(
+        async (request) =>
+          (
+            (await (
+              await fetch(`${bed.forge!.apiUrl}/repos/${bed.forgeRepo}/deployments?sha=${(request.body as { ref: string }).ref}`, {
+                headers: { authorization: `token ${bed.forge!.token}` },
+              })
+            ).json()) as Array<{ id: number }>
+          )[0]!.id,
+      ),
+    );
     expect((await list(ids[0]!))[0]!.state).toBe("inactive");
     expect((await list(ids[1]!))[0]!.state).toBe("success");
   });
@@ -117,14 +176,19 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
   });
 
   it("an invalid config tree: error naming the file and the field, nothing deployed", async () => {
-    const sha = await push({ "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) }, "broken manifest");
+    const sha = await push(
+      { "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) },
+      "broken manifest",
+    );
     const seen = await waitFor("the error status", async () => {
       const lines = await statuses(sha);
       return lines.length >= 2 ? lines : undefined;
     });
     expect(seen).toHaveLength(2);
     expect(seen[0]).toBe("tidemark/staging pending queued for staging");
-    expect(seen[1]).toMatch(/^tidemark\/staging error invalid config: clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled: /);
+    expect(seen[1]).toMatch(
+      /^tidemark\/staging error invalid config: clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled: /,
+    );
     expect(await shell.run("web01", "cat /var/lib/tidemark/apps/app/current/version")).toBe("v2");
   });
 
@@ -138,7 +202,10 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     await waitFor("both pushes queued", async () => (await statuses(newest)).length >= 1 && (await statuses(skipped)).length >= 1);
     for (const host of HOSTS) await shell.run(host, `touch ${GATE}`);
     await finalStatuses(newest, 7);
-    expect(await statuses(skipped)).toEqual(["tidemark/staging pending queued for staging", `tidemark/staging success superseded by ${newest.slice(0, 7)}, deployed in its place`]);
+    expect(await statuses(skipped)).toEqual([
+      "tidemark/staging pending queued for staging",
+      `tidemark/staging success superseded by ${newest.slice(0, 7)}, deployed in its place`,
+    ]);
   });
 
   it("GitHub answering 502 three times: the deployment goes on, the statuses arrive once it recovers", async () => {
@@ -159,7 +226,11 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     await bed.forge!.setFaults([{ kind: "status", status: 502, times: 4, path: `/statuses/${sha}` }]);
     await work.push("main");
     await finalStatuses(sha, 6);
-    const dropped = await serve.waitForLog((line) => line.msg === "report dropped: a newer one for the same status was posted first" && line.key === `status:${sha}:tidemark/staging`, 60_000);
+    const dropped = await serve.waitForLog(
+      (line) =>
+        line.msg === "report dropped: a newer one for the same status was posted first" && line.key === `status:${sha}:tidemark/staging`,
+      60_000,
+    );
     expect(dropped.attempt).toBe(2);
     const seen = await statuses(sha);
     expect(seen[0]).toBe("tidemark/staging pending deploying to 2 hosts");
@@ -182,14 +253,22 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
   it("a host's final status that GitHub refuses through Octokit's retries holds the environment's back until it is posted", async () => {
     const sha = await work.commit(tree(app("v8c")), "v8c: web02's final status refused four times");
     // Octokit tries each request four times: the batch's first attempt fails on web02's final status and waits out BullMQ's backoff.
-    await bed.forge!.setFaults([{ kind: "status", status: 502, times: 4, path: `/statuses/${sha}`, body: '^(?=.*"tidemark/staging/web02")(?=.*"state":"success")' }]);
+    await bed.forge!.setFaults([
+      { kind: "status", status: 502, times: 4, path: `/statuses/${sha}`, body: '^(?=.*"tidemark/staging/web02")(?=.*"state":"success")' },
+    ]);
     const since = serve.lines.length;
     await work.push("main");
     await finalStatuses(sha, 7);
-    await serve.waitForLog((line) => line.msg === "report to GitHub failed; it is tried again" && line.key === `status:${sha}:tidemark/staging/web02`, 10_000, since);
+    await serve.waitForLog(
+      (line) => line.msg === "report to GitHub failed; it is tried again" && line.key === `status:${sha}:tidemark/staging/web02`,
+      10_000,
+      since,
+    );
     const requests = await statusRequests(sha);
     expect(requests.filter((request) => request.status === 502)).toHaveLength(4);
-    const posted = requests.filter((request) => request.status === 201).map(({ body, at }) => ({ line: `${body.context} ${body.state} ${body.description}`, at }));
+    const posted = requests
+      .filter((request) => request.status === 201)
+      .map(({ body, at }) => ({ line: `${body.context} ${body.state} ${body.description}`, at }));
     expect(posted.map(({ line }) => line)).toEqual([
       "tidemark/staging pending queued for staging",
       "tidemark/staging pending deploying to 2 hosts",
@@ -219,7 +298,11 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     const [final] = (await statusRequests(sha)).filter((request) => request.body.state === "success");
     expect(final!.body.target_url).toBe(`${PUBLIC_URL}/environments/staging`);
     expect(await history()).toBe(before);
-    expect((await bed.forge!.apiRequests()).filter((request) => request.operationId === "repos/create-deployment" && (request.body as { ref: string }).ref === sha)).toEqual([]);
+    expect(
+      (await bed.forge!.apiRequests()).filter(
+        (request) => request.operationId === "repos/create-deployment" && (request.body as { ref: string }).ref === sha,
+      ),
+    ).toEqual([]);
     const metrics = await (await fetch(`${serve.url}/metrics`)).text();
     expect(metrics).toMatch(/^tidemark_deployments_total\{environment="staging",outcome="no-change"\} 1$/m);
   });
@@ -231,11 +314,21 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     serve.kill("SIGTERM");
     await serve.exited;
     const { TIDEMARK_GITHUB_TOKEN: _token, ...withoutToken } = serveEnv;
-    serve = await OperatorProcess.start("serve", { ...withoutToken, TIDEMARK_GITHUB_APP_ID: String(credentials.appId), TIDEMARK_GITHUB_APP_KEY: keyFile, TIDEMARK_GITHUB_APP_INSTALLATION: String(credentials.installationId), TIDEMARK_LISTEN: new URL(serve.url).host });
+    serve = await OperatorProcess.start("serve", {
+      ...withoutToken,
+      TIDEMARK_GITHUB_APP_ID: String(credentials.appId),
+      TIDEMARK_GITHUB_APP_KEY: keyFile,
+      TIDEMARK_GITHUB_APP_INSTALLATION: String(credentials.installationId),
+      TIDEMARK_LISTEN: new URL(serve.url).host,
+    });
     const sha = await push(tree(app("v9")), "v9");
     await finalStatuses(sha, 7);
     const requests = await statusRequests(sha);
     expect(requests.map((request) => request.auth)).toEqual(Array(7).fill("installation"));
-    expect((await bed.forge!.apiRequests()).filter((request) => request.operationId === "apps/create-installation-access-token").map((request) => [request.auth, request.status])).toEqual([["jwt", 201]]);
+    expect(
+      (await bed.forge!.apiRequests())
+        .filter((request) => request.operationId === "apps/create-installation-access-token")
+        .map((request) => [request.auth, request.status]),
+    ).toEqual([["jwt", 201]]);
   });
 });

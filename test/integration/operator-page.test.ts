@@ -21,7 +21,10 @@ const app = (version: string, run = "exec sleep infinity") => ({
   "app/version": `${version}\n`,
   [`${SCRIPT_APP}/note.txt`]: `${version}\n`,
 });
-const tree = (hosts: string[], files: Record<string, string>) => Object.fromEntries(hosts.flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content])));
+const tree = (hosts: string[], files: Record<string, string>) =>
+  Object.fromEntries(
+    hosts.flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content])),
+  );
 
 describe("the operator's page in a browser", () => {
   let bed: TestBed;
@@ -31,7 +34,8 @@ describe("the operator's page in a browser", () => {
   let browser: Browser | undefined;
   let page: Page;
   const dialogs: string[] = [];
-  const finished = (commit: string) => (line: LogLine) => line.environment === "staging" && line.commit === commit && typeof line.outcome === "string";
+  const finished = (commit: string) => (line: LogLine) =>
+    line.environment === "staging" && line.commit === commit && typeof line.outcome === "string";
 
   const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
 
@@ -40,9 +44,25 @@ describe("the operator's page in a browser", () => {
     work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
     operator = owned.own(operatorEnv(bed), (it) => it.remove());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 2 }", ""].join("\n"), ...tree(HOSTS, app("v1")) }, "v1");
+    await work.commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "hosts:",
+          ...hosts,
+          "rollout: { maxParallel: 2, canary: 0, maxFailures: 2 }",
+          "",
+        ].join("\n"),
+        ...tree(HOSTS, app("v1")),
+      },
+      "v1",
+    );
     const port = await freePort();
-    serve = await OperatorProcess.start("serve", reportingServeEnv(bed, operator.env, { TIDEMARK_LISTEN: `127.0.0.1:${port}`, TIDEMARK_PUBLIC_URL: `http://127.0.0.1:${port}` }));
+    serve = await OperatorProcess.start(
+      "serve",
+      reportingServeEnv(bed, operator.env, { TIDEMARK_LISTEN: `127.0.0.1:${port}`, TIDEMARK_PUBLIC_URL: `http://127.0.0.1:${port}` }),
+    );
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
     browser = owned.own(await launchBrowser(), (it) => it.close());
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -56,14 +76,23 @@ describe("the operator's page in a browser", () => {
     await work.push("main");
     const first = await serve.waitForLog(finished(await work.head()));
     expect(first.outcome).toBe("succeeded");
-    const broken = await work.commit(tree(["web02"], app("v2", "echo 'app: cannot parse /etc/app.conf' >&2\nexit 3")), "v2, broken on web02");
+    const broken = await work.commit(
+      tree(["web02"], app("v2", "echo 'app: cannot parse /etc/app.conf' >&2\nexit 3")),
+      "v2, broken on web02",
+    );
     await work.push("main");
     const done = await serve.waitForLog(finished(broken));
     expect(done.outcome).toBe("failed");
 
     // The failure status on the commit links to the deployment's page: follow it as a person would.
     const status = await waitFor("the failure status", async () =>
-      (await bed.forge!.apiRequests()).find((request: ApiRequest) => request.method === "POST" && request.path.endsWith(`/statuses/${broken}`) && (request.body as { context?: string; state?: string }).context === "tidemark/staging" && (request.body as { state?: string }).state === "failure"),
+      (await bed.forge!.apiRequests()).find(
+        (request: ApiRequest) =>
+          request.method === "POST" &&
+          request.path.endsWith(`/statuses/${broken}`) &&
+          (request.body as { context?: string; state?: string }).context === "tidemark/staging" &&
+          (request.body as { state?: string }).state === "failure",
+      ),
     );
     const link = (status.body as { target_url: string }).target_url;
     expect(link).toBe(`${serve.url}/deployments/${String(done.deployment)}`);
@@ -75,7 +104,19 @@ describe("the operator's page in a browser", () => {
     expect(await web02.innerText()).toContain("app.service failed (exit-code); rolled back to");
     expect(await web02.locator("pre.output").innerText()).toContain("app: cannot parse /etc/app.conf");
     const steps = await web02.locator("table.timeline tbody tr td:first-child").allInnerTexts();
-    expect(steps).toEqual(["connect", "lock", "inspect", "upload", "switch", "restart", "check", "rollback", "switch (rollback)", "restart (rollback)", "check (rollback)"]);
+    expect(steps).toEqual([
+      "connect",
+      "lock",
+      "inspect",
+      "upload",
+      "switch",
+      "restart",
+      "check",
+      "rollback",
+      "switch (rollback)",
+      "restart (rollback)",
+      "check (rollback)",
+    ]);
     // web02's plan names the app from the tree literally; no script of the page's ran.
     expect(await web02.locator("ul.files").first().innerText()).toContain(`~ ${SCRIPT_APP}`);
     expect(dialogs).toEqual([]);
@@ -111,10 +152,15 @@ describe("the operator's page in a browser", () => {
     await work.git("checkout", "--quiet", "-b", "feature");
     const feature = await work.commit(tree(["web01"], { "app/version": "v3\n" }), "v3 on web01");
     await work.push("feature");
-    await waitFor("the operator's mirror to fetch the branch", async () => (await fetch(`${serve.url}/plans/staging/${feature}`)).status === 200);
+    await waitFor(
+      "the operator's mirror to fetch the branch",
+      async () => (await fetch(`${serve.url}/plans/staging/${feature}`)).status === 200,
+    );
     await page.goto(`${serve.url}/plans/staging/${feature}`);
     await saveScreenshot(page, "plan");
-    expect(await page.locator("main section").allInnerTexts()).toEqual(["web01\n~ app\n~ version\n\nrestart app.service\n\nrollback available"]);
+    expect(await page.locator("main section").allInnerTexts()).toEqual([
+      "web01\n~ app\n~ version\n\nrestart app.service\n\nrollback available",
+    ]);
     expect(dialogs).toEqual([]);
   });
 });

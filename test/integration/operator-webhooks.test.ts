@@ -20,15 +20,31 @@ describe("tidemark serve: the webhook endpoint", () => {
   const OLD_SECRET = "the-secret-being-rotated-out";
 
   const sign = (body: string, secret = bed.webhookSecret) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
-  const pushJobs = async () => (await refs.getJobs(["waiting", "active", "completed", "failed", "delayed"])).filter((job) => job.name === "push") as Array<{ data: unknown }>;
+  const pushJobs = async () =>
+    (await refs.getJobs(["waiting", "active", "completed", "failed", "delayed"])).filter((job) => job.name === "push") as Array<{
+      data: unknown;
+    }>;
   const metric = async (name: string) => {
     const text = await (await fetch(`${serve.url}/metrics`)).text();
     return Number(new RegExp(`^${name.replace(/[{}"]/g, "\\$&")} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
   };
 
   /** POSTs like GitHub would, with whatever headers the test forges. */
-  async function post(body: string | Buffer, headers: Record<string, string>): Promise<{ status: number; json: { result?: string; message?: string } }> {
-    const response = await fetch(`${serve.url}/webhooks/github`, { method: "POST", headers: { "content-type": "application/json", "x-github-event": "push", "x-github-delivery": randomUUID(), "x-github-hook-id": "1", ...headers }, body });
+  async function post(
+    body: string | Buffer,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; json: { result?: string; message?: string } }> {
+    const response = await fetch(`${serve.url}/webhooks/github`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-github-event": "push",
+        "x-github-delivery": randomUUID(),
+        "x-github-hook-id": "1",
+        ...headers,
+      },
+      body,
+    });
     return { status: response.status, json: (await response.json()) as { result?: string } };
   }
 
@@ -37,10 +53,24 @@ describe("tidemark serve: the webhook endpoint", () => {
     return new Promise((resolve, reject) => {
       const url = new URL(`${serve.url}/webhooks/github`);
       const body = Buffer.alloc(bytes, "a");
-      const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json", "x-github-event": "push", "x-hub-signature-256": sign(body.toString()), ...(chunked ? {} : { "content-length": String(bytes) }) } }, (response) => {
-        response.resume();
-        resolve(response.statusCode ?? 0);
-      });
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "x-github-event": "push",
+            "x-hub-signature-256": sign(body.toString()),
+            ...(chunked ? {} : { "content-length": String(bytes) }),
+          },
+        },
+        (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        },
+      );
       req.on("error", (error) => (req.destroyed ? undefined : reject(error)));
       for (let offset = 0; offset < bytes; offset += 64 * 1024) req.write(body.subarray(offset, offset + 64 * 1024));
       req.end();
@@ -56,11 +86,24 @@ describe("tidemark serve: the webhook endpoint", () => {
     refs = new Queue("refs", { connection: redis, prefix: "tidemark" });
     refs.on("error", () => undefined);
     // A host nothing listens on: deployments end unreachable, which does not matter here.
-    await work.commit({ "tidemark.yaml": "environments:\n  staging: { track: { branch: main }, tree: clusters/staging }\nhosts:\n  web01: { address: 127.0.0.1, port: 9, hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKV33voDPmQ/pY/7wM2OQaOgvO/I2qHCjnZC4ZXBvAaM' }\n", "clusters/staging/web01/app/version": "1\n" }, "one");
+    await work.commit(
+      {
+        "tidemark.yaml":
+          "environments:\n  staging: { track: { branch: main }, tree: clusters/staging }\nhosts:\n  web01: { address: 127.0.0.1, port: 9, hostKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKV33voDPmQ/pY/7wM2OQaOgvO/I2qHCjnZC4ZXBvAaM' }\n",
+        "clusters/staging/web01/app/version": "1\n",
+      },
+      "one",
+    );
     await work.push("main");
     // An operator with eviction on must say so at start.
     await redis.config("SET", "maxmemory-policy", "allkeys-lru");
-    serve = await OperatorProcess.start("serve", { ...operator.env, TIDEMARK_REDIS_URL: bed.redis!.url, TIDEMARK_WEBHOOK_SECRET: `${OLD_SECRET},${bed.webhookSecret}`, TIDEMARK_LISTEN: "127.0.0.1:0", TIDEMARK_POLL_INTERVAL: "0" });
+    serve = await OperatorProcess.start("serve", {
+      ...operator.env,
+      TIDEMARK_REDIS_URL: bed.redis!.url,
+      TIDEMARK_WEBHOOK_SECRET: `${OLD_SECRET},${bed.webhookSecret}`,
+      TIDEMARK_LISTEN: "127.0.0.1:0",
+      TIDEMARK_POLL_INTERVAL: "0",
+    });
     await redis.config("SET", "maxmemory-policy", "noeviction");
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
   });
@@ -106,12 +149,17 @@ describe("tidemark serve: the webhook endpoint", () => {
     expect(await postLarge(2 * 1024 * 1024, true)).toBe(413);
     // Signed, but form-encoded (a webhook set to the wrong content type).
     const form = `payload=${encodeURIComponent(body)}`;
-    expect(await post(form, { "content-type": "application/x-www-form-urlencoded", "x-hub-signature-256": sign(form) })).toMatchObject({ status: 415, json: { result: "not-json" } });
+    expect(await post(form, { "content-type": "application/x-www-form-urlencoded", "x-hub-signature-256": sign(form) })).toMatchObject({
+      status: 415,
+      json: { result: "not-json" },
+    });
     // The real delivery again, 50 times, as GitHub's "Redeliver" sends it: same GUID, same hook.
     for (let i = 0; i < 50; i++) expect((await bed.forge!.redeliver(delivery!.guid)).status).toBe(200);
 
     const jobs = await pushJobs();
-    expect(jobs.map((job) => job.data)).toEqual([{ kind: "push", ref: "refs/heads/main", after: sha, deleted: false, delivery: delivery!.guid }]);
+    expect(jobs.map((job) => job.data)).toEqual([
+      { kind: "push", ref: "refs/heads/main", after: sha, deleted: false, delivery: delivery!.guid },
+    ]);
     expect(await metric('tidemark_webhook_deliveries_total{result="queued"}')).toBe(1);
     expect(await metric('tidemark_webhook_deliveries_total{result="duplicate"}')).toBe(50);
     expect(await metric('tidemark_webhook_deliveries_total{result="unauthorized"}')).toBe(3);
@@ -119,21 +167,41 @@ describe("tidemark serve: the webhook endpoint", () => {
 
   it("answers ping with either secret during a rotation, and ignores other events and other repositories", async () => {
     const ping = JSON.stringify({ zen: "Keep it logically awesome.", hook_id: 1 });
-    expect(await post(ping, { "x-github-event": "ping", "x-hub-signature-256": sign(ping, OLD_SECRET) })).toMatchObject({ status: 200, json: { result: "ping" } });
+    expect(await post(ping, { "x-github-event": "ping", "x-hub-signature-256": sign(ping, OLD_SECRET) })).toMatchObject({
+      status: 200,
+      json: { result: "ping" },
+    });
     expect(await post(ping, { "x-github-event": "ping", "x-hub-signature-256": sign(ping) })).toMatchObject({ status: 200 });
     const issue = JSON.stringify({ action: "opened" });
-    expect(await post(issue, { "x-github-event": "issues", "x-hub-signature-256": sign(issue) })).toMatchObject({ status: 202, json: { result: "ignored" } });
+    expect(await post(issue, { "x-github-event": "issues", "x-hub-signature-256": sign(issue) })).toMatchObject({
+      status: 202,
+      json: { result: "ignored" },
+    });
     const [delivery] = (await bed.forge!.deliveries()).slice(-1);
-    const elsewhere = JSON.stringify({ ...(delivery!.payload as object), repository: { full_name: "someone/else", clone_url: "https://github.com/someone/else.git" } });
-    expect(await post(elsewhere, { "x-hub-signature-256": sign(elsewhere) })).toMatchObject({ status: 202, json: { result: "ignored", message: expect.stringMatching(/not to the source repo/) as string } });
+    const elsewhere = JSON.stringify({
+      ...(delivery!.payload as object),
+      repository: { full_name: "someone/else", clone_url: "https://github.com/someone/else.git" },
+    });
+    expect(await post(elsewhere, { "x-hub-signature-256": sign(elsewhere) })).toMatchObject({
+      status: 202,
+      json: { result: "ignored", message: expect.stringMatching(/not to the source repo/) as string },
+    });
     expect(await pushJobs()).toHaveLength(1);
   });
 
   it("answers 503 while Redis is down, so that the delivery can be retried, and recovers by itself", async () => {
     await bed.redis!.stop();
-    const body = JSON.stringify({ ref: "refs/heads/main", after: "a".repeat(40), deleted: false, repository: { full_name: bed.forgeRepo, clone_url: bed.forge!.cloneUrl(bed.forgeRepo) } });
+    const body = JSON.stringify({
+      ref: "refs/heads/main",
+      after: "a".repeat(40),
+      deleted: false,
+      repository: { full_name: bed.forgeRepo, clone_url: bed.forge!.cloneUrl(bed.forgeRepo) },
+    });
     const guid = randomUUID();
-    expect(await post(body, { "x-hub-signature-256": sign(body), "x-github-delivery": guid })).toMatchObject({ status: 503, json: { result: "unavailable" } });
+    expect(await post(body, { "x-hub-signature-256": sign(body), "x-github-delivery": guid })).toMatchObject({
+      status: 503,
+      json: { result: "unavailable" },
+    });
     const ready = await fetch(`${serve.url}/readyz`);
     expect(ready.status).toBe(503);
     expect(((await ready.json()) as { checks: { redis: string } }).checks.redis).toMatch(/^unreachable/);
@@ -141,7 +209,10 @@ describe("tidemark serve: the webhook endpoint", () => {
     await bed.redis!.start();
     await waitFor("readiness", async () => (await fetch(`${serve.url}/readyz`)).status === 200);
     // The refused delivery was not remembered: its redelivery is taken.
-    expect(await post(body, { "x-hub-signature-256": sign(body), "x-github-delivery": guid })).toMatchObject({ status: 202, json: { result: "queued" } });
+    expect(await post(body, { "x-hub-signature-256": sign(body), "x-github-delivery": guid })).toMatchObject({
+      status: 202,
+      json: { result: "queued" },
+    });
     expect(await pushJobs()).toHaveLength(2);
   });
 });

@@ -18,13 +18,22 @@ const GATE = "/run/tidemark-test-gate";
 /** An app whose check sleeps `delay` seconds, or with `gated`, waits until the test opens the gate. */
 const app = (version: string, { delay = 0, gated = false, run = "exec sleep infinity" } = {}) => ({
   "app/systemd/app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
-  "app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks: [{ command: "sh check.sh", timeoutSeconds: 120 }] }),
+  "app/manifest.json": JSON.stringify({
+    systemd: { units_enabled: ["app.service"] },
+    checks: [{ command: "sh check.sh", timeoutSeconds: 120 }],
+  }),
   "app/check.sh": gated ? `while [ ! -e ${GATE} ]; do sleep 0.1; done\n` : `sleep ${delay}\n`,
   "app/run.sh": `${run}\n`,
   "app/version": `${version}\n`,
 });
 
-type HistoryJson = Array<{ id: string; sourceCommit: string; sourceRef: string; trigger: string; hosts: Array<{ host: string; outcome: string; detail?: string }> }>;
+type HistoryJson = Array<{
+  id: string;
+  sourceCommit: string;
+  sourceRef: string;
+  trigger: string;
+  hosts: Array<{ host: string; outcome: string; detail?: string }>;
+}>;
 
 describe("tidemark serve on systemd hosts: pushes become deployments", () => {
   let bed: TestBed;
@@ -37,17 +46,33 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
 
   /** Files of every host of an environment, or of one host. */
   const tree = (environment: Environment, files: Record<string, string>, only?: string) =>
-    Object.fromEntries(ENVIRONMENTS[environment].filter((host) => !only || host === only).flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/${environment}/${host}/${path}`, content])));
+    Object.fromEntries(
+      ENVIRONMENTS[environment]
+        .filter((host) => !only || host === only)
+        .flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/${environment}/${host}/${path}`, content])),
+    );
   const version = (host: string) => shell.run(host, "cat /var/lib/tidemark/apps/app/current/version 2>/dev/null || echo none");
   const versions = async (environment: Environment) => Promise.all(ENVIRONMENTS[environment].map(version));
   const waitVersions = (environment: Environment, expected: string, timeoutMs = 30_000) =>
-    waitFor(`${environment} to run ${expected}`, async () => (await versions(environment)).every((seen) => seen === expected), { timeoutMs, intervalMs: 100 });
-  const history = async (environment: Environment) => (JSON.parse((await tidemark(["history", environment, "--json"], operator.env)).stdout) as HistoryJson);
-  const started = (environment: Environment, after = 0) => serve.lines.slice(after).filter((line) => line.msg === `${environment}: deployment started`);
-  const finished = (environment: Environment, commit: string) => (line: LogLine) => line.environment === environment && line.commit === commit && typeof line.outcome === "string";
+    waitFor(`${environment} to run ${expected}`, async () => (await versions(environment)).every((seen) => seen === expected), {
+      timeoutMs,
+      intervalMs: 100,
+    });
+  const history = async (environment: Environment) =>
+    JSON.parse((await tidemark(["history", environment, "--json"], operator.env)).stdout) as HistoryJson;
+  const started = (environment: Environment, after = 0) =>
+    serve.lines.slice(after).filter((line) => line.msg === `${environment}: deployment started`);
+  const finished = (environment: Environment, commit: string) => (line: LogLine) =>
+    line.environment === environment && line.commit === commit && typeof line.outcome === "string";
   /** Waits until the intake has handled the push of `ref` at `sha` (by its delivery). */
   async function intake(ref: string, sha: string | null): Promise<LogLine[]> {
-    const delivery = await waitFor(`the delivery of ${ref}`, async () => (await bed.forge!.deliveries()).find((d) => (d.payload as { ref: string }).ref === ref && (sha === null ? (d.payload as { deleted: boolean }).deleted : (d.payload as { after: string }).after === sha)));
+    const delivery = await waitFor(`the delivery of ${ref}`, async () =>
+      (await bed.forge!.deliveries()).find(
+        (d) =>
+          (d.payload as { ref: string }).ref === ref &&
+          (sha === null ? (d.payload as { deleted: boolean }).deleted : (d.payload as { after: string }).after === sha),
+      ),
+    );
     expect(delivery.status).toBe(202);
     await serve.waitForLog((line) => line.delivery === delivery.guid && line.trigger === "push");
     return serve.logs((line) => line.delivery === delivery.guid && line.trigger === "push");
@@ -63,23 +88,34 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     redis = owned.own(new Redis(bed.redis!.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 }), (it) => it.disconnect());
     redis.on("error", () => undefined);
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await work.commit({
-      "tidemark.yaml": [
-        "environments:",
-        "  staging: { track: { branch: main }, tree: clusters/staging }",
-        '  production: { track: { tags: "v*" }, tree: clusters/production }',
-        "  pinned: { track: { tag: stable }, tree: clusters/pinned }",
-        "hosts:",
-        ...hosts,
-        "rollout: { maxParallel: 1, canary: 0, maxFailures: 10 }",
-        "",
-      ].join("\n"),
-      ...tree("staging", app("s0")),
-      ...tree("production", app("p0")),
-      ...tree("pinned", app("p0")),
-    }, "zero");
+    await work.commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          '  production: { track: { tags: "v*" }, tree: clusters/production }',
+          "  pinned: { track: { tag: stable }, tree: clusters/pinned }",
+          "hosts:",
+          ...hosts,
+          "rollout: { maxParallel: 1, canary: 0, maxFailures: 10 }",
+          "",
+        ].join("\n"),
+        ...tree("staging", app("s0")),
+        ...tree("production", app("p0")),
+        ...tree("pinned", app("p0")),
+      },
+      "zero",
+    );
     await work.push("main");
-    serveEnv = { ...operator.env, TIDEMARK_REDIS_URL: bed.redis!.url, TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret, TIDEMARK_LISTEN: "127.0.0.1:0", TIDEMARK_POLL_INTERVAL: "0", TIDEMARK_SETTLE: "0.3", TIDEMARK_LOG_LEVEL: "debug" };
+    serveEnv = {
+      ...operator.env,
+      TIDEMARK_REDIS_URL: bed.redis!.url,
+      TIDEMARK_WEBHOOK_SECRET: bed.webhookSecret,
+      TIDEMARK_LISTEN: "127.0.0.1:0",
+      TIDEMARK_POLL_INTERVAL: "0",
+      TIDEMARK_SETTLE: "0.3",
+      TIDEMARK_LOG_LEVEL: "debug",
+    };
     serve = await OperatorProcess.start("serve", serveEnv);
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
   });
@@ -90,7 +126,15 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     await waitVersions("staging", "s1");
     await serve.waitForLog(finished("staging", sha));
     const [last] = await history("staging");
-    expect(last).toMatchObject({ sourceCommit: sha, sourceRef: "refs/heads/main", trigger: "webhook", hosts: [{ host: "web01", outcome: "deployed" }, { host: "web02", outcome: "deployed" }] });
+    expect(last).toMatchObject({
+      sourceCommit: sha,
+      sourceRef: "refs/heads/main",
+      trigger: "webhook",
+      hosts: [
+        { host: "web01", outcome: "deployed" },
+        { host: "web02", outcome: "deployed" },
+      ],
+    });
     expect(await versions("production")).toEqual(["none"]);
   });
 
@@ -119,7 +163,9 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     expect(await intake("refs/tags/v1.2.0", older)).toMatchObject([{ environment: "production", action: "current" }]);
 
     await work.git("push", "--quiet", "origin", ":refs/tags/stable");
-    expect(await intake("refs/tags/stable", null)).toMatchObject([{ environment: "pinned", action: "stays", reason: "refs/tags/stable was deleted; pinned stays where it is" }]);
+    expect(await intake("refs/tags/stable", null)).toMatchObject([
+      { environment: "pinned", action: "stays", reason: "refs/tags/stable was deleted; pinned stays where it is" },
+    ]);
 
     // Deleting the newest tag leaves v1.2.0 the newest: still the environment does not go back, not even on a poll.
     await work.git("push", "--quiet", "origin", ":refs/tags/v1.3.0");
@@ -127,7 +173,9 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     const refs = new Queue("refs", { connection: redis, prefix: "tidemark" });
     const poll = await refs.add("poll", { kind: "poll" });
     await refs.close();
-    const polled = await serve.waitForLog((line) => line.environment === "production" && line.trigger === "poll" && line.action === "stays");
+    const polled = await serve.waitForLog(
+      (line) => line.environment === "production" && line.trigger === "poll" && line.action === "stays",
+    );
     expect(polled.reason).toBe("refs/tags/v1.2.0 is older than refs/tags/v1.3.0; production stays where it is");
     expect(poll.id).toBeDefined();
     expect(await versions("production")).toEqual(["p13"]);
@@ -158,7 +206,10 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
   }, 120_000);
 
   it("rolls back a host whose unit fails and counts it in /metrics", async () => {
-    const sha = await work.commit({ ...tree("staging", app("s2")), ...tree("staging", app("s2", { run: "exit 3" }), "web02") }, "s2, broken on web02");
+    const sha = await work.commit(
+      { ...tree("staging", app("s2")), ...tree("staging", app("s2", { run: "exit 3" }), "web02") },
+      "s2, broken on web02",
+    );
     await work.push("main");
     const line = await serve.waitForLog(finished("staging", sha));
     expect(line.outcome).toBe("failed");
@@ -181,15 +232,30 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     expect(serve.logs((line) => line.msg === "stopping: finishing the hosts in flight")).toHaveLength(1);
     expect(await versions("staging")).toEqual(["s3", "burst20"]);
     const [cut] = await history("staging");
-    expect(cut).toMatchObject({ sourceCommit: sha, hosts: [{ host: "web01", outcome: "deployed" }, { host: "web02", outcome: "skipped", detail: expect.stringContaining("the operator stopped before this host") as string }] });
+    expect(cut).toMatchObject({
+      sourceCommit: sha,
+      hosts: [
+        { host: "web01", outcome: "deployed" },
+        { host: "web02", outcome: "skipped", detail: expect.stringContaining("the operator stopped before this host") as string },
+      ],
+    });
     // web01 finished (target = current); web02 was never touched; both run a whole release.
     expect(await shell.run("web01", "cat /var/lib/tidemark/target; cat /var/lib/tidemark/current")).toMatch(/^(\S+ \S+)\n\1$/);
-    for (const host of ENVIRONMENTS.staging) expect(await shell.run(host, "test -d \"$(readlink -f /var/lib/tidemark/apps/app/current)\" && systemctl is-active app.service")).toBe("active");
+    for (const host of ENVIRONMENTS.staging)
+      expect(await shell.run(host, 'test -d "$(readlink -f /var/lib/tidemark/apps/app/current)" && systemctl is-active app.service')).toBe(
+        "active",
+      );
 
     serve = await OperatorProcess.start("serve", serveEnv);
     await waitVersions("staging", "s3");
     await serve.waitForLog(finished("staging", sha));
-    expect((await history("staging"))[0]).toMatchObject({ sourceCommit: sha, hosts: [{ host: "web01", outcome: "unchanged" }, { host: "web02", outcome: "deployed" }] });
+    expect((await history("staging"))[0]).toMatchObject({
+      sourceCommit: sha,
+      hosts: [
+        { host: "web01", outcome: "unchanged" },
+        { host: "web02", outcome: "deployed" },
+      ],
+    });
   }, 120_000);
 
   it("rides out a Redis restart during a deployment: the job completes, nothing is lost, the next push deploys", async () => {
@@ -204,7 +270,9 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     await waitVersions("staging", "s4");
     await serve.waitForLog(finished("staging", sha));
     const deploys = new Queue("deploy.staging", { connection: redis, prefix: "tidemark" });
-    await waitFor("the job to be completed", async () => (await deploys.getJobs(["completed"])).some((job) => (job.returnvalue as { sourceCommit?: string } | null)?.sourceCommit === sha));
+    await waitFor("the job to be completed", async () =>
+      (await deploys.getJobs(["completed"])).some((job) => (job.returnvalue as { sourceCommit?: string } | null)?.sourceCommit === sha),
+    );
     await deploys.close();
 
     await work.commit(tree("staging", app("s5")), "s5");
@@ -218,7 +286,10 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     const sha = await work.commit(tree("staging", app("s6")), "s6");
     await work.push("main");
     // The forge's webhooks go to the stopped server: every delivery of this push fails, as when GitHub cannot reach the operator.
-    const request = await serve.waitForLog((line) => line.trigger === "poll" && line.environment === "staging" && line.commit === sha, 2000 + 5000);
+    const request = await serve.waitForLog(
+      (line) => line.trigger === "poll" && line.environment === "staging" && line.commit === sha,
+      2000 + 5000,
+    );
     expect(request.action).toBe("requested");
     await waitVersions("staging", "s6");
     await serve.waitForLog(finished("staging", sha));

@@ -30,7 +30,11 @@ describe("tidemark validate, plan, status and history against a source repo on t
     bed = await TestBed.up({ forge: true });
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
     state = mkdtempSync(join(tmpdir(), "tidemark-state-"));
-    env = { TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo), TIDEMARK_STORE: join(state, "store.git"), TIDEMARK_MIRRORS: join(state, "mirrors") };
+    env = {
+      TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
+      TIDEMARK_STORE: join(state, "store.git"),
+      TIDEMARK_MIRRORS: join(state, "mirrors"),
+    };
     await work.commit(NGINX, "nginx on web01, redis on web02");
     await work.push("main");
   });
@@ -50,37 +54,71 @@ describe("tidemark validate, plan, status and history against a source repo on t
     const prepared = await prepareEnvironmentPlan(mirror, store, environment, source);
     await store.importTree(mirror.reader, prepared.envTreeOid);
     const id = newDeploymentId();
-    await store.record({ id, environment, sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: "cli", hosts: [...prepared.desired.hosts.keys()].map((host) => ({ host, outcome: prepared.plan.hosts.some((planned) => planned.host === host) ? "deployed" : "unchanged" })) }, prepared.envTreeOid);
+    await store.record(
+      {
+        id,
+        environment,
+        sourceRepo: mirror.url,
+        sourceCommit: source.commit,
+        sourceRef: source.ref,
+        trigger: "cli",
+        hosts: [...prepared.desired.hosts.keys()].map((host) => ({
+          host,
+          outcome: prepared.plan.hosts.some((planned) => planned.host === host) ? "deployed" : "unchanged",
+        })),
+      },
+      prepared.envTreeOid,
+    );
     return id;
   }
 
   it("validates the tree without touching a host", async () => {
     const result = await tidemark(["validate"], env);
-    expect(result).toMatchObject({ code: 0, stdout: expect.stringMatching(/^valid: tidemark.yaml and every environment's tree at [0-9a-f]{7} \(refs\/heads\/main\)/) as string });
+    expect(result).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^valid: tidemark.yaml and every environment's tree at [0-9a-f]{7} \(refs\/heads\/main\)/) as string,
+    });
   });
 
   it("plans the first deployment of every app, then nothing once it is recorded, then just the change", async () => {
     const first = await tidemark(["plan", "staging"], env);
     expect(first.code).toBe(0);
     expect(first.stdout).toContain("staging: 2 hosts would change");
-    expect(first.stdout).toMatch(/web01 {2}\(empty\) -> [0-9a-f]{7} {2}\(rollback available\)\n {2}\+ nginx\n {6}\+ manifest.json\n {6}\+ nginx.conf\n {6}\+ systemd\/nginx.service\n {2}enable {2}nginx.service\n {2}restart nginx.service/);
+    expect(first.stdout).toMatch(
+      /web01 {2}\(empty\) -> [0-9a-f]{7} {2}\(rollback available\)\n {2}\+ nginx\n {6}\+ manifest.json\n {6}\+ nginx.conf\n {6}\+ systemd\/nginx.service\n {2}enable {2}nginx.service\n {2}restart nginx.service/,
+    );
 
     await recordDeployed("staging");
     expect((await tidemark(["plan", "staging"], env)).stdout).toContain("staging: nothing to do, every host is up to date");
 
     await work.commit({ "clusters/staging/web01/nginx/nginx.conf": "worker_processes 2;\n" }, "two workers");
     await work.push("main");
-    const json = JSON.parse((await tidemark(["plan", "staging", "--json"], env)).stdout) as { schema: string; source: { commit: string }; hosts: Array<{ host: string; apps: Array<{ app: string; change: string; files: unknown[] }> }> };
+    const json = JSON.parse((await tidemark(["plan", "staging", "--json"], env)).stdout) as {
+      schema: string;
+      source: { commit: string };
+      hosts: Array<{ host: string; apps: Array<{ app: string; change: string; files: unknown[] }> }>;
+    };
     expect(json.schema).toBe("tidemark.plan/v1");
     expect(json.source.commit).toBe(await work.head());
-    expect(json.hosts).toEqual([expect.objectContaining({ host: "web01", apps: [expect.objectContaining({ app: "nginx", change: "changed", files: [{ path: "nginx.conf", change: "changed" }] })] })]);
+    expect(json.hosts).toEqual([
+      expect.objectContaining({
+        host: "web01",
+        apps: [expect.objectContaining({ app: "nginx", change: "changed", files: [{ path: "nginx.conf", change: "changed" }] })],
+      }),
+    ]);
   });
 
   it("shows status and history from the store", async () => {
     const id = await recordDeployed("staging");
-    const status = JSON.parse((await tidemark(["status", "staging", "--json"], env)).stdout) as { lastAttempt: { deployment: string }; hosts: Array<{ host: string; pending: boolean }> };
+    const status = JSON.parse((await tidemark(["status", "staging", "--json"], env)).stdout) as {
+      lastAttempt: { deployment: string };
+      hosts: Array<{ host: string; pending: boolean }>;
+    };
     expect(status.lastAttempt.deployment).toBe(id);
-    expect(status.hosts).toEqual([expect.objectContaining({ host: "web01", pending: false }), expect.objectContaining({ host: "web02", pending: false })]);
+    expect(status.hosts).toEqual([
+      expect.objectContaining({ host: "web01", pending: false }),
+      expect.objectContaining({ host: "web02", pending: false }),
+    ]);
     const history = await tidemark(["history", "staging"], env);
     expect(history.stdout.split("\n").filter(Boolean)).toHaveLength(2);
     expect(history.stdout.split("\n")[0]).toMatch(/web01 (deployed|unchanged), web02 unchanged$/);
@@ -97,7 +135,18 @@ describe("tidemark validate, plan, status and history against a source repo on t
     const source = await resolveEnvironment(mirror, "staging");
     const prepared = await prepareEnvironmentPlan(mirror, store, "staging", source);
     await store.importTree(mirror.reader, prepared.envTreeOid);
-    await store.record({ id: newDeploymentId(), environment: "staging", sourceRepo: mirror.url, sourceCommit: source.commit, sourceRef: source.ref, trigger: "webhook", hosts: [{ host: "web01", outcome: "rolled-back", detail: "nginx.service failed (exit-code)" }] }, prepared.envTreeOid);
+    await store.record(
+      {
+        id: newDeploymentId(),
+        environment: "staging",
+        sourceRepo: mirror.url,
+        sourceCommit: source.commit,
+        sourceRef: source.ref,
+        trigger: "webhook",
+        hosts: [{ host: "web01", outcome: "rolled-back", detail: "nginx.service failed (exit-code)" }],
+      },
+      prepared.envTreeOid,
+    );
 
     const status = await tidemark(["status", "staging"], env);
     expect(status.stdout).toMatch(new RegExp(`web01 +live ${live} .*pending: rolled-back in \\S+: nginx.service failed \\(exit-code\\)`));

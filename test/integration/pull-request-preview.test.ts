@@ -23,7 +23,12 @@ const redisApp = {
   "redis/systemd/redis.service": "[Unit]\nDescription=redis\n\n[Service]\nExecStart=/bin/sleep infinity\n",
   "redis/manifest.json": JSON.stringify({ systemd: { units_enabled: ["redis.service"] } }),
 };
-const tree = (files: Record<string, string>, only?: string) => Object.fromEntries(HOSTS.filter((host) => !only || host === only).flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content])));
+const tree = (files: Record<string, string>, only?: string) =>
+  Object.fromEntries(
+    HOSTS.filter((host) => !only || host === only).flatMap((host) =>
+      Object.entries(files).map(([path, content]) => [`clusters/staging/${host}/${path}`, content]),
+    ),
+  );
 
 type Posted = ApiRequest & { body: { context: string; state: string; description: string; target_url?: string } };
 
@@ -44,7 +49,10 @@ describe("Plan preview on pull requests", () => {
   let reports: Queue;
   let deployed: string;
 
-  const statusRequests = async (sha: string) => (await bed.forge!.apiRequests()).filter((request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`));
+  const statusRequests = async (sha: string) =>
+    (await bed.forge!.apiRequests()).filter(
+      (request): request is Posted => request.method === "POST" && request.path.endsWith(`/statuses/${sha}`),
+    );
   const posted = async (sha: string) => (await statusRequests(sha)).filter((request) => request.status === 201);
   const deploymentsStarted = () => serve.logs((line) => line.msg === "staging: deployment started").length;
   /** The report queue has nothing left to post: every status Tidemark made so far has reached the forge. */
@@ -55,18 +63,33 @@ describe("Plan preview on pull requests", () => {
     });
   /** The refs job a pull_request delivery was queued as, once it has finished. */
   const previewJob = async (number: number, since: number) => {
-    const queued = await serve.waitForLog((line) => line.msg === "webhook queued" && line.event === "pull_request" && line.pullRequest === number, 30_000, since);
-    return waitFor(`refs job ${String(queued.job)} (pull request #${number}) to finish`, async () => {
-      const job = await refs.getJob(String(queued.job));
-      return job?.finishedOn ? job : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 100 });
+    const queued = await serve.waitForLog(
+      (line) => line.msg === "webhook queued" && line.event === "pull_request" && line.pullRequest === number,
+      30_000,
+      since,
+    );
+    return waitFor(
+      `refs job ${String(queued.job)} (pull request #${number}) to finish`,
+      async () => {
+        const job = await refs.getJob(String(queued.job));
+        return job?.finishedOn ? job : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
   };
   /** Everything a deployment would leave on a host: releases and links, their times, the lock's note, the units. */
   const hostState = (host: string) =>
-    shell.run(host, "find /var/lib/tidemark -maxdepth 4 -printf '%p %l %T@\\n' | sort; cat /var/lib/tidemark/apps/app/current/version; ls /etc/systemd/system; systemctl list-units --all --no-legend --plain 'app.service' 'redis.service'");
+    shell.run(
+      host,
+      "find /var/lib/tidemark -maxdepth 4 -printf '%p %l %T@\\n' | sort; cat /var/lib/tidemark/apps/app/current/version; ls /etc/systemd/system; systemctl list-units --all --no-legend --plain 'app.service' 'redis.service'",
+    );
   const hostStates = async () => Object.fromEntries(await Promise.all(HOSTS.map(async (host) => [host, await hostState(host)] as const)));
   const planStatusFor = (sha: string) =>
-    waitFor(`the tidemark/plan/staging status of ${sha.slice(0, 7)}`, async () => (await posted(sha)).find((request) => request.body.context === "tidemark/plan/staging"), { timeoutMs: 60_000, intervalMs: 200 });
+    waitFor(
+      `the tidemark/plan/staging status of ${sha.slice(0, 7)}`,
+      async () => (await posted(sha)).find((request) => request.body.context === "tidemark/plan/staging"),
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
 
   const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
 
@@ -79,14 +102,36 @@ describe("Plan preview on pull requests", () => {
     refs = owned.own(new Queue("refs", { connection: redis, prefix: "tidemark" }), (it) => it.close());
     reports = owned.own(new Queue("report", { connection: redis, prefix: "tidemark" }), (it) => it.close());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"), ...tree(app("v0")) }, "zero");
+    await work.commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "hosts:",
+          ...hosts,
+          "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }",
+          "",
+        ].join("\n"),
+        ...tree(app("v0")),
+      },
+      "zero",
+    );
     await work.push("main");
     serve = await OperatorProcess.start("serve", reportingServeEnv(bed, operator.env, { TIDEMARK_PUBLIC_URL: PUBLIC_URL }));
-    await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret, events: ["push", "pull_request"] });
+    await bed.forge!.addHook(bed.forgeRepo, {
+      url: `${serve.url}/webhooks/github`,
+      secret: bed.webhookSecret,
+      events: ["push", "pull_request"],
+    });
     // What the environment runs now: v1 on both hosts, deployed by a push.
     deployed = await work.commit(tree(app("v1")), "v1");
     await work.push("main");
-    await waitFor("v1 to be deployed", async () => (await posted(deployed)).some((request) => request.body.context === "tidemark/staging" && request.body.state === "success"), { timeoutMs: 90_000, intervalMs: 200 });
+    await waitFor(
+      "v1 to be deployed",
+      async () =>
+        (await posted(deployed)).some((request) => request.body.context === "tidemark/staging" && request.body.state === "success"),
+      { timeoutMs: 90_000, intervalMs: 200 },
+    );
     for (const host of HOSTS) expect(await shell.run(host, "cat /var/lib/tidemark/apps/app/current/version")).toBe("v1");
   });
 
@@ -111,11 +156,15 @@ describe("Plan preview on pull requests", () => {
       target_url: `${PUBLIC_URL}/plans/staging/${opened.headSha}`,
     });
     const job = await previewJob(pull, since);
-    expect(job.returnvalue).toEqual([{ environment: "staging", action: "previewed", pullRequest: pull, commit: opened.headSha, hosts: ["web01", "web02"] }]);
+    expect(job.returnvalue).toEqual([
+      { environment: "staging", action: "previewed", pullRequest: pull, commit: opened.headSha, hosts: ["web01", "web02"] },
+    ]);
     await reportsSettled();
 
     // Exactly one status on the head: the plan; no deployment status, no deployment.
-    expect((await statusRequests(opened.headSha)).map((request) => `${request.body.context} ${request.body.state} ${request.status}`)).toEqual(["tidemark/plan/staging success 201"]);
+    expect(
+      (await statusRequests(opened.headSha)).map((request) => `${request.body.context} ${request.body.state} ${request.status}`),
+    ).toEqual(["tidemark/plan/staging success 201"]);
     expect(deploymentsStarted()).toBe(started);
     expect(await hostStates()).toEqual(before);
     for (const host of HOSTS) expect(await shell.run(host, "cat /var/lib/tidemark/apps/app/current/version")).toBe("v1");
@@ -125,7 +174,10 @@ describe("Plan preview on pull requests", () => {
     const before = await hostStates();
     const started = deploymentsStarted();
     const since = serve.lines.length;
-    await work.commit({ "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) }, "broken manifest");
+    await work.commit(
+      { "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) },
+      "broken manifest",
+    );
     await work.push("feature");
     const synced = await bed.forge!.synchronizePullRequest(bed.forgeRepo, pull);
     expect(synced.headSha).toBe(await work.head());
@@ -135,10 +187,14 @@ describe("Plan preview on pull requests", () => {
     expect(status.body.description).toMatch(/^invalid: clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled: \S/);
     expect(status.body.target_url).toBe(`${PUBLIC_URL}/plans/staging/${synced.headSha}`);
     const job = await previewJob(pull, since);
-    expect(job.returnvalue).toEqual([{ environment: "staging", action: "previewed", pullRequest: pull, commit: synced.headSha, invalid: 1 }]);
+    expect(job.returnvalue).toEqual([
+      { environment: "staging", action: "previewed", pullRequest: pull, commit: synced.headSha, invalid: 1 },
+    ]);
     await reportsSettled();
 
-    expect((await statusRequests(synced.headSha)).map((request) => `${request.body.context} ${request.body.state} ${request.status}`)).toEqual(["tidemark/plan/staging failure 201"]);
+    expect(
+      (await statusRequests(synced.headSha)).map((request) => `${request.body.context} ${request.body.state} ${request.status}`),
+    ).toEqual(["tidemark/plan/staging failure 201"]);
     expect(deploymentsStarted()).toBe(started);
     expect(await hostStates()).toEqual(before);
   });
@@ -159,12 +215,19 @@ describe("Plan preview on pull requests", () => {
     const opened = await bed.forge!.openPullRequest(bed.forgeRepo, { head: "patch", headRepo: FORK });
     expect(opened.headSha).toBe(head);
     const status = await planStatusFor(head);
-    expect(status.body).toEqual({ context: "tidemark/plan/staging", state: "success", description: "1 host would change: web02 ~app; rollback available", target_url: `${PUBLIC_URL}/plans/staging/${head}` });
+    expect(status.body).toEqual({
+      context: "tidemark/plan/staging",
+      state: "success",
+      description: "1 host would change: web02 ~app; rollback available",
+      target_url: `${PUBLIC_URL}/plans/staging/${head}`,
+    });
     const job = await previewJob(opened.number, since);
     expect(job.data).toMatchObject({ kind: "pull-request", number: opened.number, head, base: "main", fork: true });
     await reportsSettled();
 
-    expect((await statusRequests(head)).map((request) => `${request.body.context} ${request.body.state} ${request.status}`)).toEqual(["tidemark/plan/staging success 201"]);
+    expect((await statusRequests(head)).map((request) => `${request.body.context} ${request.body.state} ${request.status}`)).toEqual([
+      "tidemark/plan/staging success 201",
+    ]);
     expect(deploymentsStarted()).toBe(started);
     expect(await hostStates()).toEqual(before);
   });

@@ -20,7 +20,15 @@ const app = (version: string, { run = "exec sleep infinity" } = {}) => ({
   "app/payload.txt": `${version}\n`.repeat(4096),
 });
 
-type HistoryJson = Array<{ id: string; sourceCommit: string; sourceRef: string; trigger: string; returnTo?: { id: string; sourceCommit: string }; pin?: string; hosts: Array<{ host: string; outcome: string }> }>;
+type HistoryJson = Array<{
+  id: string;
+  sourceCommit: string;
+  sourceRef: string;
+  trigger: string;
+  returnTo?: { id: string; sourceCommit: string };
+  pin?: string;
+  hosts: Array<{ host: string; outcome: string }>;
+}>;
 
 describe("the ways back: git revert, moving the pin, tidemark rollback and unpin", () => {
   let bed: TestBed;
@@ -31,20 +39,38 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
   let serve: OperatorProcess;
 
   const tree = (environment: Environment, files: Record<string, string>, only?: string) =>
-    Object.fromEntries(ENVIRONMENTS[environment].filter((host) => !only || host === only).flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/${environment}/${host}/${path}`, content])));
+    Object.fromEntries(
+      ENVIRONMENTS[environment]
+        .filter((host) => !only || host === only)
+        .flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/${environment}/${host}/${path}`, content])),
+    );
   const version = (host: string) => shell.run(host, "cat /var/lib/tidemark/apps/app/current/version 2>/dev/null || echo none");
   const versions = (environment: Environment) => Promise.all(ENVIRONMENTS[environment].map(version));
-  const waitVersions = (environment: Environment, expected: string[]) => waitFor(`${environment} to run ${expected.join(", ")}`, async () => JSON.stringify(await versions(environment)) === JSON.stringify(expected), { timeoutMs: 30_000, intervalMs: 100 });
-  const history = async (environment: Environment) => JSON.parse((await tidemark(["history", environment, "--json"], cliEnv)).stdout) as HistoryJson;
-  const finished = (environment: Environment, commit: string) => (line: LogLine) => line.environment === environment && line.commit === commit && typeof line.outcome === "string";
+  const waitVersions = (environment: Environment, expected: string[]) =>
+    waitFor(
+      `${environment} to run ${expected.join(", ")}`,
+      async () => JSON.stringify(await versions(environment)) === JSON.stringify(expected),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+  const history = async (environment: Environment) =>
+    JSON.parse((await tidemark(["history", environment, "--json"], cliEnv)).stdout) as HistoryJson;
+  const finished = (environment: Environment, commit: string) => (line: LogLine) =>
+    line.environment === environment && line.commit === commit && typeof line.outcome === "string";
   const envStatuses = async (sha: string, environment: Environment) =>
     (await bed.forge!.apiRequests())
-      .filter((request): request is ApiRequest & { body: { context: string; state: string; description: string } } => request.method === "POST" && request.status === 201 && request.path.endsWith(`/statuses/${sha}`))
+      .filter(
+        (request): request is ApiRequest & { body: { context: string; state: string; description: string } } =>
+          request.method === "POST" && request.status === 201 && request.path.endsWith(`/statuses/${sha}`),
+      )
       .filter((request) => request.body.context === `tidemark/${environment}`)
       .map(({ body }) => `${body.state} ${body.description}`);
-  const finalStatus = (sha: string, environment: Environment) => waitFor(`the final tidemark/${environment} status of ${sha.slice(0, 7)}`, async () => (await envStatuses(sha, environment)).find((line) => !line.startsWith("pending")));
+  const finalStatus = (sha: string, environment: Environment) =>
+    waitFor(`the final tidemark/${environment} status of ${sha.slice(0, 7)}`, async () =>
+      (await envStatuses(sha, environment)).find((line) => !line.startsWith("pending")),
+    );
   /** The release dirs on a host, with their change times: a new upload would add one or touch one. */
-  const releases = (host: string) => shell.run(host, "find /var/lib/tidemark/apps/app -mindepth 1 -maxdepth 1 -type d -printf '%f %C@\\n' | sort");
+  const releases = (host: string) =>
+    shell.run(host, "find /var/lib/tidemark/apps/app -mindepth 1 -maxdepth 1 -type d -printf '%f %C@\\n' | sort");
 
   const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
 
@@ -54,15 +80,29 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     shell = owned.own(new HostShell(bed), (it) => it.close());
     operator = owned.own(operatorEnv(bed), (it) => it.remove());
     const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-    await work.commit({
-      "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "  production: { track: { tag: production }, tree: clusters/production }", "hosts:", ...hosts, "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }", ""].join("\n"),
-      ...tree("staging", app("s0")),
-      ...tree("production", app("p0")),
-    }, "zero");
+    await work.commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "  production: { track: { tag: production }, tree: clusters/production }",
+          "hosts:",
+          ...hosts,
+          "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }",
+          "",
+        ].join("\n"),
+        ...tree("staging", app("s0")),
+        ...tree("production", app("p0")),
+      },
+      "zero",
+    );
     await work.push("main");
     // The CLI pushes tags and reverts: its repo URL carries the forge's credentials.
     cliEnv = { ...operator.env, TIDEMARK_REPO: bed.forge!.pushUrl(bed.forgeRepo), TIDEMARK_SETTLE: "0.3" };
-    serve = await OperatorProcess.start("serve", reportingServeEnv(bed, operator.env, { TIDEMARK_POLL_INTERVAL: "1", TIDEMARK_LOG_LEVEL: "debug", TIDEMARK_HOST_STATUSES: "false" }));
+    serve = await OperatorProcess.start(
+      "serve",
+      reportingServeEnv(bed, operator.env, { TIDEMARK_POLL_INTERVAL: "1", TIDEMARK_LOG_LEVEL: "debug", TIDEMARK_HOST_STATUSES: "false" }),
+    );
     await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
   });
 
@@ -71,7 +111,10 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     await work.push("main");
     await waitVersions("staging", ["s1", "s1"]);
     const goodDeployment = await serve.waitForLog(finished("staging", good));
-    const bad = await work.commit({ ...tree("staging", app("s2")), ...tree("staging", app("s2", { run: "exit 3" }), "web02") }, "s2, broken on web02");
+    const bad = await work.commit(
+      { ...tree("staging", app("s2")), ...tree("staging", app("s2", { run: "exit 3" }), "web02") },
+      "s2, broken on web02",
+    );
     await work.push("main");
     await serve.waitForLog(finished("staging", bad));
     expect(await versions("staging")).toEqual(["s2", "s1"]);
@@ -84,10 +127,18 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     expect(await versions("staging")).toEqual(["s1", "s1"]);
     expect(done.returnTo).toEqual({ id: goodDeployment.deployment, sourceCommit: good });
     // Measured by the operator as it sends files, and seen on the host: not a byte, not a new release dir.
-    expect(done.hosts).toEqual([{ host: "web01", outcome: "deployed", durationMs: expect.any(Number) as number, uploadedBytes: 0 }, { host: "web02", outcome: "unchanged" }]);
+    expect(done.hosts).toEqual([
+      { host: "web01", outcome: "deployed", durationMs: expect.any(Number) as number, uploadedBytes: 0 },
+      { host: "web02", outcome: "unchanged" },
+    ]);
     expect(await releases("web01")).toBe(before);
-    expect((await history("staging"))[0]).toMatchObject({ sourceCommit: revert, returnTo: { id: goodDeployment.deployment, sourceCommit: good } });
-    expect(await finalStatus(revert, "staging")).toBe(`success return to ${String(goodDeployment.deployment)} (${good.slice(0, 7)}): deployed to 2/2 hosts`);
+    expect((await history("staging"))[0]).toMatchObject({
+      sourceCommit: revert,
+      returnTo: { id: goodDeployment.deployment, sourceCommit: good },
+    });
+    expect(await finalStatus(revert, "staging")).toBe(
+      `success return to ${String(goodDeployment.deployment)} (${good.slice(0, 7)}): deployed to 2/2 hosts`,
+    );
   });
 
   it("tidemark rollback production v1.2 moves the pin tag on the forge and the host follows", async () => {
@@ -119,7 +170,9 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     await serve.waitForLog(finished("staging", s3));
 
     await bed.forge!.setGitAvailable(false);
-    const rolled = await tidemark(["rollback", "staging", s1Deployment!.id, "--yes"], cliEnv).finally(() => bed.forge!.setGitAvailable(true));
+    const rolled = await tidemark(["rollback", "staging", s1Deployment!.id, "--yes"], cliEnv).finally(() =>
+      bed.forge!.setGitAvailable(true),
+    );
     expect(rolled.code).toBe(0);
     expect(rolled.stderr).toContain("using the local mirror as of its last fetch");
     expect(rolled.stdout).toContain(`staging is pinned (return to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)}))`);
@@ -130,10 +183,20 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     // A push while pinned: recorded (a pending status says why), not deployed; polls keep it in mind.
     const s4 = await work.commit(tree("staging", app("s4")), "s4");
     await work.push("main");
-    const held = await serve.waitForLog((line) => line.environment === "staging" && line.status === "stays" && typeof line.reason === "string" && line.reason.includes(`${s4.slice(0, 7)} waits for tidemark unpin staging`));
+    const held = await serve.waitForLog(
+      (line) =>
+        line.environment === "staging" &&
+        line.status === "stays" &&
+        typeof line.reason === "string" &&
+        line.reason.includes(`${s4.slice(0, 7)} waits for tidemark unpin staging`),
+    );
     expect(held.reason).toContain("staging is pinned");
-    expect(await waitFor("the pinned status", async () => (await envStatuses(s4, "staging")).find((line) => line.includes("pinned")))).toMatch(/^pending not deployed: staging is pinned \(return to .*\); tidemark unpin staging deploys it$/);
-    await serve.waitForLog((line) => line.environment === "staging" && line.trigger === "poll" && line.action === "requested" && line.commit === s4);
+    expect(
+      await waitFor("the pinned status", async () => (await envStatuses(s4, "staging")).find((line) => line.includes("pinned"))),
+    ).toMatch(/^pending not deployed: staging is pinned \(return to .*\); tidemark unpin staging deploys it$/);
+    await serve.waitForLog(
+      (line) => line.environment === "staging" && line.trigger === "poll" && line.action === "requested" && line.commit === s4,
+    );
     expect(await versions("staging")).toEqual(["s1", "s1"]);
     expect((await tidemark(["deploy", "staging", "--yes"], cliEnv)).stderr).toContain("staging is pinned");
 
@@ -142,10 +205,18 @@ describe("the ways back: git revert, moving the pin, tidemark rollback and unpin
     await waitVersions("staging", ["s4", "s4"]);
     expect(await finalStatus(s4, "staging")).toBe("success deployed to 2/2 hosts");
     // Polls asked for s4 again and again while it was held back; its commit heard of it once.
-    expect((await envStatuses(s4, "staging")).map((line) => line.split(":")[0])).toEqual(["pending queued for staging", "pending not deployed", "pending deploying to 2 hosts", "success deployed to 2/2 hosts"]);
+    expect((await envStatuses(s4, "staging")).map((line) => line.split(":")[0])).toEqual([
+      "pending queued for staging",
+      "pending not deployed",
+      "pending deploying to 2 hosts",
+      "success deployed to 2/2 hosts",
+    ]);
     const entries = await history("staging");
     expect(entries.slice(0, 3).map((entry) => entry.trigger)).toEqual(["poll", "unpin", "rollback"]);
-    expect(entries[2]).toMatchObject({ sourceCommit: s1Deployment!.sourceCommit, pin: `return to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)})` });
+    expect(entries[2]).toMatchObject({
+      sourceCommit: s1Deployment!.sourceCommit,
+      pin: `return to ${s1Deployment!.id} (${s1Deployment!.sourceCommit.slice(0, 7)})`,
+    });
   });
 
   it("rollback --revert pushes a commit whose tree is the target's; the operator deploys it as a rollback", async () => {

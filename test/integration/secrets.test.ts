@@ -19,7 +19,8 @@ import { integrationLifecycle } from "../helpers/lifecycle.js";
 const REPO = "acme/vault";
 
 const app = (version: string, { run = "exec sleep infinity", checks = [] as unknown[] } = {}) => ({
-  "clusters/staging/web01/app/systemd/app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
+  "clusters/staging/web01/app/systemd/app.service":
+    "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
   "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks }),
   "clusters/staging/web01/app/run.sh": `${run}\n`,
   "clusters/staging/web01/app/version": `${version}\n`,
@@ -54,12 +55,27 @@ async function startTap(target: string): Promise<{ url: string; seen: Tapped[]; 
     request.on("end", () => {
       void (async () => {
         const body = Buffer.concat(chunks);
-        const headers = Object.fromEntries(Object.entries(request.headers).filter(([name]) => !hopByHop.has(name)).map(([name, value]) => [name, String(value)]));
-        const answer = await fetch(`${target}${request.url ?? "/"}`, { method: request.method, headers, body: body.length > 0 ? body : undefined });
+        const headers = Object.fromEntries(
+          Object.entries(request.headers)
+            .filter(([name]) => !hopByHop.has(name))
+            .map(([name, value]) => [name, String(value)]),
+        );
+        const answer = await fetch(`${target}${request.url ?? "/"}`, {
+          method: request.method,
+          headers,
+          body: body.length > 0 ? body : undefined,
+        });
         const text = await answer.text();
         // The Authorization header carries the token on purpose: it is where the token belongs, not a leak.
         const { authorization: _sent, ...kept } = headers;
-        seen.push({ method: request.method ?? "GET", url: request.url ?? "/", headers: kept, body: body.toString(), status: answer.status, response: text });
+        seen.push({
+          method: request.method ?? "GET",
+          url: request.url ?? "/",
+          headers: kept,
+          body: body.toString(),
+          status: answer.status,
+          response: text,
+        });
         response.writeHead(answer.status, Object.fromEntries([...answer.headers].filter(([name]) => !hopByHop.has(name))));
         response.end(text);
       })().catch((error: unknown) => {
@@ -69,7 +85,11 @@ async function startTap(target: string): Promise<{ url: string; seen: Tapped[]; 
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 /** Every key of a Redis and what it holds, read by type, as text: one entry per key. */
@@ -91,7 +111,8 @@ async function dumpRedis(redis: Redis): Promise<Record<string, string>> {
     else if (type === "set") content = await redis.smembers(key);
     else if (type === "zset") content = await redis.zrange(key, "0", "-1", "WITHSCORES");
     else if (type === "stream") content = await redis.xrange(key, "-", "+");
-    else if (type === "none") continue; // expired between SCAN and TYPE
+    else if (type === "none")
+      continue; // expired between SCAN and TYPE
     else throw new Error(`Redis key ${key} has a type this test cannot read: ${type}`);
     dump[`${type} ${key}`] = JSON.stringify(content);
   }
@@ -177,7 +198,19 @@ describe("Secrets never leak", () => {
     cliDir = owned.own(mkdtempSync(join(tmpdir(), "tidemark-cli-")), (dir) => rmSync(dir, { recursive: true, force: true }));
     tap = owned.own(await startTap(forge.url), (it) => it.close());
     const host = bed.host("web01");
-    await work.commit({ "tidemark.yaml": ["environments:", "  staging: { track: { branch: main }, tree: clusters/staging }", "hosts:", `  web01: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`, ""].join("\n"), ...app("v0") }, "zero");
+    await work.commit(
+      {
+        "tidemark.yaml": [
+          "environments:",
+          "  staging: { track: { branch: main }, tree: clusters/staging }",
+          "hosts:",
+          `  web01: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`,
+          "",
+        ].join("\n"),
+        ...app("v0"),
+      },
+      "zero",
+    );
     await work.push("main");
     env = {
       ...operator.env,
@@ -196,95 +229,140 @@ describe("Secrets never leak", () => {
     await forge.addHook(REPO, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret, events: ["push", "pull_request"] });
   });
 
-  const finished = (sha: string) => (line: LogLine) => line.environment === "staging" && line.commit === sha && typeof line.outcome === "string";
+  const finished = (sha: string) => (line: LogLine) =>
+    line.environment === "staging" && line.commit === sha && typeof line.outcome === "string";
 
-  it("a run that fails on purpose: refused reports, a rollback, an invalid tree, the source repo down, failing CLI commands", { timeout: 300_000 }, async () => {
-    const forge = bed.forge!;
-    // A good deployment first: the private repo was fetched with the URL's credentials.
-    const good = await work.commit(app("v1"), "v1");
-    await work.push("main");
-    expect((await serve.waitForLog(finished(good), 90_000)).outcome).toBe("succeeded");
+  it(
+    "a run that fails on purpose: refused reports, a rollback, an invalid tree, the source repo down, failing CLI commands",
+    { timeout: 300_000 },
+    async () => {
+      const forge = bed.forge!;
+      // A good deployment first: the private repo was fetched with the URL's credentials.
+      const good = await work.commit(app("v1"), "v1");
+      await work.push("main");
+      expect((await serve.waitForLog(finished(good), 90_000)).outcome).toBe("succeeded");
 
-    // A unit that exits 3: the host rolls back.
-    const broken = await work.commit(app("v2", { run: "exit 3" }), "v2: the unit exits 3");
-    await work.push("main");
-    const failed = await serve.waitForLog(finished(broken), 90_000);
-    expect(failed.outcome).toBe("failed");
-    expect(failed.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back" })]);
+      // A unit that exits 3: the host rolls back.
+      const broken = await work.commit(app("v2", { run: "exit 3" }), "v2: the unit exits 3");
+      await work.push("main");
+      const failed = await serve.waitForLog(finished(broken), 90_000);
+      expect(failed.outcome).toBe("failed");
+      expect(failed.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back" })]);
 
-    // A health check behind basic auth that fails: its URL, credentials and all, is in the failure's text.
-    const checked = await work.commit(app("v2b", { checks: [{ http: healthUrl, timeoutSeconds: 5 }] }), "v2b: a health check that fails");
-    await work.push("main");
-    const unhealthy = await serve.waitForLog(finished(checked), 90_000);
-    expect(unhealthy.outcome).toBe("failed");
-    expect(unhealthy.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back", detail: expect.stringMatching(/^check "http:\/\/[^"]*127\.0\.0\.1:9\/health" of app failed: /) as unknown })]);
+      // A health check behind basic auth that fails: its URL, credentials and all, is in the failure's text.
+      const checked = await work.commit(app("v2b", { checks: [{ http: healthUrl, timeoutSeconds: 5 }] }), "v2b: a health check that fails");
+      await work.push("main");
+      const unhealthy = await serve.waitForLog(finished(checked), 90_000);
+      expect(unhealthy.outcome).toBe("failed");
+      expect(unhealthy.hosts).toEqual([
+        expect.objectContaining({
+          host: "web01",
+          outcome: "rolled-back",
+          detail: expect.stringMatching(/^check "http:\/\/[^"]*127\.0\.0\.1:9\/health" of app failed: /) as unknown,
+        }),
+      ]);
 
-    // A unit that prints the operator's configured secrets (found on its host, not in the source repo) and fails: its last lines are kept, for the store, the page and the statuses.
-    printed = { "the GitHub token": secrets["the GitHub token"]!, "the webhook secret": secrets["the webhook secret"]!, "the Redis password": secrets["the Redis password"]!, "the repo URL's password": secrets["the repo URL's password"]! };
-    const leak = Object.entries(printed).map(([name, secret]) => `${name}: ${secret}`).join("\n");
-    await shell.run("web01", `echo ${Buffer.from(`${leak}\n`).toString("base64")} | base64 -d > /root/leak`);
-    const printing = await work.commit(app("v2c", { run: "cat /root/leak; echo 'app: giving up'; exit 1" }), "v2c: the unit prints secrets and exits 1");
-    await work.push("main");
-    const printer = await serve.waitForLog(finished(printing), 90_000);
-    expect(printer.outcome).toBe("failed");
-    expect(printer.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back" })]);
-    printedBy = String(printer.deployment);
+      // A unit that prints the operator's configured secrets (found on its host, not in the source repo) and fails: its last lines are kept, for the store, the page and the statuses.
+      printed = {
+        "the GitHub token": secrets["the GitHub token"]!,
+        "the webhook secret": secrets["the webhook secret"]!,
+        "the Redis password": secrets["the Redis password"]!,
+        "the repo URL's password": secrets["the repo URL's password"]!,
+      };
+      const leak = Object.entries(printed)
+        .map(([name, secret]) => `${name}: ${secret}`)
+        .join("\n");
+      await shell.run("web01", `echo ${Buffer.from(`${leak}\n`).toString("base64")} | base64 -d > /root/leak`);
+      const printing = await work.commit(
+        app("v2c", { run: "cat /root/leak; echo 'app: giving up'; exit 1" }),
+        "v2c: the unit prints secrets and exits 1",
+      );
+      await work.push("main");
+      const printer = await serve.waitForLog(finished(printing), 90_000);
+      expect(printer.outcome).toBe("failed");
+      expect(printer.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back" })]);
+      printedBy = String(printer.deployment);
 
-    // An invalid config tree.
-    let since = serve.lines.length;
-    await work.commit({ "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) }, "broken manifest");
-    await work.push("main");
-    const invalid = await serve.waitForLog((line) => line.msg === "deploy.staging job failed", 60_000, since);
-    expect(invalid.error).toMatch(/manifest\.json/);
+      // An invalid config tree.
+      let since = serve.lines.length;
+      await work.commit(
+        { "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) },
+        "broken manifest",
+      );
+      await work.push("main");
+      const invalid = await serve.waitForLog((line) => line.msg === "deploy.staging job failed", 60_000, since);
+      expect(invalid.error).toMatch(/manifest\.json/);
 
-    // The source repo unreachable while a pull request is planned, and while a person runs the CLI.
-    await work.git("checkout", "--quiet", "-b", "leak");
-    await work.commit(app("v3"), "v3, fixed");
-    await work.push("leak");
-    since = serve.lines.length;
-    await forge.setGitAvailable(false);
-    try {
-      const pull = await forge.openPullRequest(REPO, { head: "leak" });
-      const down = await serve.waitForLog((line) => line.msg === "refs job failed", 60_000, since);
-      expect(down.error).toContain(`could not fetch ${plainRepoUrl}`);
-      const cliEnv = { ...env, TIDEMARK_STORE: join(cliDir, "store.git"), TIDEMARK_MIRRORS: join(cliDir, "mirrors") };
-      cli.plan = await tidemark(["plan", "staging"], cliEnv);
-      expect(cli.plan.code).toBe(4);
-      expect(cli.plan.stderr).toContain(`could not fetch ${plainRepoUrl}`);
-      await forge.setGitAvailable(true);
-      await serve.waitForLog((line) => line.msg === "staging: previewed" && line.pullRequest === pull.number, 60_000, since);
-      cli.deploy = await tidemark(["deploy", "staging", "--plan-only", "--repo", repoUrl], cliEnv);
-      expect(cli.deploy.code).toBe(2);
-      expect(cli.deploy.stderr).toMatch(/clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled/);
-      // Settings refused before anything starts, with every secret in the environment.
-      cli.serve = await tidemark(["serve"], { ...cliEnv, TIDEMARK_LISTEN: "every interface", TIDEMARK_REDIS_URL: `http://:${secrets["the Redis password"]}@127.0.0.1:${bed.redis!.port}` });
-      expect(cli.serve.code).toBe(1);
-      expect(cli.serve.stderr).toMatch(/invalid settings[\s\S]*\n {2}listen: [\s\S]*\n {2}redis: /);
-    } finally {
-      await forge.setGitAvailable(true);
-    }
+      // The source repo unreachable while a pull request is planned, and while a person runs the CLI.
+      await work.git("checkout", "--quiet", "-b", "leak");
+      await work.commit(app("v3"), "v3, fixed");
+      await work.push("leak");
+      since = serve.lines.length;
+      await forge.setGitAvailable(false);
+      try {
+        const pull = await forge.openPullRequest(REPO, { head: "leak" });
+        const down = await serve.waitForLog((line) => line.msg === "refs job failed", 60_000, since);
+        expect(down.error).toContain(`could not fetch ${plainRepoUrl}`);
+        const cliEnv = { ...env, TIDEMARK_STORE: join(cliDir, "store.git"), TIDEMARK_MIRRORS: join(cliDir, "mirrors") };
+        cli.plan = await tidemark(["plan", "staging"], cliEnv);
+        expect(cli.plan.code).toBe(4);
+        expect(cli.plan.stderr).toContain(`could not fetch ${plainRepoUrl}`);
+        await forge.setGitAvailable(true);
+        await serve.waitForLog((line) => line.msg === "staging: previewed" && line.pullRequest === pull.number, 60_000, since);
+        cli.deploy = await tidemark(["deploy", "staging", "--plan-only", "--repo", repoUrl], cliEnv);
+        expect(cli.deploy.code).toBe(2);
+        expect(cli.deploy.stderr).toMatch(/clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled/);
+        // Settings refused before anything starts, with every secret in the environment.
+        cli.serve = await tidemark(["serve"], {
+          ...cliEnv,
+          TIDEMARK_LISTEN: "every interface",
+          TIDEMARK_REDIS_URL: `http://:${secrets["the Redis password"]}@127.0.0.1:${bed.redis!.port}`,
+        });
+        expect(cli.serve.code).toBe(1);
+        expect(cli.serve.stderr).toMatch(/invalid settings[\s\S]*\n {2}listen: [\s\S]*\n {2}redis: /);
+      } finally {
+        await forge.setGitAvailable(true);
+      }
 
-    // Every report refused: GitHub answered 401, BullMQ keeps the jobs to try again, with the reason.
-    await waitFor("the refused reports of the invalid tree and of the rollback", () => {
-      const statuses = tap.seen.filter((request) => request.method === "POST" && request.url.includes("/statuses/")).map((request) => JSON.parse(request.body) as { description: string });
-      return statuses.some((status) => status.description.startsWith("invalid config: clusters/staging/web01/app/manifest.json")) && statuses.some((status) => status.description.includes("rolled back to"));
-    }, { timeoutMs: 60_000, intervalMs: 200 });
-    expect(tap.seen.length).toBeGreaterThan(0);
-    expect(tap.seen.every((request) => request.status === 401)).toBe(true);
-    await serve.waitForLog((line) => line.msg === "report job failed" && String(line.error).includes("Bad credentials"));
-  });
+      // Every report refused: GitHub answered 401, BullMQ keeps the jobs to try again, with the reason.
+      await waitFor(
+        "the refused reports of the invalid tree and of the rollback",
+        () => {
+          const statuses = tap.seen
+            .filter((request) => request.method === "POST" && request.url.includes("/statuses/"))
+            .map((request) => JSON.parse(request.body) as { description: string });
+          return (
+            statuses.some((status) => status.description.startsWith("invalid config: clusters/staging/web01/app/manifest.json")) &&
+            statuses.some((status) => status.description.includes("rolled back to"))
+          );
+        },
+        { timeoutMs: 60_000, intervalMs: 200 },
+      );
+      expect(tap.seen.length).toBeGreaterThan(0);
+      expect(tap.seen.every((request) => request.status === 401)).toBe(true);
+      await serve.waitForLog((line) => line.msg === "report job failed" && String(line.error).includes("Bad credentials"));
+    },
+  );
 
   it("not in serve's log, which has the failures", () => {
     const log = serve.output;
     // The failures are in it, the repo's URL among them, without its credentials.
-    expect(serve.logs((line) => line.msg === "report job failed" && String(line.error).startsWith("Bad credentials")).length).toBeGreaterThan(0);
+    expect(
+      serve.logs((line) => line.msg === "report job failed" && String(line.error).startsWith("Bad credentials")).length,
+    ).toBeGreaterThan(0);
     expect(serve.logs((line) => /^POST \/repos\/acme\/vault\/statuses\/[0-9a-f]{40} - 401 /.test(line.msg)).length).toBeGreaterThan(0);
     // The Redis URL is logged, its password masked.
-    expect(serve.logs((line) => line.msg === "tidemark serve started")[0]!.redis).toMatch(new RegExp(`^redis://\\S+@127\\.0\\.0\\.1:${bed.redis!.port}$`));
-    expect(serve.logs((line) => line.msg === "refs job failed" && String(line.error).includes(`could not fetch ${plainRepoUrl}`)).length).toBeGreaterThan(0);
+    expect(serve.logs((line) => line.msg === "tidemark serve started")[0]!.redis).toMatch(
+      new RegExp(`^redis://\\S+@127\\.0\\.0\\.1:${bed.redis!.port}$`),
+    );
+    expect(
+      serve.logs((line) => line.msg === "refs job failed" && String(line.error).includes(`could not fetch ${plainRepoUrl}`)).length,
+    ).toBeGreaterThan(0);
     // The unit that exits 3, the failing health check, the unit that prints secrets.
     expect(serve.logs((line) => line.msg === "staging: deployment failed").length).toBe(3);
-    expect(serve.logs((line) => line.msg === "staging: deployment failed" && JSON.stringify(line.hosts).includes("127.0.0.1:9/health")).length).toBe(1);
+    expect(
+      serve.logs((line) => line.msg === "staging: deployment failed" && JSON.stringify(line.hosts).includes("127.0.0.1:9/health")).length,
+    ).toBe(1);
     expect(log).toContain(plainRepoUrl.replace(/\.git$/, ""));
     const places = Object.fromEntries(log.split("\n").map((line, i) => [`serve's output, line ${i + 1}`, line]));
     expect(leaks(places, secrets)).toEqual([]);
@@ -295,7 +373,9 @@ describe("Secrets never leak", () => {
     const all = Object.values(dump).join("\n");
     const reports = new Queue("report", { connection: redis, prefix: "tidemark" });
     try {
-      const refused = (await reports.getJobs(["delayed", "failed", "wait", "active"])).filter((job) => job.failedReason?.startsWith("Bad credentials"));
+      const refused = (await reports.getJobs(["delayed", "failed", "wait", "active"])).filter((job) =>
+        job.failedReason?.startsWith("Bad credentials"),
+      );
       expect(refused.length).toBeGreaterThan(0);
     } finally {
       await reports.close();
@@ -315,7 +395,9 @@ describe("Secrets never leak", () => {
     expect(recorded.length).toBeGreaterThanOrEqual(statuses.length);
     expect(recorded.every((request) => request.status === 401 && request.auth === "none")).toBe(true);
     const places = {
-      ...Object.fromEntries(tap.seen.map((request, i) => [`request ${i + 1} to GitHub (${request.method} ${request.url})`, JSON.stringify(request)])),
+      ...Object.fromEntries(
+        tap.seen.map((request, i) => [`request ${i + 1} to GitHub (${request.method} ${request.url})`, JSON.stringify(request)]),
+      ),
       "the forge's record of the API requests": JSON.stringify(recorded),
     };
     expect(leaks(places, secrets)).toEqual([]);
@@ -324,7 +406,12 @@ describe("Secrets never leak", () => {
   it("not in the output of failing CLI commands, which name the repo", () => {
     expect(Object.keys(cli)).toEqual(["plan", "deploy", "serve"]);
     expect(cli.plan!.stderr).toContain(plainRepoUrl);
-    const places = Object.fromEntries(Object.entries(cli).flatMap(([command, { stdout, stderr }]) => [[`tidemark ${command}: stdout`, stdout], [`tidemark ${command}: stderr`, stderr]]));
+    const places = Object.fromEntries(
+      Object.entries(cli).flatMap(([command, { stdout, stderr }]) => [
+        [`tidemark ${command}: stdout`, stdout],
+        [`tidemark ${command}: stderr`, stderr],
+      ]),
+    );
     expect(leaks(places, secrets)).toEqual([]);
   });
 
@@ -336,9 +423,15 @@ describe("Secrets never leak", () => {
     const history = await tidemark(["history", "staging", "--json"], env);
     expect(history.code).toBe(0);
     expect(history.stdout).toMatch(/rolled-back/);
-    const places: Record<string, string> = { "the store's records": records, "the store's config": readFileSync(join(store, "config"), "utf8"), "tidemark history staging: stdout": history.stdout, "tidemark history staging: stderr": history.stderr };
+    const places: Record<string, string> = {
+      "the store's records": records,
+      "the store's config": readFileSync(join(store, "config"), "utf8"),
+      "tidemark history staging: stdout": history.stdout,
+      "tidemark history staging: stderr": history.stderr,
+    };
     for (const mirrors of [operator.env.TIDEMARK_MIRRORS!, join(cliDir, "mirrors")]) {
-      for (const mirror of readdirSync(mirrors).filter((name) => name.endsWith(".git"))) places[join(mirrors, mirror, "config")] = readFileSync(join(mirrors, mirror, "config"), "utf8");
+      for (const mirror of readdirSync(mirrors).filter((name) => name.endsWith(".git")))
+        places[join(mirrors, mirror, "config")] = readFileSync(join(mirrors, mirror, "config"), "utf8");
     }
     expect(Object.keys(places).length).toBe(6);
     expect(leaks(places, secrets)).toEqual([]);
@@ -347,12 +440,17 @@ describe("Secrets never leak", () => {
   it("not in what a failing unit printed as the store keeps it (every object, loose and packed), nor on the operator's pages", async () => {
     const store = operator.env.TIDEMARK_STORE!;
     // The output is kept, the secrets in it are not.
-    const record = (await run("git", ["--git-dir", store, "log", "--all", "--format=%B", `--grep=Tidemark-Deployment: ${printedBy}`])).stdout;
+    const record = (await run("git", ["--git-dir", store, "log", "--all", "--format=%B", `--grep=Tidemark-Deployment: ${printedBy}`]))
+      .stdout;
     expect(record).toContain("Output of web01:");
     expect(record).toContain("app: giving up");
     expect(record).toContain("the webhook secret: [redacted]");
     // Every object git can read, packed ones inflated and their deltas resolved, and each loose object inflated by hand.
-    const places: Record<string, string> = { "every object of the store (git cat-file --batch-all-objects)": (await run("git", ["--git-dir", store, "cat-file", "--batch-all-objects", "--batch"])).stdout };
+    const places: Record<string, string> = {
+      "every object of the store (git cat-file --batch-all-objects)": (
+        await run("git", ["--git-dir", store, "cat-file", "--batch-all-objects", "--batch"])
+      ).stdout,
+    };
     const objects = join(store, "objects");
     let loose = 0;
     for (const dir of readdirSync(objects).filter((name) => /^[0-9a-f]{2}$/.test(name))) {
@@ -373,7 +471,9 @@ describe("Secrets never leak", () => {
     places["the page /"] = await page("/");
     places["the page /environments/staging"] = await page("/environments/staging");
     // What was posted to GitHub (every status was refused, but sent) and what the operator queued in Redis.
-    places["the statuses sent to GitHub"] = JSON.stringify(tap.seen.filter((request) => request.url.includes("/statuses/")).map((request) => request.body));
+    places["the statuses sent to GitHub"] = JSON.stringify(
+      tap.seen.filter((request) => request.url.includes("/statuses/")).map((request) => request.body),
+    );
     places["Redis"] = Object.values(await dumpRedis(redis)).join("\n");
     expect(leaks(places, printed)).toEqual([]);
   });

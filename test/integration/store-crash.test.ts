@@ -22,7 +22,13 @@ function appender(gitdir: string, count: number) {
   });
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { child, lines, exited, stderr: () => stderr, appended: () => lines.filter((line) => line.startsWith("appended ")).map((line) => line.slice(9)) };
+  return {
+    child,
+    lines,
+    exited,
+    stderr: () => stderr,
+    appended: () => lines.filter((line) => line.startsWith("appended ")).map((line) => line.slice(9)),
+  };
 }
 
 async function fsck(gitdir: string): Promise<string> {
@@ -46,12 +52,16 @@ describe("the store under crashes and concurrent writers", () => {
     const gitdir = tempStore();
     const confirmed: string[] = [];
     let kills = 0;
-    for (let recorded = 0; recorded < 200; ) {
+    for (let recorded = 0; recorded < 200;) {
       const writer = appender(gitdir, 200 - recorded);
-      await waitFor("the appender to start", () => {
-        if (writer.child.exitCode !== null) throw new GiveUp(`the appender exited: ${writer.stderr()}`);
-        return writer.lines.includes("ready");
-      }, { timeoutMs: 30_000 });
+      await waitFor(
+        "the appender to start",
+        () => {
+          if (writer.child.exitCode !== null) throw new GiveUp(`the appender exited: ${writer.stderr()}`);
+          return writer.lines.includes("ready");
+        },
+        { timeoutMs: 30_000 },
+      );
       // Let it run for a random while, then cut it wherever it is.
       await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 1500));
       writer.child.kill("SIGKILL");

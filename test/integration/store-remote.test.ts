@@ -31,8 +31,23 @@ describe("a store shared through a git remote on the forge", () => {
     const blob = await git.writeBlob({ fs, gitdir: store.gitdir, blob: Buffer.from(`${id}\n`) });
     const app = await git.writeTree({ fs, gitdir: store.gitdir, tree: [{ mode: "100644", path: "release", oid: blob, type: "blob" }] });
     const host = await git.writeTree({ fs, gitdir: store.gitdir, tree: [{ mode: "040000", path: "app", oid: app, type: "tree" }] });
-    const root = await git.writeTree({ fs, gitdir: store.gitdir, tree: hosts.map((h) => ({ mode: "040000", path: h.host, oid: host, type: "tree" as const })) });
-    await store.record({ id, environment: "staging", sourceRepo: "http://127.0.0.1/acme/fleet.git", sourceCommit: blob, sourceRef: "refs/heads/main", trigger: "cli", hosts }, root);
+    const root = await git.writeTree({
+      fs,
+      gitdir: store.gitdir,
+      tree: hosts.map((h) => ({ mode: "040000", path: h.host, oid: host, type: "tree" as const })),
+    });
+    await store.record(
+      {
+        id,
+        environment: "staging",
+        sourceRepo: "http://127.0.0.1/acme/fleet.git",
+        sourceCommit: blob,
+        sourceRef: "refs/heads/main",
+        trigger: "cli",
+        hosts,
+      },
+      root,
+    );
     return id;
   }
   const ids = async (store: Store) => (await store.history("staging")).map((entry) => entry.id);
@@ -58,7 +73,10 @@ describe("a store shared through a git remote on the forge", () => {
 
     // Both record before either shares: the second to push replays its attempt on top of the first's.
     const fromA = await record(a, [{ host: "web01", outcome: "deployed" }]);
-    const fromB = await record(b, [{ host: "web01", outcome: "rolled-back", detail: "app.service failed" }, { host: "web02", outcome: "deployed" }]);
+    const fromB = await record(b, [
+      { host: "web01", outcome: "rolled-back", detail: "app.service failed" },
+      { host: "web02", outcome: "deployed" },
+    ]);
     await Promise.all([a.sync("staging"), b.sync("staging")]);
     await a.sync("staging");
     await b.sync("staging");
@@ -85,7 +103,10 @@ describe("a store shared through a git remote on the forge", () => {
     await bed.forge!.setGitAvailable(false);
     const offline = await record(a, [{ host: "web03", outcome: "deployed" }]);
     try {
-      await expect(a.sync("staging")).rejects.toMatchObject({ code: "STORE_REMOTE_UNREACHABLE", hint: expect.stringContaining("shared at the next sync") as string });
+      await expect(a.sync("staging")).rejects.toMatchObject({
+        code: "STORE_REMOTE_UNREACHABLE",
+        hint: expect.stringContaining("shared at the next sync") as string,
+      });
     } finally {
       await bed.forge!.setGitAvailable(true);
     }
@@ -118,7 +139,10 @@ describe("a store shared through a git remote on the forge", () => {
 
   it("refuses a store remote without its credentials, saying what to check", async () => {
     const store = await Store.open(join(tempDir(), "store.git"), { remote: bed.forge!.cloneUrl("acme/tidemark-store") });
-    await expect(store.sync("staging")).rejects.toMatchObject({ code: "STORE_REMOTE_UNREACHABLE", message: expect.stringContaining("asks for credentials") as string });
+    await expect(store.sync("staging")).rejects.toMatchObject({
+      code: "STORE_REMOTE_UNREACHABLE",
+      message: expect.stringContaining("asks for credentials") as string,
+    });
   });
 
   it("fetches a private source repo with the credentials in its URL, and says so without them", async () => {
@@ -131,10 +155,15 @@ describe("a store shared through a git remote on the forge", () => {
       await withToken.fetch();
       expect((await withToken.refs()).branches.get("main")).toBe(commit);
       // The token never lands in the mirror's config.
-      expect(await git.getConfig({ fs: repoFs(withToken.gitdir), gitdir: withToken.gitdir, path: "remote.origin.url" })).not.toContain(bed.forge!.token);
+      expect(await git.getConfig({ fs: repoFs(withToken.gitdir), gitdir: withToken.gitdir, path: "remote.origin.url" })).not.toContain(
+        bed.forge!.token,
+      );
 
       const without = await SourceMirror.open(bed.forge!.cloneUrl("acme/private-fleet"), tempDir());
-      await expect(without.fetch()).rejects.toMatchObject({ code: "REPO_UNREACHABLE", hint: expect.stringContaining("credentials") as string });
+      await expect(without.fetch()).rejects.toMatchObject({
+        code: "REPO_UNREACHABLE",
+        hint: expect.stringContaining("credentials") as string,
+      });
     } finally {
       work.remove();
     }

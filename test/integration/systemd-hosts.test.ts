@@ -30,14 +30,21 @@ describe("systemd hosts of the test bed", () => {
 
   async function show(session: SshSession, unitName: string): Promise<Record<string, string>> {
     const { stdout } = await session.exec(command("systemctl", "show", "-p", "ActiveState,Result", unitName));
-    return Object.fromEntries(stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string]));
+    return Object.fromEntries(
+      stdout
+        .trim()
+        .split("\n")
+        .map((line) => line.split("=", 2) as [string, string]),
+    );
   }
 
   it("boots three hosts, each with its own name, address and machine id", async () => {
-    const seen = await Promise.all(bed.hosts.map(async (host) => {
-      const { stdout } = await (await connect(host.name)).exec("hostname; cat /etc/machine-id; systemctl is-system-running");
-      return stdout.trim().split("\n");
-    }));
+    const seen = await Promise.all(
+      bed.hosts.map(async (host) => {
+        const { stdout } = await (await connect(host.name)).exec("hostname; cat /etc/machine-id; systemctl is-system-running");
+        return stdout.trim().split("\n");
+      }),
+    );
     expect(seen.map(([name]) => name)).toEqual(["web01", "web02", "web03"]);
     expect(new Set(seen.map(([, id]) => id)).size).toBe(3);
     expect(seen.map(([, , state]) => state)).toEqual(["running", "running", "running"]);
@@ -46,12 +53,14 @@ describe("systemd hosts of the test bed", () => {
 
   it("never loses the exit status of a fast command (it once came in the same read as the exec reply)", async () => {
     // 200 quick commands per host, three hosts at once: a lost exit status showed as SSH_CONNECTION_LOST in a few percent of them.
-    const codes = await Promise.all(bed.hosts.map(async (host) => {
-      const session = await connect(host.name);
-      const seen: Array<number | null> = [];
-      for (let i = 0; i < 200; i++) seen.push((await session.exec("exit 3")).code);
-      return seen;
-    }));
+    const codes = await Promise.all(
+      bed.hosts.map(async (host) => {
+        const session = await connect(host.name);
+        const seen: Array<number | null> = [];
+        for (let i = 0; i < 200; i++) seen.push((await session.exec("exit 3")).code);
+        return seen;
+      }),
+    );
     expect(codes.flat().filter((code) => code !== 3)).toEqual([]);
   });
 
@@ -114,7 +123,9 @@ describe("systemd hosts of the test bed", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
     try {
       const { port } = server.address() as net.AddressInfo;
-      await expect(SshSession.connect({ ...bed.host("web01"), address: "127.0.0.1", port }, { privateKey: bed.clientKey })).rejects.toMatchObject({ code: "HOST_UNREACHABLE" });
+      await expect(
+        SshSession.connect({ ...bed.host("web01"), address: "127.0.0.1", port }, { privateKey: bed.clientKey }),
+      ).rejects.toMatchObject({ code: "HOST_UNREACHABLE" });
       // The second error comes with the socket's close.
       await new Promise((resolve) => setTimeout(resolve, 200));
     } finally {

@@ -15,7 +15,9 @@ describe("test bed teardown", () => {
   it("cleans up after an owner that was killed mid-run (SIGKILL)", async () => {
     // A separate process brings a bed up and is killed before it can tear anything down.
     const script = `import { TestBed } from "./test/bed/bed.ts"; const bed = await TestBed.up({ systemdHosts: 1, lightHosts: 1, redis: true }); console.log(bed.id); setInterval(() => {}, 1000);`;
-    const owner = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const owner = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let output = "";
     owner.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     const id = await waitFor("the owner to bring its bed up", () => /^[0-9a-f]{6}$/m.exec(output)?.[0], { timeoutMs: 60_000 });

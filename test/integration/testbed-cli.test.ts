@@ -8,7 +8,8 @@ import type { BedInfo } from "../bed/bed.js";
 import { settledLeftovers } from "../bed/leftovers.js";
 
 const exec = promisify(execFile);
-const testbed = (...args: string[]) => exec(process.execPath, ["--import", "tsx", "test/bed/cli.ts", ...args], { cwd: new URL("../..", import.meta.url).pathname });
+const testbed = (...args: string[]) =>
+  exec(process.execPath, ["--import", "tsx", "test/bed/cli.ts", ...args], { cwd: new URL("../..", import.meta.url).pathname });
 
 describe("npm run testbed", () => {
   it("brings a bed up for a script, prints how to reach every part, and takes it all down", async () => {

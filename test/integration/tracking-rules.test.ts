@@ -35,7 +35,7 @@ describe("tracking rules against the forge", () => {
   }
 
   it("shares one fetch between callers that arrive while one runs, and each sees what was pushed before its call", async () => {
-    const pushed = await work.commit({ "burst": "1" }, "burst");
+    const pushed = await work.commit({ burst: "1" }, "burst");
     await work.push("main");
     const before = (await bed.forge!.fetches())[bed.forgeRepo] ?? 0;
     const first = mirror.fetch();
@@ -47,12 +47,12 @@ describe("tracking rules against the forge", () => {
   });
 
   it("follows a pin as it is moved, force-moved and deleted", async () => {
-    const one = await work.commit({ "a": "1" }, "one");
+    const one = await work.commit({ a: "1" }, "one");
     await work.tag("production", { annotated: true });
     await work.push("main", "production");
     expect(await track({ tag: "production" })).toEqual({ ref: "refs/tags/production", commit: one });
 
-    const two = await work.commit({ "a": "2" }, "two");
+    const two = await work.commit({ a: "2" }, "two");
     await work.tag("production", { force: true });
     await work.push("main", "--force", "production");
     expect(await track({ tag: "production" })).toEqual({ ref: "refs/tags/production", commit: two });
@@ -63,13 +63,16 @@ describe("tracking rules against the forge", () => {
     expect(await track({ tag: "production" })).toEqual({ ref: "refs/tags/production", commit: one });
 
     await work.push("--delete", "production");
-    expect(await track({ tag: "production" })).toMatchObject({ ref: null, reason: expect.stringContaining("tag production does not exist") as string });
+    expect(await track({ tag: "production" })).toMatchObject({
+      ref: null,
+      reason: expect.stringContaining("tag production does not exist") as string,
+    });
   });
 
   it("takes the newest tag by semver: v1.10.0 over v1.9.3, pre-releases only when asked", async () => {
     const commits: Record<string, string> = {};
     for (const version of ["v1.9.3", "v1.10.0", "v1.2.0", "v2.0.0-rc.1"]) {
-      commits[version] = await work.commit({ "version": version }, version);
+      commits[version] = await work.commit({ version: version }, version);
       await work.tag(version);
     }
     await work.push("main", "--tags");
@@ -79,9 +82,9 @@ describe("tracking rules against the forge", () => {
   });
 
   it("keeps a branch and a tag of the same name apart", async () => {
-    const onBranch = await work.commit({ "b": "branch" }, "branch side");
+    const onBranch = await work.commit({ b: "branch" }, "branch side");
     await work.push("main:refs/heads/release");
-    const tagged = await work.commit({ "b": "tag" }, "tag side");
+    const tagged = await work.commit({ b: "tag" }, "tag side");
     await work.tag("release");
     await work.push("release");
     expect(await track({ branch: "release" })).toEqual({ ref: "refs/heads/release", commit: onBranch });
@@ -92,7 +95,7 @@ describe("tracking rules against the forge", () => {
 
   it("heals a mirror whose fetch was cut after its refs were written but before their objects arrived (isomorphic-git only claims objects it has)", async () => {
     await mirror.fetch();
-    const next = await work.commit({ "c": "after the cut" }, "after the cut");
+    const next = await work.commit({ c: "after the cut" }, "after the cut");
     await work.push("main");
     // What a fetch killed between writing refs and writing the pack leaves behind (isomorphic-git#2435).
     await git.writeRef({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, ref: "refs/remotes/origin/main", value: next, force: true });

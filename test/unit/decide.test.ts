@@ -125,7 +125,10 @@ describe("the deploy job's decision", () => {
       ],
     });
     const decision = decide(
-      state({ history: { last: previous, requested: [B] }, plan: { changing: ["web01", "web02"], desired: ["web01", "web02", "web03"], sameTree: true } }),
+      state({
+        history: { last: previous, requested: [B] },
+        plan: { changing: ["web01", "web02"], desired: ["web01", "web02", "web03"], sameTree: true },
+      }),
     );
     expect(decision).toEqual({
       kind: "deploy",
@@ -147,7 +150,11 @@ describe("the deploy job's decision", () => {
   });
 
   it("records a new tree that every host already runs (a revert after a host rolled itself back), deploying no host", () => {
-    const reverted = state({ resolution: { ref: "refs/heads/main", commit: C }, history: { last: last(), requested: [C] }, plan: { changing: [], desired: ["web01", "web02"], sameTree: false } });
+    const reverted = state({
+      resolution: { ref: "refs/heads/main", commit: C },
+      history: { last: last(), requested: [C] },
+      plan: { changing: [], desired: ["web01", "web02"], sameTree: false },
+    });
     expect(decide(reverted)).toEqual({ kind: "deploy", ref: "refs/heads/main", commit: C, hosts: [], hold: new Map(), superseded: [] });
   });
 
@@ -181,7 +188,9 @@ describe("the deploy job's decision", () => {
       ],
     });
     expect(
-      decide(state({ history: { last: previous, requested: [] }, plan: { changing: ["web01"], desired: ["web01", "web02"], sameTree: false } })),
+      decide(
+        state({ history: { last: previous, requested: [] }, plan: { changing: ["web01"], desired: ["web01", "web02"], sameTree: false } }),
+      ),
     ).toMatchObject({ kind: "up-to-date", finished: [] });
   });
 });

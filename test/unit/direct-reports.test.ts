@@ -5,9 +5,16 @@ import { DirectReports } from "../../src/github/direct-reports.js";
 
 const SHA = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b";
 const facts = { id: "20261122T101010Z-abcdef", environment: "staging", sourceCommit: SHA, hostStatuses: true };
-const hosts = [{ host: "web01", outcome: "deployed" as const }, { host: "web02", outcome: "deployed" as const }];
-const name = (report: Report) => (report.kind === "status" ? `${report.status.context} ${report.status.state}` : `deployment ${report.deployment.state}`);
-const error = (status: number) => new RequestError(status >= 500 ? "Server Error" : "Bad credentials", status, { request: { method: "POST", url: "http://127.0.0.1/statuses", headers: {} } });
+const hosts = [
+  { host: "web01", outcome: "deployed" as const },
+  { host: "web02", outcome: "deployed" as const },
+];
+const name = (report: Report) =>
+  report.kind === "status" ? `${report.status.context} ${report.status.state}` : `deployment ${report.deployment.state}`;
+const error = (status: number) =>
+  new RequestError(status >= 500 ? "Server Error" : "Bad credentials", status, {
+    request: { method: "POST", url: "http://127.0.0.1/statuses", headers: {} },
+  });
 
 /** A GitHub that answers each report by name: the errors queued for it first, then success; it keeps what it accepted, in order. */
 function fakeGitHub(failures: Record<string, number[]> = {}) {

@@ -9,7 +9,7 @@ describe("the page's markup", () => {
   it("escapes every value and keeps markup made by html", () => {
     const name = `<script>alert("x")</script>&'`;
     expect(html`<p title="${name}">${name}${html`<b>${name}</b>`}</p>`.text).toBe(
-      "<p title=\"&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;\">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;<b>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;</b></p>",
+      '<p title="&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;<b>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;</b></p>',
     );
     expect(html`${[1, null, undefined, false, "a"]}`.text).toBe("1a");
     expect(href("deployments", "../x?y#z")).toBe("/deployments/..%2Fx%3Fy%23z");
@@ -26,9 +26,38 @@ describe("the page's markup", () => {
       commit: SHA,
       tree: SHA,
       at: new Date("2026-11-22T10:10:12Z"),
-      hosts: [{ host: "web01", outcome: "rolled-back", detail: "app.service failed (exit-code); rolled back to 1a2b3c4", log: "<script>alert(1)</script>", timeline: [{ phase: "connect", at: 0 }, { phase: "done", at: 100 }] }],
+      hosts: [
+        {
+          host: "web01",
+          outcome: "rolled-back",
+          detail: "app.service failed (exit-code); rolled back to 1a2b3c4",
+          log: "<script>alert(1)</script>",
+          timeline: [
+            { phase: "connect", at: 0 },
+            { phase: "done", at: 100 },
+          ],
+        },
+      ],
     };
-    const plan = [{ host: "web01", from: null, to: SHA, apps: [{ app: "app", change: "changed" as const, release: SHA, previousRelease: SHA, files: [{ path: "<img src=x onerror=alert(1)>.conf", change: "added" as const }] }], units: { enable: [], restart: ["app.service"], stop: [] }, takesOver: [], rollback: { available: true as const } }];
+    const plan = [
+      {
+        host: "web01",
+        from: null,
+        to: SHA,
+        apps: [
+          {
+            app: "app",
+            change: "changed" as const,
+            release: SHA,
+            previousRelease: SHA,
+            files: [{ path: "<img src=x onerror=alert(1)>.conf", change: "added" as const }],
+          },
+        ],
+        units: { enable: [], restart: ["app.service"], stop: [] },
+        takesOver: [],
+        rollback: { available: true as const },
+      },
+    ];
     const page = deploymentPage({ entry, plan }, "https://forge.example/o/r.git").text;
     expect(page).not.toMatch(/<script>alert|<img src=x/);
     expect(page).toContain("&lt;script&gt;alert(1)&lt;/script&gt;");
@@ -44,7 +73,14 @@ describe("the page's markup", () => {
       { phase: "switch", at: 1250 },
       { phase: "done", at: 1400 },
     ]).text;
-    const rows = [...text.matchAll(/<tr class="([^"]*)"><td>([^<]+)<\/td><td>([^<]+)<\/td><td>([^<]+)<\/td><\/tr>/g)].map((m) => m.slice(1).join(" | "));
-    expect(rows).toEqual([" | connect | +0.00 s | 200 ms", " | switch | +0.20 s | 1000 ms", "bad | rollback | +1.20 s | 50 ms", "bad | switch (rollback) | +1.25 s | 150 ms"]);
+    const rows = [...text.matchAll(/<tr class="([^"]*)"><td>([^<]+)<\/td><td>([^<]+)<\/td><td>([^<]+)<\/td><\/tr>/g)].map((m) =>
+      m.slice(1).join(" | "),
+    );
+    expect(rows).toEqual([
+      " | connect | +0.00 s | 200 ms",
+      " | switch | +0.20 s | 1000 ms",
+      "bad | rollback | +1.20 s | 50 ms",
+      "bad | switch (rollback) | +1.25 s | 150 ms",
+    ]);
   });
 });

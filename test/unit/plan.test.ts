@@ -28,13 +28,24 @@ describe("planEnvironment", () => {
     const plan = planEnvironment("staging", tree(NGINX), new Map());
     expect(plan.hosts).toHaveLength(1);
     const [web01] = plan.hosts;
-    expect(web01).toMatchObject({ host: "web01", from: null, rollback: { available: true }, units: { enable: ["nginx.service"], restart: ["nginx.service"], stop: [] } });
+    expect(web01).toMatchObject({
+      host: "web01",
+      from: null,
+      rollback: { available: true },
+      units: { enable: ["nginx.service"], restart: ["nginx.service"], stop: [] },
+    });
     expect(web01!.apps).toEqual([
-      { app: "nginx", change: "added", release: expect.stringMatching(/^[0-9a-f]{40}$/) as string, previousRelease: null, files: [
-        { path: "manifest.json", change: "added" },
-        { path: "nginx.conf", change: "added" },
-        { path: "systemd/nginx.service", change: "added" },
-      ] },
+      {
+        app: "nginx",
+        change: "added",
+        release: expect.stringMatching(/^[0-9a-f]{40}$/) as string,
+        previousRelease: null,
+        files: [
+          { path: "manifest.json", change: "added" },
+          { path: "nginx.conf", change: "added" },
+          { path: "systemd/nginx.service", change: "added" },
+        ],
+      },
     ]);
   });
 
@@ -45,23 +56,48 @@ describe("planEnvironment", () => {
   });
 
   it("plan_detects_added_and_removed_apps", () => {
-    const redis = { "web01/redis/redis.conf": "port 6379", "web01/redis/manifest.json": manifest({ systemd: { units_enabled: ["redis.service"] } }) };
+    const redis = {
+      "web01/redis/redis.conf": "port 6379",
+      "web01/redis/manifest.json": manifest({ systemd: { units_enabled: ["redis.service"] } }),
+    };
     const plan = planEnvironment("staging", tree(redis), live(NGINX));
-    expect(plan.hosts[0]!.apps.map((app) => [app.app, app.change])).toEqual([["nginx", "removed"], ["redis", "added"]]);
+    expect(plan.hosts[0]!.apps.map((app) => [app.app, app.change])).toEqual([
+      ["nginx", "removed"],
+      ["redis", "added"],
+    ]);
     expect(plan.hosts[0]!.units).toEqual({ enable: ["redis.service"], restart: ["redis.service"], stop: ["nginx.service"] });
   });
 
   it("plan_detects_unit_set_changes", () => {
-    const next = { ...NGINX, "web01/nginx/manifest.json": manifest({ systemd: { units_enabled: ["nginx.service", "nginx-reload.timer"] } }) };
-    expect(planEnvironment("staging", tree(next), live(NGINX)).hosts[0]!.units).toEqual({ enable: ["nginx-reload.timer"], restart: ["nginx-reload.timer", "nginx.service"], stop: [] });
-    expect(planEnvironment("staging", tree(NGINX), live(next)).hosts[0]!.units).toEqual({ enable: [], restart: ["nginx.service"], stop: ["nginx-reload.timer"] });
+    const next = {
+      ...NGINX,
+      "web01/nginx/manifest.json": manifest({ systemd: { units_enabled: ["nginx.service", "nginx-reload.timer"] } }),
+    };
+    expect(planEnvironment("staging", tree(next), live(NGINX)).hosts[0]!.units).toEqual({
+      enable: ["nginx-reload.timer"],
+      restart: ["nginx-reload.timer", "nginx.service"],
+      stop: [],
+    });
+    expect(planEnvironment("staging", tree(NGINX), live(next)).hosts[0]!.units).toEqual({
+      enable: [],
+      restart: ["nginx.service"],
+      stop: ["nginx-reload.timer"],
+    });
   });
 
   it("plans the host paths a deployment links for the first time as taken over, with rollback available", () => {
-    const linked = { ...NGINX, "web01/nginx/manifest.json": manifest({ systemd: { units_enabled: ["nginx.service"] }, symlinks: { "/etc/nginx/nginx.conf": "nginx.conf" } }) };
+    const linked = {
+      ...NGINX,
+      "web01/nginx/manifest.json": manifest({
+        systemd: { units_enabled: ["nginx.service"] },
+        symlinks: { "/etc/nginx/nginx.conf": "nginx.conf" },
+      }),
+    };
     const plan = planEnvironment("staging", tree(linked), live(NGINX));
     expect(plan.hosts[0]).toMatchObject({ takesOver: ["/etc/nginx/nginx.conf"], rollback: { available: true } });
-    expect(renderPlan(plan)).toContain("  takes over /etc/nginx/nginx.conf (what is there now is kept on the host, and put back when the link goes)");
+    expect(renderPlan(plan)).toContain(
+      "  takes over /etc/nginx/nginx.conf (what is there now is kept on the host, and put back when the link goes)",
+    );
 
     // A first deployment takes it over too; its unit's link is not named (the host keeps whatever any link displaces).
     expect(planEnvironment("staging", tree(linked), new Map()).hosts[0]!.takesOver).toEqual(["/etc/nginx/nginx.conf"]);
@@ -94,6 +130,8 @@ describe("planEnvironment", () => {
 
   it("renders the plan for people", () => {
     const plan = planEnvironment("staging", tree({ ...NGINX, "web01/nginx/nginx.conf": "worker_processes 2;" }), live(NGINX));
-    expect(renderPlan(plan)).toMatch(/^staging: 1 host would change\n\nweb01 {2}[0-9a-f]{7} -> [0-9a-f]{7} {2}\(rollback available\)\n {2}~ nginx\n {6}~ nginx.conf\n {2}restart nginx.service\n$/);
+    expect(renderPlan(plan)).toMatch(
+      /^staging: 1 host would change\n\nweb01 {2}[0-9a-f]{7} -> [0-9a-f]{7} {2}\(rollback available\)\n {2}~ nginx\n {6}~ nginx.conf\n {2}restart nginx.service\n$/,
+    );
   });
 });

@@ -12,7 +12,10 @@ const README = join(ROOT, "README.md");
 const DOCS = join(ROOT, "docs");
 
 const read = (file: string) => readFileSync(file, "utf8");
-const docsFiles = () => readdirSync(DOCS).filter((name) => name.endsWith(".md")).map((name) => join(DOCS, name));
+const docsFiles = () =>
+  readdirSync(DOCS)
+    .filter((name) => name.endsWith(".md"))
+    .map((name) => join(DOCS, name));
 
 /** The lines of a Markdown text outside fenced code blocks. */
 function proseLines(text: string): string[] {
@@ -65,7 +68,11 @@ function layoutPaths(block: readonly string[]): string[] {
 
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
 function slug(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/ /g, "-");
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+    .replace(/ /g, "-");
 }
 
 function anchors(file: string): Set<string> {
@@ -96,23 +103,30 @@ describe("the README's layout", () => {
   });
 
   it("names only paths that exist", () => {
-    const missing = layoutPaths(block).filter((path) => !existsSync(join(ROOT, path)) || path.endsWith("/") !== statSync(join(ROOT, path)).isDirectory());
+    const missing = layoutPaths(block).filter(
+      (path) => !existsSync(join(ROOT, path)) || path.endsWith("/") !== statSync(join(ROOT, path)).isDirectory(),
+    );
     expect(missing).toEqual([]);
   });
 
   it("names every folder of src/", () => {
-    const folders = readdirSync(join(ROOT, "src"), { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => `src/${entry.name}/`);
+    const folders = readdirSync(join(ROOT, "src"), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => `src/${entry.name}/`);
     expect(folders.filter((folder) => !layoutPaths(block).includes(folder))).toEqual([]);
   });
 
   it("reads nesting by indentation and skips lines that are not paths", () => {
-    expect(layoutPaths(["src/           the product", "  cli/         one file per command", "               wrapped: core/, config/", "test/", "  unit/", "vitest.config.ts  the projects"])).toEqual([
-      "src/",
-      "src/cli/",
-      "test/",
-      "test/unit/",
-      "vitest.config.ts",
-    ]);
+    expect(
+      layoutPaths([
+        "src/           the product",
+        "  cli/         one file per command",
+        "               wrapped: core/, config/",
+        "test/",
+        "  unit/",
+        "vitest.config.ts  the projects",
+      ]),
+    ).toEqual(["src/", "src/cli/", "test/", "test/unit/", "vitest.config.ts"]);
   });
 });
 

@@ -1,5 +1,21 @@
 import { describe, expect, it } from "vitest";
-import { checkScript, commitScript, diskSpaceScript, inspectScript, journalScript, lockCommand, parseDiskSpace, parseUnitStates, PRELUDE, restartScript, sealScript, stageScript, switchScript, unitFailed, unitStateScript } from "../../src/remote/commands.js";
+import {
+  checkScript,
+  commitScript,
+  diskSpaceScript,
+  inspectScript,
+  journalScript,
+  lockCommand,
+  parseDiskSpace,
+  parseUnitStates,
+  PRELUDE,
+  restartScript,
+  sealScript,
+  stageScript,
+  switchScript,
+  unitFailed,
+  unitStateScript,
+} from "../../src/remote/commands.js";
 
 const ODD = "-x $(touch pwned) 'q'";
 const body = (input: string) => {
@@ -31,7 +47,9 @@ describe("remote command builders", () => {
   });
 
   it("stages a release from hard links to its base, dropping what changes", () => {
-    expect(body(stageScript("root", "d1", "t1", [{ app: "web", release: "r2", base: "r1", drop: ["a b.txt"], dirs: ["conf"] }]).input)).toBe(
+    expect(
+      body(stageScript("root", "d1", "t1", [{ app: "web", release: "r2", base: "r1", drop: ["a b.txt"], dirs: ["conf"] }]).input),
+    ).toBe(
       [
         "printf '%s\\n' 'd1 t1' > /var/lib/tidemark/target.tidemark-new; mv -T -- /var/lib/tidemark/target.tidemark-new /var/lib/tidemark/target",
         "rm -rf -- /var/lib/tidemark/apps/web/.partial-r2",
@@ -60,9 +78,15 @@ describe("remote command builders", () => {
   it("switches: stop what goes, switch or retire apps, reconcile links; then reload, enable, restart", () => {
     const spec = {
       stop: ["old.service"],
-      apps: [{ app: "web", release: "r2" }, { app: ODD, release: null }],
+      apps: [
+        { app: "web", release: "r2" },
+        { app: ODD, release: null },
+      ],
       purge: [],
-      links: { remove: ["/etc/systemd/system/old.service"], add: [{ path: "/etc/systemd/system/web.service", target: "/var/lib/tidemark/apps/web/current/systemd/web.service" }] },
+      links: {
+        remove: ["/etc/systemd/system/old.service"],
+        add: [{ path: "/etc/systemd/system/web.service", target: "/var/lib/tidemark/apps/web/current/systemd/web.service" }],
+      },
       enable: ["web.service"],
       restart: ["web.service"],
       reload: true,
@@ -92,14 +116,20 @@ describe("remote command builders", () => {
   });
 
   it("checks units after settling, runs command checks from the current release, reads the journal", () => {
-    expect(body(unitStateScript("root", ["a.service", "b@1.service"], 1000).input)).toBe("sleep 1.000\nsystemctl show -p Id,ActiveState,SubState,Result -- a.service b@1.service\n");
-    expect(body(checkScript("root", "web", "curl -fs localhost:8080 | grep ok", 30).input)).toBe("cd -- /var/lib/tidemark/apps/web/current\nexec timeout -k 5 30 sh -c 'curl -fs localhost:8080 | grep ok'\n");
+    expect(body(unitStateScript("root", ["a.service", "b@1.service"], 1000).input)).toBe(
+      "sleep 1.000\nsystemctl show -p Id,ActiveState,SubState,Result -- a.service b@1.service\n",
+    );
+    expect(body(checkScript("root", "web", "curl -fs localhost:8080 | grep ok", 30).input)).toBe(
+      "cd -- /var/lib/tidemark/apps/web/current\nexec timeout -k 5 30 sh -c 'curl -fs localhost:8080 | grep ok'\n",
+    );
     expect(body(journalScript("root", "web.service").input)).toBe("journalctl --no-pager -o cat -n 20 -u web.service\n");
   });
 
   it("records current, then collects old releases without ever failing", () => {
     const lines = body(commitScript("root", "d2", null, ["web"], 3).input).split("\n");
-    expect(lines[0]).toBe("printf '%s\\n' 'd2 -' > /var/lib/tidemark/current.tidemark-new; mv -T -- /var/lib/tidemark/current.tidemark-new /var/lib/tidemark/current");
+    expect(lines[0]).toBe(
+      "printf '%s\\n' 'd2 -' > /var/lib/tidemark/current.tidemark-new; mv -T -- /var/lib/tidemark/current.tidemark-new /var/lib/tidemark/current",
+    );
     expect(lines[1]).toContain("|| true; }");
     expect(lines[2]).toBe("tm_collect /var/lib/tidemark/apps/web");
   });
@@ -111,13 +141,27 @@ describe("remote command builders", () => {
   });
 
   it("reads unit states and tells a failed unit from a healthy one", () => {
-    const states = parseUnitStates("Id=a.service\nActiveState=active\nSubState=running\nResult=success\n\nId=b.service\nActiveState=failed\nSubState=failed\nResult=exit-code\n\nId=c.service\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\n");
-    expect(states.map((state) => [state.unit, unitFailed(state)])).toEqual([["a.service", false], ["b.service", true], ["c.service", true]]);
+    const states = parseUnitStates(
+      "Id=a.service\nActiveState=active\nSubState=running\nResult=success\n\nId=b.service\nActiveState=failed\nSubState=failed\nResult=exit-code\n\nId=c.service\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\n",
+    );
+    expect(states.map((state) => [state.unit, unitFailed(state)])).toEqual([
+      ["a.service", false],
+      ["b.service", true],
+      ["c.service", true],
+    ]);
   });
 
   it("lets a sudo user's SFTP write only into the dirs it uploads to, and gives the release back to root when sealing", () => {
-    const staged = body(stageScript({ sudo: "deployer" }, "d1", "t1", [{ app: "web", release: "r2", base: null, drop: [], dirs: ["conf"] }]).input).split("\n");
-    expect(staged.slice(-3)).toEqual(["chown -- deployer /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/.partial-r2/conf", "chmod u+w -- /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/.partial-r2/conf", ""]);
-    expect(body(sealScript({ sudo: "deployer" }, [{ app: "web", release: "r2", uploaded: [] }]).input)).toBe("chown -R 0:0 -- /var/lib/tidemark/apps/web/.partial-r2\nchmod -R a-w -- /var/lib/tidemark/apps/web/.partial-r2\nmv -T -- /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/r2\n");
+    const staged = body(
+      stageScript({ sudo: "deployer" }, "d1", "t1", [{ app: "web", release: "r2", base: null, drop: [], dirs: ["conf"] }]).input,
+    ).split("\n");
+    expect(staged.slice(-3)).toEqual([
+      "chown -- deployer /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/.partial-r2/conf",
+      "chmod u+w -- /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/.partial-r2/conf",
+      "",
+    ]);
+    expect(body(sealScript({ sudo: "deployer" }, [{ app: "web", release: "r2", uploaded: [] }]).input)).toBe(
+      "chown -R 0:0 -- /var/lib/tidemark/apps/web/.partial-r2\nchmod -R a-w -- /var/lib/tidemark/apps/web/.partial-r2\nmv -T -- /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/r2\n",
+    );
   });
 });

@@ -2,63 +2,160 @@ import { describe, expect, it } from "vitest";
 import { redactDeep, redactor } from "../../src/core/redact.js";
 import { findReturn } from "../../src/core/returns.js";
 import { finalReports, redactReport, startReports } from "../../src/core/reports.js";
-import { convergedStatuses, finalStatuses, fitDescription, invalidConfigStatus, noChangeStatus, planStatus, startStatuses } from "../../src/core/statuses.js";
+import {
+  convergedStatuses,
+  finalStatuses,
+  fitDescription,
+  invalidConfigStatus,
+  noChangeStatus,
+  planStatus,
+  startStatuses,
+} from "../../src/core/statuses.js";
 import { reportBatch } from "../../src/queue/queues.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "../../src/store/record.js";
 
 const SHA = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b";
-const facts = { id: "20261122T101010Z-abcdef", environment: "production", sourceCommit: SHA, hostStatuses: true, targetUrl: "http://127.0.0.1:8080/deployments/x" };
+const facts = {
+  id: "20261122T101010Z-abcdef",
+  environment: "production",
+  sourceCommit: SHA,
+  hostStatuses: true,
+  targetUrl: "http://127.0.0.1:8080/deployments/x",
+};
 
 describe("commit statuses: what a person reads on the commit", () => {
   it("says deployed to N/M hosts, one status per host (posted first: the environment's comes last), and names a return", () => {
-    const hosts = [{ host: "web01", outcome: "deployed" as const }, { host: "web02", outcome: "unchanged" as const }];
+    const hosts = [
+      { host: "web01", outcome: "deployed" as const },
+      { host: "web02", outcome: "unchanged" as const },
+    ];
     expect(finalStatuses({ ...facts, hosts }).map((status) => `${status.context} ${status.state} ${status.description}`)).toEqual([
       "tidemark/production/web01 success deployed 1a2b3c4",
       "tidemark/production/web02 success unchanged: already runs this config",
       "tidemark/production success deployed to 2/2 hosts",
     ]);
-    const back = finalStatuses({ ...facts, hosts, returnTo: { id: "20261121T090000Z-123456", sourceCommit: "ffffffffffffffffffffffffffffffffffffffff" }, hostStatuses: false });
+    const back = finalStatuses({
+      ...facts,
+      hosts,
+      returnTo: { id: "20261121T090000Z-123456", sourceCommit: "ffffffffffffffffffffffffffffffffffffffff" },
+      hostStatuses: false,
+    });
     expect(back.map((status) => status.description)).toEqual(["return to 20261121T090000Z-123456 (fffffff): deployed to 2/2 hosts"]);
   });
 
   it("names the one failing host and what it went back to; groups several; unreachable hosts are an error", () => {
-    const one = finalStatuses({ ...facts, hosts: [{ host: "web03", outcome: "rolled-back", detail: "nginx.service failed (exit-code); rolled back to 1a2b3c4" }, { host: "web04", outcome: "deployed" }] });
-    expect(one.at(-1)).toMatchObject({ context: "tidemark/production", state: "failure", description: "web03: nginx.service failed (exit-code); rolled back to 1a2b3c4" });
-    const hosts = Array.from({ length: 10 }, (_, i) => ({ host: `web${String(i + 1).padStart(2, "0")}`, outcome: i < 2 ? ("rolled-back" as const) : i === 2 ? ("unreachable" as const) : ("deployed" as const) }));
-    expect(finalStatuses({ ...facts, hosts }).at(-1)).toMatchObject({ context: "tidemark/production", state: "failure", description: "2 of 10 hosts rolled back (web01, web02); 1 unreachable (web03)" });
-    const down = finalStatuses({ ...facts, hosts: [{ host: "web01", outcome: "unreachable", detail: "connect ECONNREFUSED" }, { host: "web02", outcome: "unreachable" }] });
-    expect(down.at(-1)).toMatchObject({ context: "tidemark/production", state: "error", description: "2 of 2 hosts unreachable (web01, web02)" });
+    const one = finalStatuses({
+      ...facts,
+      hosts: [
+        { host: "web03", outcome: "rolled-back", detail: "nginx.service failed (exit-code); rolled back to 1a2b3c4" },
+        { host: "web04", outcome: "deployed" },
+      ],
+    });
+    expect(one.at(-1)).toMatchObject({
+      context: "tidemark/production",
+      state: "failure",
+      description: "web03: nginx.service failed (exit-code); rolled back to 1a2b3c4",
+    });
+    const hosts = Array.from({ length: 10 }, (_, i) => ({
+      host: `web${String(i + 1).padStart(2, "0")}`,
+      outcome: i < 2 ? ("rolled-back" as const) : i === 2 ? ("unreachable" as const) : ("deployed" as const),
+    }));
+    expect(finalStatuses({ ...facts, hosts }).at(-1)).toMatchObject({
+      context: "tidemark/production",
+      state: "failure",
+      description: "2 of 10 hosts rolled back (web01, web02); 1 unreachable (web03)",
+    });
+    const down = finalStatuses({
+      ...facts,
+      hosts: [
+        { host: "web01", outcome: "unreachable", detail: "connect ECONNREFUSED" },
+        { host: "web02", outcome: "unreachable" },
+      ],
+    });
+    expect(down.at(-1)).toMatchObject({
+      context: "tidemark/production",
+      state: "error",
+      description: "2 of 2 hosts unreachable (web01, web02)",
+    });
   });
 
   it("posts a deployment's end as one batch: every host's final status, then the environment's, then the GitHub deployment's", () => {
-    const hosts = [{ host: "web01", outcome: "deployed" as const }, { host: "web02", outcome: "rolled-back" as const, detail: "app.service failed (exit-code)" }];
-    const line = (report: ReturnType<typeof finalReports>[number]) => (report.kind === "status" ? `${report.status.context} ${report.status.state}` : `deployment ${report.deployment.state}`);
-    expect(finalReports({ ...facts, hosts }).map(line)).toEqual(["tidemark/production/web01 success", "tidemark/production/web02 failure", "tidemark/production failure", "deployment failure"]);
+    const hosts = [
+      { host: "web01", outcome: "deployed" as const },
+      { host: "web02", outcome: "rolled-back" as const, detail: "app.service failed (exit-code)" },
+    ];
+    const line = (report: ReturnType<typeof finalReports>[number]) =>
+      report.kind === "status" ? `${report.status.context} ${report.status.state}` : `deployment ${report.deployment.state}`;
+    expect(finalReports({ ...facts, hosts }).map(line)).toEqual([
+      "tidemark/production/web01 success",
+      "tidemark/production/web02 failure",
+      "tidemark/production failure",
+      "deployment failure",
+    ]);
     expect(finalReports({ ...facts, hosts, hostStatuses: false }).map(line)).toEqual(["tidemark/production failure", "deployment failure"]);
-    expect(startReports(facts, ["web02"], ["f".repeat(40)]).map(line)).toEqual(["tidemark/production pending", "tidemark/production/web02 pending", "tidemark/production success", "deployment in_progress"]);
-    expect(convergedStatuses(facts, ["web01", "web02"], ["web02"]).map((status) => status.context)).toEqual(["tidemark/production/web02", "tidemark/production"]);
+    expect(startReports(facts, ["web02"], ["f".repeat(40)]).map(line)).toEqual([
+      "tidemark/production pending",
+      "tidemark/production/web02 pending",
+      "tidemark/production success",
+      "deployment in_progress",
+    ]);
+    expect(convergedStatuses(facts, ["web01", "web02"], ["web02"]).map((status) => status.context)).toEqual([
+      "tidemark/production/web02",
+      "tidemark/production",
+    ]);
   });
 
   it("says no change for a commit that changes no host, with no per-host status", () => {
-    expect(noChangeStatus("staging", SHA, "http://127.0.0.1:8080/environments/staging")).toEqual({ sha: SHA, context: "tidemark/staging", state: "success", description: "no change for staging", targetUrl: "http://127.0.0.1:8080/environments/staging" });
+    expect(noChangeStatus("staging", SHA, "http://127.0.0.1:8080/environments/staging")).toEqual({
+      sha: SHA,
+      context: "tidemark/staging",
+      state: "success",
+      description: "no change for staging",
+      targetUrl: "http://127.0.0.1:8080/environments/staging",
+    });
   });
 
   it("redacts a report's description, and reads a report job back from Redis, a batch or one report queued before batches", () => {
     const token = `ghp_${"A1b2C3d4".repeat(5)}`;
-    const [status] = finalReports({ ...facts, hosts: [{ host: "web01", outcome: "failed", detail: `printed ${token}` }], hostStatuses: false });
+    const [status] = finalReports({
+      ...facts,
+      hosts: [{ host: "web01", outcome: "failed", detail: `printed ${token}` }],
+      hostStatuses: false,
+    });
     expect(JSON.stringify(redactReport(status!, redactor([token])))).not.toContain(token);
-    const report = { kind: "status" as const, status: { sha: SHA, context: "tidemark/staging", state: "pending" as const, description: "queued for staging" } };
-    expect(reportBatch({ reports: [{ report, seq: 3 }, { report, seq: 4 }] }).map((entry) => entry.seq)).toEqual([3, 4]);
+    const report = {
+      kind: "status" as const,
+      status: { sha: SHA, context: "tidemark/staging", state: "pending" as const, description: "queued for staging" },
+    };
+    expect(
+      reportBatch({
+        reports: [
+          { report, seq: 3 },
+          { report, seq: 4 },
+        ],
+      }).map((entry) => entry.seq),
+    ).toEqual([3, 4]);
     expect(reportBatch({ report, seq: 7 })).toEqual([{ report, seq: 7 }]);
     expect(() => reportBatch({ reports: [{ report: { kind: "status", status: { ...report.status, state: "done" } }, seq: 1 }] })).toThrow();
   });
 
   it("keeps every description within GitHub's 140 characters", () => {
     const many = Array.from({ length: 60 }, (_, i) => ({ host: `a-rather-long-host-name-${i}`, outcome: "rolled-back" as const }));
-    for (const status of [...finalStatuses({ ...facts, hosts: many }), ...startStatuses(facts, many.map((host) => host.host))]) expect(status.description.length).toBeLessThanOrEqual(140);
+    for (const status of [
+      ...finalStatuses({ ...facts, hosts: many }),
+      ...startStatuses(
+        facts,
+        many.map((host) => host.host),
+      ),
+    ])
+      expect(status.description.length).toBeLessThanOrEqual(140);
     expect(fitDescription("x".repeat(200))).toHaveLength(140);
     expect(fitDescription("x".repeat(200)).endsWith("…")).toBe(true);
-    expect(invalidConfigStatus("staging", SHA, [{ file: "clusters/staging/web01/app/manifest.json", field: "systemd.units_enabled", message: "expected array, received string" }])).toMatchObject({
+    expect(
+      invalidConfigStatus("staging", SHA, [
+        { file: "clusters/staging/web01/app/manifest.json", field: "systemd.units_enabled", message: "expected array, received string" },
+      ]),
+    ).toMatchObject({
       state: "error",
       description: "invalid config: clusters/staging/web01/app/manifest.json: systemd.units_enabled: expected array, received string",
     });
@@ -74,18 +171,33 @@ describe("commit statuses: what a person reads on the commit", () => {
       takesOver,
       rollback: { available: true } as const,
     });
-    expect(planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["nginx", "changed"]]), host("web02", [["redis", "added"]])] }).description).toBe("2 hosts would change: web01 ~nginx, web02 +redis; rollback available");
-    expect(planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["app", "added"]], ["/etc/app.conf"])] }).description).toBe("1 host would change: web01 +app; rollback available; web01 takes over host paths (what is there is kept)");
+    expect(
+      planStatus("staging", SHA, {
+        environment: "staging",
+        hosts: [host("web01", [["nginx", "changed"]]), host("web02", [["redis", "added"]])],
+      }).description,
+    ).toBe("2 hosts would change: web01 ~nginx, web02 +redis; rollback available");
+    expect(
+      planStatus("staging", SHA, { environment: "staging", hosts: [host("web01", [["app", "added"]], ["/etc/app.conf"])] }).description,
+    ).toBe("1 host would change: web01 +app; rollback available; web01 takes over host paths (what is there is kept)");
     expect(planStatus("staging", SHA, { environment: "staging", hosts: [] }).description).toBe("no host would change");
   });
 });
 
 describe("returns to an earlier tree", () => {
-  const entry = (id: string, tree: string, outcome: "deployed" | "failed" = "deployed") => ({ id, tree, sourceCommit: `${id}sha`, hosts: [{ host: "web01", outcome }] });
+  const entry = (id: string, tree: string, outcome: "deployed" | "failed" = "deployed") => ({
+    id,
+    tree,
+    sourceCommit: `${id}sha`,
+    hosts: [{ host: "web01", outcome }],
+  });
 
   it("finds the newest earlier deployment with the same tree that went live", () => {
     expect(findReturn([entry("c", "T3"), entry("b", "T2"), entry("a", "T1")], "T1")).toEqual({ id: "a", sourceCommit: "asha" });
-    expect(findReturn([entry("c", "T3", "failed"), entry("b", "T1", "failed"), entry("a", "T1")], "T1")).toEqual({ id: "a", sourceCommit: "asha" });
+    expect(findReturn([entry("c", "T3", "failed"), entry("b", "T1", "failed"), entry("a", "T1")], "T1")).toEqual({
+      id: "a",
+      sourceCommit: "asha",
+    });
   });
 
   it("is not a return when the tree is the last attempt's, new, or never went live", () => {
@@ -130,9 +242,28 @@ describe("store records carry each host's timeline, upload and output", () => {
     trigger: "webhook",
     startedAt: new Date("2026-11-22T10:10:10.123Z"),
     hosts: [
-      { host: "web01", outcome: "deployed", timeline: [{ phase: "connect", at: 0 }, { phase: "switch", at: 310 }, { phase: "done", at: 1420 }], uploadedBytes: 0 },
+      {
+        host: "web01",
+        outcome: "deployed",
+        timeline: [
+          { phase: "connect", at: 0 },
+          { phase: "switch", at: 310 },
+          { phase: "done", at: 1420 },
+        ],
+        uploadedBytes: 0,
+      },
       // Output from a host is data: a line that looks like a trailer must stay output.
-      { host: "web02", outcome: "rolled-back", detail: "app.service failed (exit-code); rolled back to 1a2b3c4", timeline: [{ phase: "rollback", at: 1500 }, { phase: "done", at: 2600 }], uploadedBytes: 812, log: "app.service:\nTidemark-Host: web02 deployed\n  indented <b>\n\nlast line" },
+      {
+        host: "web02",
+        outcome: "rolled-back",
+        detail: "app.service failed (exit-code); rolled back to 1a2b3c4",
+        timeline: [
+          { phase: "rollback", at: 1500 },
+          { phase: "done", at: 2600 },
+        ],
+        uploadedBytes: 812,
+        log: "app.service:\nTidemark-Host: web02 deployed\n  indented <b>\n\nlast line",
+      },
       { host: "web03", outcome: "unchanged" },
     ],
   };
@@ -151,8 +282,17 @@ describe("store records carry each host's timeline, upload and output", () => {
 });
 
 describe("store records carry why a host was skipped", () => {
-  const skipped = (detail: string, skip?: "held-back" | "stopped" | "halted") => ({ host: "web02", outcome: "skipped" as const, detail, ...(skip ? { skip } : {}) });
-  const record = (hosts: DeploymentRecord["hosts"]): DeploymentRecord => ({ ...RECORD_BASE, trigger: "poll", hosts: [{ host: "web01", outcome: "rolled-back", detail: "app.service failed (exit-code)" }, ...hosts] });
+  const skipped = (detail: string, skip?: "held-back" | "stopped" | "halted") => ({
+    host: "web02",
+    outcome: "skipped" as const,
+    detail,
+    ...(skip ? { skip } : {}),
+  });
+  const record = (hosts: DeploymentRecord["hosts"]): DeploymentRecord => ({
+    ...RECORD_BASE,
+    trigger: "poll",
+    hosts: [{ host: "web01", outcome: "rolled-back", detail: "app.service failed (exit-code)" }, ...hosts],
+  });
 
   it("writes the reason as a trailer of its own and reads it back", () => {
     for (const skip of ["held-back", "stopped", "halted"] as const) {
@@ -181,7 +321,8 @@ describe("redaction", () => {
     const key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
     const text = `token ${token}; app ghs_${"x".repeat(36)}; url https://tidemark:p4ss@forge.example/o/r.git; ${key}; authorization: token abc123; webhook-secret-value`;
     const out = redact(text);
-    for (const secret of [token, "ghs_", "p4ss", "b3BlbnNzaC1rZXktdjEAAAAA", "abc123", "webhook-secret-value"]) expect(out).not.toContain(secret);
+    for (const secret of [token, "ghs_", "p4ss", "b3BlbnNzaC1rZXktdjEAAAAA", "abc123", "webhook-secret-value"])
+      expect(out).not.toContain(secret);
     expect(out).toContain("https://[redacted]@forge.example/o/r.git");
     // A value too short to be a secret is left alone, or every "short" word would go.
     expect(redact("a short note")).toBe("a short note");

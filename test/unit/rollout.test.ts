@@ -2,7 +2,13 @@ import { describe, expect, it } from "vitest";
 import type { HostResult } from "../../src/remote/apply-host.js";
 import { runRollout, STOPPED, type RolloutPolicy } from "../../src/rollout/rollout.js";
 
-const policy = (overrides: Partial<RolloutPolicy> = {}): RolloutPolicy => ({ maxParallel: 10, canary: 0, maxFailures: 0, onFailure: "rollback-host", ...overrides });
+const policy = (overrides: Partial<RolloutPolicy> = {}): RolloutPolicy => ({
+  maxParallel: 10,
+  canary: 0,
+  maxFailures: 0,
+  onFailure: "rollback-host",
+  ...overrides,
+});
 const hosts = ["h1", "h2", "h3", "h4", "h5"];
 
 /** Applies hosts in a scripted way, recording the order and the peak parallelism. */
@@ -15,7 +21,9 @@ function scripted(failing: string[] = []) {
     peak = Math.max(peak, ++running);
     await new Promise((resolve) => setImmediate(resolve));
     running--;
-    return failing.includes(host) ? { host, outcome: "rolled-back", detail: "x.service failed (exit-code)" } : { host, outcome: "deployed" };
+    return failing.includes(host)
+      ? { host, outcome: "rolled-back", detail: "x.service failed (exit-code)" }
+      : { host, outcome: "deployed" };
   };
   return { apply, started, peak: () => peak };
 }
@@ -39,7 +47,9 @@ describe("rollout policy", () => {
 
   it("halts after more than maxFailures failures, leaving hosts not started skipped", async () => {
     const run = scripted(["h1", "h2"]);
-    const results = await runRollout(hosts, policy({ maxParallel: 1, maxFailures: 1 }), run.apply, () => Promise.reject(new Error("no undo")));
+    const results = await runRollout(hosts, policy({ maxParallel: 1, maxFailures: 1 }), run.apply, () =>
+      Promise.reject(new Error("no undo")),
+    );
     expect(results.map((result) => result.outcome)).toEqual(["rolled-back", "rolled-back", "skipped", "skipped", "skipped"]);
     expect(results[2]!.detail).toContain("more than 1 host(s) failed");
     expect(results[2]!.skip).toBe("halted");
@@ -65,7 +75,13 @@ describe("rollout policy", () => {
       if (host === "h3") stop.abort();
       return result;
     };
-    const results = await runRollout(hosts, policy({ maxParallel: 1, canary: 1, onFailure: "rollback-all" }), apply, () => Promise.reject(new Error("no undo")), stop.signal);
+    const results = await runRollout(
+      hosts,
+      policy({ maxParallel: 1, canary: 1, onFailure: "rollback-all" }),
+      apply,
+      () => Promise.reject(new Error("no undo")),
+      stop.signal,
+    );
     expect(results.map((result) => result.outcome)).toEqual(["deployed", "deployed", "deployed", "skipped", "skipped"]);
     expect(results[3]!.detail).toBe(`not started: ${STOPPED}`);
     expect(results[3]!.skip).toBe("stopped");

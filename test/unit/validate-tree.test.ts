@@ -28,7 +28,13 @@ describe("the bad-tree corpus", () => {
     it(`refuses ${fixture.name}`, async () => {
       const problems = await validate(fixture);
       for (const expected of fixture.problems ?? []) {
-        expect(problems).toContainEqual(expect.objectContaining({ file: expected.file, ...(expected.field ? { field: expected.field } : {}), message: expect.stringContaining(expected.message) as string }));
+        expect(problems).toContainEqual(
+          expect.objectContaining({
+            file: expected.file,
+            ...(expected.field ? { field: expected.field } : {}),
+            message: expect.stringContaining(expected.message) as string,
+          }),
+        );
       }
       expect(problems).toHaveLength(fixture.problems!.length);
     });
@@ -50,16 +56,27 @@ describe("nameProblem", () => {
 });
 
 describe("malformed tree objects", () => {
-  const files = { "tidemark.yaml": CONFIG_YAML, "clusters/staging/web01/nginx/conf.d/site.conf": "listen 80;\n", "clusters/production/web01/nginx/nginx.conf": "x" };
+  const files = {
+    "tidemark.yaml": CONFIG_YAML,
+    "clusters/staging/web01/nginx/conf.d/site.conf": "listen 80;\n",
+    "clusters/production/web01/nginx/nginx.conf": "x",
+  };
 
   it("are refused at any depth of an app, naming the entry's path", async () => {
     const problems = await validate({ files, duplicates: { "clusters/staging/web01/nginx/conf.d/site.conf": "listen 8080;\n" } });
-    expect(problems).toEqual([{ file: "clusters/staging/web01/nginx/conf.d/site.conf", message: expect.stringContaining("two entries of this name in one git tree (git fsck: duplicateEntries)") as string }]);
+    expect(problems).toEqual([
+      {
+        file: "clusters/staging/web01/nginx/conf.d/site.conf",
+        message: expect.stringContaining("two entries of this name in one git tree (git fsck: duplicateEntries)") as string,
+      },
+    ]);
   });
 
   it("count a file and a directory of one name as two entries of it", async () => {
     const problems = await validate({ files, duplicates: { "clusters/staging/web01/nginx/conf.d": "a file" } });
-    expect(problems).toEqual([{ file: "clusters/staging/web01/nginx/conf.d", message: expect.stringContaining("two entries of this name") as string }]);
+    expect(problems).toEqual([
+      { file: "clusters/staging/web01/nginx/conf.d", message: expect.stringContaining("two entries of this name") as string },
+    ]);
   });
 
   it("are refused in every environment whose tree is below them, once", async () => {
@@ -69,7 +86,15 @@ describe("malformed tree objects", () => {
 
   it("are refused in the environment's dir as plan reads it, entry by entry", () => {
     const config = testConfig();
-    const envDir = { kind: "dir" as const, oid: "e".repeat(40), entries: new Map(), faults: [{ kind: "duplicate" as const, name: "web01" }, { kind: "encoding" as const, name: "caf\ufffd" }] };
+    const envDir = {
+      kind: "dir" as const,
+      oid: "e".repeat(40),
+      entries: new Map(),
+      faults: [
+        { kind: "duplicate" as const, name: "web01" },
+        { kind: "encoding" as const, name: "caf\ufffd" },
+      ],
+    };
     expect(readEnvTree(config, "staging", envDir).problems).toEqual([
       { file: "clusters/staging/web01", message: expect.stringContaining("only one of them could be deployed") as string },
       { file: "clusters/staging/caf\ufffd", message: expect.stringContaining("a name that is not UTF-8") as string },

@@ -18,7 +18,11 @@ interface ForgeApp {
 }
 
 /** Who a REST request authenticated as. `none` carries the JWT's problem when a JWT was offered. */
-export type Credential = { kind: "token" } | { kind: "installation"; installation: Installation } | { kind: "jwt"; installation: Installation } | { kind: "none"; jwtProblem?: string };
+export type Credential =
+  | { kind: "token" }
+  | { kind: "installation"; installation: Installation }
+  | { kind: "jwt"; installation: Installation }
+  | { kind: "none"; jwtProblem?: string };
 
 /** What `POST /_bed/apps` hands a test: what GitHub shows an app's owner. */
 export interface AppCredentials {
@@ -61,7 +65,13 @@ export class Apps {
   async create(repo: ForgeRepo): Promise<AppCredentials> {
     const { publicKey, privateKey } = await generateRsaKeyPair("rsa", { modulusLength: 2048 });
     const id = this.nextAppId++;
-    const installation = { id: this.nextInstallationId++, appId: id, clientId: `Iv23${randomBytes(8).toString("hex")}`, repo, createdAt: now() };
+    const installation = {
+      id: this.nextInstallationId++,
+      appId: id,
+      clientId: `Iv23${randomBytes(8).toString("hex")}`,
+      repo,
+      createdAt: now(),
+    };
     this.apps.set(id, { id, publicKey, installation });
     return { appId: id, installationId: installation.id, privateKey: privateKey.export({ type: "pkcs1", format: "pem" }).toString() };
   }
@@ -120,7 +130,8 @@ export class Apps {
     if (!Number.isInteger(iss) && !(typeof iss === "string" && /^\d+$/.test(iss))) return ISSUER;
     // An unknown app and a key that is not the app's look the same to GitHub: the signature cannot be checked.
     const app = this.apps.get(Number(iss));
-    if (!app || !verify("RSA-SHA256", Buffer.from(`${header}.${claims}`), app.publicKey, Buffer.from(signature, "base64url"))) return UNDECODABLE;
+    if (!app || !verify("RSA-SHA256", Buffer.from(`${header}.${claims}`), app.publicKey, Buffer.from(signature, "base64url")))
+      return UNDECODABLE;
     const at = now();
     if (typeof iat !== "number" || !Number.isInteger(iat) || iat > at + DRIFT_SECONDS) return ISSUED_AT;
     if (typeof exp !== "number" || !Number.isInteger(exp) || exp <= at) return EXPIRED;

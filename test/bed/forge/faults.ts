@@ -26,7 +26,12 @@ export class Faults {
 
   /** Consumes the first fault that applies to this path (and body); a delay is awaited here and the request goes on. */
   async take(path: string, body = ""): Promise<FaultAnswer | undefined> {
-    const fault = this.faults.find((candidate) => candidate.times > 0 && (candidate.path === undefined || new RegExp(candidate.path).test(path)) && (!("body" in candidate) || candidate.body === undefined || new RegExp(candidate.body).test(body)));
+    const fault = this.faults.find(
+      (candidate) =>
+        candidate.times > 0 &&
+        (candidate.path === undefined || new RegExp(candidate.path).test(path)) &&
+        (!("body" in candidate) || candidate.body === undefined || new RegExp(candidate.body).test(body)),
+    );
     if (!fault) return undefined;
     fault.times--;
     switch (fault.kind) {
@@ -34,18 +39,31 @@ export class Faults {
         await new Promise((resolve) => setTimeout(resolve, fault.ms));
         return undefined;
       case "status":
-        return { status: fault.status, headers: {}, body: { message: fault.status >= 500 ? "Server Error" : "Error", documentation_url: "https://docs.github.com/rest" } };
+        return {
+          status: fault.status,
+          headers: {},
+          body: { message: fault.status >= 500 ? "Server Error" : "Error", documentation_url: "https://docs.github.com/rest" },
+        };
       case "rate-limit":
         return {
           status: 403,
-          headers: { "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0", "x-ratelimit-used": "5000", "x-ratelimit-resource": "core", "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + fault.resetInSeconds) },
+          headers: {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-used": "5000",
+            "x-ratelimit-resource": "core",
+            "x-ratelimit-reset": String(Math.ceil(Date.now() / 1000) + fault.resetInSeconds),
+          },
           body: { message: "API rate limit exceeded for user ID 1.", documentation_url: DOCS },
         };
       case "secondary-rate-limit":
         return {
           status: fault.status ?? 403,
           headers: { "retry-after": String(fault.retryAfterSeconds) },
-          body: { message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", documentation_url: DOCS },
+          body: {
+            message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            documentation_url: DOCS,
+          },
         };
     }
   }

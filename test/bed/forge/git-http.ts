@@ -5,7 +5,11 @@ import type { IncomingMessage, ServerResponse } from "node:http";
  * Smart HTTP by the book: `git http-backend` as a CGI program, so clone,
  * fetch and push behave exactly as against a real git server.
  */
-export function serveGit(request: IncomingMessage, response: ServerResponse, options: { projectRoot: string; pathInfo: string; query: string; remoteUser: string; controlUrl: string }): void {
+export function serveGit(
+  request: IncomingMessage,
+  response: ServerResponse,
+  options: { projectRoot: string; pathInfo: string; query: string; remoteUser: string; controlUrl: string },
+): void {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,

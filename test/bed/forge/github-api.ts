@@ -26,7 +26,14 @@ export interface Violation {
   problems: string[];
 }
 
-type DeploymentRecord = Record<string, unknown> & { id: number; sha: string; url: string; environment: string; transient_environment: boolean; statuses: Array<Record<string, unknown> & { state: string }> };
+type DeploymentRecord = Record<string, unknown> & {
+  id: number;
+  sha: string;
+  url: string;
+  environment: string;
+  transient_environment: boolean;
+  statuses: Array<Record<string, unknown> & { state: string }>;
+};
 
 interface Answer {
   status: number;
@@ -51,7 +58,10 @@ export class GitHubApi {
   readonly violations: Violation[] = [];
   readonly faults = new Faults();
   private readonly router: OpenApiRouter;
-  private readonly statuses = new Map<string, Array<Record<string, unknown> & { sha: string; context: string; state: string; id: number }>>();
+  private readonly statuses = new Map<
+    string,
+    Array<Record<string, unknown> & { sha: string; context: string; state: string; id: number }>
+  >();
   private readonly deployments = new Map<string, DeploymentRecord[]>();
   private nextId = 1;
 
@@ -87,7 +97,14 @@ export class GitHubApi {
     response.end(answer.body === undefined ? "" : JSON.stringify(answer.body));
   }
 
-  private async answer(method: string, path: string, query: URLSearchParams, authorization: string | undefined, raw: Buffer, record: (body: unknown) => void): Promise<Answer & { operationId: string | null; auth: Credential["kind"]; headers?: Record<string, string> }> {
+  private async answer(
+    method: string,
+    path: string,
+    query: URLSearchParams,
+    authorization: string | undefined,
+    raw: Buffer,
+    record: (body: unknown) => void,
+  ): Promise<Answer & { operationId: string | null; auth: Credential["kind"]; headers?: Record<string, string> }> {
     const credential = this.apps.identify(authorization, this.token);
     const auth = credential.kind;
     const fault = await this.faults.take(path, raw.toString("utf8"));
@@ -116,20 +133,35 @@ export class GitHubApi {
     const problems = this.router.validateRequest(match, query, body, raw.length > 0);
     if (problems.length > 0) {
       this.violations.push({ method, path, problems });
-      return { status: 422, body: { message: `Invalid request.\n\n${problems.join("\n")}`, documentation_url: DOCS, status: "422" }, operationId, auth };
+      return {
+        status: 422,
+        body: { message: `Invalid request.\n\n${problems.join("\n")}`, documentation_url: DOCS, status: "422" },
+        operationId,
+        auth,
+      };
     }
     const answer = await this.dispatch(credential, match, query, (body ?? {}) as Record<string, unknown>);
     if (!answer) {
-      this.violations.push({ method, path, problems: [`the stand-in does not implement ${operationId}: add it to test/bed/forge/github-api.ts`] });
+      this.violations.push({
+        method,
+        path,
+        problems: [`the stand-in does not implement ${operationId}: add it to test/bed/forge/github-api.ts`],
+      });
       return { ...notFound(), operationId, auth };
     }
     const drift = this.router.validateResponse(match, answer.status, answer.body);
-    if (drift.length > 0) this.violations.push({ method, path, problems: drift.map((problem) => `stand-in answer breaks GitHub's description: ${problem}`) });
+    if (drift.length > 0)
+      this.violations.push({ method, path, problems: drift.map((problem) => `stand-in answer breaks GitHub's description: ${problem}`) });
     return { ...answer, operationId, auth };
   }
 
   /** Hands the request to the operation's handler; undefined when the stand-in does not implement it. */
-  private async dispatch(credential: Exclude<Credential, { kind: "none" }>, match: RouteMatch, query: URLSearchParams, body: Record<string, unknown>): Promise<Answer | undefined> {
+  private async dispatch(
+    credential: Exclude<Credential, { kind: "none" }>,
+    match: RouteMatch,
+    query: URLSearchParams,
+    body: Record<string, unknown>,
+  ): Promise<Answer | undefined> {
     const operationId = match.operation.operationId;
     const appHandler = this.appHandlers[operationId];
     if (appHandler) return credential.kind === "jwt" ? appHandler(credential.installation, match) : unauthorized(UNDECODABLE);
@@ -139,13 +171,18 @@ export class GitHubApi {
     const handler = this.handlers[operationId];
     if (!handler) return undefined;
     // A JWT speaks for the app itself, which owns no repositories: their operations want an installation token.
-    if (credential.kind === "jwt") return { status: 403, body: { message: "Resource not accessible by integration", documentation_url: DOCS, status: "403" } };
+    if (credential.kind === "jwt")
+      return { status: 403, body: { message: "Resource not accessible by integration", documentation_url: DOCS, status: "403" } };
     return handler(repo, match, query, body);
   }
 
   private readonly appHandlers: Record<string, AppHandler> = {
-    "apps/create-installation-access-token": (installation, match) => (Number(match.params.installation_id) === installation.id ? { status: 201, body: this.apps.issueToken(installation) } : notFound()),
-    "apps/get-repo-installation": (installation, match) => (`${match.params.owner}/${match.params.repo}` === installation.repo.fullName ? { status: 200, body: this.apps.installationObject(installation) } : notFound()),
+    "apps/create-installation-access-token": (installation, match) =>
+      Number(match.params.installation_id) === installation.id ? { status: 201, body: this.apps.issueToken(installation) } : notFound(),
+    "apps/get-repo-installation": (installation, match) =>
+      `${match.params.owner}/${match.params.repo}` === installation.repo.fullName
+        ? { status: 200, body: this.apps.installationObject(installation) }
+        : notFound(),
   };
 
   private readonly handlers: Record<string, Handler> = {
@@ -158,7 +195,17 @@ export class GitHubApi {
       const sha = await resolveCommit(repo, match.params.sha ?? "");
       if (!sha || sha !== match.params.sha) return unprocessable(`No commit found for SHA: ${match.params.sha}`);
       if (typeof body.description === "string" && body.description.length > 140) {
-        return { status: 422, body: { message: "Validation Failed", errors: [{ resource: "Status", code: "custom", field: "description", message: "description is too long (maximum is 140 characters)" }], documentation_url: DOCS, status: "422" } };
+        return {
+          status: 422,
+          body: {
+            message: "Validation Failed",
+            errors: [
+              { resource: "Status", code: "custom", field: "description", message: "description is too long (maximum is 140 characters)" },
+            ],
+            documentation_url: DOCS,
+            status: "422",
+          },
+        };
       }
       const context = typeof body.context === "string" ? body.context : "default";
       const list = this.listOf(this.statuses, repo);
@@ -191,11 +238,30 @@ export class GitHubApi {
     },
     "repos/get-combined-status-for-ref": async (repo, match, query) => {
       const sha = await resolveCommit(repo, match.params.ref ?? "");
-      if (!sha) return { status: 404, body: { message: `No commit found for SHA: ${match.params.ref}`, documentation_url: DOCS, status: "404" } };
+      if (!sha)
+        return { status: 404, body: { message: `No commit found for SHA: ${match.params.ref}`, documentation_url: DOCS, status: "404" } };
       const latest = latestPerContext(this.listOf(this.statuses, repo).filter((status) => status.sha === sha));
-      const state = latest.length === 0 ? "pending" : latest.some((s) => s.state === "error" || s.state === "failure") ? "failure" : latest.some((s) => s.state === "pending") ? "pending" : "success";
+      const state =
+        latest.length === 0
+          ? "pending"
+          : latest.some((s) => s.state === "error" || s.state === "failure")
+            ? "failure"
+            : latest.some((s) => s.state === "pending")
+              ? "pending"
+              : "success";
       const statuses = page(latest, query).map(({ creator: _creator, sha: _sha, ...simple }) => simple);
-      return { status: 200, body: { state, statuses, sha, total_count: latest.length, repository: this.minimalRepository(repo), commit_url: `${this.urls.api}/repos/${repo.fullName}/commits/${sha}`, url: `${this.urls.api}/repos/${repo.fullName}/commits/${sha}/status` } };
+      return {
+        status: 200,
+        body: {
+          state,
+          statuses,
+          sha,
+          total_count: latest.length,
+          repository: this.minimalRepository(repo),
+          commit_url: `${this.urls.api}/repos/${repo.fullName}/commits/${sha}`,
+          url: `${this.urls.api}/repos/${repo.fullName}/commits/${sha}/status`,
+        },
+      };
     },
     "repos/create-deployment": async (repo, _match, _query, body) => {
       const ref = String(body.ref);
@@ -203,10 +269,24 @@ export class GitHubApi {
       if (!sha) return unprocessable(`No ref found for: ${ref}`);
       // GitHub refuses a deployment whose commit statuses are not all green, unless required_contexts says otherwise.
       const latest = latestPerContext(this.listOf(this.statuses, repo).filter((status) => status.sha === sha));
-      const required = Array.isArray(body.required_contexts) ? (body.required_contexts as string[]) : latest.map((status) => status.context);
+      const required = Array.isArray(body.required_contexts)
+        ? (body.required_contexts as string[])
+        : latest.map((status) => status.context);
       const unmet = required.filter((context) => latest.find((status) => status.context === context)?.state !== "success");
       if (unmet.length > 0) {
-        return { status: 409, body: { message: `Conflict: Commit status checks failed for ${ref}.`, errors: unmet.map((context) => ({ contexts: [{ context, state: latest.find((s) => s.context === context)?.state ?? "missing" }], resource: "Deployment", field: "required_contexts" })), documentation_url: DOCS, status: "409" } };
+        return {
+          status: 409,
+          body: {
+            message: `Conflict: Commit status checks failed for ${ref}.`,
+            errors: unmet.map((context) => ({
+              contexts: [{ context, state: latest.find((s) => s.context === context)?.state ?? "missing" }],
+              resource: "Deployment",
+              field: "required_contexts",
+            })),
+            documentation_url: DOCS,
+            status: "409",
+          },
+        };
       }
       const id = this.nextId++;
       const now = timestamp();
@@ -228,14 +308,18 @@ export class GitHubApi {
         statuses_url: `${url}/statuses`,
         repository_url: `${this.urls.api}/repos/${repo.fullName}`,
         transient_environment: body.transient_environment === true,
-        production_environment: body.production_environment === true || (body.production_environment === undefined && (body.environment ?? "production") === "production"),
+        production_environment:
+          body.production_environment === true ||
+          (body.production_environment === undefined && (body.environment ?? "production") === "production"),
         statuses: [] as Array<Record<string, unknown> & { state: string }>,
       };
       this.listOf(this.deployments, repo).unshift(deployment);
       return { status: 201, body: omit(deployment, "statuses") };
     },
     "repos/list-deployments": (repo, _match, query) => {
-      const found = this.listOf(this.deployments, repo).filter((d) => ["sha", "ref", "task", "environment"].every((key) => !query.has(key) || d[key] === query.get(key)));
+      const found = this.listOf(this.deployments, repo).filter((d) =>
+        ["sha", "ref", "task", "environment"].every((key) => !query.has(key) || d[key] === query.get(key)),
+      );
       return { status: 200, body: page(found, query).map((d) => omit(d, "statuses")) };
     },
     "repos/get-deployment": (repo, match) => {
@@ -251,8 +335,15 @@ export class GitHubApi {
       // auto_inactive (default true): a successful deployment retires the earlier ones of its environment.
       if (status.state === "success" && body.auto_inactive !== false) {
         for (const earlier of all) {
-          if (earlier !== deployment && earlier.environment === deployment.environment && !earlier.transient_environment && earlier.statuses[0]?.state === "success") {
-            earlier.statuses.unshift(this.deploymentStatus(repo, earlier, { state: "inactive", description: `superseded by deployment ${deployment.id}` }));
+          if (
+            earlier !== deployment &&
+            earlier.environment === deployment.environment &&
+            !earlier.transient_environment &&
+            earlier.statuses[0]?.state === "success"
+          ) {
+            earlier.statuses.unshift(
+              this.deploymentStatus(repo, earlier, { state: "inactive", description: `superseded by deployment ${deployment.id}` }),
+            );
           }
         }
       }
@@ -276,7 +367,9 @@ export class GitHubApi {
       description: typeof body.description === "string" ? body.description : "",
       environment: typeof body.environment === "string" ? body.environment : deployment.environment,
       target_url: typeof body.target_url === "string" ? body.target_url : "",
-      ...(typeof body.log_url === "string" || typeof body.target_url === "string" ? { log_url: (body.log_url ?? body.target_url) as string } : {}),
+      ...(typeof body.log_url === "string" || typeof body.target_url === "string"
+        ? { log_url: (body.log_url ?? body.target_url) as string }
+        : {}),
       ...(typeof body.environment_url === "string" ? { environment_url: body.environment_url } : {}),
       created_at: now,
       updated_at: now,
@@ -292,12 +385,29 @@ export class GitHubApi {
   }
 
   private minimalRepository(repo: ForgeRepo) {
-    const { created_at: _c, updated_at: _u, pushed_at: _p, stargazers: _s, master_branch: _m, custom_properties: _cp, ...rest } = webhookRepository(this.urls, repo, 0);
+    const {
+      created_at: _c,
+      updated_at: _u,
+      pushed_at: _p,
+      stargazers: _s,
+      master_branch: _m,
+      custom_properties: _cp,
+      ...rest
+    } = webhookRepository(this.urls, repo, 0);
     return rest;
   }
 
   private restRepository(repo: ForgeRepo) {
-    return { ...this.minimalRepository(repo), created_at: isoTime(repo.createdAt), updated_at: isoTime(repo.createdAt), pushed_at: isoTime(repo.createdAt), owner: userObject(this.urls, repo.owner, ownerId(repo.owner)), permissions: { admin: false, maintain: false, push: true, triage: true, pull: true }, network_count: 0, subscribers_count: 0 };
+    return {
+      ...this.minimalRepository(repo),
+      created_at: isoTime(repo.createdAt),
+      updated_at: isoTime(repo.createdAt),
+      pushed_at: isoTime(repo.createdAt),
+      owner: userObject(this.urls, repo.owner, ownerId(repo.owner)),
+      permissions: { admin: false, maintain: false, push: true, triage: true, pull: true },
+      network_count: 0,
+      subscribers_count: 0,
+    };
   }
 }
 
@@ -332,4 +442,3 @@ function notFound(): Answer {
 function timestamp(): string {
   return new Date().toISOString().replace(/\.\d+Z$/, "Z");
 }
-

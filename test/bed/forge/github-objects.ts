@@ -131,7 +131,12 @@ export function webhookRepository(urls: Urls, repo: ForgeRepo, pushedAt: number)
  * as ISO strings; only `push` sends integers). A fork's head repository says so.
  */
 export function repositoryObject(urls: Urls, repo: ForgeRepo, options: { fork?: boolean } = {}) {
-  return { ...webhookRepository(urls, repo, repo.createdAt), created_at: isoTime(repo.createdAt), pushed_at: isoTime(repo.createdAt), fork: options.fork ?? false };
+  return {
+    ...webhookRepository(urls, repo, repo.createdAt),
+    created_at: isoTime(repo.createdAt),
+    pushed_at: isoTime(repo.createdAt),
+    fork: options.fork ?? false,
+  };
 }
 
 /** GitHub's timestamps: UTC, whole seconds. */

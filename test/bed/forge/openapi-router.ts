@@ -22,7 +22,11 @@ export class OpenApiRouter {
     this.routes = Object.keys(spec.paths)
       .map((template) => {
         const names: string[] = [];
-        const multi = new Set(Object.values(spec.paths[template] ?? {}).flatMap((op) => (op.parameters ?? []).filter((p) => (p as { "x-multi-segment"?: boolean })["x-multi-segment"]).map((p) => p.name)));
+        const multi = new Set(
+          Object.values(spec.paths[template] ?? {}).flatMap((op) =>
+            (op.parameters ?? []).filter((p) => (p as { "x-multi-segment"?: boolean })["x-multi-segment"]).map((p) => p.name),
+          ),
+        );
         const source = template.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{(\w+)\}/g, (_, name: string) => {
           names.push(name);
           return multi.has(name) ? "(.+)" : "([^/]+)";
@@ -63,14 +67,23 @@ export class OpenApiRouter {
     const content = match.operation.requestBody?.content["application/json"];
     if (content) {
       if (!hasBody && match.operation.requestBody?.required) problems.push("a JSON body is required");
-      else if (hasBody) problems.push(...this.schemas.check("openapi", ["paths", match.template, match.method, "requestBody", "content", "application/json", "schema"], body).map((error) => `body ${error}`));
+      else if (hasBody)
+        problems.push(
+          ...this.schemas
+            .check("openapi", ["paths", match.template, match.method, "requestBody", "content", "application/json", "schema"], body)
+            .map((error) => `body ${error}`),
+        );
     }
     return problems;
   }
 
   validateResponse(match: RouteMatch, status: number, body: unknown): string[] {
     if (!match.operation.responses[String(status)]?.content?.["application/json"]) return [];
-    return this.schemas.check("openapi", ["paths", match.template, match.method, "responses", String(status), "content", "application/json", "schema"], body);
+    return this.schemas.check(
+      "openapi",
+      ["paths", match.template, match.method, "responses", String(status), "content", "application/json", "schema"],
+      body,
+    );
   }
 }
 

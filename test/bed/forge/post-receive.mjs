@@ -3,7 +3,9 @@
 // process, which turns them into GitHub `push` webhooks.
 import { readFileSync } from "node:fs";
 
-const lines = readFileSync(0, "utf8").split("\n").filter((line) => line.trim() !== "");
+const lines = readFileSync(0, "utf8")
+  .split("\n")
+  .filter((line) => line.trim() !== "");
 const response = await fetch(`${process.env.TIDEMARK_FORGE_CONTROL}/_bed/post-receive`, {
   method: "POST",
   headers: { "content-type": "application/json" },

@@ -78,7 +78,10 @@ export class Pulls {
         const pull = this.existing(base, request, "open");
         const before = pull.headSha;
         await this.refresh(pull);
-        if (pull.headSha === before) throw new Error(`pull request #${pull.number}: ${pull.headRef} is still at ${before}; GitHub sends synchronize only when the head moves`);
+        if (pull.headSha === before)
+          throw new Error(
+            `pull request #${pull.number}: ${pull.headRef} is still at ${before}; GitHub sends synchronize only when the head moves`,
+          );
         return this.payload("synchronize", pull, { before, after: pull.headSha });
       }
       case "closed": {
@@ -168,7 +171,13 @@ export class Pulls {
 
   /** A pull request's head or base: "owner:branch", as GitHub labels it even when both are in one repository. */
   private side(repo: ForgeRepo, ref: string, sha: string, fork: boolean) {
-    return { label: `${repo.owner}:${ref}`, ref, sha, user: userObject(this.urls, repo.owner, ownerId(repo.owner)), repo: repositoryObject(this.urls, repo, { fork }) };
+    return {
+      label: `${repo.owner}:${ref}`,
+      ref,
+      sha,
+      user: userObject(this.urls, repo.owner, ownerId(repo.owner)),
+      repo: repositoryObject(this.urls, repo, { fork }),
+    };
   }
 
   private async open(base: ForgeRepo, request: PullEventRequest): Promise<PullRecord> {
@@ -210,7 +219,8 @@ export class Pulls {
   private async readBranches(pull: PullRecord): Promise<void> {
     pull.headSha = await branchTip(pull.head, pull.headRef);
     pull.baseSha = await branchTip(pull.base, pull.baseRef);
-    if (pull.head !== pull.base) await git(pull.base, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", pull.head.gitDir, pull.headSha);
+    if (pull.head !== pull.base)
+      await git(pull.base, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", pull.head.gitDir, pull.headSha);
     pull.stats = await diffStats(pull.base, pull.baseSha, pull.headSha);
     pull.updatedAt = now();
   }
@@ -236,7 +246,8 @@ export class Pulls {
   private existing(base: ForgeRepo, request: PullEventRequest, state: PullRecord["state"]): PullRecord {
     const pull = request.number === undefined ? undefined : this.get(base, request.number);
     if (!pull) throw new Error(`${base.fullName} has no pull request #${request.number}`);
-    if (pull.state !== state) throw new Error(`pull request #${pull.number} is ${pull.state}; GitHub does not send ${request.action} for it`);
+    if (pull.state !== state)
+      throw new Error(`pull request #${pull.number} is ${pull.state}; GitHub does not send ${request.action} for it`);
     return pull;
   }
 

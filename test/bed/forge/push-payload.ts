@@ -46,12 +46,16 @@ export async function buildPushPayload(urls: Urls, repo: ForgeRepo, update: RefU
 }
 
 async function peel(repo: ForgeRepo, sha: string): Promise<string | undefined> {
-  const { stdout, code } = await run("git", ["--git-dir", repo.gitDir, "rev-parse", "--verify", "--quiet", `${sha}^{commit}`], { allowFailure: true });
+  const { stdout, code } = await run("git", ["--git-dir", repo.gitDir, "rev-parse", "--verify", "--quiet", `${sha}^{commit}`], {
+    allowFailure: true,
+  });
   return code === 0 ? stdout.trim() : undefined;
 }
 
 async function isAncestor(repo: ForgeRepo, ancestor: string, descendant: string): Promise<boolean> {
-  const { code } = await run("git", ["--git-dir", repo.gitDir, "merge-base", "--is-ancestor", ancestor, descendant], { allowFailure: true });
+  const { code } = await run("git", ["--git-dir", repo.gitDir, "merge-base", "--is-ancestor", ancestor, descendant], {
+    allowFailure: true,
+  });
   return code === 0;
 }
 
@@ -73,7 +77,17 @@ async function branchAt(repo: ForgeRepo, sha: string): Promise<string | null> {
 
 async function commitObject(urls: Urls, repo: ForgeRepo, sha: string) {
   const format = ["%H", "%T", "%an", "%ae", "%aI", "%cn", "%ce", "%cI", "%B"].join("%x00");
-  const [id = sha, tree = "", authorName = "", authorEmail = "", authorDate = "", committerName = "", committerEmail = "", committerDate = "", message = ""] = (await git(repo, "show", "-s", `--format=${format}`, sha)).split("\0");
+  const [
+    id = sha,
+    tree = "",
+    authorName = "",
+    authorEmail = "",
+    authorDate = "",
+    committerName = "",
+    committerEmail = "",
+    committerDate = "",
+    message = "",
+  ] = (await git(repo, "show", "-s", `--format=${format}`, sha)).split("\0");
   const changes = await git(repo, "diff-tree", "--no-commit-id", "--name-status", "-r", "--root", "--no-renames", sha);
   const files = { A: [] as string[], D: [] as string[], M: [] as string[] };
   for (const line of changes.split("\n").filter(Boolean)) {

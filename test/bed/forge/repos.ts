@@ -38,7 +38,16 @@ export class Repos {
     // refs/pull/* are the forge's to write, as on GitHub, which refuses pushes to them.
     await run("git", ["-C", gitDir, "config", "receive.hideRefs", "refs/pull"]);
     writeFileSync(join(gitDir, "hooks", "post-receive"), `#!/bin/sh\nexec node ${HOOK}\n`, { mode: 0o755 });
-    const repo: ForgeRepo = { id: this.nextId++, owner, name, fullName, defaultBranch, private: options.private ?? false, createdAt: Math.floor(Date.now() / 1000), gitDir: realpathSync(gitDir) };
+    const repo: ForgeRepo = {
+      id: this.nextId++,
+      owner,
+      name,
+      fullName,
+      defaultBranch,
+      private: options.private ?? false,
+      createdAt: Math.floor(Date.now() / 1000),
+      gitDir: realpathSync(gitDir),
+    };
     this.byName.set(fullName, repo);
     return repo;
   }
@@ -66,6 +75,8 @@ export async function git(repo: ForgeRepo, ...args: string[]): Promise<string> {
 
 /** Resolves a ref or sha to a commit sha, or undefined if the repository has no such commit. */
 export async function resolveCommit(repo: ForgeRepo, ref: string): Promise<string | undefined> {
-  const { stdout, code } = await run("git", ["--git-dir", repo.gitDir, "rev-parse", "--verify", "--quiet", `${ref}^{commit}`], { allowFailure: true });
+  const { stdout, code } = await run("git", ["--git-dir", repo.gitDir, "rev-parse", "--verify", "--quiet", `${ref}^{commit}`], {
+    allowFailure: true,
+  });
   return code === 0 ? stdout.trim() : undefined;
 }

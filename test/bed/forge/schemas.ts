@@ -39,7 +39,10 @@ export class Schemas {
     addFormats(this.ajv);
     // GitHub answers "" for a URL that was never given (a deployment status's target_url), where its description says format uri.
     const uri = this.ajv.formats.uri as RegExp | ((value: string) => boolean) | undefined;
-    this.ajv.addFormat("uri", (value: string) => value === "" || (typeof uri === "function" ? uri(value) : uri instanceof RegExp ? uri.test(value) : true));
+    this.ajv.addFormat(
+      "uri",
+      (value: string) => value === "" || (typeof uri === "function" ? uri(value) : uri instanceof RegExp ? uri.test(value) : true),
+    );
     this.ajv.addSchema({ $id: "openapi", paths: this.openapi.paths, components: this.openapi.components });
     this.ajv.addSchema({ $id: "webhooks", definitions: webhooks.definitions });
   }

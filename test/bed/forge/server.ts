@@ -27,7 +27,14 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
   const repos = new Repos(`${options.dir}/repos`);
   const webhooks = new Webhooks(schemas);
   let base = "";
-  const urls = { get web() { return base; }, get api() { return `${base}/api/v3`; } };
+  const urls = {
+    get web() {
+      return base;
+    },
+    get api() {
+      return `${base}/api/v3`;
+    },
+  };
   const apps = new Apps(urls);
   const pulls = new Pulls(urls, repos);
   const api = new GitHubApi(schemas, repos, urls, options.token, apps, pulls);
@@ -39,10 +46,14 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
   const control: Record<string, (body: Record<string, unknown>) => unknown> = {
     "GET /_bed/health": () => ({ ok: true }),
     "POST /_bed/repos": async (body) => {
-      const repo = await repos.create(String(body.owner), String(body.name), { defaultBranch: body.defaultBranch as string | undefined, private: body.private === true });
+      const repo = await repos.create(String(body.owner), String(body.name), {
+        defaultBranch: body.defaultBranch as string | undefined,
+        private: body.private === true,
+      });
       return { ...repo, cloneUrl: `${base}/${repo.fullName}.git` };
     },
-    "POST /_bed/hooks": (body) => webhooks.add(String(body.repo), { url: String(body.url), secret: String(body.secret), events: body.events as string[] | undefined }),
+    "POST /_bed/hooks": (body) =>
+      webhooks.add(String(body.repo), { url: String(body.url), secret: String(body.secret), events: body.events as string[] | undefined }),
     "GET /_bed/deliveries": async () => {
       await Promise.all(pending);
       return webhooks.deliveries;
@@ -52,7 +63,8 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
       const repo = repos.byGitDir(String(body.gitDir));
       if (!repo) throw new Error(`post-receive from unknown repository ${String(body.gitDir)}`);
       const payloads = [];
-      for (const update of parseUpdates(body.updates as string[])) payloads.push(await buildPushPayload(urls, repo, update, String(body.pusher)));
+      for (const update of parseUpdates(body.updates as string[]))
+        payloads.push(await buildPushPayload(urls, repo, update, String(body.pusher)));
       // A payload GitHub's schema refuses fails the push itself, loudly.
       for (const payload of payloads) webhooks.check("push", payload);
       // GitHub sends webhooks after the push has completed, one delivery per ref, in order.
@@ -112,7 +124,13 @@ export async function startForge(options: ForgeOptions, port = 0): Promise<{ ser
         response.writeHead(401, { "www-authenticate": 'Basic realm="tidemark forge"', "content-type": "text/plain" });
         return void response.end("Authentication required\n");
       }
-      return serveGit(request, response, { projectRoot: repos.root, pathInfo: path, query: url.search.slice(1), remoteUser: user ?? "", controlUrl: base });
+      return serveGit(request, response, {
+        projectRoot: repos.root,
+        pathInfo: path,
+        query: url.search.slice(1),
+        remoteUser: user ?? "",
+        controlUrl: base,
+      });
     }
     send(response, 404, { message: "Not Found" });
   }

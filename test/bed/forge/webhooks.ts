@@ -49,7 +49,8 @@ export class Webhooks {
   check(event: string, payload: unknown): void {
     const action = (payload as { action?: unknown }).action;
     const errors = this.schemas.check("webhooks", ["definitions", `${event}$${typeof action === "string" ? action : "event"}`], payload);
-    if (errors.length > 0) throw new PayloadViolation(`the forge built a ${event} payload that GitHub's schema refuses: ${errors.join("; ")}`);
+    if (errors.length > 0)
+      throw new PayloadViolation(`the forge built a ${event} payload that GitHub's schema refuses: ${errors.join("; ")}`);
   }
 
   /** Delivers a checked payload to every hook of the repository that wants the event. */
