@@ -48,8 +48,25 @@ describe("tidemark serve: the webhook endpoint", () => {
     return { status: response.status, json: (await response.json()) as { result?: string } };
   }
 
-  /** Sends a big body with node:http, which, unlike fetch, lets the server answer before the body is all sent. */
-  function postLarge(bytes: number, chunked: boolean): Promise<number> {
+  /**
+   * Sends a big body with node:http, which, unlike fetch, lets the server
+   * answer before the body is all sent. The server closes the connection
+   * after its answer; a client still writing may see the close (EPIPE, a
+   * reset) before it reads the answer, as any client of a refusing server
+   * can: that is asked again, a few times, and the answer is what counts.
+   */
+  async function postLarge(bytes: number, chunked: boolean): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await postLargeOnce(bytes, chunked);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (attempt >= 3 || (code !== "EPIPE" && code !== "ECONNRESET")) throw error;
+      }
+    }
+  }
+
+  function postLargeOnce(bytes: number, chunked: boolean): Promise<number> {
     return new Promise((resolve, reject) => {
       const url = new URL(`${serve.url}/webhooks/github`);
       const body = Buffer.alloc(bytes, "a");
