@@ -62,3 +62,9 @@ export function reportingServeEnv(bed: TestBed, operator: NodeJS.ProcessEnv, ove
     ...overrides,
   };
 }
+
+/** A tidemark.yaml for the bed: the environments' lines, every host of the bed with its pinned key, and the rollout policy. */
+export function bedConfig(bed: TestBed, environments: string[], rollout: string): string {
+  const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
+  return ["environments:", ...environments.map((line) => `  ${line}`), "hosts:", ...hosts, `rollout: ${rollout}`, ""].join("\n");
+}

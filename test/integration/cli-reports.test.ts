@@ -3,7 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { tidemark } from "../helpers/run-cli.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 
@@ -96,18 +96,16 @@ describe("the CLI reports its deployments to GitHub", () => {
       TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
       TIDEMARK_PUBLIC_URL: PUBLIC_URL,
     };
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await push(
       {
-        "tidemark.yaml": [
-          "environments:",
-          "  staging: { track: { branch: main }, tree: clusters/staging }",
-          "  production: { track: { tag: production }, tree: clusters/production }",
-          "hosts:",
-          ...hosts,
-          "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }",
-          "",
-        ].join("\n"),
+        "tidemark.yaml": bedConfig(
+          bed,
+          [
+            "staging: { track: { branch: main }, tree: clusters/staging }",
+            "production: { track: { tag: production }, tree: clusters/production }",
+          ],
+          "{ maxParallel: 2, canary: 0, maxFailures: 10 }",
+        ),
         ...tree(app("v0")),
       },
       "zero",

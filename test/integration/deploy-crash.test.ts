@@ -7,7 +7,7 @@ import { SshSession } from "../../src/remote/ssh-session.js";
 import { GiveUp, run, waitFor } from "../bed/proc.js";
 import { TestBed } from "../bed/bed.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
 
 const CLI = new URL("../helpers/tidemark-process.ts", import.meta.url).pathname;
 const service = "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n";
@@ -101,17 +101,9 @@ describe("a deployment killed or cut off at any phase", () => {
     shell = new HostShell(bed);
     operator = operatorEnv(bed);
     env = operator.env;
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit(
       {
-        "tidemark.yaml": [
-          "environments:",
-          "  staging: { track: { branch: main }, tree: clusters/staging }",
-          "hosts:",
-          ...hosts,
-          "rollout: { canary: 0, maxFailures: 10 }",
-          "",
-        ].join("\n"),
+        "tidemark.yaml": bedConfig(bed, ["staging: { track: { branch: main }, tree: clusters/staging }"], "{ canary: 0, maxFailures: 10 }"),
         ...tree("0"),
       },
       "zero",

@@ -5,7 +5,7 @@ import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
+import { bedConfig, HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
@@ -78,18 +78,16 @@ describe("reports to GitHub: commit statuses and Deployments, through their own 
     work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
     shell = owned.own(new HostShell(bed), (it) => it.close());
     operator = owned.own(operatorEnv(bed), (it) => it.remove());
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit(
       {
-        "tidemark.yaml": [
-          "environments:",
-          "  staging: { track: { branch: main }, tree: clusters/staging }",
-          "  production: { track: { tag: production }, tree: clusters/production }",
-          "hosts:",
-          ...hosts,
-          "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }",
-          "",
-        ].join("\n"),
+        "tidemark.yaml": bedConfig(
+          bed,
+          [
+            "staging: { track: { branch: main }, tree: clusters/staging }",
+            "production: { track: { tag: production }, tree: clusters/production }",
+          ],
+          "{ maxParallel: 2, canary: 0, maxFailures: 10 }",
+        ),
         ...tree(app("v0")),
       },
       "zero",

@@ -6,7 +6,7 @@ import { freePort } from "../bed/ports.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { launchBrowser, saveScreenshot } from "../helpers/browser.js";
-import { operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
+import { bedConfig, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 
@@ -43,17 +43,13 @@ describe("the operator's page in a browser", () => {
     bed = owned.own(await TestBed.up({ systemdHosts: 2, redis: true, forge: true }), (it) => it.down());
     work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
     operator = owned.own(operatorEnv(bed), (it) => it.remove());
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit(
       {
-        "tidemark.yaml": [
-          "environments:",
-          "  staging: { track: { branch: main }, tree: clusters/staging }",
-          "hosts:",
-          ...hosts,
-          "rollout: { maxParallel: 2, canary: 0, maxFailures: 2 }",
-          "",
-        ].join("\n"),
+        "tidemark.yaml": bedConfig(
+          bed,
+          ["staging: { track: { branch: main }, tree: clusters/staging }"],
+          "{ maxParallel: 2, canary: 0, maxFailures: 2 }",
+        ),
         ...tree(HOSTS, app("v1")),
       },
       "v1",

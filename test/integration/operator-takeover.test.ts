@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 
 const app = (version: string, delay = 0) => ({
@@ -40,17 +40,9 @@ describe("tidemark worker: a deployment survives the death of its worker", () =>
     work = await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo));
     shell = new HostShell(bed);
     await bed.forge!.createRepo("acme", "tidemark-store", { private: true });
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit(
       {
-        "tidemark.yaml": [
-          "environments:",
-          "  staging: { track: { branch: main }, tree: clusters/staging }",
-          "hosts:",
-          ...hosts,
-          "rollout: { maxParallel: 1, canary: 0 }",
-          "",
-        ].join("\n"),
+        "tidemark.yaml": bedConfig(bed, ["staging: { track: { branch: main }, tree: clusters/staging }"], "{ maxParallel: 1, canary: 0 }"),
         ...tree(app("0")),
       },
       "zero",

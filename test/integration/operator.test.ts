@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
@@ -87,19 +87,17 @@ describe("tidemark serve on systemd hosts: pushes become deployments", () => {
     operator = owned.own(operatorEnv(bed), (it) => it.remove());
     redis = owned.own(new Redis(bed.redis!.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 }), (it) => it.disconnect());
     redis.on("error", () => undefined);
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit(
       {
-        "tidemark.yaml": [
-          "environments:",
-          "  staging: { track: { branch: main }, tree: clusters/staging }",
-          '  production: { track: { tags: "v*" }, tree: clusters/production }',
-          "  pinned: { track: { tag: stable }, tree: clusters/pinned }",
-          "hosts:",
-          ...hosts,
-          "rollout: { maxParallel: 1, canary: 0, maxFailures: 10 }",
-          "",
-        ].join("\n"),
+        "tidemark.yaml": bedConfig(
+          bed,
+          [
+            "staging: { track: { branch: main }, tree: clusters/staging }",
+            'production: { track: { tags: "v*" }, tree: clusters/production }',
+            "pinned: { track: { tag: stable }, tree: clusters/pinned }",
+          ],
+          "{ maxParallel: 1, canary: 0, maxFailures: 10 }",
+        ),
         ...tree("staging", app("s0")),
         ...tree("production", app("p0")),
         ...tree("pinned", app("p0")),

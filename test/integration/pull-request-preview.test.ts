@@ -5,7 +5,7 @@ import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
+import { bedConfig, HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 
@@ -101,17 +101,13 @@ describe("Plan preview on pull requests", () => {
     redis = owned.own(new Redis(bed.redis!.url, { maxRetriesPerRequest: null }), (it) => it.disconnect());
     refs = owned.own(new Queue("refs", { connection: redis, prefix: "tidemark" }), (it) => it.close());
     reports = owned.own(new Queue("report", { connection: redis, prefix: "tidemark" }), (it) => it.close());
-    const hosts = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
     await work.commit(
       {
-        "tidemark.yaml": [
-          "environments:",
-          "  staging: { track: { branch: main }, tree: clusters/staging }",
-          "hosts:",
-          ...hosts,
-          "rollout: { maxParallel: 2, canary: 0, maxFailures: 10 }",
-          "",
-        ].join("\n"),
+        "tidemark.yaml": bedConfig(
+          bed,
+          ["staging: { track: { branch: main }, tree: clusters/staging }"],
+          "{ maxParallel: 2, canary: 0, maxFailures: 10 }",
+        ),
         ...tree(app("v0")),
       },
       "zero",
