@@ -51,6 +51,7 @@ const SettingsSchema = z.strictObject({
   settle: seconds("settle").optional(),
   takeoverAfter: seconds("takeoverAfter").min(1, "takeoverAfter is at least 1 second").optional(),
   shutdownTimeout: seconds("shutdownTimeout").optional(),
+  sshIdle: seconds("sshIdle").int("sshIdle is a whole number of seconds").optional(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).optional(),
   // Reporting to GitHub (commit statuses, Deployments): on when a token or an App is given.
   githubToken: z.string().min(1).optional(),
@@ -88,6 +89,7 @@ const ENV: Record<string, keyof Settings> = {
   TIDEMARK_SETTLE: "settle",
   TIDEMARK_TAKEOVER_AFTER: "takeoverAfter",
   TIDEMARK_SHUTDOWN_TIMEOUT: "shutdownTimeout",
+  TIDEMARK_SSH_IDLE: "sshIdle",
   TIDEMARK_LOG_LEVEL: "logLevel",
   TIDEMARK_GITHUB_TOKEN: "githubToken",
   TIDEMARK_GITHUB_API_URL: "githubApiUrl",
@@ -188,6 +190,8 @@ export interface OperatorSettings extends ReportingSettings {
   settle: number;
   takeoverAfter: number;
   shutdownTimeout: number;
+  /** How long a host's SSH connection is kept open after a deployment, for the next one; 0 closes it at once. */
+  sshIdle: number;
 }
 
 export const GITHUB_DEFAULTS = {
@@ -238,6 +242,7 @@ export function operatorSettings(settings: Settings, role: "serve" | "worker"): 
     settle: 1,
     takeoverAfter: 30,
     shutdownTimeout: 60,
+    sshIdle: 600,
     ...GITHUB_DEFAULTS,
     ...settings,
   } as OperatorSettings;

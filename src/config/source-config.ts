@@ -56,6 +56,7 @@ const RolloutSchema = z.strictObject({
   canary: z.number().int().min(0).default(1),
   maxFailures: z.number().int().min(0).default(0),
   onFailure: z.enum(["rollback-host", "rollback-all", "halt"]).default("rollback-host"),
+  confirmSeconds: z.number().int().min(1).max(86_400).default(60),
 });
 
 const LimitsSchema = z.strictObject({

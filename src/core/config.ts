@@ -46,6 +46,8 @@ export interface RolloutPolicy {
   maxFailures: number;
   /** Default rollback-host. */
   onFailure: "rollback-host" | "rollback-all" | "halt";
+  /** Seconds after a switch by which a host switches back by itself unless the deployment confirmed it; default 60. */
+  confirmSeconds: number;
 }
 
 export interface Limits {

@@ -99,6 +99,11 @@ export const ERROR_CODES = {
   HOST_DISK_FULL: { meaning: "a host's disk is full", exit: "failed", retry: false },
   SSH_CONNECTION_LOST: { meaning: "the SSH connection to a host went away", exit: "unreachable", retry: true },
   SSH_CHANNEL: { meaning: "a host refused a new SSH session (sshd's MaxSessions)", exit: "unreachable", retry: true },
+  HOST_SHELL_FAILED: {
+    meaning: "the host's shell for a deployment did not start or ended early (sudo refused, no sh)",
+    exit: "unreachable",
+    retry: false,
+  },
   SSH_COMMAND_TIMEOUT: { meaning: "a command on a host ran past its time limit and was cut", exit: "failed", retry: true },
 } as const satisfies Record<string, ErrorClass>;
 

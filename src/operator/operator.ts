@@ -15,7 +15,7 @@ export interface Operator {
   queues: OperatorQueues;
   log: Logger;
   metrics: OperatorMetrics;
-  /** How deployments reach hosts: the SSH key or agent, known_hosts, settle time; and what is redacted before the store keeps it. */
+  /** How deployments reach hosts: the SSH key or agent, the connections kept between deployments, known_hosts, settle time; and what is redacted before the store keeps it. */
   deploy: Omit<DeployOptions, "trigger" | "stop" | "observe">;
   /** Queues a batch of reports for GitHub, posted in its order; a no-op when reporting is off. Never throws: a report is never worth a deployment. */
   report: (reports: Report[]) => Promise<void>;

@@ -29,6 +29,7 @@ import {
 import { evictionWarning, redactUrl, redisFactory } from "../queue/redis.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
+import { SshPool } from "../remote/ssh-pool.js";
 import { Store } from "../store/store.js";
 import { OperatorSite } from "../web/site.js";
 import { runDeployJob, StoppedError, type DeployJobResult } from "./deploy-job.js";
@@ -66,12 +67,16 @@ export class OperatorService {
         log.warn({ connection: name, error: error.message }, "Redis connection error; reconnecting"),
       );
     const queues = new OperatorQueues(connections.queues);
+    let hosts: SshPool | undefined;
     try {
       await waitReady(connections.queues, settings.redis);
       const warning = await evictionWarning(connections.queues);
       if (warning) log.warn(warning);
       mkdirSync(settings.mirrors, { recursive: true });
       const github = gitHubClient(settings, log);
+      const ssh = { privateKey: settings.sshKey ? readSshKey(settings.sshKey) : undefined, agent: settings.sshAgent };
+      // Hosts' connections stay open between deployments: a push pays no SSH handshake.
+      hosts = new SshPool(ssh, { idleMs: settings.sshIdle * 1000 });
       const op: Operator = {
         settings,
         mirror: await SourceMirror.open(settings.repo, settings.mirrors),
@@ -80,7 +85,8 @@ export class OperatorService {
         log,
         metrics: new OperatorMetrics(() => queues.counts()),
         deploy: {
-          ssh: { privateKey: settings.sshKey ? readSshKey(settings.sshKey) : undefined, agent: settings.sshAgent },
+          ssh,
+          connections: hosts,
           knownHosts: settings.knownHosts ? KnownHosts.read(settings.knownHosts) : undefined,
           settleMs: settings.settle * 1000,
           // Unit and check output is redacted before the store keeps it.
@@ -117,6 +123,7 @@ export class OperatorService {
       );
       return service;
     } catch (error) {
+      hosts?.close();
       await queues.close().catch(() => undefined);
       connections.queues.disconnect();
       connections.workers.disconnect();
@@ -137,6 +144,7 @@ export class OperatorService {
     clearInterval(this.discovery);
     const closing = Promise.all([...this.workers.values()].map((worker) => worker.close()));
     const finished = await Promise.race([closing.then(() => true), delay(settings.shutdownTimeout * 1000, false, { ref: false })]);
+    this.op.deploy.connections?.close();
     if (this.server) await stopHttp(this.server);
     if (finished) {
       await this.op.queues.close().catch(() => undefined);

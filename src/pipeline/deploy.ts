@@ -8,14 +8,18 @@ import type { DeploymentFacts } from "../core/statuses.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair, type TreeReader } from "../git/tree-reader.js";
 import { applyHost, type HostJob, type Replanned, type HostResult, type PhaseObserver } from "../remote/apply-host.js";
+import type { HostConnections } from "../remote/connections.js";
 import type { KnownHosts } from "../remote/known-hosts.js";
-import { SshSession, type SshOptions, type SshTarget } from "../remote/ssh-session.js";
+import { openPerLease } from "../remote/ssh-pool.js";
+import type { SshOptions, SshTarget } from "../remote/ssh-session.js";
 import { runRollout } from "../rollout/rollout.js";
 import { newDeploymentId, type Store } from "../store/store.js";
 import type { PreparedPlan } from "./plan-environment.js";
 
 export interface DeployOptions {
   ssh: SshOptions;
+  /** Where host connections come from: the operator's pool keeps them between deployments; by default each host gets its own, closed after it. */
+  connections?: HostConnections;
   knownHosts?: KnownHosts;
   trigger: Trigger;
   /** How long units get to settle before they are checked (default 1 s). */
@@ -115,6 +119,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     settleMs: options.settleMs ?? 1000,
     keepReleases: options.keepReleases ?? 3,
     rollBack: config.rollout.onFailure !== "halt",
+    confirmSeconds: config.rollout.confirmSeconds,
     previousLabel: prepared.liveSource.get(host)?.slice(0, 7),
     replan: async (live) => {
       const replanned = await replanFromLive(mirror, store, prepared, host, live);
@@ -122,16 +127,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
       return replanned;
     },
   });
-  const connect = (target: SshTarget) => {
-    if ((typeof target.hostKey === "string" ? [target.hostKey] : target.hostKey).length === 0) {
-      throw new TidemarkError(
-        "HOST_KEY_UNKNOWN",
-        `no pinned host key for ${target.name} (${target.address}:${target.port}); Tidemark never trusts a key on first use`,
-        "add hostKey to its inventory entry in tidemark.yaml, or pass --known-hosts with a file that lists it",
-      );
-    }
-    return SshSession.connect(target, options.ssh);
-  };
+  const connections = options.connections ?? openPerLease(options.ssh);
 
   // The store gets the tree's objects first, so its commit can point at them whatever happens next.
   await store.importTree(prepared.reader, prepared.envTreeOid);
@@ -157,7 +153,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     return timed(() =>
       applyHost(
         { ...job(host, reverse), desired: running.get(host), deployed: desired.hosts.get(host), replan: undefined },
-        connect,
+        connections,
         observe,
       ),
     );
@@ -165,7 +161,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const results = await runRollout(
     [...jobs.keys()],
     config.rollout,
-    (host) => timed(() => applyHost(job(host), connect, observe)),
+    (host) => timed(() => applyHost(job(host), connections, observe)),
     undo,
     options.stop,
   );

@@ -1,37 +1,26 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { dirname } from "node:path";
 import type { AppTree, HostTree } from "../core/config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import type { HostOutcome, HostRecord } from "../core/outcome.js";
 import { planHost, type HostPlan } from "../core/plan.js";
-import { Semaphore } from "../core/semaphore.js";
 import { splitCredentials } from "../git/credentials.js";
-import {
-  checkScript,
-  commitScript,
-  diskSpaceScript,
-  HOST_ROOT,
-  inspectScript,
-  journalScript,
-  LOCK_CONFLICT_EXIT,
-  lockCommand,
-  parseDiskSpace,
-  parseUnitStates,
-  partialDir,
-  restartScript,
-  sealScript,
-  stageScript,
-  switchScript,
-  unitFailed,
-  unitStateScript,
-  type RemoteCommand,
-  type RemoteUser,
-  type SealApp,
-  type StageApp,
-} from "./commands.js";
+import { HOST_ROOT, LOCK_CONFLICT_EXIT, type RemoteUser, type StageApp } from "./commands.js";
+import type { HostConnections, HostLease } from "./connections.js";
 import { hostChanges, type HostChanges } from "./host-changes.js";
+import { readActivation, type ActivationReport, type CheckNames, type Failure } from "./host-report.js";
 import { httpCheck } from "./http-check.js";
+import { hostShell, type Mark, type RemoteShell, type ShellReply } from "./remote-shell.js";
+import {
+  activateScript,
+  confirmScript,
+  inspectScript,
+  lockScript,
+  releaseScript,
+  rollbackScript,
+  type HostChecks,
+  type Undo,
+} from "./session-scripts.js";
 import type { SshSession, SshTarget } from "./ssh-session.js";
 
 /** The steps of one host's apply, in order; after `rollback`, the switch, restart and check steps come again, backwards. */
@@ -51,6 +40,8 @@ export interface HostJob {
   keepReleases: number;
   /** false for `onFailure: halt`: a failing host is left as it is, for a person to look at. */
   rollBack: boolean;
+  /** After the switch, the host switches back by itself this long after the switch unless this deployment confirms (rollout.confirmSeconds). */
+  confirmSeconds: number;
   /** How people know what the host ran before (the source commit), for "rolled back to 1a2b3c4". */
   previousLabel?: string;
   /**
@@ -75,29 +66,29 @@ export interface HostResult extends HostRecord {
 
 export type PhaseObserver = (host: string, phase: HostPhase) => void;
 
-/** What failed after the switch: a value handed back, never thrown. */
-interface Failure {
-  detail: string;
-  log?: string;
-}
-
 /**
- * One host, one deployment (docs/hosts.md's phases): lock, check the host
- * runs what the store says, upload only what changed into new release dirs,
- * switch, restart, check; on failure, every app of the host goes back to
- * `previous` with no upload. The outcome is data; only programming errors throw.
+ * One host, one deployment (docs/hosts.md's phases), in three round trips
+ * over one shell on the host: (1) lock, and check the host runs what the
+ * store says; (2) upload only what changed into new release dirs, arm the
+ * host's own undo, switch, restart, check, and on failure switch back, all
+ * in one script; (3) confirm: record, collect, disarm. HTTP checks, when an
+ * app has them, run between (2) and (3) through the connection. The outcome
+ * is data; only programming errors throw.
  */
 export async function applyHost(
   planned: HostJob,
-  connect: (target: SshTarget) => Promise<SshSession>,
+  connections: HostConnections,
   observe: PhaseObserver = () => undefined,
 ): Promise<HostResult> {
   let job = planned;
   const host = job.plan.host;
   let replannedFrom: string | undefined;
   let uploadedBytes: number | undefined;
+  const undone: string[] = [];
   const outcome = (kind: HostOutcome["outcome"], reason?: string, log?: string): HostResult => {
-    const detail = [replannedFrom, reason].filter(Boolean).join("; ");
+    const detail = [...undone.map((note) => `rolled itself back before this deployment: ${note}`), replannedFrom, reason]
+      .filter(Boolean)
+      .join("; ");
     return {
       host,
       outcome: kind,
@@ -107,33 +98,61 @@ export async function applyHost(
     };
   };
   const user: RemoteUser = job.target.user === "root" ? "root" : { sudo: job.target.user };
+  let phase = "connect" as HostPhase;
+  const enter = (next: HostPhase) => {
+    phase = next;
+    observe(host, next);
+  };
+  // The host says where it is as it goes: the timeline, and a kill at a given phase, follow the host.
+  const onMark = (mark: Mark) => {
+    if (mark.kind === "undone") undone.push(mark.text);
+    if (mark.kind === "phase" && (HOST_PHASES as readonly string[]).includes(mark.text)) enter(mark.text as HostPhase);
+  };
 
-  observe(host, "connect");
-  let session: SshSession;
+  enter("connect");
+  let lease: HostLease;
   try {
-    session = await connect(job.target);
+    lease = await connections.lease(job.target);
   } catch (error) {
     return outcome("unreachable", describeError(error));
   }
-  let switched = false;
+  let shell: RemoteShell | undefined;
+  // Whether our shell may hold the host lock: a shell that stops half-way is closed, and the lock goes with it.
+  let locked = false;
   try {
-    observe(host, "lock");
-    const lock = await session.hold(lockCommand(user, `deployment ${job.deploymentId} from ${hostname()} (pid ${process.pid})`), "locked");
-    if (!lock.held) {
-      if (lock.result.code === LOCK_CONFLICT_EXIT)
+    let forward = hostChanges(job.plan, job.desired, job.deployed, "forward");
+    const owner = `deployment ${job.deploymentId} from ${hostname()} (pid ${process.pid})`;
+    enter("lock");
+    let first: ShellReply;
+    try {
+      locked = true;
+      shell = (await hostShell(lease.session, user)).shell;
+      first = await shell.run(lockScript(owner, inspected(forward)), [], onMark);
+    } catch (error) {
+      // A kept connection can have died since (sshd restarted): one new connection, its key checked again.
+      if (!lease.reused || !lost(error)) throw error;
+      lease.release(false);
+      try {
+        lease = await connections.lease(job.target, { fresh: true });
+      } catch (reconnect) {
+        return outcome("unreachable", describeError(reconnect));
+      }
+      shell = (await hostShell(lease.session, user)).shell;
+      first = await shell.run(lockScript(owner, inspected(forward)), [], onMark);
+    }
+    if (first.code !== 0) {
+      locked = false;
+      if (first.code === LOCK_CONFLICT_EXIT)
         return outcome(
           "unreachable",
-          `locked: another deployment is running on ${host} (${lock.result.stdout.trim() || "holder unknown"}); it is freed when that deployment's SSH session ends`,
+          `locked: another deployment is running on ${host} (${first.lines.join(" ").trim() || "holder unknown"}); it is freed when that deployment's SSH session ends`,
         );
-      return outcome(
-        "unreachable",
-        `could not take the host lock on ${host}: ${lock.result.stderr.trim() || `exit ${String(lock.result.code)}`}`,
-      );
+      const why = lastLine(first.stderr) || `exit ${String(first.code)}`;
+      if (phase === "lock") return outcome("unreachable", `could not take the host lock on ${host}: ${why}`);
+      return outcome("failed", `could not inspect ${host}: ${why} (nothing switched)`);
     }
 
-    let forward = hostChanges(job.plan, job.desired, job.deployed, "forward");
-    observe(host, "inspect");
-    let state = await inspect(session, user, forward);
+    let state = readInspection(first.lines, forward);
     const live = state.tree;
     if (live !== job.plan.from) {
       // The host already runs the target: a run cut after the host's `current` was written but before the store heard of it.
@@ -149,62 +168,108 @@ export async function applyHost(
       job = { ...job, ...replanned, previousLabel: undefined };
       replannedFrom = `planned again from ${short(live)}, which ${host} runs: the store expected ${short(planned.plan.from)} (a run was cut before it was recorded)`;
       forward = hostChanges(job.plan, job.desired, job.deployed, "forward");
-      state = await inspect(session, user, forward);
+      state = readInspection((await run(shell, inspectScript(inspected(forward)), "inspect the host")).lines, forward);
     }
 
-    observe(host, "upload");
-    try {
-      uploadedBytes = await upload(session, user, job, forward, state.apps);
-    } catch (error) {
-      return outcome("failed", `upload failed, nothing switched: ${describeError(await explain(session, user, error))}`);
-    }
-
-    switched = true;
-    const failure = await switchAndCheck(session, user, forward, job.settleMs, (phase) => observe(host, phase));
-    if (!failure) {
-      observe(host, "commit");
-      await run(
-        session,
-        commitScript(
-          user,
-          job.deploymentId,
-          job.plan.to,
-          job.plan.apps.map((app) => app.app),
-          job.keepReleases,
-        ),
-        "record the host's current deployment",
-      );
-      return outcome("deployed");
-    }
-
-    if (!job.rollBack) return outcome("failed", `${failure.detail}; left as it is (rollout.onFailure: halt)`, failure.log);
-    observe(host, "rollback");
+    const { stage, payload } = await staging(job, forward, state.apps);
+    const bytes = payload.reduce((sum, chunk) => sum + chunk.length, 0);
     const reversePlan = planHost(host, job.deployed, job.desired);
-    if (!reversePlan) return outcome("rollback-failed", `${failure.detail}; nothing to roll back to`, failure.log);
-    const reverse = hostChanges(reversePlan, job.deployed, job.desired, "rollback");
-    const missing = reversePlan.apps.filter((app) => app.release !== null && state.apps.get(app.app)?.baseExists !== true);
-    if (missing.length > 0)
-      return outcome(
-        "rollback-failed",
-        `${failure.detail}; rollback impossible: the previous release of ${missing.map((app) => app.app).join(", ")} is gone from the host`,
-        failure.log,
-      );
-    const rollbackFailure = await switchAndCheck(session, user, reverse, job.settleMs, (phase) => observe(host, phase));
+    const gone = (reversePlan?.apps ?? []).filter((app) => app.release !== null && state.apps.get(app.app)?.baseExists !== true);
+    const reverse = reversePlan && gone.length === 0 ? hostChanges(reversePlan, job.deployed, job.desired, "rollback") : undefined;
     const back = job.plan.from === null ? "the host is empty again" : `rolled back to ${job.previousLabel ?? short(job.plan.from)}`;
-    if (rollbackFailure)
-      return outcome(
-        "rollback-failed",
-        `${failure.detail}; the rollback failed too: ${rollbackFailure.detail}`,
-        [failure.log, rollbackFailure.log].filter(Boolean).join("\n---\n"),
+    const undo: Undo | null = reverse
+      ? {
+          token: randomBytes(6).toString("hex"),
+          reverse: reverse.switch,
+          checks: hostChecks(reverse, job.settleMs),
+          confirmSeconds: job.confirmSeconds,
+          note: `deployment ${job.deploymentId} was not confirmed within ${job.confirmSeconds} s (its operator or its connection was lost); ${back}`,
+        }
+      : null;
+    let reply: ShellReply;
+    try {
+      reply = await shell.run(
+        activateScript({
+          deploymentId: job.deploymentId,
+          tree: job.plan.to,
+          stage,
+          forward: forward.switch,
+          checks: hostChecks(forward, job.settleMs),
+          undo,
+          rollBack: job.rollBack,
+        }),
+        payload,
+        onMark,
+        // Five minutes for the steps, and the upload at 1 MB/s or better: a big release over a slow link is not cut.
+        300_000 + bytes / 1000,
       );
-    return outcome("rolled-back", `${failure.detail}; ${back}`, failure.log);
+    } catch (error) {
+      if (phase !== "upload" && phase !== "inspect") throw error;
+      return outcome("failed", `upload failed, nothing switched: ${describeError(error)}`);
+    }
+    const report = readActivation(reply.marks, commandNames(forward), commandNames(reverse));
+    if (report.upload) {
+      locked = false;
+      return outcome("failed", `upload failed, nothing switched: ${describeError(uploadError(host, report.upload))}`, report.upload.log);
+    }
+    uploadedBytes = bytes;
+    if (report.arm) {
+      locked = false;
+      return outcome("failed", `${report.arm.detail}; nothing switched`, report.arm.log);
+    }
+
+    let failure = report.forward;
+    let backFailure = report.back?.failure;
+    if (!failure) {
+      failure = await httpChecks(lease.session, forward);
+      if (failure && job.rollBack && undo) {
+        const rolled = await run(shell, rollbackScript(undo), "switch back", onMark);
+        backFailure = readActivation(rolled.marks, [], commandNames(reverse)).back?.failure;
+      } else if (failure) await run(shell, releaseScript(undo?.token ?? null), "release the host");
+    }
+    if (failure) {
+      locked = false;
+      if (!job.rollBack) return outcome("failed", `${failure.detail}; left as it is (rollout.onFailure: halt)`, failure.log);
+      if (!reversePlan) return outcome("rollback-failed", `${failure.detail}; nothing to roll back to`, failure.log);
+      if (!reverse)
+        return outcome(
+          "rollback-failed",
+          `${failure.detail}; rollback impossible: the previous release of ${gone.map((app) => app.app).join(", ")} is gone from the host`,
+          failure.log,
+        );
+      backFailure ??= await httpChecks(lease.session, reverse);
+      if (backFailure)
+        return outcome(
+          "rollback-failed",
+          `${failure.detail}; the rollback failed too: ${backFailure.detail}`,
+          [failure.log, backFailure.log].filter(Boolean).join("\n---\n"),
+        );
+      return outcome("rolled-back", `${failure.detail}; ${back}`, failure.log);
+    }
+
+    enter("commit");
+    await run(
+      shell,
+      confirmScript(
+        job.deploymentId,
+        job.plan.to,
+        job.plan.apps.map((app) => app.app),
+        job.keepReleases,
+        undo?.token ?? null,
+      ),
+      "record the host's current deployment",
+    );
+    locked = false;
+    return outcome("deployed");
   } catch (error) {
-    const when = switched
-      ? "after the switch began; the host may run the new release unchecked. Run the deployment again: it converges"
-      : "nothing switched";
-    return outcome("failed", `${describeError(await explain(session, user, error))} (${when})`);
+    const when =
+      phase === "switch" || phase === "restart" || phase === "check" || phase === "rollback" || phase === "commit"
+        ? `after the switch began; unless a deployment confirms it, ${host} switches back by itself within ${job.confirmSeconds} s. Run the deployment again: it converges`
+        : "nothing switched";
+    return outcome("failed", `${describeError(error)} (${when})`);
   } finally {
-    session.close();
+    if (locked) shell?.close();
+    lease.release(lease.session.alive);
   }
 }
 
@@ -214,189 +279,105 @@ interface AppState {
   baseExists: boolean;
 }
 
-async function inspect(
-  session: SshSession,
-  user: RemoteUser,
-  changes: HostChanges,
-): Promise<{ tree: string | null; apps: Map<string, AppState> }> {
-  const apps = changes.plan.apps;
-  const { stdout } = await run(
-    session,
-    inspectScript(
-      user,
-      apps.map((app) => ({ app: app.app, release: app.release, base: app.previousRelease })),
-    ),
-    "inspect the host",
-  );
-  const [currentLine = "-", ...appLines] = stdout.split("\n");
+const inspected = (changes: HostChanges) =>
+  changes.plan.apps.map((app) => ({ app: app.app, release: app.release, base: app.previousRelease }));
+
+/** Reads the inspection's lines: the host's `current` line, then one line per app. */
+function readInspection(lines: string[], changes: HostChanges): { tree: string | null; apps: Map<string, AppState> } {
+  const [currentLine = "-", ...appLines] = lines;
   const tree = currentLine.trim().split(" ")[1];
   const state = new Map<string, AppState>();
-  apps.forEach((app, i) => {
+  changes.plan.apps.forEach((app, i) => {
     const [current = "-", release = "0", base = "0"] = (appLines[i] ?? "").split(" ");
     state.set(app.app, { current: current === "-" ? null : current, releaseExists: release === "1", baseExists: base === "1" });
   });
   return { tree: tree === undefined || tree === "-" ? null : tree, apps: state };
 }
 
-/** New release dirs for the apps whose release is not on the host yet: hard links to the base for unchanged files, SFTP for the rest. Returns the bytes sent. */
-async function upload(
-  session: SshSession,
-  user: RemoteUser,
+/**
+ * The release dirs to build for the apps whose release is not on the host
+ * yet: from the base release (hard links) plus the changed files, or whole
+ * when the base is gone; and the files' bytes, in the order the script reads them.
+ */
+async function staging(
   job: HostJob,
   changes: HostChanges,
   state: Map<string, AppState>,
-): Promise<number> {
+): Promise<{ stage: StageApp[]; payload: Uint8Array[] }> {
   const stage: StageApp[] = [];
-  const work: Array<{ app: string; release: string; path: string; oid: string; mode: string }> = [];
+  const payload: Uint8Array[] = [];
   for (const app of changes.plan.apps) {
     if (app.release === null || state.get(app.app)?.releaseExists) continue;
     const tree = changes.incoming.get(app.app) as AppTree;
     const base = app.previousRelease !== null && state.get(app.app)?.baseExists ? app.previousRelease : null;
     const send =
       base === null ? [...(tree.files?.keys() ?? [])] : app.files.filter((file) => file.change !== "removed").map((file) => file.path);
-    const drop = base === null ? [] : app.files.filter((file) => file.change !== "added").map((file) => file.path);
+    const blobs = await Promise.all(send.map((path) => job.blob(tree.files!.get(path)!.oid)));
+    payload.push(...blobs);
     stage.push({
       app: app.app,
       release: app.release,
       base,
-      drop,
-      dirs: [...new Set(send.map((path) => dirname(path)).filter((dir) => dir !== "."))].sort(),
+      drop: base === null ? [] : app.files.filter((file) => file.change !== "added").map((file) => file.path),
+      files: send.map((path, i) => ({
+        path,
+        size: blobs[i]!.length,
+        executable: tree.files!.get(path)!.mode === "100755",
+        sha256: createHash("sha256").update(blobs[i]!).digest("hex"),
+      })),
     });
-    for (const path of send) {
-      const file = tree.files!.get(path)!;
-      work.push({ app: app.app, release: app.release, path, oid: file.oid, mode: file.mode });
-    }
   }
-  // `target` is written even when every release is on the host already (a revert, or a run taken over after a crash).
-  await run(session, stageScript(user, job.deploymentId, job.plan.to, stage), "prepare the release dirs");
-  if (stage.length === 0) return 0;
-  let bytes = 0;
-  const sftp = await session.sftp();
-  // ssh2 never calls back a write whose channel died: the channel's end fails them all.
-  const lost = new Promise<never>((_, reject) => {
-    const fail = () => reject(new Error("the SFTP channel closed mid-upload"));
-    sftp.once("close", fail).once("error", fail);
-  });
-  lost.catch(() => undefined);
-  const sums = new Map<string, SealApp>(stage.map((app) => [app.app, { app: app.app, release: app.release, uploaded: [] }]));
-  const slots = new Semaphore(16);
-  await Promise.all(
-    work.map((file) =>
-      slots.run(async () => {
-        const data = Buffer.from(await job.blob(file.oid));
-        const written = new Promise<void>((resolve, reject) => {
-          sftp.writeFile(
-            `${partialDir(file.app, file.release)}/${file.path}`,
-            data,
-            { mode: file.mode === "100755" ? 0o555 : 0o444 },
-            (error) => (error ? reject(error) : resolve()),
-          );
-        });
-        await Promise.race([written, lost]);
-        bytes += data.length;
-        sums.get(file.app)!.uploaded.push({ path: file.path, sha256: createHash("sha256").update(data).digest("hex") });
-      }),
-    ),
-  );
-  await run(session, sealScript(user, [...sums.values()]), "verify and seal the releases");
-  return bytes;
+  return { stage, payload };
 }
 
-/** Switches, restarts, waits for the units to settle and checks them and the app checks; returns what failed, if anything. */
-async function switchAndCheck(
-  session: SshSession,
-  user: RemoteUser,
-  changes: HostChanges,
-  settleMs: number,
-  step: (phase: "switch" | "restart" | "check") => void,
-): Promise<Failure | undefined> {
-  step("switch");
-  const switched = await execute(session, switchScript(user, changes.switch));
-  if (switched.code !== 0)
-    return { detail: `the switch failed: ${lastLine(switched.stderr) || `exit ${String(switched.code)}`}`, log: switched.stderr };
-  step("restart");
-  const restart = restartScript(user, changes.switch);
-  const restarted = restart ? await execute(session, restart) : undefined;
-  if (restarted && restarted.code !== 0)
-    return {
-      detail: `systemd could not reload its units: ${lastLine(restarted.stderr) || `exit ${String(restarted.code)}`}`,
-      log: restarted.stderr,
-    };
-  step("check");
-  if (changes.units.length > 0) {
-    const { stdout } = await run(session, unitStateScript(user, changes.units, settleMs), "read the units' state");
-    const failed = parseUnitStates(stdout).filter(unitFailed);
-    if (failed.length > 0) {
-      const journal = await Promise.all(
-        failed.map(async (unit) => `${unit.unit}:\n${(await execute(session, journalScript(user, unit.unit))).stdout.trimEnd()}`),
-      );
-      const detail = failed
-        .map((unit) => `${unit.unit} ${unit.activeState === "failed" ? "failed" : unit.activeState} (${unit.result})`)
-        .join(", ");
-      return { detail, log: journal.join("\n") };
-    }
-  } else if (settleMs > 0 && changes.checks.length > 0) {
-    await new Promise((resolve) => setTimeout(resolve, settleMs));
-  }
+/** The checks the host runs itself: units, then command checks; HTTP checks go through the connection. */
+function hostChecks(changes: HostChanges, settleMs: number): HostChecks {
+  return {
+    units: changes.units,
+    commands: changes.checks.flatMap(({ app, check }) =>
+      "command" in check ? [{ app, command: check.command, timeoutSeconds: check.timeoutSeconds }] : [],
+    ),
+    settleMs: changes.units.length > 0 || changes.checks.length > 0 ? settleMs : 0,
+  };
+}
+
+const commandNames = (changes: HostChanges | undefined): CheckNames =>
+  (changes?.checks ?? []).flatMap(({ app, check }) => ("command" in check ? [{ app, name: check.name ?? check.command }] : []));
+
+/** The HTTP checks, in order, from the host's side of the connection; the first that fails. */
+async function httpChecks(session: SshSession, changes: HostChanges): Promise<Failure | undefined> {
   for (const { app, check } of changes.checks) {
-    const name = check.name ?? ("command" in check ? check.command : splitCredentials(check.http).url);
-    if ("command" in check) {
-      const result = await execute(session, checkScript(user, app, check.command, check.timeoutSeconds));
-      if (result.code !== 0)
-        return {
-          detail: `check ${JSON.stringify(name)} of ${app} failed (exit ${String(result.code)})`,
-          log: `${result.stdout}${result.stderr}`.trimEnd(),
-        };
-    } else {
-      const problem = await httpCheck(session, check.http, check.status, check.timeoutSeconds * 1000);
-      if (problem) return { detail: `check ${JSON.stringify(name)} of ${app} failed: ${problem}` };
-    }
+    if ("command" in check) continue;
+    const name = check.name ?? splitCredentials(check.http).url;
+    const problem = await httpCheck(session, check.http, check.status, check.timeoutSeconds * 1000);
+    if (problem) return { detail: `check ${JSON.stringify(name)} of ${app} failed: ${problem}` };
   }
   return undefined;
 }
 
-/** Below this much free space, a step that failed on the host is put down to a full disk. */
+/** Below this much free space, a failed upload is put down to a full disk. */
 const DISK_FULL_BYTES = 1024 * 1024;
 
-/**
- * Names the cause of a failed step where the error alone does not: a
- * connection that went away makes SFTP say "No response from server"; a host
- * whose disk is full makes SFTP answer "Failure" and sh "I/O error", so the
- * host is asked for its free space. Any other error is returned as it is.
- */
-async function explain(session: SshSession, user: RemoteUser, error: unknown): Promise<unknown> {
-  if (!session.alive) {
-    if (error instanceof TidemarkError) return error;
-    return new TidemarkError(
-      "SSH_CONNECTION_LOST",
-      `${session.target.name}: the connection was lost (${describeError(error)})`,
-      "check the host and the network; run the deployment again: every step is idempotent",
-      { cause: error },
-    );
-  }
-  try {
-    const { stdout } = await run(session, diskSpaceScript(user), "read the free space");
-    const space = parseDiskSpace(stdout);
-    if (!space || space.availableBytes >= DISK_FULL_BYTES) return error;
-    const kib = (bytes: number) => `${Math.floor(bytes / 1024)} KiB`;
-    return new TidemarkError(
-      "HOST_DISK_FULL",
-      `${session.target.name}'s disk is full (${kib(space.availableBytes)} free of ${kib(space.totalBytes)} in ${HOST_ROOT}): ${describeError(error)}`,
-      `free space on ${session.target.name} (df -h ${HOST_ROOT}), then deploy again (the next push, or tidemark deploy)`,
-      { cause: error },
-    );
-  } catch {
-    return error;
-  }
+/** Names a failed upload's cause: a host whose disk is full makes sh say only "I/O error" or "No space left". */
+function uploadError(host: string, upload: NonNullable<ActivationReport["upload"]>): Error {
+  const error = new Error(`could not prepare the release dirs on ${host}: ${upload.reason}`);
+  const space = upload.space;
+  if (!space || space.availableBytes >= DISK_FULL_BYTES) return error;
+  const kib = (bytes: number) => `${Math.floor(bytes / 1024)} KiB`;
+  return new TidemarkError(
+    "HOST_DISK_FULL",
+    `${host}'s disk is full (${kib(space.availableBytes)} free of ${kib(space.totalBytes)} in ${HOST_ROOT}): ${upload.reason}`,
+    `free space on ${host} (df -h ${HOST_ROOT}), then deploy again (the next push, or tidemark deploy)`,
+    { cause: error },
+  );
 }
 
-const execute = (session: SshSession, remote: RemoteCommand) => session.exec(remote.line, remote.input);
+const lost = (error: unknown) => error instanceof TidemarkError && (error.code === "SSH_CONNECTION_LOST" || error.code === "SSH_CHANNEL");
 
-async function run(session: SshSession, remote: RemoteCommand, what: string): Promise<{ stdout: string }> {
-  const result = await execute(session, remote);
-  if (result.code !== 0)
-    throw new Error(`could not ${what} on ${session.target.name}: ${lastLine(result.stderr) || `exit ${String(result.code)}`}`);
-  return result;
+async function run(shell: RemoteShell, script: string, what: string, onMark?: (mark: Mark) => void): Promise<ShellReply> {
+  const reply = await shell.run(script, [], onMark);
+  if (reply.code !== 0) throw new Error(`could not ${what}: ${lastLine(reply.stderr) || `exit ${String(reply.code)}`}`);
+  return reply;
 }
 
 const lastLine = (text: string) => text.trim().split("\n").at(-1) ?? "";

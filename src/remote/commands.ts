@@ -3,8 +3,9 @@ import { command, quote } from "./shell.js";
 /**
  * Every command Tidemark runs on a host, built as text from data by pure
  * functions. Each word is quoted, so names from a config tree stay data.
- * Scripts go to `sh -s` on stdin: no argument length limit, nothing in `ps`.
- * Hosts need POSIX sh, coreutils, util-linux (flock) and systemd.
+ * Scripts go to a host's shell on stdin (session-scripts.ts): no argument
+ * length limit, nothing in `ps`. Hosts need POSIX sh, coreutils,
+ * util-linux (flock) and systemd for apps with units.
  */
 
 /** Paths on hosts: a contract that units, checks and scripts rely on. */
@@ -70,16 +71,16 @@ export interface InspectApp {
 }
 
 /** What the host has: its `current` line, then per app: current link, whether the release and the base release exist. */
-export function inspectScript(user: RemoteUser, apps: InspectApp[]): RemoteCommand {
+export function inspectLines(apps: InspectApp[]): string[] {
   const exists = (app: string, release: string | null) =>
     release === null ? "echo 0" : `if [ -d ${quote(`${appDir(app)}/${release}`)} ]; then echo 1; else echo 0; fi`;
-  return script(user, [
+  return [
     `cat ${HOST_ROOT}/current 2>/dev/null || echo -`,
     ...apps.map(
       ({ app, release, base }) =>
         `printf '%s %s %s\\n' "$(readlink -- ${quote(`${appDir(app)}/current`)} || echo -)" "$(${exists(app, release)})" "$(${exists(app, base)})"`,
     ),
-  ]);
+  ];
 }
 
 /**
@@ -92,12 +93,7 @@ export function stateLine(name: "target" | "current", deploymentId: string, tree
   return `printf '%s\\n' ${quote(`${deploymentId} ${tree ?? "-"}`)} > ${file}.tidemark-new; mv -T -- ${file}.tidemark-new ${file}`;
 }
 
-/** The free space of the file system that holds Tidemark's releases: available blocks, block size, total blocks. */
-export function diskSpaceScript(user: RemoteUser): RemoteCommand {
-  return script(user, [command("stat", "-f", "-c", "%a %S %b", "--", HOST_ROOT)]);
-}
-
-/** Parses `diskSpaceScript` output into bytes, or undefined if it is not what `stat -f` prints. */
+/** Parses `stat -f -c '%a %S %b'` (available blocks, block size, total blocks) into bytes, or undefined if it is not that. */
 export function parseDiskSpace(output: string): { availableBytes: number; totalBytes: number } | undefined {
   const [available, blockSize, total] = output.trim().split(" ").map(Number);
   if (
@@ -117,63 +113,47 @@ export interface StageApp {
   base: string | null;
   /** Paths from the base that this release drops or replaces. */
   drop: string[];
-  /** Directories the uploads go into. */
-  dirs: string[];
+  /** The files that travel, in the order their bytes follow the script. */
+  files: Array<{ path: string; size: number; executable: boolean; sha256: string }>;
 }
 
 export const partialDir = (app: string, release: string) => `${appDir(app)}/.partial-${release}`;
 
-/** Writes `target`, then makes a fresh partial release dir per app, ready for the uploads. */
-export function stageScript(user: RemoteUser, deploymentId: string, tree: string | null, apps: StageApp[]): RemoteCommand {
-  return script(user, [
+/**
+ * Writes `target`, then builds each release in a fresh partial dir: hard
+ * links to the base for what did not change, the changed files' bytes read
+ * from stdin (they follow the script in the same stream, in this order),
+ * hashes checked; then read-only, and renamed into place.
+ */
+export function stageLines(deploymentId: string, tree: string | null, apps: StageApp[]): string[] {
+  return [
     stateLine("target", deploymentId, tree),
-    ...apps.flatMap(({ app, release, base, drop, dirs }) => {
+    ...apps.flatMap(({ app, release, base, drop, files }) => {
       const partial = partialDir(app, release);
-      const uploadDirs = [partial, ...dirs.map((dir) => `${partial}/${dir}`)];
+      const dirs = [...new Set(files.map((file) => file.path.slice(0, Math.max(0, file.path.lastIndexOf("/")))).filter(Boolean))].sort();
+      const executables = files.filter((file) => file.executable).map((file) => `${partial}/${file.path}`);
       return [
         command("rm", "-rf", "--", partial),
         command("mkdir", "-p", "--", partial),
         ...(base ? [command("cp", "-a", "--link", "--", `${appDir(app)}/${base}/.`, `${partial}/`)] : []),
         ...(drop.length > 0 ? [command("rm", "-rf", "--", ...drop.map((path) => `${partial}/${path}`))] : []),
         ...(dirs.length > 0 ? [command("mkdir", "-p", "--", ...dirs.map((dir) => `${partial}/${dir}`))] : []),
-        // SFTP runs as the login user: a sudo user gets the dirs it uploads into, and seal gives them back to root.
-        ...(user === "root" ? [] : [command("chown", "--", user.sudo, ...uploadDirs), command("chmod", "u+w", "--", ...uploadDirs)]),
-      ];
-    }),
-  ]);
-}
-
-export interface SealApp {
-  app: string;
-  release: string;
-  /** sha256 of each uploaded file, by path. */
-  uploaded: Array<{ path: string; sha256: string }>;
-}
-
-/** Checks every uploaded file's hash, makes the release read-only, and renames it into place. */
-export function sealScript(user: RemoteUser, apps: SealApp[]): RemoteCommand {
-  return script(
-    user,
-    apps.flatMap(({ app, release, uploaded }) => {
-      const partial = partialDir(app, release);
-      // File names hold no newline (validation refuses them), so a heredoc line is one file.
-      const check =
-        uploaded.length === 0
+        // GNU head -c reads exactly that many bytes from a pipe: the next file's bytes stay for the next head.
+        ...files.map((file) => `head -c ${file.size} > ${quote(`${partial}/${file.path}`)}`),
+        // File names hold no newline (validation refuses them), so a heredoc line is one file.
+        ...(files.length === 0
           ? []
           : [
               `(cd -- ${quote(partial)} && sha256sum --check --quiet --strict) <<'TIDEMARK_SUMS'`,
-              ...uploaded.map(({ path, sha256 }) => `${sha256}  ${path}`),
+              ...files.map(({ path, sha256 }) => `${sha256}  ${path}`),
               "TIDEMARK_SUMS",
-            ];
-      const owner = user === "root" ? [] : [command("chown", "-R", "0:0", "--", partial)];
-      return [
-        ...check,
-        ...owner,
+            ]),
+        ...(executables.length > 0 ? [command("chmod", "a+x", "--", ...executables)] : []),
         command("chmod", "-R", "a-w", "--", partial),
         command("mv", "-T", "--", partial, `${appDir(app)}/${release}`),
       ];
     }),
-  );
+  ];
 }
 
 export interface SwitchSpec {
@@ -194,8 +174,8 @@ export interface SwitchSpec {
  * reconciles unit and manifest links: what a new link displaces is kept
  * under DISPLACED, and put back when the link goes.
  */
-export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand {
-  return script(user, [
+export function switchLines(spec: SwitchSpec): string[] {
+  return [
     ...(spec.stop.length > 0 ? [`${command("systemctl", "disable", "--now", "--", ...spec.stop)} || true`] : []),
     ...spec.apps.map(({ app, release }) =>
       release === null ? command("tm_retire", appDir(app)) : command("tm_switch", appDir(app), release),
@@ -203,16 +183,16 @@ export function switchScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand 
     ...(spec.links.remove.length > 0 ? [command("tm_unlink", ...spec.links.remove)] : []),
     ...spec.links.add.map(({ path, target }) => command("tm_place", target, path)),
     ...(spec.purge.length > 0 ? [command("rm", "-rf", "--", ...spec.purge.map(appDir))] : []),
-  ]);
+  ];
 }
 
 /**
  * After the switch: systemd reads the unit files again if any changed, then
- * enables and restarts the units of changed apps. Null when there is nothing
+ * enables and restarts the units of changed apps. Empty when there is nothing
  * for systemd to do, so a host without systemd takes apps that have no units.
  */
-export function restartScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand | null {
-  const lines = [
+export function restartLines(spec: SwitchSpec): string[] {
+  return [
     ...(spec.reload ? ["systemctl daemon-reload"] : []),
     ...(spec.enable.length > 0 ? [command("systemctl", "enable", "--quiet", "--", ...spec.enable)] : []),
     // A unit that fails to restart is seen by the check that follows; the script carries on.
@@ -223,35 +203,20 @@ export function restartScript(user: RemoteUser, spec: SwitchSpec): RemoteCommand
         ]
       : []),
   ];
-  return lines.length > 0 ? script(user, lines) : null;
-}
-
-/** Waits for units to settle, then prints each unit's state. */
-export function unitStateScript(user: RemoteUser, units: string[], settleMs: number): RemoteCommand {
-  return script(user, [
-    ...(settleMs > 0 ? [`sleep ${(settleMs / 1000).toFixed(3)}`] : []),
-    command("systemctl", "show", "-p", "Id,ActiveState,SubState,Result", "--", ...units),
-  ]);
-}
-
-/** An app's command check, run from its `current` release with a time limit. */
-export function checkScript(user: RemoteUser, app: string, check: string, timeoutSeconds: number): RemoteCommand {
-  return script(user, [`cd -- ${quote(`${appDir(app)}/current`)}`, `exec timeout -k 5 ${timeoutSeconds} sh -c ${quote(check)}`]);
-}
-
-/** The last lines a unit wrote to the journal. */
-export function journalScript(user: RemoteUser, unit: string, lines = 20): RemoteCommand {
-  return script(user, [command("journalctl", "--no-pager", "-o", "cat", "-n", String(lines), "-u", unit)]);
 }
 
 /** Records the host's `current`, then collects old releases: keeps `current`, `previous` and the newest `keep` others. Collection never fails. */
-export function commitScript(user: RemoteUser, deploymentId: string, tree: string | null, apps: string[], keep: number): RemoteCommand {
-  return script(user, [
+export function commitLines(deploymentId: string, tree: string | null, apps: string[], keep: number): string[] {
+  return [
     stateLine("current", deploymentId, tree),
     `tm_collect() { ( cd -- "$1" 2>/dev/null || exit 0; c=$(readlink current || true); p=$(readlink previous || true); n=0; ls -1t | while IFS= read -r d; do case "$d" in current|previous|"$c"|"$p") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$d"; fi; done ) || true; }`,
     ...apps.map((app) => command("tm_collect", appDir(app))),
-  ]);
+  ];
 }
+
+/** `commitLines` as a script of its own, for `sh -s`. */
+export const commitScript = (user: RemoteUser, deploymentId: string, tree: string | null, apps: string[], keep: number): RemoteCommand =>
+  script(user, commitLines(deploymentId, tree, apps, keep));
 
 export interface UnitState {
   unit: string;

@@ -1,5 +1,5 @@
 import net from "node:net";
-import { Client, type ClientChannel, type SFTPWrapper } from "ssh2";
+import { Client, type ClientChannel } from "ssh2";
 import { TidemarkError } from "../core/errors.js";
 import { Semaphore } from "../core/semaphore.js";
 import { formatHostKey, parseHostKey, type HostKey } from "./host-key.js";
@@ -30,13 +30,12 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** sshd's MaxSessions is 10 per connection; the lock, SFTP and a spare keep 3. */
+/** sshd's MaxSessions is 10 per connection; the host's shell, a tunnel for an HTTP check and a spare keep 3. */
 const MAX_EXEC_CHANNELS = 7;
 
 /** One SSH connection to one host; commands run over a bounded number of channels on it. */
 export class SshSession {
   private readonly channels = new Semaphore(MAX_EXEC_CHANNELS);
-  private sftpChannel: Promise<SFTPWrapper> | undefined;
   private closedBecause: Error | undefined;
 
   private constructor(
@@ -150,12 +149,18 @@ export class SshSession {
     return holding.result;
   }
 
-  /** The connection's one SFTP channel, opened on first use. */
-  sftp(): Promise<SFTPWrapper> {
-    this.sftpChannel ??= new Promise((resolve, reject) => {
-      this.client.sftp((error, sftp) => (error ? void this.channelFailure(error).then(reject) : resolve(sftp)));
-    });
-    return this.sftpChannel;
+  /**
+   * Starts a command that lives as long as its caller wants (the host's
+   * shell), outside the channel budget; `use` gets the channel inside ssh2's
+   * callback, so it hears an exit that came with the exec reply.
+   */
+  async start<T>(commandLine: string, use: (channel: ClientChannel) => T): Promise<T> {
+    return (await this.openExec(commandLine, (channel) => Promise.resolve(use(channel)))).result;
+  }
+
+  /** Why the connection closed, once it did. */
+  get closedReason(): Error | undefined {
+    return this.closedBecause;
   }
 
   /** A TCP connection from the host to one of its own ports, tunnelled through SSH (for HTTP checks). */

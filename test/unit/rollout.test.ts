@@ -7,6 +7,7 @@ const policy = (overrides: Partial<RolloutPolicy> = {}): RolloutPolicy => ({
   canary: 0,
   maxFailures: 0,
   onFailure: "rollback-host",
+  confirmSeconds: 60,
   ...overrides,
 });
 const hosts = ["h1", "h2", "h3", "h4", "h5"];
