@@ -217,6 +217,8 @@ export async function applyHost(
       locked = false;
       return outcome("failed", `${report.arm.detail}; nothing switched`, report.arm.log);
     }
+    // The script reports every failure it meets and ends 0; anything else stopped it half-way, and the undo's timer is the way back.
+    if (reply.code !== 0) throw new Error(`the activation on ${host} stopped: ${lastLine(reply.stderr) || `exit ${String(reply.code)}`}`);
 
     let failure = report.forward;
     let backFailure = report.back?.failure;

@@ -31,7 +31,8 @@ export function script(user: RemoteUser, lines: string[]): RemoteCommand {
 
 const HELPERS = [
   // A link appears in one rename(2) over the old one: there is never a moment without it.
-  `tm_link() { mkdir -p -- "$(dirname -- "$2")" && ln -sfn -- "$1" "$2.tidemark-new" && mv -T -- "$2.tidemark-new" "$2"; }`,
+  // Every process counts on a busy host: the dir is named by the shell, and made only when missing.
+  `tm_link() { d=\${2%/*}; { [ -d "\${d:-/}" ] || mkdir -p -- "$d"; } && ln -sfn -- "$1" "$2.tidemark-new" && mv -T -- "$2.tidemark-new" "$2"; }`,
   `tm_switch() { old=$(readlink -- "$1/current" || true); if [ "$old" != "$2" ]; then if [ -n "$old" ]; then tm_link "$old" "$1/previous"; fi; tm_link "$2" "$1/current"; fi; }`,
   `tm_retire() { old=$(readlink -- "$1/current" || true); if [ -n "$old" ]; then tm_link "$old" "$1/previous"; rm -f -- "$1/current"; fi; }`,
   // Only links that point into Tidemark's releases are Tidemark's: anything else at a path it links is kept aside, never overwritten.

@@ -184,7 +184,8 @@ export const releaseScript = (token: string | null): string =>
 
 const HELPERS = [
   DISARM,
-  `T=$(mktemp -d); trap 'rm -rf -- "$T"' EXIT`,
+  // Scratch files for what steps print: one dir, safe to share because only the lock holder writes it.
+  `T=${HOST_ROOT}/.scratch; [ -d "$T" ] || mkdir -m 0700 -- "$T"`,
   // A step runs in a subshell of its own with `set -e`, its exit code taken as a plain statement: `set -e` is ignored
   // in anything run from an `if` or an `||`, however deep. A failure prints `fail <step> <code>` and the step's stderr.
   `tm_step() { s=$1; shift; ( set -e; "$@" ) 2> "$T/err"; rc=$?; if [ $rc -ne 0 ]; then tm_mark fail "$s" $rc; tm_log log "$T/err"; fi; return $rc; }`,
