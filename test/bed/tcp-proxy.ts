@@ -45,6 +45,12 @@ export class TcpProxy {
    * unasked before the client spoke (a greeting) make none.
    */
   readonly counts = { accepted: 0, cut: 0, turns: 0 };
+  /**
+   * Hears each turn as it is counted, with its connection's number (the
+   * count of connections accepted when it was): to tell apart the turns of
+   * connections that share the proxy.
+   */
+  onTurn: (connection: number) => void = () => undefined;
 
   private constructor(
     private readonly server: net.Server,
@@ -123,8 +129,12 @@ export class TcpProxy {
     const { latencyMs, handshake } = this.settings;
     const opened = Date.now();
     const notBefore = (direction: Direction) => (handshake ? opened + latencyMs * (direction === "up" ? 2 : 3) : 0);
+    const connection = this.counts.accepted;
     const heard = (direction: Direction) => {
-      if (direction === "down" && link.last === "up") this.counts.turns++;
+      if (direction === "down" && link.last === "up") {
+        this.counts.turns++;
+        this.onTurn(connection);
+      }
       link.last = direction;
     };
     link.pipes = [
