@@ -129,6 +129,8 @@ export async function applyHost(
       shell = (await hostShell(lease.session, user)).shell;
       first = await shell.run(lockScript(owner, inspected(forward)), [], onMark);
     } catch (error) {
+      if (error instanceof TidemarkError && error.code === "HOST_SHELL_FAILED")
+        return outcome("unreachable", `could not take the host lock on ${host}: ${describeError(error)}`);
       // A kept connection can have died since (sshd restarted): one new connection, its key checked again.
       if (!lease.reused || !lost(error)) throw error;
       lease.release(false);
