@@ -31,8 +31,10 @@ import type { BenchSection, Bench } from "./section.js";
  * Every tool reaches every host through the bed's TCP proxy, at no added
  * latency and at 50 ms added round-trip time (TCP's handshake included), with
  * host keys pinned. Per host and run, counted from the run: TCP connections
- * and round trips (by the proxy), exec and SFTP channels and logins (sshd's
- * own log on the host). `npm run bench -- deploy`; TIDEMARK_BENCH_ROUNDS sets the rounds.
+ * and round trips (by the proxy; serve's keepalives apart), exec and SFTP
+ * channels and logins (sshd's own log on the host); and before each step, the
+ * round trips of Tidemark's TCP and SSH handshakes alone, to tell them from
+ * the rest. `npm run bench -- deploy`; TIDEMARK_BENCH_ROUNDS sets the rounds.
  */
 const HOSTS = 10;
 const STATIC_FILES = 49; // + run.sh: 50 files
@@ -44,10 +46,11 @@ type Tool = (typeof TOOLS)[number];
 type Rtt = (typeof RTTS)[number];
 const ENV = "production";
 
-/** A turn the proxy counted: on which of its connections (their accept order), and when. */
+/** A turn the proxy counted: on which of its connections (their accept order), when, and after how many bytes from the client. */
 interface Turn {
   connection: number;
   at: number;
+  asked: number;
 }
 
 /** What one host saw of one run. */
@@ -55,8 +58,10 @@ interface HostCount {
   connections: number;
   /** TCP handshakes, and the turns on the tool's own connections. */
   roundTrips: number;
-  /** Turns on serve's kept connection while serve was not deploying to the host: not the tool's (see `once`). */
-  idle: number;
+  /** Turns on serve's kept connection that are no deployment's: its keepalives (see `once`). */
+  keepalives: number;
+  /** Of those, the ones within serve's deployment to the host. */
+  keepalivesWithin: number;
   bytes: number;
   execs: number;
   sftp: number;
@@ -94,8 +99,8 @@ interface Sample {
   hosts: HostCount[];
   phases?: Phases;
   cpu: Cpu;
-  /** Time between one idle turn and the next on the same kept connection, in this run. */
-  idleGaps: number[];
+  /** Time between one keepalive and the next on the same connection, in this run. */
+  keepaliveGaps: number[];
 }
 
 interface HistoryEntry {
@@ -126,11 +131,12 @@ const bench: Bench = async (log) => {
     // Each host's turns, all along: serve's kept connection shares the proxy with the tool measured.
     const turnLog = hosts.map((host) => {
       const log: Turn[] = [];
-      host.proxy.onTurn = (connection) => log.push({ connection, at: Date.now() });
+      host.proxy.onTurn = (connection, asked) => log.push({ connection, at: Date.now(), asked });
       return log;
     });
-    /** The connections serve deployed over, per host (see `once`). */
+    /** The connections serve deployed over, per host, and the bytes its keepalives send (see `once`). */
     const serveConnections = hosts.map(() => new Set<number>());
+    const keepaliveBytes = new Set<number>();
     // What the proxies really add: ping-pongs through one more proxy, throttled alike, in front of an echo server on loopback.
     echo = net.createServer((socket) => socket.on("data", (chunk) => socket.write(chunk)).on("error", () => undefined));
     await new Promise<void>((resolve) => echo!.listen(0, "127.0.0.1", resolve));
@@ -491,7 +497,10 @@ const bench: Bench = async (log) => {
         serve: serve ? bed.cpuSeconds("tidemark-serve") : 0,
         at: performance.now(),
       };
-      return async (): Promise<{ counts: Array<Omit<HostCount, "roundTrips" | "idle"> & { turns: Turn[] }>; cpu: Cpu }> => {
+      return async (): Promise<{
+        counts: Array<Omit<HostCount, "roundTrips" | "keepalives" | "keepalivesWithin"> & { turns: Turn[] }>;
+        cpu: Cpu;
+      }> => {
         const cpu: Cpu = {
           hosts: hostsCpu() - cpuBefore.hosts,
           machine: machineCpuSeconds() - cpuBefore.machine,
@@ -572,7 +581,7 @@ const bench: Bench = async (log) => {
         await quietPush();
       } else if (tool === "serve") sha = await tidemarkCommit(v);
       const counted = await window();
-      let sample: Omit<Sample, "hosts" | "cpu" | "idleGaps">;
+      let sample: Omit<Sample, "hosts" | "cpu" | "keepaliveGaps">;
       let toolCpu: number;
       let measured: Awaited<ReturnType<typeof counted>>;
       let deploying: Map<string, [number, number]> | undefined;
@@ -602,22 +611,26 @@ const bench: Bench = async (log) => {
         throw new Error(
           `the floor opened new connections (${counts.map((count) => count.connections).join(", ")}): a ControlMaster is gone`,
         );
-      // serve's kept connections share the proxies with every tool. A turn on one is serve's from the host's connect to its done in
-      // serve's record; at any other time the connection idles (no deployment on it, only ssh2's keepalive): counted apart, as `idle`.
-      const idleGaps: number[] = [];
+      // serve's kept connections share the proxies with every tool, and ssh2 sends a keepalive on each every few seconds, busy or not.
+      // A turn on one is serve's from the host's connect to its done in serve's record; at any other time the connection idles, and
+      // the turn is a keepalive. Within the deployment, a turn that the client began with exactly a keepalive's bytes is one too
+      // (serve's scripts are larger, and on a host where it opened no channel it sends nothing else).
+      const keepaliveGaps: number[] = [];
       const hostCounts = counts.map(({ turns, ...count }, i) => {
         const span = deploying?.get(hosts[i]!.name);
-        const own = (turn: Turn) => (span ? turn.at >= span[0] && turn.at <= span[1] : !serveConnections[i]!.has(turn.connection));
-        const mine = turns.filter(own);
-        if (span) for (const turn of mine) serveConnections[i]!.add(turn.connection);
-        const idle = turns.filter((turn) => !own(turn));
+        const within = (turn: Turn) => span !== undefined && turn.at >= span[0] && turn.at <= span[1];
+        const idle = turns.filter((turn) => (span ? !within(turn) : serveConnections[i]!.has(turn.connection)));
+        for (const turn of idle) keepaliveBytes.add(turn.asked);
+        for (const turn of turns.filter(within)) serveConnections[i]!.add(turn.connection);
+        const busy = turns.filter((turn) => within(turn) && count.execs === 0 && keepaliveBytes.has(turn.asked));
         for (const [j, turn] of idle.entries()) {
           const next = idle.slice(j + 1).find((later) => later.connection === turn.connection);
-          if (next) idleGaps.push(next.at - turn.at);
+          if (next) keepaliveGaps.push(next.at - turn.at);
         }
-        return { ...count, roundTrips: count.connections + mine.length, idle: idle.length };
+        const keepalives = idle.length + busy.length;
+        return { ...count, roundTrips: count.connections + turns.length - keepalives, keepalives, keepalivesWithin: busy.length };
       });
-      return { ...sample, hosts: hostCounts, cpu: { ...cpu, tool: toolCpu }, idleGaps };
+      return { ...sample, hosts: hostCounts, cpu: { ...cpu, tool: toolCpu }, keepaliveGaps };
     };
 
     // Round 0 puts everything in place (full uploads, units started, serve's first job, warm caches); it is not measured.
@@ -799,14 +812,16 @@ function report(samples: Sample[], appBytes: number, addedRtt: Map<Rtt, number[]
       `${SHORT[tool]} per healthy host: ${execs} exec channel(s) (+${perHost(tool, "sftp")} SFTP) and ${byRtt((rtt) => perHost(tool, "roundTrips", [rtt]))} round trips (+0 / +50 ms)${split}; goal: one exec channel and at most 3 round trips after the SSH handshake (${goal(met)}).`,
     );
   }
-  const idleElsewhere = samples.filter((sample) => sample.tool !== "serve").flatMap((sample) => sample.hosts.map((host) => host.idle));
-  const gaps = samples.flatMap((sample) => sample.idleGaps);
+  const [serveRuns, otherRuns] = [samples.filter((sample) => sample.tool === "serve"), samples.filter((sample) => sample.tool !== "serve")];
+  const total = (runs: Sample[], key: "keepalives" | "keepalivesWithin") =>
+    runs.reduce((sum, sample) => sum + sample.hosts.reduce((count, host) => count + host[key], 0), 0);
+  const gaps = samples.flatMap((sample) => sample.keepaliveGaps);
   notes.push(
-    `Idle turns: serve keeps each host's connection open between deployments, through the same proxy as every tool. Its turns outside serve's deployment on that host (from the host's connect to its done, in serve's record) are no deployment's, and are counted apart: ${byRtt((rtt) => perHost("serve", "idle", [rtt]))} per host in serve's own runs (+0 / +50 ms; they start at the push), and ${idleElsewhere.reduce((sum, count) => sum + count, 0)} in all in the other tools' ${idleElsewhere.length / HOSTS} runs of ${HOSTS} hosts, left out of their round trips. They are ssh2's keepalive (SshSession's keepaliveInterval: a global request and its reply, sent whether or not the connection is busy)${gaps.length > 0 ? `, ${(median(gaps) / 1000).toFixed(1)} s apart on one connection (median of ${gaps.length})` : ""}; one that falls within a host's deployment counts as one of serve's round trips.`,
+    `Keepalives: serve keeps each host's connection open between deployments, and ssh2 sends a keepalive on it (SshSession's keepaliveInterval: a global request and its reply) on a timer that traffic does not reset${gaps.length > 0 ? `, ${(median(gaps) / 1000).toFixed(1)} s apart on one connection (median of ${gaps.length} gaps)` : ""}. The connection goes through the same proxy as every tool: its keepalives are counted apart, out of every tool's round trips. In serve's ${serveRuns.length} runs of ${HOSTS} hosts, ${total(serveRuns, "keepalives")}, of which ${total(serveRuns, "keepalivesWithin")} within a host's deployment (from its connect to its done in serve's record; told by their size: a turn the client began with exactly the bytes of those outside); in the other tools' ${otherRuns.length} runs, ${total(otherRuns, "keepalives")}.`,
     `The handshakes alone: an SshSession (Tidemark's own connect: the bed's client key, the host's pinned key) opened through the first host's proxy before each step, counted up to its login (1 TCP handshake and the turns on that connection): ${byRtt(handshake)} round trips at +0 / +50 ms, medians of ${handshakes.get(0)!.length} (${byRtt((rtt) => handshakes.get(rtt)!.join(", "))}).`,
   );
   notes.push(
-    "Counts, per host and run, medians over hosts and runs: TCP connections are those the host's proxy accepted; exec and SFTP channels are the sessions sshd started (`Starting session: command` and `subsystem 'sftp'` in its journal at `LogLevel VERBOSE`, read from outside the container); a round trip is a TCP handshake (one per connection) or a turn, data from the host after data from the client since the host last spoke (the times the client spoke and then heard back: pipelined requests share one; bytes the host sends unasked make none), counted by the proxy at +0 and +50 ms on the tool's own connections (idle turns apart, see above). Bytes are both directions through the proxy, keepalives included. The RTT cost is (median at +50 ms − median at +0 ms) / 50 ms: the round trips the tool really waited for, one after another; on a machine whose cores are busy, waiting on the network overlaps with other hosts' CPU work, and the RTT cost falls below the round trips counted.",
+    "Counts, per host and run, medians over hosts and runs: TCP connections are those the host's proxy accepted; exec and SFTP channels are the sessions sshd started (`Starting session: command` and `subsystem 'sftp'` in its journal at `LogLevel VERBOSE`, read from outside the container); a round trip is a TCP handshake (one per connection) or a turn, data from the host after data from the client since the host last spoke (the times the client spoke and then heard back: pipelined requests share one; bytes the host sends unasked make none), counted by the proxy at +0 and +50 ms, keepalives apart (see above). Bytes are both directions through the proxy, keepalives included. The RTT cost is (median at +50 ms − median at +0 ms) / 50 ms: the round trips the tool really waited for, one after another; on a machine whose cores are busy, waiting on the network overlaps with other hosts' CPU work, and the RTT cost falls below the round trips counted.",
     `The round trip the proxies really added, measured before each step by 10 ping-pongs through a proxy throttled alike (its timers run late on a busy machine): ${RTTS.map((rtt) => `+${rtt} ms: median ${median(addedRtt.get(rtt)!).toFixed(1)} ms (max ${Math.max(...addedRtt.get(rtt)!).toFixed(1)})`).join("; ")}.`,
   );
   const cpuRows = TOOLS.map((tool) => [

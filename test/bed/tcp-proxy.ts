@@ -46,11 +46,12 @@ export class TcpProxy {
    */
   readonly counts = { accepted: 0, cut: 0, turns: 0 };
   /**
-   * Hears each turn as it is counted, with its connection's number (the
-   * count of connections accepted when it was): to tell apart the turns of
-   * connections that share the proxy.
+   * Hears each turn as it is counted: its connection's number (the count of
+   * connections accepted when it was), to tell apart connections that share
+   * the proxy; and the bytes the client sent since the host last spoke, what
+   * the host answered.
    */
-  onTurn: (connection: number) => void = () => undefined;
+  onTurn: (connection: number, asked: number) => void = () => undefined;
 
   private constructor(
     private readonly server: net.Server,
@@ -124,17 +125,18 @@ export class TcpProxy {
     const host = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
     client.setNoDelay(true);
     host.setNoDelay(true);
-    const link: Link = { client, host, pipes: [], last: "down" };
+    const link: Link = { client, host, pipes: [], last: "down", asked: 0 };
     // TCP's handshake, as on a link with this latency: SYN, SYN-ACK, then the client's first bytes with its ACK.
     const { latencyMs, handshake } = this.settings;
     const opened = Date.now();
     const notBefore = (direction: Direction) => (handshake ? opened + latencyMs * (direction === "up" ? 2 : 3) : 0);
     const connection = this.counts.accepted;
-    const heard = (direction: Direction) => {
+    const heard = (direction: Direction, bytes: number) => {
       if (direction === "down" && link.last === "up") {
         this.counts.turns++;
-        this.onTurn(connection);
+        this.onTurn(connection, link.asked);
       }
+      link.asked = direction === "up" ? link.asked + bytes : 0;
       link.last = direction;
     };
     link.pipes = [
@@ -187,6 +189,8 @@ interface Link {
   pipes: Pipe[];
   /** The direction data went last, for counting turns. */
   last: Direction;
+  /** Bytes up since the last down. */
+  asked: number;
 }
 
 interface Queued {
@@ -211,10 +215,10 @@ class Pipe {
     private readonly to: net.Socket,
     /** No chunk leaves before this time (ms since the epoch) minus the latency: the handshake's share. */
     private readonly notBefore = 0,
-    private readonly heard: (direction: Direction) => void = () => undefined,
+    private readonly heard: (direction: Direction, bytes: number) => void = () => undefined,
   ) {
     from.on("data", (chunk: Buffer) => {
-      this.heard(direction);
+      this.heard(direction, chunk.length);
       this.take(chunk);
     });
     from.on("end", () => this.later(() => to.end()));
