@@ -73,14 +73,16 @@ export interface InspectApp {
 
 /** What the host has: its `current` line, then per app: current link, whether the release and the base release exist. */
 export function inspectLines(apps: InspectApp[]): string[] {
-  const exists = (app: string, release: string | null) =>
-    release === null ? "echo 0" : `if [ -d ${quote(`${appDir(app)}/${release}`)} ]; then echo 1; else echo 0; fi`;
+  // Builtins where a program would do: each process costs a busy host milliseconds.
+  const exists = (variable: string, app: string, release: string | null) =>
+    release === null ? `${variable}=0` : `if [ -d ${quote(`${appDir(app)}/${release}`)} ]; then ${variable}=1; else ${variable}=0; fi`;
   return [
-    `cat ${HOST_ROOT}/current 2>/dev/null || echo -`,
-    ...apps.map(
-      ({ app, release, base }) =>
-        `printf '%s %s %s\\n' "$(readlink -- ${quote(`${appDir(app)}/current`)} || echo -)" "$(${exists(app, release)})" "$(${exists(app, base)})"`,
-    ),
+    `if IFS= read -r l < ${HOST_ROOT}/current; then printf '%s\\n' "$l"; else echo -; fi 2>/dev/null`,
+    ...apps.flatMap(({ app, release, base }) => [
+      exists("r", app, release),
+      exists("b", app, base),
+      `printf '%s %s %s\\n' "$(readlink -- ${quote(`${appDir(app)}/current`)} || echo -)" "$r" "$b"`,
+    ]),
   ];
 }
 
@@ -134,19 +136,24 @@ export function stageLines(deploymentId: string, tree: string | null, apps: Stag
       const dirs = [...new Set(files.map((file) => file.path.slice(0, Math.max(0, file.path.lastIndexOf("/")))).filter(Boolean))].sort();
       const executables = files.filter((file) => file.executable).map((file) => `${partial}/${file.path}`);
       return [
-        command("rm", "-rf", "--", partial),
+        `if tm_there ${quote(partial)}; then ${command("rm", "-rf", "--", partial)}; fi`,
         command("mkdir", "-p", "--", partial),
         ...(base ? [command("cp", "-a", "--link", "--", `${appDir(app)}/${base}/.`, `${partial}/`)] : []),
         ...(drop.length > 0 ? [command("rm", "-rf", "--", ...drop.map((path) => `${partial}/${path}`))] : []),
-        ...(dirs.length > 0 ? [command("mkdir", "-p", "--", ...dirs.map((dir) => `${partial}/${dir}`))] : []),
+        // The dirs a base brought already are there: mkdir runs only for a new one.
+        ...(dirs.length > 0
+          ? [
+              `if ! { ${dirs.map((dir) => `[ -d ${quote(`${partial}/${dir}`)} ]`).join(" && ")}; }; then ${command("mkdir", "-p", "--", ...dirs.map((dir) => `${partial}/${dir}`))}; fi`,
+            ]
+          : []),
         // GNU head -c reads exactly that many bytes from a pipe: the next file's bytes stay for the next head.
         ...files.map((file) => `head -c ${file.size} > ${quote(`${partial}/${file.path}`)}`),
         // File names hold no newline (validation refuses them), so a heredoc line is one file.
         ...(files.length === 0
           ? []
           : [
-              `(cd -- ${quote(partial)} && sha256sum --check --quiet --strict) <<'TIDEMARK_SUMS'`,
-              ...files.map(({ path, sha256 }) => `${sha256}  ${path}`),
+              "sha256sum --check --quiet --strict <<'TIDEMARK_SUMS'",
+              ...files.map(({ path, sha256 }) => `${sha256}  ${partial}/${path}`),
               "TIDEMARK_SUMS",
             ]),
         ...(executables.length > 0 ? [command("chmod", "a+x", "--", ...executables)] : []),
@@ -210,7 +217,8 @@ export function restartLines(spec: SwitchSpec): string[] {
 export function commitLines(deploymentId: string, tree: string | null, apps: string[], keep: number): string[] {
   return [
     stateLine("current", deploymentId, tree),
-    `tm_collect() { ( cd -- "$1" 2>/dev/null || exit 0; c=$(readlink current || true); p=$(readlink previous || true); n=0; ls -1t | while IFS= read -r d; do case "$d" in current|previous|"$c"|"$p") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$d"; fi; done ) || true; }`,
+    // Counted by a glob first, no process: each link and its release stay, so most commits find nothing to collect.
+    `tm_collect() { a=$1; set -- "$a"/*; k=${keep}; if [ -L "$a/current" ]; then k=$((k + 2)); fi; if [ -L "$a/previous" ]; then k=$((k + 2)); fi; [ $# -gt $k ] || return 0; c=$(readlink -- "$a/current" || true); p=$(readlink -- "$a/previous" || true); n=0; ls -1t -- "$a" | while IFS= read -r d; do case "$d" in current|previous|"\${c##*/}"|"\${p##*/}") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$a/$d"; fi; done || true; }`,
     ...apps.map((app) => command("tm_collect", appDir(app))),
   ];
 }

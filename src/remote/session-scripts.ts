@@ -27,17 +27,20 @@ import { command, quote } from "./shell.js";
  */
 const LOOP = [
   "TM=$1; export TM",
-  `mkdir -p ${HOST_ROOT} && exec 9>>${HOST_ROOT}/lock || exit 70`,
+  `{ [ -d ${HOST_ROOT} ] || mkdir -p ${HOST_ROOT}; } && exec 9>>${HOST_ROOT}/lock || exit 70`,
   "while IFS=' ' read -r n p; do",
   '  s=$(head -c "$n")',
+  // Every process counts on a busy host: a script without bytes runs on no pipe.
+  `  if [ "$p" -eq 0 ]; then (eval "$s"; tm_script) < /dev/null; rc=$?`,
   // What a script leaves unread of its bytes (it failed half-way) is drained, so the next length line is read where it starts.
-  `  head -c "$p" | { (eval "$s"; tm_script); rc=$?; cat > /dev/null; printf '\\n%s end %s\\n' "$TM" "$rc"; printf '\\n%s end %s\\n' "$TM" "$rc" >&2; }`,
+  `  else head -c "$p" | { (eval "$s"; tm_script); rc=$?; cat > /dev/null; exit $rc; }; rc=$?; fi`,
+  `  printf '\\n%s end %s\\n' "$TM" "$rc"; printf '\\n%s end %s\\n' "$TM" "$rc" >&2`,
   "done",
 ].join("\n");
 
 /** The command line that starts the host's shell: as root directly, through `sudo -n` for another user. */
 export function shellCommand(user: RemoteUser, marker: string): string {
-  const line = `sh -c ${quote(LOOP)} tidemark ${quote(marker)}`;
+  const line = `/bin/sh -c ${quote(LOOP)} tidemark ${quote(marker)}`;
   return user === "root" ? line : `sudo -n ${line}`;
 }
 
@@ -62,7 +65,7 @@ const undoFile = (token: string) => `${UNDO_DIR}/${token}.sh`;
  * Disarms an activation's undo: the file goes first, so a timer that fires
  * now finds nothing to do; then the timer (systemd) or the sleeper (no systemd).
  */
-const DISARM = `tm_disarm() { rm -f -- ${UNDO_DIR}/"$1".sh; if [ -f ${UNDO_DIR}/"$1".pid ]; then kill "$(cat ${UNDO_DIR}/"$1".pid)" 2>/dev/null || true; rm -f -- ${UNDO_DIR}/"$1".pid; else systemctl stop "tidemark-undo-$1.timer" 2>/dev/null || true; fi; }`;
+const DISARM = `tm_disarm() { rm -f -- ${UNDO_DIR}/"$1".sh; if [ -f ${UNDO_DIR}/"$1".pid ]; then read -r pid < ${UNDO_DIR}/"$1".pid || true; kill "$pid" 2>/dev/null || true; rm -f -- ${UNDO_DIR}/"$1".pid; else systemctl stop "tidemark-undo-$1.timer" 2>/dev/null || true; fi; }`;
 
 /**
  * Takes the host lock (exit 75 with the holder's note when someone has it),
@@ -131,10 +134,11 @@ export interface Activation {
  */
 export function activateScript(activation: Activation): string {
   const { undo } = activation;
+  const restart = restartLines(activation.forward);
   const steps = [
     ...stepFunction("tm_stage", stageLines(activation.deploymentId, activation.tree, activation.stage)),
     ...stepFunction("tm_switch_forward", switchLines(activation.forward)),
-    ...stepFunction("tm_restart_forward", restartLines(activation.forward)),
+    ...(restart.length > 0 ? stepFunction("tm_restart_forward", restart) : []),
     ...(undo ? stepFunction("tm_arm_undo", armLines(undo)) : []),
   ];
   const back = undo && activation.rollBack;
@@ -145,7 +149,8 @@ export function activateScript(activation: Activation): string {
     "tm_mark phase switch",
     "tm_step switch tm_switch_forward; [ $? -eq 0 ] || return 1",
     "tm_mark phase restart",
-    "tm_step reload tm_restart_forward; [ $? -eq 0 ] || return 1",
+    // A step is a subshell: none when systemd has nothing to do.
+    ...(restart.length > 0 ? ["tm_step reload tm_restart_forward; [ $? -eq 0 ] || return 1"] : []),
     "tm_mark phase check",
     ...checkLines(activation.checks),
     "}",
@@ -237,10 +242,8 @@ function armLines(undo: Undo): string[] {
   const file = undoFile(undo.token);
   const fire = `[ ! -f "$1" ] || exec sh "$1" timer`;
   return [
-    command("mkdir", "-p", "-m", "0700", "--", UNDO_DIR),
-    `cat > ${quote(`${file}.new`)} <<'TIDEMARK_UNDO'`,
-    undoFileText(undo),
-    "TIDEMARK_UNDO",
+    `[ -d ${UNDO_DIR} ] || ${command("mkdir", "-p", "-m", "0700", "--", UNDO_DIR)}`,
+    `printf '%s\\n' ${quote(undoFileText(undo))} > ${quote(`${file}.new`)}`,
     command("mv", "-f", "--", `${file}.new`, file),
     "if [ -d /run/systemd/system ]; then",
     command(
@@ -260,7 +263,8 @@ function armLines(undo: Undo): string[] {
       file,
     ),
     "else",
-    `nohup sh -c ${quote(`sleep "$1" && exec flock ${HOST_ROOT}/lock sh -c '${fire}' sh "$2"`)} sh ${undo.confirmSeconds} ${quote(file)} < /dev/null > /dev/null 2>&1 9>&- &`,
+    // The sleeper and its sleep ignore SIGHUP, to outlive the session; a disarm's SIGTERM ends the sleep, then the sleeper.
+    `sh -c ${quote(`trap '' HUP; trap 'kill "$s"; exit 0' TERM; sleep "$1" & s=$!; wait "$s" && exec flock ${HOST_ROOT}/lock sh -c '${fire}' sh "$2"`)} sh ${undo.confirmSeconds} ${quote(file)} < /dev/null > /dev/null 2>&1 9>&- &`,
     `echo $! > ${quote(`${UNDO_DIR}/${undo.token}.pid`)}`,
     "fi",
   ];

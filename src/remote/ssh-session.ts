@@ -17,7 +17,10 @@ export interface SshOptions {
   /** A private key; without one, the agent at `agent` (an SSH_AUTH_SOCK path) signs. */
   privateKey?: Buffer | string;
   agent?: string;
+  /** Limit for the host to answer (TCP and sshd's version line), as ssh's ConnectTimeout. */
   connectTimeoutMs?: number;
+  /** Limit for the rest of the handshake once the host answered: a host busy with many logins is slow, not gone. */
+  handshakeTimeoutMs?: number;
   keepaliveIntervalMs?: number;
   /** Default limit for one command; a command that runs longer is cut and reported. */
   commandTimeoutMs?: number;
@@ -52,11 +55,12 @@ export class SshSession {
     const client = new Client();
     let offered: Buffer | undefined;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    const handshakeMs = options.handshakeTimeoutMs ?? 60_000;
     // Our own socket with Nagle off: ssh2's default socket adds ~40 ms to every round trip.
     const socket = net.connect({ host: target.address, port: target.port });
     socket.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`no SSH handshake within ${timeoutMs} ms`)), timeoutMs);
+      let timer = setTimeout(() => fail(new Error(`no answer from sshd within ${timeoutMs} ms`)), timeoutMs);
       const fail = (error: unknown) => {
         clearTimeout(timer);
         client.end();
@@ -78,7 +82,7 @@ export class SshSession {
         username: target.user,
         privateKey: options.privateKey,
         agent: options.privateKey === undefined ? options.agent : undefined,
-        readyTimeout: timeoutMs,
+        readyTimeout: 0,
         keepaliveInterval: options.keepaliveIntervalMs ?? 5_000,
         keepaliveCountMax: 3,
         // Ask for the pinned key's type, so a host with several keys shows the one we know.
@@ -87,6 +91,14 @@ export class SshSession {
           offered = key;
           return pinned.some((known) => key.equals(known.blob));
         },
+      });
+      // Beside ssh2's own listener (attached by connect): the host's first bytes start the handshake's own limit.
+      socket.once("data", () => {
+        clearTimeout(timer);
+        timer = setTimeout(
+          () => fail(new Error(`the host answered but the SSH handshake did not end within ${handshakeMs} ms`)),
+          handshakeMs,
+        );
       });
     });
     return new SshSession(target, client, options.commandTimeoutMs ?? 300_000);

@@ -49,9 +49,11 @@ const spec: SwitchSpec = {
 describe("remote command builders", () => {
   it("runs one shell per host session, as root directly or through sudo without a password prompt", () => {
     const root = shellCommand("root", "m1");
-    expect(root.startsWith("sh -c 'TM=$1; export TM\nmkdir -p /var/lib/tidemark && exec 9>>/var/lib/tidemark/lock || exit 70\n")).toBe(
-      true,
-    );
+    expect(
+      root.startsWith(
+        "/bin/sh -c 'TM=$1; export TM\n{ [ -d /var/lib/tidemark ] || mkdir -p /var/lib/tidemark; } && exec 9>>/var/lib/tidemark/lock || exit 70\n",
+      ),
+    ).toBe(true);
     expect(root.endsWith("' tidemark m1")).toBe(true);
     expect(shellCommand({ sudo: "deploy" }, "m1")).toBe(`sudo -n ${root}`);
     // A script is one function, run only once its definition parsed: a script cut short by a lost connection never starts.
@@ -75,8 +77,10 @@ describe("remote command builders", () => {
 
   it("inspects the host's current deployment and each app's links, quoting app names", () => {
     expect(inspectLines([{ app: ODD, release: "abc", base: null }])).toEqual([
-      "cat /var/lib/tidemark/current 2>/dev/null || echo -",
-      `printf '%s %s %s\\n' "$(readlink -- '/var/lib/tidemark/apps/-x $(touch pwned) '\\''q'\\''/current' || echo -)" "$(if [ -d '/var/lib/tidemark/apps/-x $(touch pwned) '\\''q'\\''/abc' ]; then echo 1; else echo 0; fi)" "$(echo 0)"`,
+      `if IFS= read -r l < /var/lib/tidemark/current; then printf '%s\\n' "$l"; else echo -; fi 2>/dev/null`,
+      "if [ -d '/var/lib/tidemark/apps/-x $(touch pwned) '\\''q'\\''/abc' ]; then r=1; else r=0; fi",
+      "b=0",
+      `printf '%s %s %s\\n' "$(readlink -- '/var/lib/tidemark/apps/-x $(touch pwned) '\\''q'\\''/current' || echo -)" "$r" "$b"`,
     ]);
   });
 
@@ -97,16 +101,16 @@ describe("remote command builders", () => {
       ]),
     ).toEqual([
       "printf '%s\\n' 'd1 t1' > /var/lib/tidemark/target.tidemark-new; mv -T -- /var/lib/tidemark/target.tidemark-new /var/lib/tidemark/target",
-      "rm -rf -- /var/lib/tidemark/apps/web/.partial-r2",
+      "if tm_there /var/lib/tidemark/apps/web/.partial-r2; then rm -rf -- /var/lib/tidemark/apps/web/.partial-r2; fi",
       "mkdir -p -- /var/lib/tidemark/apps/web/.partial-r2",
       "cp -a --link -- /var/lib/tidemark/apps/web/r1/. /var/lib/tidemark/apps/web/.partial-r2/",
       "rm -rf -- '/var/lib/tidemark/apps/web/.partial-r2/a b.txt'",
-      "mkdir -p -- /var/lib/tidemark/apps/web/.partial-r2/conf",
+      "if ! { [ -d /var/lib/tidemark/apps/web/.partial-r2/conf ]; }; then mkdir -p -- /var/lib/tidemark/apps/web/.partial-r2/conf; fi",
       "head -c 12 > '/var/lib/tidemark/apps/web/.partial-r2/conf/$(x).txt'",
       "head -c 0 > /var/lib/tidemark/apps/web/.partial-r2/run",
-      "(cd -- /var/lib/tidemark/apps/web/.partial-r2 && sha256sum --check --quiet --strict) <<'TIDEMARK_SUMS'",
-      `${sha}  conf/$(x).txt`,
-      `${sha}  run`,
+      "sha256sum --check --quiet --strict <<'TIDEMARK_SUMS'",
+      `${sha}  /var/lib/tidemark/apps/web/.partial-r2/conf/$(x).txt`,
+      `${sha}  /var/lib/tidemark/apps/web/.partial-r2/run`,
       "TIDEMARK_SUMS",
       "chmod a+x -- /var/lib/tidemark/apps/web/.partial-r2/run",
       "chmod -R a-w -- /var/lib/tidemark/apps/web/.partial-r2",
@@ -198,9 +202,13 @@ describe("remote command builders", () => {
 
   it("arms the undo in a file of its own and a transient systemd timer that takes the host lock before it switches back", () => {
     const script = activateScript(activation);
-    const start = script.indexOf("cat > /var/lib/tidemark/undo/abc123.sh.new <<'TIDEMARK_UNDO'\n");
+    const [start, end] = [script.indexOf("printf '%s\\n' '"), script.indexOf("' > /var/lib/tidemark/undo/abc123.sh.new\n")];
     expect(start).toBeGreaterThan(0);
-    const undo = script.slice(script.indexOf("\n", start) + 1, script.indexOf("\nTIDEMARK_UNDO\n")).split("\n");
+    // The undo's text, written by the shell's own printf from one quoted word.
+    const undo = script
+      .slice(start + "printf '%s\\n' '".length, end)
+      .replaceAll("'\\''", "'")
+      .split("\n");
     expect(undo.slice(undo.indexOf("tm_phase switch"))).toEqual([
       "tm_phase switch",
       "tm_switch /var/lib/tidemark/apps/web r1",
@@ -216,9 +224,9 @@ describe("remote command builders", () => {
     expect(script).toContain(
       `systemd-run --quiet --collect --unit=tidemark-undo-abc123 --on-active=60 --timer-property=AccuracySec=100ms -- flock /var/lib/tidemark/lock sh -c '[ ! -f "$1" ] || exec sh "$1" timer' sh /var/lib/tidemark/undo/abc123.sh`,
     );
-    // Without systemd, a sleeper that holds neither the lock's fd nor the session's output.
+    // Without systemd, a sleeper that holds neither the lock's fd nor the session's output, and whose sleep ends with it.
     expect(script).toContain(
-      `nohup sh -c 'sleep "$1" && exec flock /var/lib/tidemark/lock sh -c '\\''[ ! -f "$1" ] || exec sh "$1" timer'\\'' sh "$2"' sh 60 /var/lib/tidemark/undo/abc123.sh < /dev/null > /dev/null 2>&1 9>&- &`,
+      `sh -c 'trap '\\'''\\'' HUP; trap '\\''kill "$s"; exit 0'\\'' TERM; sleep "$1" & s=$!; wait "$s" && exec flock /var/lib/tidemark/lock sh -c '\\''[ ! -f "$1" ] || exec sh "$1" timer'\\'' sh "$2"' sh 60 /var/lib/tidemark/undo/abc123.sh < /dev/null > /dev/null 2>&1 9>&- &\necho $! > /var/lib/tidemark/undo/abc123.pid`,
     );
   });
 
