@@ -1,6 +1,6 @@
 import { parseDocument, Parser } from "yaml";
 import { z } from "zod";
-import type { SourceConfig } from "../core/config.js";
+import type { Environment, SourceConfig } from "../core/config.js";
 import type { Problem } from "../core/problems.js";
 import type { Expect, SameType } from "./same-type.js";
 import { hasProtoKey, zodProblems } from "./zod-problems.js";
@@ -16,6 +16,12 @@ export const CONFIG_FILE = "tidemark.yaml";
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const nameRule = (what: string) => `${what} names are letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)`;
 const safeName = (what: string) => z.string().regex(SAFE_NAME, nameRule(what));
+
+/** A value's name, as templates read it: `vars.NAME`. */
+const VarsSchema = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "a value's name is a letter or '_', then letters, digits or '_' (templates read vars.NAME)"),
+  z.unknown(),
+);
 
 const TrackSchema = z.union(
   [
@@ -35,8 +41,15 @@ const EnvironmentSchema = z.strictObject({
       (tree) => !tree.startsWith("/") && !tree.split("/").some((part) => part === ".." || part === "."),
       "tree is a directory inside the source repo, without '..' or a leading '/'",
     ),
-  hosts: z.array(safeName("host")).optional(),
+  hosts: z.array(safeName("host or group")).optional(),
+  vars: VarsSchema.optional(),
 });
+
+const GroupSchema = z
+  .union([z.array(safeName("host")), z.strictObject({ hosts: z.array(safeName("host")), vars: VarsSchema.optional() })], {
+    error: "a group is a list of hosts, or { hosts: [...], vars: {...} }",
+  })
+  .transform((group) => (Array.isArray(group) ? { hosts: group } : group));
 
 const HostSchema = z.strictObject({
   address: z.string({ error: "every host needs an address to reach it" }).min(1, "every host needs an address to reach it"),
@@ -49,6 +62,7 @@ const HostSchema = z.strictObject({
       "hostKey is an OpenSSH public key line, e.g. `ssh-ed25519 AAAA...`",
     )
     .optional(),
+  vars: VarsSchema.optional(),
 });
 
 const RolloutSchema = z.strictObject({
@@ -79,6 +93,7 @@ const LimitsSchema = z.strictObject({
 export const SourceConfigSchema = z.strictObject({
   environments: z.record(safeName("environment"), EnvironmentSchema),
   hosts: z.record(safeName("host"), HostSchema),
+  groups: z.record(safeName("group"), GroupSchema).optional(),
   rollout: RolloutSchema.default(RolloutSchema.parse({})),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
 });
@@ -119,8 +134,14 @@ export function parseSourceConfig(text: string): { config?: SourceConfig; proble
   const parsed = SourceConfigSchema.safeParse(data);
   if (!parsed.success) return { problems: [...zodProblems(CONFIG_FILE, parsed.error), ...dropped] };
   // Host and environment names come from trees, URLs and the command line: in a plain object, `constructor` or `toString` would find Object.prototype's and pass for one.
-  const config = { ...parsed.data, environments: lookupTable(parsed.data.environments), hosts: lookupTable(parsed.data.hosts) };
-  return { config, problems: [...semanticProblems(config), ...dropped] };
+  const config: SourceConfig = {
+    ...parsed.data,
+    environments: lookupTable(parsed.data.environments),
+    hosts: lookupTable(parsed.data.hosts),
+    ...(parsed.data.groups ? { groups: lookupTable(parsed.data.groups) } : {}),
+  };
+  const problems = semanticProblems(config);
+  return { config: problems.length === 0 ? expandGroups(config) : config, problems: [...problems, ...dropped] };
 }
 
 function lookupTable<T>(record: Record<string, T>): Record<string, T> {
@@ -144,15 +165,46 @@ function nestingDepth(text: string): number {
 
 function semanticProblems(config: SourceConfig): Problem[] {
   const problems: Problem[] = [];
+  const groups = config.groups ?? lookupTable({});
+  for (const [group, { hosts }] of Object.entries(groups)) {
+    if (config.hosts[group])
+      problems.push({
+        file: CONFIG_FILE,
+        field: `groups.${group}`,
+        message: `${group} is a host and a group: an environment's hosts: and the config tree could not tell them apart; rename the group`,
+      });
+    // An object's keys that look like array indices come first in JavaScript, whatever the file says: the order of groups is their precedence.
+    if (/^(0|[1-9][0-9]*)$/.test(group))
+      problems.push({ file: CONFIG_FILE, field: `groups.${group}`, message: "a group's name needs a character other than digits" });
+    for (const [i, host] of hosts.entries())
+      if (!config.hosts[host])
+        problems.push({ file: CONFIG_FILE, field: `groups.${group}[${i}]`, message: `host ${host} is not in the inventory (hosts:)` });
+  }
   for (const [name, environment] of Object.entries(config.environments)) {
     for (const [i, host] of (environment.hosts ?? []).entries()) {
-      if (!config.hosts[host])
+      if (!config.hosts[host] && !groups[host])
         problems.push({
           file: CONFIG_FILE,
           field: `environments.${name}.hosts[${i}]`,
-          message: `host ${host} is not in the inventory (hosts:)`,
+          message: `host ${host} is not in the inventory (hosts:)${config.groups ? ", nor a group (groups:)" : ""}`,
         });
     }
   }
   return problems;
+}
+
+/** Each environment's hosts: with the groups it names replaced by their hosts, each host once, in order. */
+function expandGroups(config: SourceConfig): SourceConfig {
+  const groups = config.groups;
+  if (!groups) return config;
+  const environments = Object.entries(config.environments).map(([name, environment]): [string, Environment] => [
+    name,
+    environment.hosts
+      ? {
+          ...environment,
+          hosts: [...new Set(environment.hosts.flatMap((entry) => (config.hosts[entry] ? [entry] : (groups[entry]?.hosts ?? []))))],
+        }
+      : environment,
+  ]);
+  return { ...config, environments: lookupTable(Object.fromEntries(environments)) };
 }

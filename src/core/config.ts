@@ -12,6 +12,8 @@ export interface SourceConfig {
   environments: Record<string, Environment>;
   /** The inventory: host name → how to reach it. */
   hosts: Record<string, InventoryHost>;
+  /** Named sets of hosts, in the order `groups:` lists them: the order their layers apply in. */
+  groups?: Record<string, HostGroup>;
   rollout: RolloutPolicy;
   limits: Limits;
 }
@@ -20,8 +22,18 @@ export interface Environment {
   track: TrackingRule;
   /** A directory inside the source repo: `<tree>/<host>/<app>/...`. */
   tree: string;
-  /** The hosts it deploys to; every host with a directory in its tree when absent. */
+  /** The hosts it deploys to (groups named there stand for their hosts); every host with a directory in its tree when absent. */
   hosts?: string[];
+  /** Values for templates, under every group's and host's. */
+  vars?: Vars;
+}
+
+/** Values for templates (`vars.NAME`): a more specific level replaces a name whole (environment, then groups, then host). */
+export type Vars = Record<string, unknown>;
+
+export interface HostGroup {
+  hosts: string[];
+  vars?: Vars;
 }
 
 /** A branch, a pinned tag, or the newest tag by semver that matches a pattern (pre-releases only when asked; default false). */
@@ -35,6 +47,7 @@ export interface InventoryHost {
   user: string;
   /** An OpenSSH public key line to pin; known_hosts otherwise. */
   hostKey?: string;
+  vars?: Vars;
 }
 
 export interface RolloutPolicy {
