@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from "node:crypto";
-import { request } from "node:http";
+import net from "node:net";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -49,7 +49,7 @@ describe("tidemark serve: the webhook endpoint", () => {
   }
 
   /**
-   * Sends a big body with node:http, which, unlike fetch, lets the server
+   * Sends a big body over a plain socket, which, unlike fetch, lets the server
    * answer before the body is all sent. The server closes the connection
    * after its answer; a client still writing may see the close (EPIPE, a
    * reset) before it reads the answer, as any client of a refusing server
@@ -67,30 +67,42 @@ describe("tidemark serve: the webhook endpoint", () => {
   }
 
   function postLargeOnce(bytes: number, chunked: boolean): Promise<number> {
+    const url = new URL(`${serve.url}/webhooks/github`);
+    const body = Buffer.alloc(bytes, "a");
+    const head = [
+      `POST ${url.pathname} HTTP/1.1`,
+      `host: ${url.host}`,
+      "content-type: application/json",
+      "x-github-event: push",
+      `x-hub-signature-256: ${sign(body.toString())}`,
+      chunked ? "transfer-encoding: chunked" : `content-length: ${bytes}`,
+      "connection: close",
+      "",
+      "",
+    ].join("\r\n");
     return new Promise((resolve, reject) => {
-      const url = new URL(`${serve.url}/webhooks/github`);
-      const body = Buffer.alloc(bytes, "a");
-      const req = request(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: url.pathname,
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            "x-github-event": "push",
-            "x-hub-signature-256": sign(body.toString()),
-            ...(chunked ? {} : { "content-length": String(bytes) }),
-          },
-        },
-        (response) => {
-          response.resume();
-          resolve(response.statusCode ?? 0);
-        },
-      );
-      req.on("error", (error) => (req.destroyed ? undefined : reject(error)));
-      for (let offset = 0; offset < bytes; offset += 64 * 1024) req.write(body.subarray(offset, offset + 64 * 1024));
-      req.end();
+      const socket = net.connect(Number(url.port), url.hostname);
+      let heard = "";
+      socket.on("data", (chunk: Buffer) => {
+        heard += chunk.toString("latin1");
+        const status = /^HTTP\/1\.1 (\d{3}) /.exec(heard);
+        if (status) {
+          resolve(Number(status[1]));
+          socket.destroy();
+        }
+      });
+      socket.on("error", reject);
+      socket.on("close", () => reject(new Error(`the connection closed without an answer: ${JSON.stringify(heard)}`)));
+      // One piece at a time, reads handled between them: once the server answered, nothing more is written into its closed connection.
+      void (async () => {
+        const write = (data: Buffer | string) => new Promise<void>((done) => socket.write(data, () => setImmediate(done)));
+        await write(head);
+        for (let offset = 0; offset < bytes && heard === "" && !socket.destroyed; offset += 64 * 1024) {
+          const piece = body.subarray(offset, offset + 64 * 1024);
+          await write(chunked ? Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n")]) : piece);
+        }
+        if (chunked && heard === "" && !socket.destroyed) await write("0\r\n\r\n");
+      })();
     });
   }
 
