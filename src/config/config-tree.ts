@@ -152,6 +152,22 @@ function appTreeFaultProblems(path: string, dir: Dir): Problem[] {
 }
 
 /**
+ * What is wrong with the names and tree objects below a layer's app dir:
+ * checked before its files are overlaid, since the effective tree built from
+ * them is well-formed and would hide a crafted one.
+ */
+export function layerDirProblems(path: string, dir: Dir): Problem[] {
+  return [
+    ...treeFaultProblems(path, dir.faults),
+    ...[...(dir.entries ?? [])].flatMap(([name, entry]) => {
+      const bad = nameProblem(name);
+      if (bad) return [{ file: `${path}/${name}`, message: bad }];
+      return entry.kind === "dir" ? layerDirProblems(`${path}/${name}`, entry) : [];
+    }),
+  ];
+}
+
+/**
  * A malformed tree object's faults, each as a problem at the path of the
  * entry it concerns (`dir` is the tree's own path, "" for the root).
  */

@@ -54,10 +54,25 @@ export function parseManifest(file: string, text: string): { manifest?: Manifest
   } catch (error) {
     return { problems: [{ file, message: `not valid JSON: ${error instanceof Error ? error.message : String(error)}` }] };
   }
-  const parsed = ManifestSchema.safeParse(json);
-  const dropped = hasProtoKey((json as { symlinks?: unknown } | null)?.symlinks)
-    ? [{ file, field: "symlinks.__proto__", message: "a symlink is placed at an absolute host path, not at __proto__" }]
-    : [];
+  // Layering takes `remove` out of the manifests it merges: one that reaches here belongs to an app no shared layer gives.
+  const removes = json !== null && typeof json === "object" && Object.hasOwn(json, "remove");
+  const parsed = ManifestSchema.safeParse(
+    removes ? Object.fromEntries(Object.entries(json as object).filter(([key]) => key !== "remove")) : json,
+  );
+  const dropped = [
+    ...(hasProtoKey((json as { symlinks?: unknown } | null)?.symlinks)
+      ? [{ file, field: "symlinks.__proto__", message: "a symlink is placed at an absolute host path, not at __proto__" }]
+      : []),
+    ...(removes
+      ? [
+          {
+            file,
+            field: "remove",
+            message: "remove takes away what a shared layer (_all, _groups/<group>) gives, and none gives this host this app",
+          },
+        ]
+      : []),
+  ];
   if (!parsed.success) return { problems: [...zodProblems(file, parsed.error), ...dropped] };
   return dropped.length > 0 ? { problems: dropped } : { manifest: parsed.data, problems: [] };
 }

@@ -130,7 +130,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const connections = options.connections ?? openPerLease(options.ssh);
 
   // The store gets the tree's objects first, so its commit can point at them whatever happens next.
-  await store.importTree(prepared.reader, prepared.envTreeOid);
+  await store.importTree(prepared.repo, prepared.envTreeOid, prepared.built);
   const startedAt = new Date();
   const started = performance.now();
   const since = () => Math.round(performance.now() - started);

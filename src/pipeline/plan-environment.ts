@@ -1,20 +1,28 @@
-import { distinctProblems, pathFaultProblems, readEnvTree, readHostTree, validateEnvironments } from "../config/config-tree.js";
+import { distinctProblems, pathFaultProblems, readEnvTree, readHostTree } from "../config/config-tree.js";
 import type { EnvTree, HostTree, SourceConfig } from "../core/config.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { findReturn } from "../core/returns.js";
-import { MODE_KIND, type Dir, type Entry, type PathFault } from "../core/tree.js";
+import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
+import type { GitObject } from "../core/git-objects.js";
 import { readTreePair, walkToTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
+import { atSource, layerEnvironment, type FileOrigin } from "./layer-environment.js";
 import type { Store } from "../store/store.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
 export interface PreparedPlan {
   config: SourceConfig;
   source: SourceCommit;
-  /** Where the desired tree's objects are read from: the source mirror, or the store for a recorded tree. */
-  reader: TreeReader;
-  /** The environment's config tree at the source commit (the store commit's tree). */
+  /** Where the desired tree's objects are read from: the source mirror (and a layered tree's objects, built in memory), or the store for a recorded tree. */
+  reader: TreeObjects;
+  /** The repository the desired tree's other objects are in: what the store imports from, with `built`. */
+  repo: TreeReader;
+  /** Objects of the effective tree that exist in memory only: rendered templates, merged manifests, layered trees. */
+  built: ReadonlyMap<string, GitObject>;
+  /** Where each file of a host built from layers or templates came from, by host and `app/path`. */
+  origins: ReadonlyMap<string, ReadonlyMap<string, FileOrigin>>;
+  /** The environment's effective config tree at the source commit, layers applied and templates rendered (the store commit's tree). */
   envTreeOid: string;
   desired: EnvTree;
   /** What the store says each host runs, read where it differs from `desired`. */
@@ -47,14 +55,14 @@ export async function prepareEnvironmentPlan(
   const config = await readSourceConfig(mirror, source.commit);
   const env = config.environments[environment];
   if (!env) throw unknownEnvironment(environment, config);
-  // A recorded tree (tidemark rollback) is read from the store: the source repo may be unreachable.
-  const reader = recorded ? store.reader : mirror.reader;
+  // A recorded tree (tidemark rollback) is read from the store, layered already: the source repo may be unreachable.
+  const repo = recorded ? store.reader : mirror.reader;
   const walked = recorded
     ? { oid: recorded.tree, faults: [] }
     : await walkToTree(mirror.reader, await mirror.reader.commitTree(source.commit), env.tree);
   const pathProblems = pathFaultProblems(walked.faults);
-  const envOid = walked.oid;
-  if (!envOid)
+  const sourceOid = walked.oid;
+  if (!sourceOid)
     throw new InvalidConfigError([
       ...pathProblems,
       {
@@ -63,8 +71,11 @@ export async function prepareEnvironmentPlan(
       },
     ]);
 
-  const wanted = await reader.tree(envOid);
   const live = await store.liveHostTrees(environment);
+  const layered = recorded ? undefined : await layerEnvironment(repo, config, environment, sourceOid, live);
+  const envOid = layered?.oid ?? sourceOid;
+  const reader = layered?.objects ?? repo;
+  const wanted = await reader.tree(envOid);
   const hosts = new Set([...wanted.entries.map((entry) => entry.name), ...(env.hosts ?? []), ...live.keys()]);
   const entries = new Map<string, Entry>();
   const deployed = new Map<string, HostTree>();
@@ -88,7 +99,12 @@ export async function prepareEnvironmentPlan(
   );
   const envDir: Dir = { kind: "dir", oid: envOid, entries, ...(wanted.faults.length > 0 ? { faults: wanted.faults } : {}) };
   const { tree: desired, problems } = readEnvTree(config, environment, envDir);
-  if (pathProblems.length + problems.length > 0) throw new InvalidConfigError([...pathProblems, ...problems]);
+  const allProblems = distinctProblems([
+    ...pathProblems,
+    ...(layered?.problems ?? []),
+    ...problems.map((problem) => (layered ? atSource(layered, env.tree, problem) : problem)),
+  ]);
+  if (allProblems.length > 0) throw new InvalidConfigError(allProblems);
   const plan = planEnvironment(environment, desired, deployed);
   const history = await store.history(environment, RETURN_DEPTH);
   const returnTo = findReturn(history, envOid);
@@ -102,6 +118,9 @@ export async function prepareEnvironmentPlan(
     config,
     source,
     reader,
+    repo,
+    built: layered?.built ?? new Map(),
+    origins: layered?.origins ?? new Map(),
     envTreeOid: envOid,
     desired,
     deployed,
@@ -125,16 +144,23 @@ export async function validateSource(mirror: SourceMirror, commit: string): Prom
   return validateTrees(mirror.reader, config, await mirror.reader.commitTree(commit));
 }
 
-/** Every environment's whole tree below a root tree, checked, with the trees on the way to it. */
+/** Every environment's whole tree below a root tree, layers applied and templates rendered, checked, with the trees on the way to it. */
 export async function validateTrees(objects: TreeObjects, config: SourceConfig, root: string): Promise<Problem[]> {
-  const onTheWay: PathFault[] = [];
-  const envDirs = new Map<string, Dir | undefined>();
-  for (const env of Object.values(config.environments)) {
-    if (envDirs.has(env.tree)) continue;
+  const problems: Problem[] = [];
+  for (const [name, env] of Object.entries(config.environments)) {
     const { oid, faults } = await walkToTree(objects, root, env.tree);
-    onTheWay.push(...faults);
-    envDirs.set(env.tree, oid ? (await readTreePair({ reader: objects, oid, sizes: true }, undefined))[0] : undefined);
+    problems.push(...pathFaultProblems(faults));
+    if (!oid) {
+      problems.push(...readEnvTree(config, name, undefined).problems);
+      continue;
+    }
+    const layered = await layerEnvironment(objects, config, name, oid, new Map());
+    const [envDir] = await readTreePair({ reader: layered.objects, oid: layered.oid, sizes: true }, undefined);
+    problems.push(
+      ...layered.problems,
+      ...readEnvTree(config, name, envDir).problems.map((problem) => atSource(layered, env.tree, problem)),
+    );
   }
-  // Environments whose trees share a parent meet its faults each.
-  return distinctProblems([...pathFaultProblems(onTheWay), ...validateEnvironments(config, envDirs)]);
+  // Environments that share a tree, or a parent of theirs, meet its problems each.
+  return distinctProblems(problems);
 }

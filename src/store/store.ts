@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import git, { type ReadCommitResult } from "isomorphic-git";
+import type { GitObject } from "../core/git-objects.js";
 import { TidemarkError } from "../core/errors.js";
 import { isLive } from "../core/outcome.js";
 import { Semaphore } from "../core/semaphore.js";
@@ -28,6 +29,8 @@ const IMPORT_PARALLEL = 16;
 /** One importTree call: where from, its pack cache, its slots, and every object it has started to copy. */
 interface TreeCopy {
   from: TreeReader;
+  /** Objects that exist in memory only (a layered tree's), read before `from`. */
+  built: ReadonlyMap<string, GitObject>;
   cache: object;
   slots: Semaphore;
   copied: Map<string, Promise<void>>;
@@ -113,9 +116,9 @@ export class Store {
    * the store has are skipped. Children are written before their tree: a tree
    * in the store always has everything below it.
    */
-  async importTree(from: TreeReader, oid: string): Promise<void> {
+  async importTree(from: TreeReader, oid: string, built: ReadonlyMap<string, GitObject> = new Map()): Promise<void> {
     // The source's pack cache (without one, isomorphic-git reads and checksums the source's whole pack for every object), a few objects in flight, each object copied once.
-    await this.copyTree({ from, cache: from.cache, slots: new Semaphore(IMPORT_PARALLEL), copied: new Map() }, oid);
+    await this.copyTree({ from, built, cache: from.cache, slots: new Semaphore(IMPORT_PARALLEL), copied: new Map() }, oid);
   }
 
   /** Records a deployment attempt on top of the environment's history; retried if another writer got there first. */
@@ -265,11 +268,9 @@ export class Store {
 
   private copyTree(copy: TreeCopy, oid: string): Promise<void> {
     return this.once(copy, oid, async () => {
-      const { object, type } = await copy.slots.run(() =>
-        git.readObject({ fs: repoFs(copy.from.gitdir), gitdir: copy.from.gitdir, oid, format: "content", cache: copy.cache }),
-      );
+      const { object, type } = await copy.slots.run(() => readFrom(copy, oid));
       if (type !== "tree") throw new Error(`${oid} is a ${type}, not a tree`);
-      const children = parseTree(Buffer.from(object as Uint8Array)).flatMap((entry) => {
+      const children = parseTree(Buffer.from(object)).flatMap((entry) => {
         const kind = MODE_KIND[entry.mode];
         return kind === "dir" ? [this.copyTree(copy, entry.oid)] : kind === "submodule" ? [] : [this.copyBlob(copy, entry.oid)];
       });
@@ -285,13 +286,7 @@ export class Store {
   private copyBlob(copy: TreeCopy, oid: string): Promise<void> {
     return this.once(copy, oid, () =>
       copy.slots.run(async () => {
-        const { object } = await git.readObject({
-          fs: repoFs(copy.from.gitdir),
-          gitdir: copy.from.gitdir,
-          oid,
-          format: "content",
-          cache: copy.cache,
-        });
+        const { object } = await readFrom(copy, oid);
         await git.writeObject({ fs: repoFs(this.gitdir), gitdir: this.gitdir, type: "blob", object, format: "content" });
       }),
     );
@@ -310,6 +305,19 @@ export class Store {
   private has(oid: string): boolean {
     return existsSync(`${this.gitdir}/objects/${oid.slice(0, 2)}/${oid.slice(2)}`);
   }
+}
+
+async function readFrom(copy: TreeCopy, oid: string): Promise<{ object: Uint8Array; type: string }> {
+  const built = copy.built.get(oid);
+  if (built) return { object: built.body, type: built.type };
+  const { object, type } = await git.readObject({
+    fs: repoFs(copy.from.gitdir),
+    gitdir: copy.from.gitdir,
+    oid,
+    format: "content",
+    cache: copy.cache,
+  });
+  return { object: object as Uint8Array, type };
 }
 
 /** A deployment id: sortable by time, unique across workers. */
