@@ -31,16 +31,15 @@ const indent = (text: string) =>
     .join("\n");
 
 const STAGING = ["web01", "web02"];
-const app = (version: string, run = "exec sleep infinity") => ({
-  "app/systemd/app.service": "[Unit]\nDescription=the demo app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
-  "app/manifest.json": `${JSON.stringify({ systemd: { units_enabled: ["app.service"] } }, null, 2)}\n`,
-  "app/run.sh": `${run}\n`,
-  "app/version": `${version}\n`,
+/** The app, said once for every host in the tree's `_all` layer; `app.conf` is rendered per host from tidemark.yaml's values. */
+const app = (version: string) => ({
+  "fleet/_all/app/systemd/app.service":
+    "[Unit]\nDescription=the demo app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
+  "fleet/_all/app/manifest.json": `${JSON.stringify({ systemd: { units_enabled: ["app.service"] } }, null, 2)}\n`,
+  "fleet/_all/app/run.sh": "exec sleep infinity\n",
+  "fleet/_all/app/app.conf.tmpl": "name = {{ host.name }}\nport = {{ vars.port }}\n",
+  "fleet/_all/app/version": `${version}\n`,
 });
-const tree = (environment: string, hosts: string[], files: Record<string, string>) =>
-  Object.fromEntries(
-    hosts.flatMap((host) => Object.entries(files).map(([path, content]) => [`clusters/${environment}/${host}/${path}`, content])),
-  );
 
 step("bringing up the test bed: 3 systemd hosts, a forge (git over smart HTTP + GitHub stand-in), Redis");
 const bed = await TestBed.up({ systemdHosts: 3, redis: true, forge: true, owner: values.keep ? null : process.pid });
@@ -136,21 +135,24 @@ try {
     return `${url}/deployments/${String(id)}`;
   };
 
-  const hostsYaml = bed.hosts.map((host) => `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}" }`);
-  step("the fleet starts at v0.9: staging follows main, production follows the tag `production`");
+  // web02 gives its own value of port: a host's value wins over its environment's.
+  const hostsYaml = bed.hosts.map(
+    (host) =>
+      `  ${host.name}: { address: ${host.address}, port: ${host.port}, hostKey: "${host.hostKey}"${host.name === "web02" ? ", vars: { port: 8081 }" : ""} }`,
+  );
+  step("the fleet starts at v0.9: staging follows main, production follows the tag `production`, one config tree for both");
   await work.commit(
     {
       "tidemark.yaml": [
         "environments:",
-        "  staging: { track: { branch: main }, tree: clusters/staging }",
-        "  production: { track: { tag: production }, tree: clusters/production }",
+        "  staging: { track: { branch: main }, tree: fleet, hosts: [web01, web02], vars: { port: 8080 } }",
+        "  production: { track: { tag: production }, tree: fleet, hosts: [web03], vars: { port: 80 } }",
         "hosts:",
         ...hostsYaml,
         "rollout: { maxParallel: 2, canary: 0, maxFailures: 2 }",
         "",
       ].join("\n"),
-      ...tree("staging", STAGING, app("v0.9")),
-      ...tree("production", ["web03"], app("v0.9")),
+      ...app("v0.9"),
     },
     "v0.9",
   );
@@ -160,10 +162,13 @@ try {
   await work.push("main", "v0.9.0", "production");
   const [, firstProduction] = await Promise.all([finished("staging", v09), finished("production", v09)]);
   await expectVersions([...STAGING, "web03"], "v0.9");
-  check(`web01, web02 (staging) and web03 (production) run v0.9   [${elapsed()}]`);
+  const conf = await Promise.all([...STAGING, "web03"].map((host) => shell.run(host, "cat /var/lib/tidemark/apps/app/current/app.conf")));
+  if (conf.join("") !== "name = web01\nport = 8080\nname = web02\nport = 8081\nname = web03\nport = 80\n")
+    throw new Error(`app.conf was not rendered per host: ${JSON.stringify(conf)}`);
+  check(`web01, web02 (staging) and web03 (production) run v0.9, each with its own app.conf rendered from fleet/_all   [${elapsed()}]`);
 
   step("1. a push to main deploys staging");
-  const v1 = await work.commit(tree("staging", STAGING, app("v1")), "app v1");
+  const v1 = await work.commit(app("v1"), "app v1");
   await work.push("main");
   say(`git push: ${v1.slice(0, 7)} "app v1"`);
   const deployedV1 = await finished("staging", v1);
@@ -173,11 +178,11 @@ try {
   check(`web01 and web02 run v1; tidemark/staging: ${v1Status.state} "${v1Status.description}"`);
   say(`page: ${await page(deployedV1.deployment, "deployed", "Timeline")}   [${elapsed()}]`);
 
-  step("2. a commit whose unit fails on web02: web02 rolls itself back, web01 keeps the new version");
+  step("2. a commit whose unit fails on web02 (its own run.sh overrides the shared one): web02 rolls itself back, web01 keeps the new version");
   const broken = await work.commit(
     {
-      ...tree("staging", ["web01"], app("v2")),
-      ...tree("staging", ["web02"], app("v2", "echo 'app: cannot parse /etc/app.conf: unknown key \"colour\"' >&2\nexit 3")),
+      ...app("v2"),
+      "fleet/web02/app/run.sh": "echo 'app: cannot parse /etc/app.conf: unknown key \"colour\"' >&2\nexit 3\n",
     },
     "app v2 (broken on web02)",
   );
@@ -221,7 +226,7 @@ try {
   say(`page: ${await page(reverted.deployment, "to the tree of", "nothing uploaded")}   [${elapsed()}]`);
 
   step("4. release: tag v1.0.0 and move the production pin to it");
-  const release = await work.commit(tree("production", ["web03"], app("v1")), "production: app v1");
+  const release = revert;
   await work.tag("v1.0.0");
   await work.tag("production", { force: true });
   await work.push("main", "v1.0.0");

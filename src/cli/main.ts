@@ -81,8 +81,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .description("show what a deployment of the environment would change, host by host"),
   )
     .option("--ref <ref>", "plan this branch, tag or commit instead of what the environment tracks")
+    .option("--explain <host>", "list every file of the host's apps with the layer it comes from (and the template it is rendered from)")
     .action(function (this: Command, environment: string) {
-      const flags = this.opts<CommonFlags & { ref?: string }>();
+      const flags = this.opts<CommonFlags & { ref?: string; explain?: string }>();
       return run(async () => (await import("./plan.js")).planCommand(await contextFor(flags), environment, flags));
     });
 

@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   },
   CONFIRMATION_NEEDED: { meaning: "a command that changes hosts found no terminal to ask and no --yes", exit: "usage", retry: false },
   ENV_UNKNOWN: { meaning: "the environment is not in tidemark.yaml on the default branch", exit: "usage", retry: false },
+  HOST_NOT_IN_ENV: { meaning: "the host named (plan --explain) is not one of the environment's hosts", exit: "usage", retry: false },
   ENV_PINNED: { meaning: "the environment is pinned by tidemark rollback: deploys wait for tidemark unpin", exit: "failed", retry: false },
   NOTHING_TO_DEPLOY: {
     meaning: "a deployment was asked of a plan that changes no host (the commands check first: this is a bug)",

@@ -1,4 +1,5 @@
 import { blobObject, buildTrees, type GitObject, type TreeFile } from "./git-objects.js";
+import type { Plan } from "./plan.js";
 import type { Problem } from "./problems.js";
 import type { Dir, FileEntry, OtherEntry } from "./tree.js";
 
@@ -20,6 +21,37 @@ const MANIFEST = "manifest.json";
 /** A host's layers, in the order they apply: `_all`, its groups in the order `groups:` lists them, the host itself. */
 export function hostLayers(host: string, groups: ReadonlyArray<readonly [string, readonly string[]]>): string[] {
   return [ALL_LAYER, ...groups.filter(([, hosts]) => hosts.includes(host)).map(([group]) => `${GROUPS_DIR}/${group}`), host];
+}
+
+/** Where a file of a host's effective app came from: its layer, and the template it was rendered from. */
+export interface FileOrigin {
+  layer: string;
+  template?: string;
+}
+
+/** A plan whose files say where each came from, for the hosts built from layers or templates. */
+export function withOrigins(plan: Plan, origins: ReadonlyMap<string, ReadonlyMap<string, FileOrigin>>): Plan {
+  if (origins.size === 0) return plan;
+  return {
+    ...plan,
+    hosts: plan.hosts.map((host) => {
+      const of = origins.get(host.host);
+      if (!of) return host;
+      return {
+        ...host,
+        apps: host.apps.map((app) => ({
+          ...app,
+          files: app.files.map((file) => ({ ...file, ...(file.change === "removed" ? {} : of.get(`${app.app}/${file.path}`)) })),
+        })),
+      };
+    }),
+  };
+}
+
+/** Where a file came from, for people: nothing for a host's own plain file, else `← _groups/web` or `← _all, rendered`. */
+export function originNote(host: string, file: { layer?: string; template?: string }): string {
+  if (!file.layer || (file.layer === host && !file.template)) return "";
+  return `← ${file.layer}${file.template ? ", rendered" : ""}`;
 }
 
 /** One layer's directory of an app, read whole. */

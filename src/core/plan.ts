@@ -6,6 +6,10 @@ export type Change = "added" | "changed" | "removed";
 export interface FilePlan {
   path: string;
   change: Change;
+  /** In a layered tree, the layer the file comes from (`_all`, `_groups/web`, the host; `a + b` for a merged manifest). */
+  layer?: string;
+  /** Its template's path in the app (`site.conf.tmpl`) when the file is rendered from one. */
+  template?: string;
 }
 
 export interface AppPlan {

@@ -1,3 +1,4 @@
+import { originNote } from "./layers.js";
 import type { Change, Plan } from "./plan.js";
 
 const SIGN: Record<Change, string> = { added: "+", changed: "~", removed: "-" };
@@ -10,7 +11,7 @@ export function renderPlan(plan: Plan): string {
     lines.push("", `${host.host}  ${short(host.from)} -> ${short(host.to)}  (rollback available)`);
     for (const app of host.apps) {
       lines.push(`  ${SIGN[app.change]} ${app.app}`);
-      for (const file of app.files) lines.push(`      ${SIGN[file.change]} ${file.path}`);
+      for (const file of app.files) lines.push(`      ${SIGN[file.change]} ${file.path}${withSpace(originNote(host.host, file))}`);
     }
     if (host.units.enable.length > 0) lines.push(`  enable  ${host.units.enable.join(" ")}`);
     if (host.units.restart.length > 0) lines.push(`  restart ${host.units.restart.join(" ")}`);
@@ -25,6 +26,8 @@ export function renderPlan(plan: Plan): string {
 export function planJson(plan: Plan, source: { commit: string; ref: string }): object {
   return { schema: "tidemark.plan/v1", environment: plan.environment, source, hosts: plan.hosts };
 }
+
+const withSpace = (note: string) => (note ? `  ${note}` : "");
 
 function short(oid: string | null): string {
   return oid === null ? "(empty)" : oid.slice(0, 7);

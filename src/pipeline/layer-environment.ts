@@ -2,16 +2,19 @@ import { layerDirProblems, treeFaultProblems } from "../config/config-tree.js";
 import { renderTemplate, type TemplateContext } from "../config/templates.js";
 import type { SourceConfig, Vars } from "../core/config.js";
 import { blobObject, treeObject, type GitObject } from "../core/git-objects.js";
-import { ALL_LAYER, effectiveAppTree, GROUPS_DIR, hostLayers, overlayApp, TEMPLATE_SUFFIX, type AppLayer } from "../core/layers.js";
+import {
+  ALL_LAYER,
+  effectiveAppTree,
+  GROUPS_DIR,
+  hostLayers,
+  overlayApp,
+  TEMPLATE_SUFFIX,
+  type AppLayer,
+  type FileOrigin,
+} from "../core/layers.js";
 import type { Problem } from "../core/problems.js";
 import { MODE_KIND, type Dir, type TreeEntry } from "../core/tree.js";
 import { parseTreeObject, readTreePair, remember, type ParsedTree, type TreeObjects } from "../git/tree-reader.js";
-
-/** Where a file of a host's effective app came from: its layer, and the template it was rendered from. */
-export interface FileOrigin {
-  layer: string;
-  template?: string;
-}
 
 /** An environment's tree with its layers applied and its templates rendered: what is planned, deployed and recorded. */
 export interface LayeredEnvironment {
@@ -66,8 +69,6 @@ export async function layerEnvironment(
       .flatMap((layer) => (layers.has(layer) ? [{ layer, dir: layers.get(layer)! }] : []));
     if (own && !ownDir) continue;
     if (shared.length === 0 && (!ownDir || ownDir.oid === live.get(host) || !(await holdsTemplates(source, ownDir.oid)))) continue;
-    const hostDir = ownDir ? await readLayer(source, ownDir.oid) : undefined;
-    if (hostDir) problems.push(...layerDirProblems(`${env.tree}/${host}`, hostDir));
     const context: TemplateContext = {
       host: {
         name: host,
@@ -77,13 +78,20 @@ export async function layerEnvironment(
       environment,
       vars: hostVars(config, environment, host),
     };
-    const effective = await buildHost(
-      source,
-      env.tree,
-      [...shared, ...(hostDir ? [{ layer: host, dir: hostDir }] : [])],
-      context,
-      problems,
+    // The same layers, own directory and values make the same host: a re-plan builds only the hosts whose inputs changed.
+    const key = JSON.stringify([env.tree, shared.map(({ layer, dir }) => [layer, dir.oid]), ownDir?.oid, context]);
+    const effective = await remember(
+      builtHosts,
+      key,
+      async () => {
+        const hostDir = ownDir ? await readLayer(source, ownDir.oid) : undefined;
+        const layered = [...shared, ...(hostDir ? [{ layer: host, dir: hostDir }] : [])];
+        const found = hostDir ? layerDirProblems(`${env.tree}/${host}`, hostDir) : [];
+        return { ...(await buildHost(source, env.tree, layered, context, found)), problems: found };
+      },
+      KEPT_HOSTS,
     );
+    problems.push(...effective.problems);
     for (const object of effective.objects) built.set(object.oid, object);
     origins.set(host, effective.origins);
     replaced.set(host, effective.oid);
@@ -113,6 +121,10 @@ export function atSource(layered: LayeredEnvironment, tree: string, problem: Pro
     return { ...problem, message: `${problem.message} (in ${host}'s manifest, merged from ${origin.layer})` };
   return { ...problem, file: `${tree}/${origin.layer}/${app}/${origin.template ?? rest.join("/")}` };
 }
+
+/** How many built hosts are kept, by their inputs: a fleet's worth, for the operator's next plan. */
+const KEPT_HOSTS = 2048;
+const builtHosts = new Map<string, Promise<{ oid: string; objects: GitObject[]; origins: Map<string, FileOrigin>; problems: Problem[] }>>();
 
 /** git's empty tree: a host that the layers give nothing has no directory in the effective tree. */
 const EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";

@@ -6,8 +6,9 @@ import { findReturn } from "../core/returns.js";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
 import type { GitObject } from "../core/git-objects.js";
+import { withOrigins, type FileOrigin } from "../core/layers.js";
 import { readTreePair, walkToTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
-import { atSource, layerEnvironment, type FileOrigin } from "./layer-environment.js";
+import { atSource, layerEnvironment } from "./layer-environment.js";
 import type { Store } from "../store/store.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
@@ -105,7 +106,7 @@ export async function prepareEnvironmentPlan(
     ...problems.map((problem) => (layered ? atSource(layered, env.tree, problem) : problem)),
   ]);
   if (allProblems.length > 0) throw new InvalidConfigError(allProblems);
-  const plan = planEnvironment(environment, desired, deployed);
+  const plan = withOrigins(planEnvironment(environment, desired, deployed), layered?.origins ?? new Map());
   const history = await store.history(environment, RETURN_DEPTH);
   const returnTo = findReturn(history, envOid);
   // Only the hosts that change can roll back: what they run now is all a failure needs to name.

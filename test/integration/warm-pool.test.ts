@@ -5,6 +5,7 @@ import { WorkRepo } from "../bed/work-repo.js";
 import { bedConfig, operatorEnv } from "../helpers/host-shell.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
+import { journalCursors, sshLogins } from "../helpers/sshd-logins.js";
 
 const HOSTS = ["web01", "web02", "web03"] as const;
 
@@ -29,31 +30,8 @@ describe("tidemark serve keeps each host's SSH connection open between deploymen
   /** The SSH connections a host holds open now. */
   const sessions = () =>
     Promise.all(HOSTS.map(async (host) => Number((await bed.inHost(host, ["sh", "-c", `pgrep -c -f '${SESSION}' || true`])).trim())));
-  const cursors = () =>
-    Promise.all(
-      HOSTS.map(async (host) => {
-        const cursor = /^-- cursor: (.+)$/m.exec(await bed.inHost(host, ["journalctl", "-n", "0", "--show-cursor", "-q"]))?.[1];
-        if (!cursor) throw new Error(`no journal cursor on ${host}`);
-        return cursor;
-      }),
-    );
-  /**
-   * Each host's logins since its cursor, as sshd logged them. A mark logged
-   * now goes through the same socket as sshd's lines, after them: once the
-   * journal shows it, every login before it is there too.
-   */
-  const logins = (from: string[]) =>
-    Promise.all(
-      HOSTS.map(async (host, i) => {
-        const mark = `warm-pool mark ${Date.now()}`;
-        await bed.inHost(host, ["logger", "-t", "warm-pool", mark]);
-        const lines = await waitFor(`${host}'s journal to show the mark`, async () => {
-          const text = await bed.inHost(host, ["journalctl", `--after-cursor=${from[i]!}`, "-o", "cat", "-q", "--no-pager"]);
-          return text.includes(mark) && text.split("\n");
-        });
-        return lines.filter((line) => line.startsWith("Accepted publickey ")).length;
-      }),
-    );
+  const cursors = () => journalCursors(bed, HOSTS);
+  const logins = (from: string[]) => sshLogins(bed, HOSTS, from);
   /** Pushes a new version to main and waits until serve has recorded its deployment. */
   const deploy = async (version: string): Promise<LogLine> => {
     const sha = await work.commit(tree(version), version);

@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import { distinctProblems, readEnvTree } from "../../src/config/config-tree.js";
 import { parseSourceConfig } from "../../src/config/source-config.js";
 import type { EnvTree, SourceConfig } from "../../src/core/config.js";
+import { withOrigins } from "../../src/core/layers.js";
 import { planEnvironment } from "../../src/core/plan.js";
+import { renderPlan } from "../../src/core/render-plan.js";
 import { readTreePair } from "../../src/git/tree-reader.js";
 import { atSource, layerEnvironment } from "../../src/pipeline/layer-environment.js";
 import { memoryObjects, memoryTree, type GitObject, type MemoryFile } from "../helpers/memory-tree.js";
@@ -103,10 +105,26 @@ describe("an environment's layers", () => {
 
   it("plans exactly the hosts that inherit a changed file: a host's own file shields it", async () => {
     const before = await layered(SHARED);
-    const after = await layered({ ...SHARED, "_groups/web/nginx/nginx.conf": "worker_processes 4;\n" });
-    expect(planned(before.tree, after.tree)).toEqual(["web01", "web02"]);
-    const everywhere = await layered({ ...SHARED, "_all/base/motd": "hello\n" });
-    expect(planned(before.tree, everywhere.tree)).toEqual(["db01", "web01", "web02", "web03"]);
+    const withoutMotd = Object.fromEntries(Object.entries(SHARED).filter(([path]) => path !== "_all/base/motd"));
+    const after = await layered({
+      ...withoutMotd,
+      "_groups/web/nginx/nginx.conf": "worker_processes 4;\n",
+      "_all/base/motd.tmpl": "{{ host.name }}\n",
+    });
+    expect(planned(before.tree, after.tree)).toEqual(["db01", "web01", "web02", "web03"]);
+    // What plan prints: where each changed file comes from.
+    const text = renderPlan(withOrigins(planEnvironment("production", after.tree, before.tree.hosts), after.origins));
+    expect(text).toContain("web01  ");
+    expect(text.split("\n").filter((line) => line.startsWith("      "))).toEqual([
+      "      ~ motd  ← _all, rendered",
+      "      ~ motd  ← _all, rendered",
+      "      ~ nginx.conf  ← _groups/web",
+      "      ~ motd  ← _all, rendered",
+      "      ~ nginx.conf  ← _groups/web",
+      "      ~ motd  ← _all, rendered",
+    ]);
+    const web = await layered({ ...SHARED, "_groups/web/nginx/nginx.conf": "worker_processes 4;\n" });
+    expect(planned(before.tree, web.tree)).toEqual(["web01", "web02"]);
   });
 
   it("plans only the host whose values changed", async () => {
