@@ -178,7 +178,9 @@ try {
   check(`web01 and web02 run v1; tidemark/staging: ${v1Status.state} "${v1Status.description}"`);
   say(`page: ${await page(deployedV1.deployment, "deployed", "Timeline")}   [${elapsed()}]`);
 
-  step("2. a commit whose unit fails on web02 (its own run.sh overrides the shared one): web02 rolls itself back, web01 keeps the new version");
+  step(
+    "2. a commit whose unit fails on web02 (its own run.sh overrides the shared one): web02 rolls itself back, web01 keeps the new version",
+  );
   const broken = await work.commit(
     {
       ...app("v2"),
