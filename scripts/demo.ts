@@ -163,7 +163,7 @@ try {
   const [, firstProduction] = await Promise.all([finished("staging", v09), finished("production", v09)]);
   await expectVersions([...STAGING, "web03"], "v0.9");
   const conf = await Promise.all([...STAGING, "web03"].map((host) => shell.run(host, "cat /var/lib/tidemark/apps/app/current/app.conf")));
-  if (conf.join("") !== "name = web01\nport = 8080\nname = web02\nport = 8081\nname = web03\nport = 80\n")
+  if (JSON.stringify(conf) !== JSON.stringify(["name = web01\nport = 8080", "name = web02\nport = 8081", "name = web03\nport = 80"]))
     throw new Error(`app.conf was not rendered per host: ${JSON.stringify(conf)}`);
   check(`web01, web02 (staging) and web03 (production) run v0.9, each with its own app.conf rendered from fleet/_all   [${elapsed()}]`);
 
