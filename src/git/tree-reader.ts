@@ -276,8 +276,21 @@ async function leaf(side: TreeSide, entry: TreeEntry, path: string): Promise<Ent
   // A mode git does not read as one thing is a fault of its tree, which validation refuses; the object may not even be a blob.
   if (!kind) return { kind: "file", oid: entry.oid, mode: "100644" };
   const mode = entry.mode === "100755" ? "100755" : "100644";
-  const content = wantsContent(path);
-  if (!side.sizes && !content) return { kind: "file", oid: entry.oid, mode };
-  const bytes = await side.reader.blob(entry.oid);
-  return { kind: "file", oid: entry.oid, mode, size: bytes.length, ...(content ? { content: Buffer.from(bytes).toString("utf8") } : {}) };
+  if (wantsContent(path)) {
+    const bytes = await side.reader.blob(entry.oid);
+    return { kind: "file", oid: entry.oid, mode, size: bytes.length, content: Buffer.from(bytes).toString("utf8") };
+  }
+  if (!side.sizes) return { kind: "file", oid: entry.oid, mode };
+  return { kind: "file", oid: entry.oid, mode, size: await blobSize(side.reader, entry.oid) };
+}
+
+/**
+ * Blob sizes by oid: a fact of the content, so one file shared by a
+ * thousand hosts (a layer's, or the same bytes by hand) is read once.
+ */
+const sizes = new Map<string, Promise<number>>();
+const KEPT_SIZES = 65_536;
+
+function blobSize(reader: TreeObjects, oid: string): Promise<number> {
+  return remember(sizes, oid, async () => (await reader.blob(oid)).length, KEPT_SIZES);
 }
