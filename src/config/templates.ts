@@ -8,6 +8,8 @@ import type { Problem } from "../core/problems.js";
  * Strict: a missing value or an unknown filter is an error, never an empty
  * string. Closed: no tag reads a file (include, render, layout are refused),
  * and `date` refuses the clock, so the same inputs always render the same bytes.
+ * Bounded: a pull request's template is rendered for its preview, so a loop
+ * that runs away is cut off, not left to stall the operator.
  */
 
 /** What a template sees. */
@@ -34,6 +36,9 @@ const liquid = new Liquid({
   strictFilters: true,
   ownPropertyOnly: true,
   timezoneOffset: 0,
+  parseLimit: 16 * 2 ** 20,
+  renderLimit: 2_000,
+  memoryLimit: 64 * 2 ** 20,
   // No lookup ever reaches the disk: the file tags are refused at parse time, and this is the only place they could look.
   templates: {},
 });
@@ -59,7 +64,10 @@ function templateProblem(file: string, error: unknown): Problem {
   const field = line === undefined ? undefined : `line ${line}, column ${column}`;
   // liquidjs appends the position to its messages, and wraps errors thrown in tags and filters.
   const cause = liquidError.originalError?.message ?? liquidError.message ?? String(error);
-  const reason = cause.replace(/, line:\d+, col:\d+$/, "");
+  const reason = cause
+    .replace(/, line:\d+, col:\d+$/, "")
+    .replace(/^memory alloc limit exceeded$/, "the template makes more than 64 MiB: a loop or a value grows without bound")
+    .replace(/^template render limit exceeded$/, "the template took more than 2 s to render: a loop runs too long");
   const missing = error instanceof UndefinedVariableError ? /^undefined variable: (.*)$/.exec(reason)?.[1] : undefined;
   const message = missing?.startsWith("vars.")
     ? `${missing} has no value: set it in vars: of the environment, one of the host's groups or the host in tidemark.yaml (a missing value is an error, never an empty string)`

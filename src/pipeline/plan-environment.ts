@@ -1,15 +1,15 @@
 import { distinctProblems, pathFaultProblems, readEnvTree, readHostTree } from "../config/config-tree.js";
 import type { EnvTree, HostTree, SourceConfig } from "../core/config.js";
+import type { GitObject } from "../core/git-objects.js";
+import { withOrigins, type FileOrigin } from "../core/layers.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { findReturn } from "../core/returns.js";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
-import type { GitObject } from "../core/git-objects.js";
-import { withOrigins, type FileOrigin } from "../core/layers.js";
 import { readTreePair, walkToTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
-import { atSource, layerEnvironment } from "./layer-environment.js";
 import type { Store } from "../store/store.js";
+import { atSource, layerEnvironment } from "./layer-environment.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
 export interface PreparedPlan {

@@ -2,8 +2,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import git, { type ReadCommitResult } from "isomorphic-git";
-import type { GitObject } from "../core/git-objects.js";
 import { TidemarkError } from "../core/errors.js";
+import type { GitObject } from "../core/git-objects.js";
 import { isLive } from "../core/outcome.js";
 import { Semaphore } from "../core/semaphore.js";
 import { MODE_KIND } from "../core/tree.js";
@@ -307,6 +307,7 @@ export class Store {
   }
 }
 
+/** An object to copy: from memory when the tree was built there, else from the source repository. */
 async function readFrom(copy: TreeCopy, oid: string): Promise<{ object: Uint8Array; type: string }> {
   const built = copy.built.get(oid);
   if (built) return { object: built.body, type: built.type };

@@ -178,6 +178,17 @@ describe("an environment's layers", () => {
     ]);
   });
 
+  it("cuts off a template that runs away", async () => {
+    const { problems } = await layered({ "web01/app/big.tmpl": "{% for i in (1..100000000) %}x{% endfor %}\n" });
+    expect(problems).toEqual([
+      {
+        file: "fleet/web01/app/big.tmpl",
+        field: "line 1, column 1",
+        message: "the template makes more than 64 MiB: a loop or a value grows without bound",
+      },
+    ]);
+  });
+
   it("names a shared file's problem once, at the layer that holds it", async () => {
     const { problems } = await layered({ ...SHARED, "_all/base/manifest.json": '{ "checks": [], "units": [] }\n' });
     expect(problems).toEqual([{ file: "fleet/_all/base/manifest.json", field: "(top level)", message: 'Unrecognized key: "units"' }]);
