@@ -1,4 +1,4 @@
-import { parseDocument, Parser } from "yaml";
+import { Composer, Parser, YAMLParseError, type CST, type Document } from "yaml";
 import { z } from "zod";
 import type { Environment, SourceConfig } from "../core/config.js";
 import type { Problem } from "../core/problems.js";
@@ -112,9 +112,11 @@ const MAX_NESTING = 64;
 
 /** Parses and checks `tidemark.yaml`: the YAML's own errors, then the schema, then the rules between fields. */
 export function parseSourceConfig(text: string): { config?: SourceConfig; problems: Problem[] } {
-  if (nestingDepth(text) > MAX_NESTING)
+  // One pass of the parser serves both the depth check and the document: a fleet's inventory is a thousand lines.
+  const tokens = [...new Parser().parse(text)];
+  if (nestingDepth(tokens) > MAX_NESTING)
     return { problems: [{ file: CONFIG_FILE, message: `YAML nested more than ${MAX_NESTING} levels deep; tidemark.yaml needs a few` }] };
-  const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const document = composeFirst(tokens, text.length);
   const yamlProblems = [...document.errors, ...document.warnings].map((error) => ({
     file: CONFIG_FILE,
     field: error.linePos ? `line ${error.linePos[0].line}` : undefined,
@@ -148,9 +150,28 @@ function lookupTable<T>(record: Record<string, T>): Record<string, T> {
   return Object.assign(Object.create(null) as Record<string, T>, record);
 }
 
+/** The first YAML document of the tokens, as the library's parseDocument composes it: a second document is an error of the first. */
+function composeFirst(tokens: readonly CST.Token[], length: number): Document.Parsed {
+  let first: Document.Parsed | undefined;
+  for (const document of new Composer({ uniqueKeys: true }).compose(tokens, true, length)) {
+    if (!first) first = document;
+    else {
+      first.errors.push(
+        new YAMLParseError(
+          [document.range[0], document.range[1]],
+          "MULTIPLE_DOCS",
+          "Source contains multiple documents; please use YAML.parseAllDocuments()",
+        ),
+      );
+      break;
+    }
+  }
+  return first!;
+}
+
 /** How deep the YAML's collections nest, from the parser's tokens (the parser does not recurse), walked without recursion. */
-function nestingDepth(text: string): number {
-  const pending: Array<{ token: unknown; depth: number }> = [...new Parser().parse(text)].map((token) => ({ token, depth: 0 }));
+function nestingDepth(tokens: readonly unknown[]): number {
+  const pending: Array<{ token: unknown; depth: number }> = tokens.map((token) => ({ token, depth: 0 }));
   let deepest = 0;
   while (pending.length > 0 && deepest <= MAX_NESTING) {
     const { token, depth } = pending.pop()!;
