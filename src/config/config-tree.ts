@@ -247,7 +247,7 @@ export function nameProblem(name: string): string | undefined {
   if ([...name].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f))
     return `a name with a control character or newline: ${JSON.stringify(name)}`;
   if (name.toLowerCase() === ".git") return "a .git entry inside a config tree";
-  const bytes = new TextEncoder().encode(name).length;
+  const bytes = Buffer.byteLength(name, "utf8");
   if (bytes > MAX_NAME_BYTES) return `a name of ${bytes} bytes, longer than a Linux file name can be (${MAX_NAME_BYTES})`;
   return undefined;
 }
