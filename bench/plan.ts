@@ -70,7 +70,7 @@ async function wideTree(work: WorkRepo, mirror: SourceMirror, storeDir: string):
     setup: `A config tree of ${HOSTS * APPS * FILES} files (${HOSTS} hosts × ${APPS} apps × ${FILES} files), one file changed, planned against a warm mirror and a store that holds the previous deployment; a fresh store handle each run, ${RUNS} runs.`,
     header: ["step", "median", "min", "max"],
     rows: [
-      ["plan (one file changed)", `${planMs.toFixed(1)} ms`, `${Math.min(...times).toFixed(1)} ms`, `${Math.max(...times).toFixed(1)} ms`],
+      row("plan (one file changed)", times),
       ["validate the whole tree (once)", ms(validateMs), "", ""],
       ["first import of the whole tree into the store (once)", ms(importMs), "", ""],
     ],
@@ -112,12 +112,6 @@ async function fleetTree(work: WorkRepo, mirror: SourceMirror, storeDir: string)
       throw new Error(`wrong plan: ${plan.hosts.length} hosts, ${common.length} with common.conf changed`);
   });
   const [oneMs, allMs] = [median(one), median(all)];
-  const row = (step: string, times: number[]) => [
-    step,
-    `${median(times).toFixed(1)} ms`,
-    `${Math.min(...times).toFixed(1)} ms`,
-    `${Math.max(...times).toFixed(1)} ms`,
-  ];
   return {
     title: "Planning for 1,000 hosts",
     setup: `A fleet of ${FLEET.toLocaleString("en")} hosts with one app of ${Object.keys(files("", "")).length} small files each (${fileCount.toLocaleString("en")} files), planned against a warm mirror and a store that holds the previous deployment; a fresh store handle each run; tidemark.yaml is parsed once per content and kept, as in a running operator (a CLI run pays the parse once: its row). One host's file changed (${RUNS} runs), then a file every host shares changed on all of them (${FLEET_RUNS_ALL} runs).`,
@@ -173,12 +167,6 @@ async function layeredFleet(work: WorkRepo, mirror: SourceMirror, storeDir: stri
     return (plan) => expectFiles(plan, [`${hosts[host]!}/agent/node.conf:changed`]);
   });
   const [sharedMs, valueMs] = [median(shared), median(value)];
-  const row = (step: string, times: number[]) => [
-    step,
-    `${median(times).toFixed(1)} ms`,
-    `${Math.min(...times).toFixed(1)} ms`,
-    `${Math.max(...times).toFixed(1)} ms`,
-  ];
   return {
     title: "Planning for 1,000 hosts said once (layers and templates)",
     setup: `The same ${FLEET.toLocaleString("en")} hosts sharing one app of ${LAYERED_FILES + 1} files through \`_all\`: ${LAYERED_FILES} plain files and \`node.conf.tmpl\`, rendered for each host from its name and its own \`vars.port\` in tidemark.yaml. Each run commits a new change and times its first plan, in one process whose mirror and built hosts stay warm between commits, as in a running operator: a shared file changed (${FLEET_RUNS_ALL} commits: every host built anew from its layers), then one host's value (${RUNS} commits, a different host each: that host built anew, the others kept).`,
@@ -194,6 +182,11 @@ async function layeredFleet(work: WorkRepo, mirror: SourceMirror, storeDir: stri
       `A change to one host's value plans that host alone in ${valueMs.toFixed(1)} ms; goal: at most 50 ms (${valueMs <= 50 ? "met" : "missed"}). Most of it is per fleet, as in the flat fleet's one-host plan above: tidemark.yaml's ${FLEET.toLocaleString("en")} hosts parsed, each host's values merged and its inputs compared, and each host's ref read from the store.`,
     ],
   };
+}
+
+/** A table row of timings: median, min and max. */
+function row(step: string, times: number[]): string[] {
+  return [step, `${median(times).toFixed(1)} ms`, `${Math.min(...times).toFixed(1)} ms`, `${Math.max(...times).toFixed(1)} ms`];
 }
 
 function tidemarkYaml(hosts: string[], tree: string, port?: (i: number) => number): string {
