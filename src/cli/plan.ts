@@ -1,6 +1,6 @@
 import { TidemarkError } from "../core/errors.js";
 import { planJson, renderPlan } from "../core/render-plan.js";
-import type { Entry } from "../core/tree.js";
+import { flattenFiles } from "../core/tree.js";
 import { readTreePair } from "../git/tree-reader.js";
 import { prepareEnvironmentPlan, type PreparedPlan } from "../pipeline/plan-environment.js";
 import { resolveEnvironment, resolveUserRef } from "../pipeline/read-source.js";
@@ -47,16 +47,12 @@ async function explain(ctx: Context, prepared: PreparedPlan, host: string): Prom
   const [dir] = tree.oid ? await readTreePair({ reader: prepared.reader, oid: tree.oid, sizes: true }, undefined, `${host}/`) : [];
   const origins = prepared.origins.get(host);
   const files: ExplainedFile[] = [];
-  const walk = (entries: ReadonlyMap<string, Entry> | undefined, app: string, prefix: string) => {
-    for (const [name, entry] of [...(entries ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const path = `${prefix}${name}`;
-      if (entry.kind === "dir") walk(entry.entries, app, `${path}/`);
-      else if (entry.kind === "file")
-        files.push({ app, path, layer: host, ...origins?.get(`${app}/${path}`), mode: entry.mode, size: entry.size ?? 0, oid: entry.oid });
-    }
-  };
-  for (const [app, entry] of [...(dir?.entries ?? [])].sort(([a], [b]) => (a < b ? -1 : 1)))
-    if (entry.kind === "dir") walk(entry.entries, app, "");
+  for (const [app, entry] of [...(dir?.entries ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (entry.kind !== "dir") continue;
+    for (const [path, file] of [...flattenFiles(entry)].sort(([a], [b]) => (a < b ? -1 : 1)))
+      if (file.kind === "file")
+        files.push({ app, path, layer: host, ...origins?.get(`${app}/${path}`), mode: file.mode, size: file.size ?? 0, oid: file.oid });
+  }
   if (ctx.json) {
     ctx.out(
       `${JSON.stringify({ schema: "tidemark.explain/v1", environment: plan.environment, host, source, tree: tree.oid || null, files }, null, 2)}\n`,

@@ -1,7 +1,7 @@
 import { blobObject, buildTrees, type GitObject, type TreeFile } from "./git-objects.js";
 import type { Plan } from "./plan.js";
 import type { Problem } from "./problems.js";
-import type { Dir, FileEntry, OtherEntry } from "./tree.js";
+import { flattenFiles, type Dir, type FileEntry } from "./tree.js";
 
 /**
  * Layers of an environment's config tree: `_all/<app>/...` for every host,
@@ -92,7 +92,7 @@ export function overlayApp(envTree: string, app: string, layers: readonly AppLay
     const at = (path: string) => `${envTree}/${layer}/${app}/${path}`;
     const own = new Map<string, EffectiveFile>();
     let manifest: { entry: FileEntry; fields: Record<string, unknown> } | undefined;
-    for (const [path, entry] of layerFiles(dir)) {
+    for (const [path, entry] of flattenFiles(dir)) {
       if (entry.kind !== "file") {
         problems.push({
           file: at(path),
@@ -220,14 +220,6 @@ const earlier = (layers: readonly AppLayer[], layer: string) =>
     )
     .map((each) => each.layer)
     .join(", ") || "none";
-
-/** Every entry below a layer's app dir but its directories, by path. */
-function* layerFiles(dir: Dir, prefix = ""): Generator<[string, FileEntry | OtherEntry]> {
-  for (const [name, entry] of dir.entries ?? []) {
-    if (entry.kind === "dir") yield* layerFiles(entry, `${prefix}${name}/`);
-    else yield [`${prefix}${name}`, entry];
-  }
-}
 
 /** An effective app's tree objects, once every template has its rendered oid. */
 export function effectiveAppTree(files: ReadonlyMap<string, EffectiveFile>): { oid: string; trees: GitObject[] } {

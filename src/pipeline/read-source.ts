@@ -7,7 +7,7 @@ import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { resolveTrack, type Resolution } from "../core/track.js";
 import { repoFs } from "../git/atomic-fs.js";
 import type { SourceMirror } from "../git/mirror.js";
-import { walkToTree, type TreeObjects } from "../git/tree-reader.js";
+import { remember, walkToTree, type TreeObjects } from "../git/tree-reader.js";
 
 export interface SourceCommit {
   /** The ref it was reached through (refs/heads/main, refs/tags/v1.2.0), or the sha itself. */
@@ -92,24 +92,19 @@ export async function readSourceConfig(mirror: SourceMirror, commit: string): Pr
   }
   const malformed = await configFileProblems(mirror.reader, await mirror.reader.commitTree(commit));
   if (malformed.length > 0) throw new InvalidConfigError(malformed);
-  const { config, problems } = parsedConfig(file.oid, file.blob);
+  const { config, problems } = await remember(
+    parsedConfigs,
+    file.oid,
+    () => Promise.resolve(parseSourceConfig(Buffer.from(file.blob).toString("utf8"))),
+    KEPT_CONFIGS,
+  );
   if (!config || problems.length > 0) throw new InvalidConfigError(problems);
   return config;
 }
 
 /** tidemark.yaml parsed, by blob oid: a fleet's inventory takes a tenth of a second to parse, and most pushes leave it as it is. */
-const parsedConfigs = new Map<string, ReturnType<typeof parseSourceConfig>>();
+const parsedConfigs = new Map<string, Promise<ReturnType<typeof parseSourceConfig>>>();
 const KEPT_CONFIGS = 16;
-
-function parsedConfig(oid: string, blob: Uint8Array): ReturnType<typeof parseSourceConfig> {
-  let parsed = parsedConfigs.get(oid);
-  if (!parsed) {
-    parsed = parseSourceConfig(Buffer.from(blob).toString("utf8"));
-    parsedConfigs.set(oid, parsed);
-    if (parsedConfigs.size > KEPT_CONFIGS) parsedConfigs.delete(parsedConfigs.keys().next().value!);
-  }
-  return parsed;
-}
 
 /** `tidemark.yaml` on the default branch, where every environment's tracking rule is read. */
 export async function readTrackingConfig(mirror: SourceMirror): Promise<SourceConfig> {
