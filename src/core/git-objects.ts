@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { TreeEntry } from "./tree.js";
 
 /**
  * Git's object ids, computed: a blob's and a tree's oid follow from their
@@ -13,6 +14,8 @@ export interface GitObject {
   type: "blob" | "tree";
   oid: string;
   body: Buffer;
+  /** A tree's entries in git's order, as built: read back without parsing the body. */
+  entries?: readonly TreeEntry[];
 }
 
 export function blobObject(body: Buffer): GitObject {
@@ -60,11 +63,29 @@ export function buildTrees(files: ReadonlyMap<string, TreeFile>): { oid: string;
 
 /** A tree object from its entries, in git's order: names compared as bytes, a directory's as if it ended in '/'. */
 export function treeObject(entries: ReadonlyArray<{ name: string; mode: string; oid: string; dir: boolean }>): GitObject {
-  const keyed = entries.map((entry) => ({ ...entry, key: Buffer.from(entry.dir ? `${entry.name}/` : entry.name) }));
-  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
-  const body = Buffer.concat(keyed.flatMap(({ mode, name, oid }) => [Buffer.from(`${mode} ${name}\0`), Buffer.from(oid, "hex")]));
-  return { type: "tree", oid: objectId("tree", body), body };
+  const keyed = entries.map((entry) => ({ entry, key: entry.dir ? `${entry.name}/` : entry.name }));
+  keyed.sort((a, b) => byteOrder(a.key, b.key));
+  // Written in place: a host's tree is built for every host of a fleet on each plan.
+  let size = 0;
+  for (const { entry } of keyed) size += entry.mode.length + Buffer.byteLength(entry.name) + 22;
+  const body = Buffer.alloc(size);
+  let at = 0;
+  for (const { entry } of keyed) {
+    at += body.write(entry.mode, at, "latin1");
+    body[at++] = 0x20;
+    at += body.write(entry.name, at, "utf8");
+    body[at++] = 0;
+    at += body.write(entry.oid, at, "hex");
+  }
+  return { type: "tree", oid: objectId("tree", body), body, entries: keyed.map(({ entry: { name, mode, oid } }) => ({ name, mode, oid })) };
 }
+
+/** Two names in the order of their UTF-8 bytes: string order is the same below U+D800, where surrogate pairs begin. */
+function byteOrder(a: string, b: string): number {
+  if (BELOW_SURROGATES.test(a) && BELOW_SURROGATES.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+const BELOW_SURROGATES = /^[^\ud800-\uffff]*$/;
 
 function objectId(type: GitObject["type"], body: Buffer): string {
   return createHash("sha1").update(`${type} ${body.length}\0`).update(body).digest("hex");

@@ -90,45 +90,8 @@ export function overlayApp(envTree: string, app: string, layers: readonly AppLay
   const manifests: Array<{ layer: string; entry: FileEntry; fields: Record<string, unknown> }> = [];
   for (const { layer, dir } of layers) {
     const at = (path: string) => `${envTree}/${layer}/${app}/${path}`;
-    const own = new Map<string, EffectiveFile>();
-    let manifest: { entry: FileEntry; fields: Record<string, unknown> } | undefined;
-    for (const [path, entry] of flattenFiles(dir)) {
-      if (entry.kind !== "file") {
-        problems.push({
-          file: at(path),
-          message:
-            entry.kind === "symlink"
-              ? "symlinks are not deployed (mode 120000); declare host symlinks in manifest.json's symlinks"
-              : "submodules are not deployed (mode 160000); vendor the files instead",
-        });
-        continue;
-      }
-      if (path === MANIFEST) {
-        const fields = manifestFields(at(path), entry, problems);
-        if (fields) manifest = { entry, fields };
-        continue;
-      }
-      if (path === `${MANIFEST}${TEMPLATE_SUFFIX}`) {
-        problems.push({
-          file: at(path),
-          message: `${MANIFEST} is merged across layers, not rendered: write it without ${TEMPLATE_SUFFIX}`,
-        });
-        continue;
-      }
-      const template = path.endsWith(TEMPLATE_SUFFIX) && path.length > TEMPLATE_SUFFIX.length && !path.endsWith(`/${TEMPLATE_SUFFIX}`);
-      const target = template ? path.slice(0, -TEMPLATE_SUFFIX.length) : path;
-      if (own.has(target)) {
-        problems.push({ file: at(path), message: `both ${target} and ${target}${TEMPLATE_SUFFIX} in one layer: keep one of them` });
-        continue;
-      }
-      own.set(target, {
-        oid: entry.oid,
-        mode: entry.mode,
-        ...(entry.size !== undefined && !template ? { size: entry.size } : {}),
-        layer,
-        ...(template ? { template: path } : {}),
-      });
-    }
+    const { own, manifest, problems: found } = layerFiles(envTree, app, layer, dir);
+    problems.push(...found);
     const removed = manifest?.fields.remove;
     if (removed !== undefined) {
       if (!Array.isArray(removed) || !removed.every((path): path is string => typeof path === "string" && path !== ""))
@@ -166,6 +129,65 @@ export function overlayApp(envTree: string, app: string, layers: readonly AppLay
     if (merged.object) objects.push(merged.object);
   }
   return { files, problems, objects };
+}
+
+/** One layer's files of an app, by path without `.tmpl`, and its manifest: the same for every host the layer reaches, so read once per layer. */
+interface LayerFiles {
+  key: string;
+  own: Map<string, EffectiveFile>;
+  manifest?: { entry: FileEntry; fields: Record<string, unknown> };
+  problems: Problem[];
+}
+const layerFilesRead = new WeakMap<Dir, LayerFiles>();
+
+function layerFiles(envTree: string, app: string, layer: string, dir: Dir): LayerFiles {
+  const key = `${envTree}/${layer}/${app}`;
+  const kept = layerFilesRead.get(dir);
+  if (kept?.key === key) return kept;
+  const at = (path: string) => `${key}/${path}`;
+  const problems: Problem[] = [];
+  const own = new Map<string, EffectiveFile>();
+  let manifest: { entry: FileEntry; fields: Record<string, unknown> } | undefined;
+  for (const [path, entry] of flattenFiles(dir)) {
+    if (entry.kind !== "file") {
+      problems.push({
+        file: at(path),
+        message:
+          entry.kind === "symlink"
+            ? "symlinks are not deployed (mode 120000); declare host symlinks in manifest.json's symlinks"
+            : "submodules are not deployed (mode 160000); vendor the files instead",
+      });
+      continue;
+    }
+    if (path === MANIFEST) {
+      const fields = manifestFields(at(path), entry, problems);
+      if (fields) manifest = { entry, fields };
+      continue;
+    }
+    if (path === `${MANIFEST}${TEMPLATE_SUFFIX}`) {
+      problems.push({
+        file: at(path),
+        message: `${MANIFEST} is merged across layers, not rendered: write it without ${TEMPLATE_SUFFIX}`,
+      });
+      continue;
+    }
+    const template = path.endsWith(TEMPLATE_SUFFIX) && path.length > TEMPLATE_SUFFIX.length && !path.endsWith(`/${TEMPLATE_SUFFIX}`);
+    const target = template ? path.slice(0, -TEMPLATE_SUFFIX.length) : path;
+    if (own.has(target)) {
+      problems.push({ file: at(path), message: `both ${target} and ${target}${TEMPLATE_SUFFIX} in one layer: keep one of them` });
+      continue;
+    }
+    own.set(target, {
+      oid: entry.oid,
+      mode: entry.mode,
+      ...(entry.size !== undefined && !template ? { size: entry.size } : {}),
+      layer,
+      ...(template ? { template: path } : {}),
+    });
+  }
+  const read: LayerFiles = { key, own, ...(manifest ? { manifest } : {}), problems };
+  layerFilesRead.set(dir, read);
+  return read;
 }
 
 /**

@@ -14,7 +14,7 @@ import {
 } from "../core/layers.js";
 import type { Problem } from "../core/problems.js";
 import { MODE_KIND, type Dir, type TreeEntry } from "../core/tree.js";
-import { parseTreeObject, readTreePair, remember, type ParsedTree, type TreeObjects } from "../git/tree-reader.js";
+import { parseBuiltTree, readTreePair, remember, type ParsedTree, type TreeObjects } from "../git/tree-reader.js";
 
 /** An environment's tree with its layers applied and its templates rendered: what is planned, deployed and recorded. */
 export interface LayeredEnvironment {
@@ -276,7 +276,7 @@ function withBuilt(source: TreeObjects, built: ReadonlyMap<string, GitObject>): 
       const object = built.get(oid);
       if (!object) return source.tree(oid);
       let tree = parsed.get(oid);
-      if (!tree) parsed.set(oid, (tree = parseTreeObject(object.body)));
+      if (!tree) parsed.set(oid, (tree = parseBuiltTree(object)));
       return tree;
     },
     blob: async (oid) => built.get(oid)?.body ?? source.blob(oid),

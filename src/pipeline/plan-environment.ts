@@ -72,18 +72,20 @@ export async function prepareEnvironmentPlan(
       },
     ]);
 
-  const live = await store.liveHostTrees(environment);
+  const liveHosts = await store.liveHosts(environment);
+  const live = new Map([...liveHosts].flatMap(([host, { tree }]) => (tree ? [[host, tree] as const] : [])));
   const layered = recorded ? undefined : await layerEnvironment(repo, config, environment, sourceOid, live);
   const envOid = layered?.oid ?? sourceOid;
   const reader = layered?.objects ?? repo;
   const wanted = await reader.tree(envOid);
-  const hosts = new Set([...wanted.entries.map((entry) => entry.name), ...(env.hosts ?? []), ...live.keys()]);
+  // Of two entries with one name, either could be found here: the tree's faults refuse it below.
+  const wantedByName = new Map(wanted.entries.map((entry) => [entry.name, entry]));
+  const hosts = new Set([...wantedByName.keys(), ...(env.hosts ?? []), ...live.keys()]);
   const entries = new Map<string, Entry>();
   const deployed = new Map<string, HostTree>();
   await Promise.all(
     [...hosts].map(async (host) => {
-      // Of two entries with one name, either could be found here: the tree's faults refuse it below.
-      const want = wanted.entries.find((entry) => entry.name === host);
+      const want = wantedByName.get(host);
       const liveOid = config.hosts[host] ? live.get(host) : undefined;
       if (want && MODE_KIND[want.mode] !== "dir") {
         entries.set(host, { kind: "file", oid: want.oid, mode: "100644" });
@@ -112,7 +114,8 @@ export async function prepareEnvironmentPlan(
   // Only the hosts that change can roll back: what they run now is all a failure needs to name.
   const liveSource = new Map<string, string>();
   for (const { host } of plan.hosts) {
-    const commit = await store.liveHostSource(environment, host);
+    const at = liveHosts.get(host);
+    const commit = at && (await store.recordedSource(at.commit));
     if (commit) liveSource.set(host, commit);
   }
   return {

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import git, { type ReadCommitResult } from "isomorphic-git";
 import { TidemarkError } from "../core/errors.js";
@@ -88,11 +88,9 @@ export class Store {
     return commit && this.reader.treeAt(await this.reader.commitTree(commit), host);
   }
 
-  /** Every host of the environment that has something live, with the tree live there. */
-  async liveHostTrees(environment: string): Promise<Map<string, string>> {
-    const hosts = await git
-      .listRefs({ fs: repoFs(this.gitdir), gitdir: this.gitdir, filepath: `refs/tidemark/hosts/${environment}` })
-      .catch(() => [] as string[]);
+  /** Every host of the environment with a store commit live on it, and the host's tree there (none once its directory went). */
+  async liveHosts(environment: string): Promise<Map<string, { commit: string; tree?: string }>> {
+    const hosts = await this.hostRefNames(environment);
     // A fleet's refs are a thousand tiny files: read in one go, they take a tenth of the time a thousand reads in parallel take.
     const loose = hosts.map((host) => {
       try {
@@ -102,18 +100,35 @@ export class Store {
       }
     });
     const live = await Promise.all(
-      hosts.map(
-        async (host, i) => [host, await this.hostTreeAt(loose[i] ?? (await this.resolve(hostRef(environment, host))), host)] as const,
-      ),
+      hosts.map(async (host, i) => {
+        const commit = loose[i] ?? (await this.resolve(hostRef(environment, host)));
+        if (!commit) return undefined;
+        const tree = await this.hostTreeAt(commit, host);
+        return [host, tree ? { commit, tree } : { commit }] as const;
+      }),
     );
-    return new Map(live.filter((entry): entry is readonly [string, string] => entry[1] !== undefined));
+    return new Map(live.filter((entry) => entry !== undefined));
   }
 
-  /** The source commit live on a host, per the store, or undefined for a host never deployed. */
-  async liveHostSource(environment: string, host: string): Promise<string | undefined> {
-    const commit = await this.resolve(hostRef(environment, host));
-    if (!commit) return undefined;
-    // Most hosts point at the same few store commits, each a record of every host: read and parse each once (commits never change).
+  /** The names under refs/tidemark/hosts/<env>: a directory listing, unless someone packed the store's refs. */
+  private async hostRefNames(environment: string): Promise<string[]> {
+    const filepath = `refs/tidemark/hosts/${environment}`;
+    if (existsSync(`${this.gitdir}/packed-refs`))
+      return git.listRefs({ fs: repoFs(this.gitdir), gitdir: this.gitdir, filepath }).catch(() => [] as string[]);
+    try {
+      // isomorphic-git's listing stats each of a fleet's refs in turn; the store writes them flat, one file per host.
+      return readdirSync(`${this.gitdir}/${filepath}`, { withFileTypes: true })
+        .filter((entry) => entry.isFile())
+        .map((entry) => entry.name)
+        .sort();
+    } catch {
+      return [];
+    }
+  }
+
+  /** The source commit a store commit records; store commits never change, so each is read once. */
+  recordedSource(commit: string): Promise<string | undefined> {
+    // Most hosts point at the same few store commits, each a record of every host.
     return remember(
       this.sources,
       commit,
