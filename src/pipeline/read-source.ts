@@ -3,6 +3,7 @@ import { pathFaultProblems } from "../config/config-tree.js";
 import { CONFIG_FILE, parseSourceConfig } from "../config/source-config.js";
 import type { SourceConfig, TrackingRule } from "../core/config.js";
 import { TidemarkError } from "../core/errors.js";
+import { MODE_KIND } from "../core/tree.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { resolveTrack, type Resolution } from "../core/track.js";
 import { repoFs } from "../git/atomic-fs.js";
@@ -79,30 +80,29 @@ export async function resolveEnvironment(mirror: SourceMirror, environment: stri
 
 /** `tidemark.yaml` at a commit, checked; every problem at once. */
 export async function readSourceConfig(mirror: SourceMirror, commit: string): Promise<SourceConfig> {
-  let file: { oid: string; blob: Uint8Array };
-  try {
-    file = await git.readBlob({ fs: repoFs(mirror.gitdir), gitdir: mirror.gitdir, oid: commit, filepath: CONFIG_FILE });
-  } catch (error) {
+  const root = await mirror.reader.commitTree(commit);
+  const malformed = await configFileProblems(mirror.reader, root);
+  if (malformed.length > 0) throw new InvalidConfigError(malformed);
+  const file = (await mirror.reader.entries(root)).find((entry) => entry.name === CONFIG_FILE);
+  if (!file || MODE_KIND[file.mode] !== "file")
     throw new InvalidConfigError([
       {
         file: CONFIG_FILE,
-        message: `missing at ${commit.slice(0, 7)}: the source repo needs ${CONFIG_FILE} at its root (${error instanceof Error ? error.message : String(error)})`,
+        message: `missing at ${commit.slice(0, 7)}: the source repo needs ${CONFIG_FILE} at its root${file ? ` (there it is a ${MODE_KIND[file.mode] ?? `mode ${file.mode}`}, not a file)` : ""}`,
       },
     ]);
-  }
-  const malformed = await configFileProblems(mirror.reader, await mirror.reader.commitTree(commit));
-  if (malformed.length > 0) throw new InvalidConfigError(malformed);
+  // Parsed once per content: most pushes leave tidemark.yaml as it is, and then its blob is not even read.
   const { config, problems } = await remember(
     parsedConfigs,
     file.oid,
-    () => Promise.resolve(parseSourceConfig(Buffer.from(file.blob).toString("utf8"))),
+    async () => parseSourceConfig(Buffer.from(await mirror.reader.blob(file.oid)).toString("utf8")),
     KEPT_CONFIGS,
   );
   if (!config || problems.length > 0) throw new InvalidConfigError(problems);
   return config;
 }
 
-/** tidemark.yaml parsed, by blob oid: a fleet's inventory takes a tenth of a second to parse, and most pushes leave it as it is. */
+/** tidemark.yaml parsed, by blob oid. */
 const parsedConfigs = new Map<string, Promise<ReturnType<typeof parseSourceConfig>>>();
 const KEPT_CONFIGS = 16;
 
