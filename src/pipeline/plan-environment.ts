@@ -7,7 +7,7 @@ import { InvalidConfigError, type Problem } from "../core/problems.js";
 import { findReturn } from "../core/returns.js";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
-import { readTreePair, walkToTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
+import { readTreePair, walkToTree, type ParsedTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
 import type { Store } from "../store/store.js";
 import { atSource, layerEnvironment } from "./layer-environment.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
@@ -83,6 +83,7 @@ export async function prepareEnvironmentPlan(
   const hosts = new Set([...wantedByName.keys(), ...(env.hosts ?? []), ...live.keys()]);
   const entries = new Map<string, Entry>();
   const deployed = new Map<string, HostTree>();
+  const { desiredTrees, liveTrees, keep } = treesOfLastPlan(environment, reader, store.reader);
   await Promise.all(
     [...hosts].map(async (host) => {
       const want = wantedByName.get(host);
@@ -92,14 +93,15 @@ export async function prepareEnvironmentPlan(
         return;
       }
       const [desiredDir, liveDir] = await readTreePair(
-        want ? { reader, oid: want.oid, sizes: true } : undefined,
-        liveOid ? { reader: store.reader, oid: liveOid, sizes: false } : undefined,
+        want ? { reader: desiredTrees, oid: want.oid, sizes: true } : undefined,
+        liveOid ? { reader: liveTrees, oid: liveOid, sizes: false } : undefined,
         `${host}/`,
       );
       if (desiredDir) entries.set(host, desiredDir);
       if (liveDir) deployed.set(host, readHostTree(config, host, liveDir, []));
     }),
   );
+  keep();
   const envDir: Dir = { kind: "dir", oid: envOid, entries, ...(wanted.faults.length > 0 ? { faults: wanted.faults } : {}) };
   const { tree: desired, problems } = readEnvTree(config, environment, envDir);
   const allProblems = distinctProblems([
@@ -167,4 +169,32 @@ export async function validateTrees(objects: TreeObjects, config: SourceConfig, 
   }
   // Environments that share a tree, or a parent of theirs, meet its problems each.
   return distinctProblems(problems);
+}
+
+/**
+ * The trees each environment's last plan read, by oid: the hosts it planned
+ * are deployed with the trees it built, which the next plan finds live in
+ * the store. A shared file changed on 1,000 hosts twice in a row reads the
+ * second time's 2,000 live trees from here, not from disk. Held for one plan
+ * per environment, so what is kept follows the fleet's size, not the time
+ * the operator has run.
+ */
+const lastPlanTrees = new Map<string, ReadonlyMap<string, ParsedTree>>();
+
+function treesOfLastPlan(
+  environment: string,
+  desired: TreeObjects,
+  live: TreeObjects,
+): { desiredTrees: TreeObjects; liveTrees: TreeObjects; keep: () => void } {
+  const known = lastPlanTrees.get(environment) ?? new Map<string, ParsedTree>();
+  const read = new Map<string, ParsedTree>();
+  const remembering = (objects: TreeObjects): TreeObjects => ({
+    tree: async (oid) => {
+      const tree = known.get(oid) ?? (await objects.tree(oid));
+      read.set(oid, tree);
+      return tree;
+    },
+    blob: (oid) => objects.blob(oid),
+  });
+  return { desiredTrees: remembering(desired), liveTrees: remembering(live), keep: () => lastPlanTrees.set(environment, read) };
 }

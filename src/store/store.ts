@@ -6,7 +6,7 @@ import { TidemarkError } from "../core/errors.js";
 import type { GitObject } from "../core/git-objects.js";
 import { isLive } from "../core/outcome.js";
 import { Semaphore } from "../core/semaphore.js";
-import { MODE_KIND } from "../core/tree.js";
+import { MODE_KIND, type TreeEntry } from "../core/tree.js";
 import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
 import { consolidatePacks } from "../git/packs.js";
@@ -35,6 +35,14 @@ interface TreeCopy {
   slots: Semaphore;
   copied: Map<string, Promise<void>>;
 }
+/** Held while refs move: the environment's first, then its hosts'. */
+const REFS_LOCK = "tidemark-refs.lock";
+
+/** A host with a store commit live on it, and its tree there (none once its directory went). */
+export interface LiveHost {
+  commit: string;
+  tree?: string;
+}
 export const envRef = (environment: string) => `refs/tidemark/envs/${environment}`;
 export const hostRef = (environment: string, host: string) => `refs/tidemark/hosts/${environment}/${host}`;
 
@@ -50,6 +58,8 @@ export class Store {
   readonly reader: TreeReader;
   /** The source commit each store commit records, by store commit. */
   private readonly sources = new Map<string, Promise<string | undefined>>();
+  /** Each environment's live hosts as last read, with the environment's head then: a fleet's refs are read again only once it moved. */
+  private readonly liveKept = new Map<string, { head: string; live: ReadonlyMap<string, LiveHost> }>();
 
   private constructor(
     readonly gitdir: string,
@@ -88,26 +98,65 @@ export class Store {
     return commit && this.reader.treeAt(await this.reader.commitTree(commit), host);
   }
 
-  /** Every host of the environment with a store commit live on it, and the host's tree there (none once its directory went). */
-  async liveHosts(environment: string): Promise<Map<string, { commit: string; tree?: string }>> {
-    const hosts = await this.hostRefNames(environment);
-    // A fleet's refs are a thousand tiny files: read in one go, they take a tenth of the time a thousand reads in parallel take.
-    const loose = hosts.map((host) => {
-      try {
-        return looseRef(readFileSync(`${this.gitdir}/${hostRef(environment, host)}`, "utf8"));
-      } catch {
-        return undefined;
-      }
-    });
-    const live = await Promise.all(
-      hosts.map(async (host, i) => {
-        const commit = loose[i] ?? (await this.resolve(hostRef(environment, host)));
-        if (!commit) return undefined;
-        const tree = await this.hostTreeAt(commit, host);
-        return [host, tree ? { commit, tree } : { commit }] as const;
-      }),
-    );
-    return new Map(live.filter((entry) => entry !== undefined));
+  /** Every host of the environment with a store commit live on it. */
+  async liveHosts(environment: string): Promise<ReadonlyMap<string, LiveHost>> {
+    const head = await this.resolve(envRef(environment));
+    const kept = this.liveKept.get(environment);
+    if (head !== undefined && kept?.head === head) return kept.live;
+    const writing = this.refsLocked();
+    const live = new Map<string, LiveHost>();
+    const place = this.placer(live);
+    for (const host of await this.hostRefNames(environment)) {
+      const commit = this.looseHostRef(environment, host) ?? (await this.resolve(hostRef(environment, host)));
+      if (commit) await place(host, commit);
+    }
+    // Kept only if no writer was at work while the refs were read: host refs move only after the environment's ref, under the refs lock.
+    if (head !== undefined && !writing && !this.refsLocked() && (await this.resolve(envRef(environment))) === head)
+      this.liveKept.set(environment, { head, live });
+    return live;
+  }
+
+  /** Sets hosts live at store commits; most hosts point at the same few, each one's hosts looked up by name, read once. */
+  private placer(live: Map<string, LiveHost>): (host: string, commit: string) => Promise<void> {
+    const hostsAt = new Map<string, Promise<Map<string, TreeEntry>>>();
+    return async (host, commit) => {
+      let hosts = hostsAt.get(commit);
+      if (!hosts) hostsAt.set(commit, (hosts = this.hostEntries(commit)));
+      const entry = (await hosts).get(host);
+      live.set(host, entry && MODE_KIND[entry.mode] === "dir" ? { commit, tree: entry.oid } : { commit });
+    };
+  }
+
+  /** After this process moved the refs, the kept snapshot moved the same way: the operator's next plan reads no ref of a fleet again. */
+  private async keepMoved(environment: string, expected: string | undefined, head: string, hosts: Map<string, string>): Promise<void> {
+    const kept = this.liveKept.get(environment);
+    this.liveKept.delete(environment);
+    if (!kept || kept.head !== expected) return;
+    const live = new Map(kept.live);
+    const place = this.placer(live);
+    for (const [host, commit] of hosts) await place(host, commit);
+    this.liveKept.set(environment, { head, live });
+  }
+
+  private refsLocked(): boolean {
+    return existsSync(`${this.gitdir}/${REFS_LOCK}`);
+  }
+
+  /** A host's ref as the store writes it, read at once: a fleet's thousand tiny files take a tenth of the time read one by one in parallel. */
+  private looseHostRef(environment: string, host: string): string | undefined {
+    try {
+      return looseRef(readFileSync(`${this.gitdir}/${hostRef(environment, host)}`, "utf8"));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The entries of a store commit's tree by name, the first of a name as git's lookup finds it. */
+  private async hostEntries(commit: string): Promise<Map<string, TreeEntry>> {
+    const entries = new Map<string, TreeEntry>();
+    for (const entry of await this.reader.entries(await this.reader.commitTree(commit)))
+      if (!entries.has(entry.name)) entries.set(entry.name, entry);
+    return entries;
   }
 
   /** The names under refs/tidemark/hosts/<env>: a directory listing, unless someone packed the store's refs. */
@@ -250,8 +299,9 @@ export class Store {
 
   /** Moves the environment ref from `expected` to `commit`, and the given host refs, or nothing if it moved meanwhile. */
   private async moveRefs(environment: string, expected: string | undefined, commit: string, hosts: Map<string, string>): Promise<boolean> {
-    return withLockFile(`${this.gitdir}/tidemark-refs.lock`, async () => {
+    return withLockFile(`${this.gitdir}/${REFS_LOCK}`, async () => {
       if ((await this.resolve(envRef(environment))) !== expected) return false;
+      // The environment's ref first: while it has not moved, no host ref has (liveHosts keeps its snapshot by it).
       const refs: Array<[string, string]> = [
         [envRef(environment), commit],
         ...[...hosts].map(([host, at]): [string, string] => [hostRef(environment, host), at]),
@@ -260,6 +310,7 @@ export class Store {
         mkdirSync(`${this.gitdir}/${ref.slice(0, ref.lastIndexOf("/"))}`, { recursive: true });
         await repoFs(this.gitdir).promises.writeFile(`${this.gitdir}/${ref}`, `${at}\n`);
       }
+      await this.keepMoved(environment, expected, commit, hosts);
       return true;
     });
   }
