@@ -12,11 +12,16 @@ import type { BenchSection } from "./section.js";
  * `npm run bench -- NAME...` runs some and prints their sections only.
  */
 const BENCHES = ["deploy", "light-hosts", "startup", "rollback", "operator", "git-fetch", "plan", "scale-out", "page"];
-const wanted = process.argv.slice(2);
+// `--update NAME...` measures some benchmarks again and puts their sections in docs/benchmarks.md, each marked as measured apart.
+const update = process.argv[2] === "--update";
+const wanted = process.argv.slice(update ? 3 : 2);
+if (update && wanted.length === 0) throw new Error("--update needs the benchmarks to measure again, e.g. --update plan");
 const unknown = wanted.filter((name) => !BENCHES.includes(name));
 if (unknown.length > 0) throw new Error(`no such benchmark: ${unknown.join(", ")}; there are ${BENCHES.join(", ")}`);
 const chosen = wanted.length > 0 ? wanted : BENCHES.filter((name) => existsSync(new URL(`./${name}.ts`, import.meta.url)));
 const ONE = new URL("./run-one.ts", import.meta.url).pathname;
+const INTRO =
+  "Written by `npm run bench`; every figure below comes from that run, except a section marked as measured apart (`npm run bench -- --update NAME`), which says when. Each comparison is measured side by side in one run (the tools take turns, round by round) and reported as medians and ratios, because the machine is shared and noisy. Each benchmark brings up its own test bed: real systemd hosts in nspawn containers, plain sshd hosts on loopback, a real Redis and the git forge.";
 const dir = mkdtempSync(join(tmpdir(), "tidemark-bench-"));
 const started = Date.now();
 const sections: BenchSection[] = [];
@@ -66,11 +71,14 @@ function render(section: BenchSection): string {
 if (failures.length > 0) {
   console.error(`\nbenchmarks failed: ${failures.join("; ")}; docs/benchmarks.md left as it was`);
   process.exitCode = 1;
+} else if (update) {
+  writeFileSync("docs/benchmarks.md", updated(readFileSync("docs/benchmarks.md", "utf8"), sections));
+  console.error(`\nupdated docs/benchmarks.md: ${sections.map((section) => section.title).join("; ")}`);
 } else if (wanted.length === 0) {
   const doc = [
     "# Benchmarks",
     "",
-    "Written by `npm run bench`; every figure below comes from that run. Each comparison is measured side by side in one run (the tools take turns, round by round) and reported as medians and ratios, because the machine is shared and noisy. Each benchmark brings up its own test bed: real systemd hosts in nspawn containers, plain sshd hosts on loopback, a real Redis and the git forge.",
+    INTRO,
     "",
     provenance(),
     `- Report time: ${ms(Date.now() - started)}`,
@@ -80,4 +88,24 @@ if (failures.length > 0) {
   mkdirSync("docs", { recursive: true });
   writeFileSync("docs/benchmarks.md", doc);
   console.error("\nwrote docs/benchmarks.md");
+}
+
+/**
+ * The report with some sections measured again: each replaces the section of
+ * its title (a new one follows the section measured before it), and says
+ * when and where it was measured, apart from the run the rest comes from.
+ */
+function updated(doc: string, measured: readonly BenchSection[]): string {
+  const parts = doc.split(/^(?=## )/m);
+  const head = parts.shift()!.replace(/^Written by `npm run bench`.*$/m, INTRO);
+  const apart = `*Measured apart from the rest, by \`npm run bench -- --update\`:*\n\n${provenance()}`;
+  let after = parts.length - 1;
+  for (const section of measured) {
+    const text = `${render(section)}\n\n${apart}\n\n`;
+    const at = parts.findIndex((part) => part.startsWith(`## ${section.title}\n`));
+    if (at >= 0) parts[at] = text;
+    else parts.splice(after + 1, 0, text);
+    after = at >= 0 ? at : after + 1;
+  }
+  return head + parts.join("");
 }
