@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Extra packages for benchmarks come as arguments (e.g. ansible rsync).
 # chromium (~350 MB, a one-time install) drives the browser tests through
-# playwright-core, which never downloads a browser of its own.
-packages="git redis-server openssh-server openssh-client systemd systemd-container debootstrap iproute2 util-linux curl chromium $*"
+# playwright-core, which never downloads a browser of its own. age makes the
+# tests' encrypted files with the real tool.
+packages="git redis-server openssh-server openssh-client systemd systemd-container debootstrap iproute2 util-linux curl chromium age $*"
 missing=""
 for pkg in $packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
