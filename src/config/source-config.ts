@@ -138,8 +138,8 @@ export function parseSourceConfig(text: string): { config?: SourceConfig; proble
  * `yaml` library on a fleet's inventory, and alike on plain YAML 1.2 data
  * (test/unit/source-config-yaml.test.ts compares the two). Anything else
  * goes to `yaml`, whose errors and limits the problems quote: what js-yaml
- * refuses, anchors and aliases, a directive (a `%YAML 1.1` file reads otherwise), a
- * null key, and nesting deeper than the limit.
+ * refuses, what the two read each their own way (ODD, readsAlike), a top
+ * level that is not a mapping, and nesting deeper than the limit.
  */
 export function readPlain(text: string): { data: unknown } | undefined {
   if (ODD.some((pattern) => pattern.test(text))) return undefined;

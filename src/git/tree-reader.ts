@@ -100,7 +100,7 @@ export class TreeReader implements TreeObjects {
   private readLoose(oid: string): { object: Buffer; type: string } | undefined {
     let deflated: Buffer;
     try {
-      deflated = readFileSync(`${this.gitdir}/objects/${oid.slice(0, 2)}/${oid.slice(2)}`);
+      deflated = readFileSync(loosePath(this.gitdir, oid));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
@@ -151,6 +151,9 @@ export async function walkToTree(objects: TreeObjects, root: string, path: strin
   }
   return { oid, faults };
 }
+
+/** Where a repository keeps an object loose. */
+export const loosePath = (gitdir: string, oid: string) => `${gitdir}/objects/${oid.slice(0, 2)}/${oid.slice(2)}`;
 
 /**
  * A copy of a string that holds only itself: V8 keeps a string cut from a

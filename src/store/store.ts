@@ -10,7 +10,7 @@ import { MODE_KIND, type TreeEntry } from "../core/tree.js";
 import { repoFs, sweepTempFiles } from "../git/atomic-fs.js";
 import { withLockFile } from "../git/lock.js";
 import { consolidatePacks } from "../git/packs.js";
-import { detached, parseTree, remember, TreeReader } from "../git/tree-reader.js";
+import { detached, loosePath, parseTree, remember, TreeReader } from "../git/tree-reader.js";
 import { formatRecord, parseRecord, type DeploymentRecord } from "./record.js";
 import { StoreRemote } from "./remote.js";
 
@@ -87,15 +87,6 @@ export class Store {
     } catch {
       return undefined;
     }
-  }
-
-  /** The tree of a host as it is live now, per the store, or undefined for a host never deployed. */
-  async liveHostTree(environment: string, host: string): Promise<string | undefined> {
-    return this.hostTreeAt(await this.resolve(hostRef(environment, host)), host);
-  }
-
-  private async hostTreeAt(commit: string | undefined, host: string): Promise<string | undefined> {
-    return commit && this.reader.treeAt(await this.reader.commitTree(commit), host);
   }
 
   /** Every host of the environment with a store commit live on it. */
@@ -383,7 +374,7 @@ export class Store {
   }
 
   private has(oid: string): boolean {
-    return existsSync(`${this.gitdir}/objects/${oid.slice(0, 2)}/${oid.slice(2)}`);
+    return existsSync(loosePath(this.gitdir, oid));
   }
 }
 

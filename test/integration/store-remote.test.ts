@@ -69,7 +69,8 @@ describe("a store shared through a git remote on the forge", () => {
     await a.sync("staging");
     await b.sync("staging");
     expect(await ids(b)).toEqual([first]);
-    expect(await b.liveHostTree("staging", "web01")).toBe(await a.liveHostTree("staging", "web01"));
+    const web01 = async (store: Store) => (await store.liveHosts("staging")).get("web01")?.tree;
+    expect(await web01(b)).toBe(await web01(a));
 
     // Both record before either shares: the second to push replays its attempt on top of the first's.
     const fromA = await record(a, [{ host: "web01", outcome: "deployed" }]);
