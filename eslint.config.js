@@ -13,14 +13,15 @@ const LAYERS = {
   config: ["core"],
   git: ["core", "config"],
   store: ["core", "config", "git"],
-  remote: ["core", "config", "git"],
+  secrets: ["core", "git"],
+  remote: ["core", "config", "git", "secrets"],
   rollout: ["core", "config", "remote"],
-  pipeline: ["core", "config", "git", "store", "remote", "rollout"],
+  pipeline: ["core", "config", "git", "store", "remote", "rollout", "secrets"],
   queue: ["core", "config"],
   github: ["core", "config"],
   http: ["core", "config", "queue"],
   web: ["core", "config", "git", "store", "pipeline", "queue"],
-  operator: ["core", "config", "git", "store", "remote", "rollout", "pipeline", "queue", "github", "http", "web"],
+  operator: ["core", "config", "git", "store", "remote", "rollout", "pipeline", "queue", "github", "http", "web", "secrets"],
 };
 
 /** Node modules that reach out of the process: files, processes, the network, the machine. */
@@ -54,6 +55,7 @@ const MORE_PATTERNS = {
     { regex: packages(ADAPTER_PACKAGES), message: "config/ is schemas and loaders: no adapter packages." },
   ],
   git: engine("git"),
+  secrets: engine("secrets"),
   store: engine("store"),
   remote: engine("remote"),
   rollout: engine("rollout"),

@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { loadSettings, requireRepo, type Settings } from "../config/settings.js";
 import { SourceMirror } from "../git/mirror.js";
+import { secretOpener, type SecretOpener } from "../secrets/secret-files.js";
 import { Store } from "../store/store.js";
 
 /** The flags every command shares; names are a contract for scripts. */
@@ -53,4 +54,9 @@ export async function openStore(ctx: Context, environment: string): Promise<Stor
   const store = await Store.open(ctx.settings.store, { remote: ctx.settings.storeRemote });
   await store.sync(environment);
   return store;
+}
+
+/** What opens the config tree's secret files: the identities of TIDEMARK_AGE_KEY_FILE, read once per command. */
+export function secretsOpener(ctx: Context): SecretOpener {
+  return secretOpener(ctx.settings.ageKeyFile ?? []);
 }

@@ -7,7 +7,7 @@ import type { HostPhase } from "../remote/apply-host.js";
 import { KnownHosts } from "../remote/known-hosts.js";
 import { readSshKey } from "../remote/ssh-key.js";
 import type { Store } from "../store/store.js";
-import { openMirror, openStore, type Context } from "./context.js";
+import { openMirror, openStore, secretsOpener, type Context } from "./context.js";
 import { EXIT } from "./exit-codes.js";
 import { deployReported, reportNoChange } from "./reporting.js";
 
@@ -36,7 +36,7 @@ export async function deployCommand(ctx: Context, terminal: Terminal, environmen
   const mirror = await openMirror(ctx);
   const store = await openStore(ctx, environment);
   const source = flags.ref ? await resolveUserRef(mirror, flags.ref) : await resolveEnvironment(mirror, environment);
-  const prepared = await prepareEnvironmentPlan(mirror, store, environment, source);
+  const prepared = await prepareEnvironmentPlan(mirror, store, environment, source, { open: secretsOpener(ctx) });
   if (prepared.pin && !flags.planOnly) {
     throw new TidemarkError(
       "ENV_PINNED",

@@ -4,7 +4,7 @@ import { flattenFiles } from "../core/tree.js";
 import { readTreePair } from "../git/tree-reader.js";
 import { prepareEnvironmentPlan, type PreparedPlan } from "../pipeline/plan-environment.js";
 import { resolveEnvironment, resolveUserRef } from "../pipeline/read-source.js";
-import { openMirror, openStore, type Context } from "./context.js";
+import { openMirror, openStore, secretsOpener, type Context } from "./context.js";
 import { EXIT } from "./exit-codes.js";
 
 /** `tidemark plan <env> [--ref REF] [--explain HOST] [--json]`: what a deployment would change, host by host; or every file of one host, with its layer. */
@@ -12,7 +12,7 @@ export async function planCommand(ctx: Context, environment: string, options: { 
   const mirror = await openMirror(ctx);
   const store = await openStore(ctx, environment);
   const source = options.ref ? await resolveUserRef(mirror, options.ref) : await resolveEnvironment(mirror, environment);
-  const prepared = await prepareEnvironmentPlan(mirror, store, environment, source);
+  const prepared = await prepareEnvironmentPlan(mirror, store, environment, source, { open: secretsOpener(ctx) });
   if (options.explain !== undefined) return explain(ctx, prepared, options.explain);
   const { plan, returnTo, pin } = prepared;
   const notes = [returnTo && `, a return to ${returnTo.id}`, pin && `; ${environment} is pinned (${pin})`].filter(Boolean).join("");

@@ -10,7 +10,7 @@ import { newDeploymentId, type HistoryEntry } from "../store/store.js";
 import { OperatorQueues } from "../queue/queues.js";
 import { redisFactory } from "../queue/redis.js";
 import { settingsRedactor } from "../config/settings.js";
-import { openMirror, openStore, type Context } from "./context.js";
+import { openMirror, openStore, secretsOpener, type Context } from "./context.js";
 import { deploymentExitCode, deploymentJson, summary, type Terminal } from "./deploy.js";
 import { EXIT } from "./exit-codes.js";
 import { deployReported } from "./reporting.js";
@@ -71,7 +71,13 @@ export async function rollbackCommand(
         `run tidemark rollback ${environment} ${target ?? ""} without --revert`.trimEnd(),
       );
     needsRepo(`move the tag ${track.tag}`);
-    const prepared = await prepareEnvironmentPlan(mirror, store, environment, { ref: `refs/tags/${track.tag}`, commit: wanted.commit });
+    const prepared = await prepareEnvironmentPlan(
+      mirror,
+      store,
+      environment,
+      { ref: `refs/tags/${track.tag}`, commit: wanted.commit },
+      { open: secretsOpener(ctx) },
+    );
     if (
       !(await confirm(
         ctx,
@@ -102,7 +108,13 @@ export async function rollbackCommand(
     if (!branch)
       throw new TidemarkError("REF_UNRESOLVED", `the branch ${track.branch} does not exist in the source repo`, "push the branch first");
     const tree = await mirror.reader.commitTree(wanted.commit);
-    const prepared = await prepareEnvironmentPlan(mirror, store, environment, { ref: `refs/heads/${track.branch}`, commit: wanted.commit });
+    const prepared = await prepareEnvironmentPlan(
+      mirror,
+      store,
+      environment,
+      { ref: `refs/heads/${track.branch}`, commit: wanted.commit },
+      { open: secretsOpener(ctx) },
+    );
     if (
       !(await confirm(
         ctx,
@@ -143,7 +155,7 @@ export async function rollbackCommand(
     store,
     environment,
     { ref: entry.sourceRef, commit: entry.sourceCommit },
-    { tree: entry.tree },
+    { recorded: { tree: entry.tree }, open: secretsOpener(ctx) },
   );
   if (
     !(await confirm(

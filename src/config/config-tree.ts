@@ -1,6 +1,6 @@
 import type { AppTree, EnvTree, HostTree, Manifest, SourceConfig } from "../core/config.js";
 import type { Problem } from "../core/problems.js";
-import type { Dir, FileEntry, OtherEntry, PathFault, TreeFault } from "../core/tree.js";
+import { AGE_SUFFIX, type Dir, type FileEntry, type OtherEntry, type PathFault, type TreeFault } from "../core/tree.js";
 import { EMPTY_MANIFEST, MANIFEST_FILE, parseManifest, UNIT_NAME } from "./manifest.js";
 
 /*
@@ -86,6 +86,7 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
   if (!dir.entries) return { oid: dir.oid };
   problems.push(...appTreeFaultProblems(appPath, dir));
   const files = new Map<string, FileEntry>();
+  const ageNames = new Set<string>();
   let releaseBytes = 0;
   for (const [names, entry] of appFiles(dir)) {
     const path = names.join("/");
@@ -108,7 +109,22 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
     if (entry.size !== undefined && entry.size > config.limits.maxFileBytes)
       problems.push({ file, message: `${entry.size} bytes, over the ${config.limits.maxFileBytes}-byte limit (limits.maxFileBytes)` });
     releaseBytes += entry.size ?? 0;
-    files.set(path, entry);
+    const age = path.endsWith(AGE_SUFFIX) ? path.slice(0, -AGE_SUFFIX.length) : undefined;
+    if (age !== undefined && (age === "" || age.endsWith("/"))) {
+      problems.push({
+        file,
+        message: `an age file needs a name before ${AGE_SUFFIX}: ${path.slice(0, -AGE_SUFFIX.length)}x${AGE_SUFFIX} deploys as x`,
+      });
+      continue;
+    }
+    // An age file and a plain file of the name it deploys as would both land at one path on the host.
+    if (files.has(age ?? path) || (age === undefined && ageNames.has(path)))
+      problems.push({
+        file: `${appPath}/${age ?? path}`,
+        message: `both ${age ?? path} and ${age ?? path}${AGE_SUFFIX} are in the app: the host gets one file of that name; keep one`,
+      });
+    if (age !== undefined) ageNames.add(age);
+    files.set(age ?? path, age !== undefined ? { ...entry, age: true } : entry);
   }
   if (releaseBytes > config.limits.maxReleaseBytes)
     problems.push({
@@ -131,6 +147,13 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
     problems.push(...parsed.problems);
     manifest = parsed.manifest ?? EMPTY_MANIFEST;
     problems.push(...symlinkProblems(config, `${appPath}/${MANIFEST_FILE}`, manifest, files));
+    for (const path of Object.keys(manifest.secrets))
+      if (!files.has(path))
+        problems.push({
+          file: `${appPath}/${MANIFEST_FILE}`,
+          field: `secrets[${JSON.stringify(path)}]`,
+          message: `${JSON.stringify(path)} is not a file of this app (an age file is named as it deploys, without ${AGE_SUFFIX})`,
+        });
   }
   return { oid: dir.oid, files, manifest };
 }

@@ -40,6 +40,26 @@ export const ManifestSchema = z.strictObject({
   /** Absolute host path → file in the app. */
   symlinks: z.record(z.string(), z.string()).default({}),
   checks: z.array(CheckSchema).default([]),
+  /** A secret file's path in the app → its mode and group on the host (default 0600, root). */
+  secrets: z
+    .record(
+      z.string(),
+      z.strictObject({
+        mode: z
+          .string()
+          .regex(/^0?[0-7]{3}$/, 'an octal mode such as "0640"')
+          .refine(
+            (mode) => (parseInt(mode, 8) & 0o7) === 0,
+            "a secret is never readable or writable by others: end the mode in 0, e.g. 0640",
+          )
+          .default("0600"),
+        group: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_-]*\$?$/, "a group name (letters, digits, '_' and '-')")
+          .optional(),
+      }),
+    )
+    .default({}),
 });
 
 /** The schema outputs exactly the core's Manifest (and so its checks): neither can change alone. */

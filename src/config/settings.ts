@@ -36,6 +36,8 @@ const SettingsSchema = z.strictObject({
   sshKey: z.string().min(1).optional(),
   sshAgent: z.string().min(1).optional(),
   knownHosts: z.string().min(1).optional(),
+  /** age key files (age-keygen's format) whose identities open the secret files of config trees; several during a rotation. */
+  ageKeyFile: list.optional(),
   // The operator service (serve, worker): defaults are filled in by operatorSettings.
   listen: z
     .string()
@@ -80,6 +82,7 @@ const ENV: Record<string, keyof Settings> = {
   TIDEMARK_MIRRORS: "mirrors",
   TIDEMARK_SSH_KEY: "sshKey",
   TIDEMARK_KNOWN_HOSTS: "knownHosts",
+  TIDEMARK_AGE_KEY_FILE: "ageKeyFile",
   SSH_AUTH_SOCK: "sshAgent",
   TIDEMARK_LISTEN: "listen",
   TIDEMARK_REDIS_URL: "redis",
@@ -129,6 +132,7 @@ const WHERE: Partial<Record<keyof Settings, string>> = Object.fromEntries(
   ]),
 );
 WHERE.webhookSecrets = "TIDEMARK_WEBHOOK_SECRET (comma-separated) or webhookSecrets in the config file";
+WHERE.ageKeyFile = "TIDEMARK_AGE_KEY_FILE (comma-separated) or ageKeyFile in the config file";
 
 export type Flags = Partial<Record<keyof Settings, string | undefined>> & { config?: string };
 

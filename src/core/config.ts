@@ -78,6 +78,14 @@ export interface Manifest {
   /** Absolute host path → file in the app. */
   symlinks: Record<string, string>;
   checks: Check[];
+  /** How a decrypted secret file is written, by its path in the app; absent: mode 0600, owner and group root. */
+  secrets: Record<string, SecretFileMode>;
+}
+
+/** A secret file's mode (octal, never world-readable) and group on the host. */
+export interface SecretFileMode {
+  mode: string;
+  group?: string;
 }
 
 /** A check that must pass after the units settle: a command on the host, or an HTTP GET from it (status default 200); timeout default 30 s. */

@@ -98,6 +98,11 @@ export const ERROR_CODES = {
   HOST_KEY_MISMATCH: { meaning: "a host offered a key that is not the pinned one", exit: "unreachable", retry: false },
   HOST_UNREACHABLE: { meaning: "a host could not be connected to or refused the operator's key", exit: "unreachable", retry: true },
   HOST_DISK_FULL: { meaning: "a host's disk is full", exit: "failed", retry: false },
+  SECRET_UNREADABLE: {
+    meaning: "a secret file of the config tree did not open with the operator's age identities",
+    exit: "failed",
+    retry: false,
+  },
   SSH_CONNECTION_LOST: { meaning: "the SSH connection to a host went away", exit: "unreachable", retry: true },
   SSH_CHANNEL: { meaning: "a host refused a new SSH session (sshd's MaxSessions)", exit: "unreachable", retry: true },
   HOST_SHELL_FAILED: {

@@ -1,7 +1,7 @@
 import { blobObject, buildTrees, type GitObject, type TreeFile } from "./git-objects.js";
 import type { Plan } from "./plan.js";
 import type { Problem } from "./problems.js";
-import { flattenFiles, type Dir, type FileEntry } from "./tree.js";
+import { AGE_SUFFIX, flattenFiles, type Dir, type FileEntry } from "./tree.js";
 
 /**
  * Layers of an environment's config tree: `_all/<app>/...` for every host,
@@ -41,7 +41,11 @@ export function withOrigins(plan: Plan, origins: ReadonlyMap<string, ReadonlyMap
         ...host,
         apps: host.apps.map((app) => ({
           ...app,
-          files: app.files.map((file) => ({ ...file, ...(file.change === "removed" ? {} : of.get(`${app.app}/${file.path}`)) })),
+          files: app.files.map((file) => ({
+            ...file,
+            // An age file's origin is known under its name in git.
+            ...(file.change === "removed" ? {} : (of.get(`${app.app}/${file.path}`) ?? of.get(`${app.app}/${file.path}${AGE_SUFFIX}`))),
+          })),
         })),
       };
     }),

@@ -10,6 +10,8 @@ export interface FilePlan {
   layer?: string;
   /** Its template's path in the app (`site.conf.tmpl`) when the file is rendered from one. */
   template?: string;
+  /** The file is a secret (an age or SOPS file): its content is never shown, on either side. */
+  secret?: true;
 }
 
 export interface AppPlan {
@@ -100,9 +102,10 @@ function planApp(app: string, want: AppTree | undefined, have: AppTree | undefin
   for (const path of [...new Set([...wantFiles.keys(), ...haveFiles.keys()])].sort()) {
     const a = wantFiles.get(path);
     const b = haveFiles.get(path);
-    if (a && !b) files.push({ path, change: "added" });
-    else if (!a && b) files.push({ path, change: "removed" });
-    else if (a && b && (a.oid !== b.oid || a.mode !== b.mode)) files.push({ path, change: "changed" });
+    const secret = a?.age || b?.age ? { secret: true as const } : {};
+    if (a && !b) files.push({ path, change: "added", ...secret });
+    else if (!a && b) files.push({ path, change: "removed", ...secret });
+    else if (a && b && (a.oid !== b.oid || a.mode !== b.mode)) files.push({ path, change: "changed", ...secret });
   }
   return { app, change, release: want?.oid ?? null, previousRelease: have?.oid ?? null, files };
 }

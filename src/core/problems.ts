@@ -5,9 +5,12 @@ export interface Problem {
   file: string;
   field?: string;
   message: string;
+  /** A secret file the operator's identities do not open: the file is fine as git goes, the operator cannot use it. */
+  undecryptable?: true;
 }
 
 export function formatProblem(problem: Problem): string {
+  if (problem.undecryptable) return `cannot decrypt ${problem.file}: ${problem.message}`;
   return `${problem.file}${problem.field ? `: ${problem.field}` : ""}: ${problem.message}`;
 }
 

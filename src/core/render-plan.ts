@@ -11,7 +11,10 @@ export function renderPlan(plan: Plan): string {
     lines.push("", `${host.host}  ${short(host.from)} -> ${short(host.to)}  (rollback available)`);
     for (const app of host.apps) {
       lines.push(`  ${SIGN[app.change]} ${app.app}`);
-      for (const file of app.files) lines.push(`      ${SIGN[file.change]} ${file.path}${withSpace(originNote(host.host, file))}`);
+      for (const file of app.files)
+        lines.push(
+          `      ${SIGN[file.change]} ${file.path}${file.secret ? `  secret ${file.change}` : ""}${withSpace(originNote(host.host, file))}`,
+        );
     }
     if (host.units.enable.length > 0) lines.push(`  enable  ${host.units.enable.join(" ")}`);
     if (host.units.restart.length > 0) lines.push(`  restart ${host.units.restart.join(" ")}`);

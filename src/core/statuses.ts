@@ -168,7 +168,7 @@ export function invalidConfigStatus(environment: string, sha: string, problems: 
     sha,
     envContext(environment),
     "error",
-    first ? `invalid config: ${formatProblem(first)}${more}` : "invalid config",
+    first ? `${first.undecryptable ? "" : "invalid config: "}${formatProblem(first)}${more}` : "invalid config",
     targetUrl,
   );
 }

@@ -5,6 +5,9 @@
  */
 export type Entry = FileEntry | Dir | OtherEntry;
 
+/** A file encrypted with age in git: `db.env.age` deploys as `db.env`, decrypted. */
+export const AGE_SUFFIX = ".age";
+
 export interface FileEntry {
   kind: "file";
   oid: string;
@@ -12,6 +15,8 @@ export interface FileEntry {
   size?: number;
   /** Read only for the few files whose content the core needs (manifests). */
   content?: string;
+  /** The blob is an age file (`db.env.age` in git): the host gets it decrypted, under its name without `.age`. */
+  age?: true;
 }
 
 export interface Dir {

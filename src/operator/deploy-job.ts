@@ -79,7 +79,13 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
     if (decision.kind === "stays" || decision.kind === "older")
       return { environment, status: "stays", reason: decision.reason, superseded: [] };
     if (decision.kind !== "read-plan") throw new Error(`decide ended on ${decision.kind} before the plan was read`);
-    const prepared = await prepareEnvironmentPlan(op.mirror, op.store, environment, { ref: decision.ref, commit: decision.commit });
+    const prepared = await prepareEnvironmentPlan(
+      op.mirror,
+      op.store,
+      environment,
+      { ref: decision.ref, commit: decision.commit },
+      { open: op.open },
+    );
     const planned = decide({
       ...state,
       plan: {

@@ -5,6 +5,7 @@ import { RateLimitError, UnrecoverableError, Worker, type Job } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { OperatorSettings } from "../config/settings.js";
+import { secretOpener } from "../secrets/secret-files.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import { redactDeep, type Redactor } from "../core/redact.js";
 import { redactReport, reportKey, type Report } from "../core/reports.js";
@@ -92,6 +93,7 @@ export class OperatorService {
           // Unit and check output is redacted before the store keeps it.
           redact,
         },
+        open: secretOpener(settings.ageKeyFile ?? []),
         report: github ? reportTo(queues, log, redact) : () => Promise.resolve(),
       };
       const service = new OperatorService(op, connections, redact);

@@ -103,7 +103,10 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
       "every host already runs this config; nothing needs doing",
     );
   }
-  const redact = options.redact ?? PATTERNS_ONLY;
+  // A unit or check that prints a secret of this deployment's files is redacted too, in whatever reaches the store, the page and the statuses.
+  const secretsOut = redactor(prepared.secretValues);
+  const settingsOut = options.redact ?? PATTERNS_ONLY;
+  const redact: Redactor = (text) => settingsOut(secretsOut(text));
   const id = options.id ?? newDeploymentId();
   // What each host runs, as far as this deployment knows: a host planned again from its live tree changes it.
   const running = new Map(deployed);
@@ -116,6 +119,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     desired: desired.hosts.get(host),
     deployed: running.get(host),
     blob,
+    ...(prepared.open ? { open: prepared.open } : {}),
     settleMs: options.settleMs ?? 1000,
     keepReleases: options.keepReleases ?? 3,
     rollBack: config.rollout.onFailure !== "halt",

@@ -9,7 +9,9 @@ import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair, walkToTree, type ParsedTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
 import type { Store } from "../store/store.js";
+import type { SecretOpener } from "../secrets/secret-files.js";
 import { atSource, layerEnvironment } from "./layer-environment.js";
+import { envApps, openSecrets, planSecrets } from "./plan-secrets.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
 export interface PreparedPlan {
@@ -37,6 +39,25 @@ export interface PreparedPlan {
   pin?: string;
   /** The environment's tree at its last attempt (the store's newest entry); undefined before the first. */
   lastTree?: string;
+  /**
+   * What the secret files this plan deploys hold that a unit or check might
+   * print: for the deployment's redaction set, and nothing else. Empty when
+   * the plan was made without opening secrets (a preview, the page).
+   */
+  secretValues: readonly string[];
+  /** What opened the plan's secrets, and opens them again for each host at apply time. */
+  open?: SecretOpener;
+}
+
+export interface PlanOptions {
+  /** A tree recorded in the store to plan instead of the source's (tidemark rollback). */
+  recorded?: { tree: string };
+  /**
+   * Opens the secret files of every app the plan deploys, so that one the
+   * operator cannot open is a problem before any host is contacted. Without
+   * it nothing is decrypted: a preview of a pull request must learn nothing.
+   */
+  open?: SecretOpener;
 }
 
 /** How many deployments back a return to an earlier tree is recognised. */
@@ -51,7 +72,7 @@ export async function prepareEnvironmentPlan(
   store: Store,
   environment: string,
   source: SourceCommit,
-  recorded?: { tree: string },
+  { recorded, open }: PlanOptions = {},
 ): Promise<PreparedPlan> {
   const config = await readSourceConfig(mirror, source.commit);
   const env = config.environments[environment];
@@ -110,7 +131,12 @@ export async function prepareEnvironmentPlan(
     ...problems.map((problem) => (layered ? atSource(layered, env.tree, problem) : problem)),
   ]);
   if (allProblems.length > 0) throw new InvalidConfigError(allProblems);
-  const plan = withOrigins(planEnvironment(environment, desired, deployed), layered?.origins ?? new Map());
+  const secrets = await planSecrets(planEnvironment(environment, desired, deployed), desired, env.tree, reader, open);
+  if (secrets.problems.length > 0)
+    throw new InvalidConfigError(
+      distinctProblems(secrets.problems.map((problem) => (layered ? atSource(layered, env.tree, problem) : problem))),
+    );
+  const plan = withOrigins(secrets.plan, layered?.origins ?? new Map());
   const history = await store.history(environment, RETURN_DEPTH);
   const returnTo = findReturn(history, envOid);
   // Only the hosts that change can roll back: what they run now is all a failure needs to name.
@@ -135,11 +161,13 @@ export async function prepareEnvironmentPlan(
     ...(returnTo ? { returnTo } : {}),
     ...(history[0]?.pin ? { pin: history[0].pin } : {}),
     ...(history[0] ? { lastTree: history[0].tree } : {}),
+    secretValues: secrets.values,
+    ...(open ? { open } : {}),
   };
 }
 
-/** Every environment's whole tree at a commit, checked: what `tidemark validate` reports. */
-export async function validateSource(mirror: SourceMirror, commit: string): Promise<Problem[]> {
+/** Every environment's whole tree at a commit, checked, its secrets opened when an opener is given: what `tidemark validate` reports. */
+export async function validateSource(mirror: SourceMirror, commit: string, open?: SecretOpener): Promise<Problem[]> {
   let config: SourceConfig;
   try {
     config = await readSourceConfig(mirror, commit);
@@ -147,11 +175,11 @@ export async function validateSource(mirror: SourceMirror, commit: string): Prom
     if (error instanceof InvalidConfigError) return error.problems;
     throw error;
   }
-  return validateTrees(mirror.reader, config, await mirror.reader.commitTree(commit));
+  return validateTrees(mirror.reader, config, await mirror.reader.commitTree(commit), open);
 }
 
 /** Every environment's whole tree below a root tree, layers applied and templates rendered, checked, with the trees on the way to it. */
-export async function validateTrees(objects: TreeObjects, config: SourceConfig, root: string): Promise<Problem[]> {
+export async function validateTrees(objects: TreeObjects, config: SourceConfig, root: string, open?: SecretOpener): Promise<Problem[]> {
   const problems: Problem[] = [];
   for (const [name, env] of Object.entries(config.environments)) {
     const { oid, faults } = await walkToTree(objects, root, env.tree);
@@ -162,10 +190,9 @@ export async function validateTrees(objects: TreeObjects, config: SourceConfig, 
     }
     const layered = await layerEnvironment(objects, config, name, oid, new Map());
     const [envDir] = await readTreePair({ reader: layered.objects, oid: layered.oid, sizes: true }, undefined);
-    problems.push(
-      ...layered.problems,
-      ...readEnvTree(config, name, envDir).problems.map((problem) => atSource(layered, env.tree, problem)),
-    );
+    const read = readEnvTree(config, name, envDir);
+    const secrets = open ? (await openSecrets(envApps(env.tree, read.tree), layered.objects, open)).problems : [];
+    problems.push(...layered.problems, ...[...read.problems, ...secrets].map((problem) => atSource(layered, env.tree, problem)));
   }
   // Environments that share a tree, or a parent of theirs, meet its problems each.
   return distinctProblems(problems);

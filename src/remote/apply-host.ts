@@ -5,7 +5,8 @@ import { describeError, TidemarkError } from "../core/errors.js";
 import type { HostOutcome, HostRecord } from "../core/outcome.js";
 import { planHost, type HostPlan } from "../core/plan.js";
 import { splitCredentials } from "../git/credentials.js";
-import { HOST_ROOT, LOCK_CONFLICT_EXIT, type RemoteUser, type StageApp } from "./commands.js";
+import { mayBeSops, secretKind, type SecretKind, type SecretOpener } from "../secrets/secret-files.js";
+import { HOST_ROOT, LOCK_CONFLICT_EXIT, SECRET_KEY_CHARS, type RemoteUser, type StageApp, type StageFile } from "./commands.js";
 import type { HostConnections, HostLease } from "./connections.js";
 import { hostChanges, type HostChanges } from "./host-changes.js";
 import { readActivation, type ActivationReport, type CheckNames, type Failure } from "./host-report.js";
@@ -36,6 +37,8 @@ export interface HostJob {
   deployed: HostTree | undefined;
   /** A file's bytes, by blob oid. */
   blob: (oid: string) => Promise<Uint8Array>;
+  /** Opens the secret files this host gets; without it, an app with a secret file fails before anything is sent. */
+  open?: SecretOpener;
   settleMs: number;
   keepReleases: number;
   /** false for `onFailure: halt`: a failing host is left as it is, for a person to look at. */
@@ -301,7 +304,9 @@ function readInspection(lines: string[], changes: HostChanges): { tree: string |
 /**
  * The release dirs to build for the apps whose release is not on the host
  * yet: from the base release (hard links) plus the changed files, or whole
- * when the base is gone; and the files' bytes, in the order the script reads them.
+ * when the base is gone; and the files' bytes, in the order the script reads
+ * them. A secret is decrypted here, for this host only, and always sent: a
+ * hard link would share its inode, and its mode, with an older release.
  */
 async function staging(
   job: HostJob,
@@ -310,28 +315,59 @@ async function staging(
 ): Promise<{ stage: StageApp[]; payload: Uint8Array[] }> {
   const stage: StageApp[] = [];
   const payload: Uint8Array[] = [];
+  const key = randomBytes(SECRET_KEY_CHARS / 2).toString("hex");
   for (const app of changes.plan.apps) {
     if (app.release === null || state.get(app.app)?.releaseExists) continue;
     const tree = changes.incoming.get(app.app) as AppTree;
+    const files = tree.files!;
     const base = app.previousRelease !== null && state.get(app.app)?.baseExists ? app.previousRelease : null;
-    const send =
-      base === null ? [...(tree.files?.keys() ?? [])] : app.files.filter((file) => file.change !== "removed").map((file) => file.path);
-    const blobs = await Promise.all(send.map((path) => job.blob(tree.files!.get(path)!.oid)));
-    payload.push(...blobs);
+    const secrets = new Map<string, SecretKind>();
+    for (const [path, file] of files) {
+      const kind = file.age || mayBeSops(path) ? await secretKind(path, file, job.blob) : undefined;
+      if (kind) secrets.set(path, kind);
+    }
+    const changed = app.files.filter((file) => file.change !== "removed").map((file) => file.path);
+    const send = base === null ? [...files.keys()] : [...new Set([...changed, ...secrets.keys()])];
+    const staged = await Promise.all(
+      send.map(async (path): Promise<{ bytes: Uint8Array; file: StageFile }> => {
+        const entry = files.get(path)!;
+        const bytes = await job.blob(entry.oid);
+        const kind = secrets.get(path);
+        const file = { path, executable: entry.mode === "100755" };
+        if (!kind) return { bytes, file: { ...file, size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") } };
+        const plain = await openFor(job, app.app, path, kind, bytes);
+        const sha256 = createHash("sha256").update(key).update(plain).digest("hex");
+        return { bytes: plain, file: { ...file, size: plain.length, sha256, secret: tree.manifest?.secrets[path] ?? DEFAULT_SECRET } };
+      }),
+    );
+    payload.push(...staged.map(({ bytes }) => bytes));
     stage.push({
       app: app.app,
       release: app.release,
       base,
-      drop: base === null ? [] : app.files.filter((file) => file.change !== "added").map((file) => file.path),
-      files: send.map((path, i) => ({
-        path,
-        size: blobs[i]!.length,
-        executable: tree.files!.get(path)!.mode === "100755",
-        sha256: createHash("sha256").update(blobs[i]!).digest("hex"),
-      })),
+      drop:
+        base === null
+          ? []
+          : [...new Set([...app.files.filter((file) => file.change !== "added").map((file) => file.path), ...secrets.keys()])],
+      files: staged.map(({ file }) => file),
     });
   }
+  if (stage.some((app) => app.files.some((file) => file.secret))) payload.unshift(Buffer.from(key));
   return { stage, payload };
+}
+
+const DEFAULT_SECRET = { mode: "0600" };
+
+/** A secret file's plaintext, for this host's upload; one that does not open stops the host before anything is sent. */
+async function openFor(job: HostJob, app: string, path: string, kind: SecretKind, bytes: Uint8Array): Promise<Buffer> {
+  const opened = job.open ? await job.open(kind, bytes) : { why: "this deployment was planned without opening secrets" };
+  if ("why" in opened)
+    throw new TidemarkError(
+      "SECRET_UNREADABLE",
+      `cannot decrypt ${app}/${path}: ${opened.why}`,
+      "give the operator an age identity the file is encrypted to (TIDEMARK_AGE_KEY_FILE), or re-encrypt it; then deploy again",
+    );
+  return opened.plain;
 }
 
 /** The checks the host runs itself: units, then command checks; HTTP checks go through the connection. */

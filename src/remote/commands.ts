@@ -117,8 +117,25 @@ export interface StageApp {
   /** Paths from the base that this release drops or replaces. */
   drop: string[];
   /** The files that travel, in the order their bytes follow the script. */
-  files: Array<{ path: string; size: number; executable: boolean; sha256: string }>;
+  files: StageFile[];
 }
+
+export interface StageFile {
+  path: string;
+  size: number;
+  executable: boolean;
+  /** Of the bytes; for a secret, of the stage's digest key and then the bytes (SECRET_KEY_CHARS). */
+  sha256: string;
+  /** A decrypted secret: written with no access for others from its first byte, then given this mode and group. */
+  secret?: { mode: string; group?: string };
+}
+
+/**
+ * A secret's digest is keyed, so no script, log or trace of one lets anyone
+ * test guesses of a short secret: the key is random per upload, and comes
+ * first in the payload, never in the script's text.
+ */
+export const SECRET_KEY_CHARS = 64;
 
 export const partialDir = (app: string, release: string) => `${appDir(app)}/.partial-${release}`;
 
@@ -129,12 +146,16 @@ export const partialDir = (app: string, release: string) => `${appDir(app)}/.par
  * hashes checked; then read-only, and renamed into place.
  */
 export function stageLines(deploymentId: string, tree: string | null, apps: StageApp[]): string[] {
+  const keyed = apps.some(({ files }) => files.some((file) => file.secret));
   return [
     stateLine("target", deploymentId, tree),
+    ...(keyed ? [`tm_k=$(head -c ${SECRET_KEY_CHARS})`] : []),
     ...apps.flatMap(({ app, release, base, drop, files }) => {
       const partial = partialDir(app, release);
       const dirs = [...new Set(files.map((file) => file.path.slice(0, Math.max(0, file.path.lastIndexOf("/")))).filter(Boolean))].sort();
       const executables = files.filter((file) => file.executable).map((file) => `${partial}/${file.path}`);
+      const plain = files.filter((file) => !file.secret);
+      const secrets = files.filter((file) => file.secret);
       return [
         `if tm_there ${quote(partial)}; then ${command("rm", "-rf", "--", partial)}; fi`,
         command("mkdir", "-p", "--", partial),
@@ -147,17 +168,31 @@ export function stageLines(deploymentId: string, tree: string | null, apps: Stag
             ]
           : []),
         // GNU head -c reads exactly that many bytes from a pipe: the next file's bytes stay for the next head.
-        ...files.map((file) => `head -c ${file.size} > ${quote(`${partial}/${file.path}`)}`),
+        // A secret is never readable by others, not even while it is written: umask in a subshell, no process.
+        ...files.map((file) => {
+          const write = `head -c ${file.size} > ${quote(`${partial}/${file.path}`)}`;
+          return file.secret ? `(umask 077; ${write})` : write;
+        }),
         // File names hold no newline (validation refuses them), so a heredoc line is one file.
-        ...(files.length === 0
+        ...(plain.length === 0
           ? []
           : [
               "sha256sum --check --quiet --strict <<'TIDEMARK_SUMS'",
-              ...files.map(({ path, sha256 }) => `${sha256}  ${partial}/${path}`),
+              ...plain.map(({ path, sha256 }) => `${sha256}  ${partial}/${path}`),
               "TIDEMARK_SUMS",
             ]),
+        ...secrets.map(({ path, sha256 }) => {
+          const file = quote(`${partial}/${path}`);
+          const arrived = `[ "$({ printf %s "$tm_k"; cat -- ${file}; } | sha256sum)" = ${quote(`${sha256}  -`)} ]`;
+          return `${arrived} || { echo ${quote(`tidemark: ${app}/${path} did not arrive as sent (its keyed digest differs)`)} >&2; exit 1; }`;
+        }),
         ...(executables.length > 0 ? [command("chmod", "a+x", "--", ...executables)] : []),
         command("chmod", "-R", "a-w", "--", partial),
+        ...secrets.flatMap(({ path, secret, executable }) => {
+          const file = `${partial}/${path}`;
+          const mode = (parseInt(secret!.mode, 8) | (executable ? 0o100 : 0)).toString(8).padStart(4, "0");
+          return [...(secret!.group ? [command("chgrp", "--", secret!.group, file)] : []), command("chmod", mode, "--", file)];
+        }),
         command("mv", "-T", "--", partial, `${appDir(app)}/${release}`),
       ];
     }),

@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { armor, Decrypter } from "age-encryption";
+import { TidemarkError } from "../core/errors.js";
 import type { AgeStanza, DataKeyUnwrapper } from "./sops.js";
 
 /**
@@ -13,6 +15,36 @@ export function parseIdentities(text: string): string[] {
     .split(/\r?\n/)
     .map((line) => line.trim())
     .filter((line) => line !== "" && !line.startsWith("#"));
+}
+
+/**
+ * The identities of the operator's age key files (TIDEMARK_AGE_KEY_FILE),
+ * read now: none when none is given (a config tree with secrets then fails
+ * to deploy, naming them). A file that cannot be read or holds no identity
+ * stops the command before anything else; its content is never quoted.
+ */
+export function readIdentityFiles(paths: readonly string[]): string[] {
+  return paths.flatMap((path) => {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (error) {
+      throw new TidemarkError(
+        "SETTINGS_INVALID",
+        `cannot read the age key file ${path}: ${(error as NodeJS.ErrnoException).code ?? "unreadable"}`,
+        "make it readable by the operator's user, or take it out of TIDEMARK_AGE_KEY_FILE",
+        { cause: error },
+      );
+    }
+    const identities = parseIdentities(text);
+    if (identities.length === 0 || identities.some((line) => !line.startsWith("AGE-SECRET-KEY-1")))
+      throw new TidemarkError(
+        "SETTINGS_INVALID",
+        `${path} is not an age key file: each line is an AGE-SECRET-KEY-1... identity, a # comment or blank`,
+        "make one with age-keygen -o FILE, and give the public key it prints to the people who encrypt",
+      );
+    return identities;
+  });
 }
 
 const ARMOR = "-----BEGIN AGE ENCRYPTED FILE-----";
