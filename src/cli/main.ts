@@ -74,6 +74,20 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       return run(async () => (await import("./validate.js")).validateCommand(await contextFor(flags), flags));
     });
 
+  const secrets = program.command("secrets").description("the config tree's encrypted files (age, SOPS)");
+  common(
+    secrets
+      .command("check")
+      .description(
+        "list the secret files the operator's age identities (TIDEMARK_AGE_KEY_FILE) cannot open, and those still encrypted to a recipient tidemark.yaml lists under secrets.retired; exit 2 if any",
+      ),
+  )
+    .option("--ref <ref>", "a branch, tag or commit (default: the default branch)")
+    .action(function (this: Command) {
+      const flags = this.opts<CommonFlags & { ref?: string }>();
+      return run(async () => (await import("./secrets.js")).secretsCheckCommand(await contextFor(flags), flags));
+    });
+
   common(
     program
       .command("plan")

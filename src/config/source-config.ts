@@ -97,6 +97,15 @@ export const SourceConfigSchema = z.strictObject({
   groups: z.record(safeName("group"), GroupSchema).optional(),
   rollout: RolloutSchema.default(RolloutSchema.parse({})),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
+  secrets: z
+    .strictObject({
+      retired: z
+        .array(
+          z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/, "an age recipient, age1 and 58 more letters and digits (age-keygen -y prints it)"),
+        )
+        .default([]),
+    })
+    .optional(),
 });
 
 /** The schema outputs exactly the core's SourceConfig (and so its environments, hosts, rollout and limits): neither can change alone. */

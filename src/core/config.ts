@@ -16,6 +16,8 @@ export interface SourceConfig {
   groups?: Record<string, HostGroup>;
   rollout: RolloutPolicy;
   limits: Limits;
+  /** Recipients that must no longer open the secret files: people who left, keys replaced (`tidemark secrets check` names the files still encrypted to them). */
+  secrets?: { retired: string[] };
 }
 
 export interface Environment {

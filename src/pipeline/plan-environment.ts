@@ -10,7 +10,7 @@ import type { SourceMirror } from "../git/mirror.js";
 import { readTreePair, walkToTree, type ParsedTree, type TreeObjects, type TreeReader } from "../git/tree-reader.js";
 import type { Store } from "../store/store.js";
 import type { SecretOpener } from "../secrets/secret-files.js";
-import { atSource, layerEnvironment } from "./layer-environment.js";
+import { atSource, layerEnvironment, type LayeredEnvironment } from "./layer-environment.js";
 import { envApps, openSecrets, planSecrets } from "./plan-secrets.js";
 import { readSourceConfig, unknownEnvironment, type SourceCommit } from "./read-source.js";
 
@@ -181,21 +181,44 @@ export async function validateSource(mirror: SourceMirror, commit: string, open?
 /** Every environment's whole tree below a root tree, layers applied and templates rendered, checked, with the trees on the way to it. */
 export async function validateTrees(objects: TreeObjects, config: SourceConfig, root: string, open?: SecretOpener): Promise<Problem[]> {
   const problems: Problem[] = [];
+  for (const { tree, layered, env, problems: found } of await effectiveEnvironments(objects, config, root)) {
+    problems.push(...found);
+    if (open && layered && env)
+      problems.push(
+        ...(await openSecrets(envApps(tree, env), layered.objects, open)).problems.map((problem) => atSource(layered, tree, problem)),
+      );
+  }
+  // Environments that share a tree, or a parent of theirs, meet its problems each.
+  return distinctProblems(problems);
+}
+
+/** An environment's whole effective tree, read, with what is wrong with it (named at its source); no tree when its directory is missing. */
+export interface EffectiveEnvironment {
+  name: string;
+  /** The environment's tree directory in the source repo. */
+  tree: string;
+  layered?: LayeredEnvironment;
+  env?: EnvTree;
+  problems: Problem[];
+}
+
+/** Every environment below a root tree with its layers applied and templates rendered, read whole. */
+export async function effectiveEnvironments(objects: TreeObjects, config: SourceConfig, root: string): Promise<EffectiveEnvironment[]> {
+  const found: EffectiveEnvironment[] = [];
   for (const [name, env] of Object.entries(config.environments)) {
     const { oid, faults } = await walkToTree(objects, root, env.tree);
-    problems.push(...pathFaultProblems(faults));
+    const problems = pathFaultProblems(faults);
     if (!oid) {
-      problems.push(...readEnvTree(config, name, undefined).problems);
+      found.push({ name, tree: env.tree, problems: [...problems, ...readEnvTree(config, name, undefined).problems] });
       continue;
     }
     const layered = await layerEnvironment(objects, config, name, oid, new Map());
     const [envDir] = await readTreePair({ reader: layered.objects, oid: layered.oid, sizes: true }, undefined);
     const read = readEnvTree(config, name, envDir);
-    const secrets = open ? (await openSecrets(envApps(env.tree, read.tree), layered.objects, open)).problems : [];
-    problems.push(...layered.problems, ...[...read.problems, ...secrets].map((problem) => atSource(layered, env.tree, problem)));
+    problems.push(...layered.problems, ...read.problems.map((problem) => atSource(layered, env.tree, problem)));
+    found.push({ name, tree: env.tree, layered, env: read.tree, problems });
   }
-  // Environments that share a tree, or a parent of theirs, meet its problems each.
-  return distinctProblems(problems);
+  return found;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Plan } from "../core/plan.js";
 import type { Problem } from "../core/problems.js";
 import { AGE_SUFFIX, type FileEntry } from "../core/tree.js";
 import type { TreeObjects } from "../git/tree-reader.js";
-import { mayBeSops, secretKind, type OpenedSecret, type SecretOpener } from "../secrets/secret-files.js";
+import { mayBeSops, secretKind, type OpenedSecret, type SecretKind, type SecretOpener } from "../secrets/secret-files.js";
 
 /** An app's files, and where they are in the source repo's tree (`clusters/prod/web01/app`). */
 export interface AppFiles {
@@ -14,6 +14,8 @@ export interface AppFiles {
 export interface OpenedSecrets {
   /** Per app (by `at`), the paths of its secret files. */
   secrets: Map<string, Set<string>>;
+  /** Each secret file met, once per app, named as in git; `why` when it was opened and did not open. */
+  files: Array<{ file: string; kind: SecretKind; oid: string; why?: string }>;
   /** The files that do not open, each named as in git. */
   problems: Problem[];
   /** What the files that opened hold, for the redaction set. */
@@ -28,27 +30,32 @@ export interface OpenedSecrets {
 export async function openSecrets(apps: Iterable<AppFiles>, objects: TreeObjects, open?: SecretOpener): Promise<OpenedSecrets> {
   const opened = new Map<string, Promise<OpenedSecret | { why: string }>>();
   const secrets = new Map<string, Set<string>>();
-  const problems: Problem[] = [];
+  const files: OpenedSecrets["files"] = [];
   const values = new Set<string>();
   const blob = (oid: string) => objects.blob(oid);
-  for (const { at, files } of apps) {
-    for (const [path, file] of files) {
-      if (!file.age && !mayBeSops(path)) continue;
-      const kind = await secretKind(path, file, blob);
+  for (const { at, files: appFiles } of apps) {
+    for (const [path, entry] of appFiles) {
+      if (!entry.age && !mayBeSops(path)) continue;
+      const kind = await secretKind(path, entry, blob);
       if (!kind) continue;
       let paths = secrets.get(at);
       if (!paths) secrets.set(at, (paths = new Set()));
       paths.add(path);
-      if (!open) continue;
-      const key = `${kind} ${file.oid}`;
+      const file = `${at}/${path}${entry.age ? AGE_SUFFIX : ""}`;
+      if (!open) {
+        files.push({ file, kind, oid: entry.oid });
+        continue;
+      }
+      const key = `${kind} ${entry.oid}`;
       let result = opened.get(key);
-      if (!result) opened.set(key, (result = blob(file.oid).then((bytes) => open(kind, bytes))));
+      if (!result) opened.set(key, (result = blob(entry.oid).then((bytes) => open(kind, bytes))));
       const done = await result;
-      if ("why" in done) problems.push({ file: `${at}/${path}${file.age ? AGE_SUFFIX : ""}`, message: done.why, undecryptable: true });
-      else for (const value of done.values) values.add(value);
+      files.push({ file, kind, oid: entry.oid, ...("why" in done ? { why: done.why } : {}) });
+      if (!("why" in done)) for (const value of done.values) values.add(value);
     }
   }
-  return { secrets, problems, values: [...values] };
+  const problems = files.flatMap(({ file, why }) => (why === undefined ? [] : [{ file, message: why, undecryptable: true as const }]));
+  return { secrets, files, problems, values: [...values] };
 }
 
 /** The apps of an environment's tree, whole: what `tidemark validate` opens. */

@@ -37,6 +37,13 @@ export function sopsFormat(path: string, bytes: Uint8Array): SopsFormat | undefi
   return undefined;
 }
 
+/** The age recipients a SOPS file's data key is wrapped for, as its metadata names them: read without any key. */
+export function sopsRecipients(format: SopsFormat, bytes: Uint8Array): string[] | { why: string } {
+  const text = Buffer.from(bytes).toString("utf8");
+  const read = format === "dotenv" ? readDotenv(text) : readTree(text, format);
+  return "why" in read ? read : read.metadata.age.map((stanza) => stanza.recipient);
+}
+
 /** Opens a SOPS file: its metadata read, its data key unwrapped, its values decrypted and its MAC checked. */
 export async function openSops(format: SopsFormat, bytes: Uint8Array, unwrap: DataKeyUnwrapper): Promise<OpenedSops | { why: string }> {
   const text = Buffer.from(bytes).toString("utf8");

@@ -30,7 +30,7 @@ export class WorkRepo {
   }
 
   /** Writes (or with null, deletes) files, commits them, and returns the commit sha. */
-  async commit(files: Record<string, string | null>, message = "change"): Promise<string> {
+  async commit(files: Record<string, string | Buffer | null>, message = "change"): Promise<string> {
     for (const [path, content] of Object.entries(files)) {
       const full = join(this.dir, path);
       if (content === null) rmSync(full, { force: true });
