@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { readdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -19,12 +20,27 @@ import { integrationLifecycle } from "../helpers/lifecycle.js";
 const REPO = "acme/vault";
 
 const app = (version: string, { run = "exec sleep infinity", checks = [] as unknown[] } = {}) => ({
-  "clusters/staging/web01/app/systemd/app.service":
-    "[Unit]\nDescription=app\n\n[Service]\nExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh\n",
-  "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: ["app.service"] }, checks }),
+  "clusters/staging/web01/app/systemd/app.service": [
+    "[Unit]",
+    "Description=app",
+    "",
+    "[Service]",
+    "EnvironmentFile=/var/lib/tidemark/apps/app/current/db.env",
+    "ExecStart=/bin/sh /var/lib/tidemark/apps/app/current/run.sh",
+    "",
+  ].join("\n"),
+  "clusters/staging/web01/app/manifest.json": JSON.stringify({
+    systemd: { units_enabled: ["app.service"] },
+    checks,
+    // A host path that held a file before: what the link displaces is kept on the host, and searched too.
+    symlinks: { "/etc/app/db.env": "db.env" },
+  }),
   "clusters/staging/web01/app/run.sh": `${run}\n`,
   "clusters/staging/web01/app/version": `${version}\n`,
 });
+
+/** The SOPS file the real sops wrote, with its throwaway key (test/fixtures/sops/README.md): its one value is "this is a secret". */
+const SOPS = (name: string) => readFileSync(new URL(`../fixtures/sops/${name}`, import.meta.url));
 
 /** A GitHub token in GitHub's format that the stand-in has never issued: every report is answered 401. */
 function foreignToken(): string {
@@ -157,6 +173,8 @@ describe("Secrets never leak", () => {
   /** The settings' secrets a failing unit printed, and the deployment that kept its output. */
   let printed: Record<string, string>;
   let printedBy: string;
+  let encryptAge: (plain: string) => Buffer;
+  let ageKeyFile: string;
 
   const owned = integrationLifecycle({ forge: () => bed?.forge, log: () => serve });
 
@@ -197,6 +215,21 @@ describe("Secrets never leak", () => {
     shell = owned.own(new HostShell(bed), (it) => it.close());
     cliDir = owned.own(mkdtempSync(join(tmpdir(), "tidemark-cli-")), (dir) => rmSync(dir, { recursive: true, force: true }));
     tap = owned.own(await startTap(forge.url), (it) => it.close());
+    // The config tree's own secrets: an age file made with Debian's age, and a SOPS file the real sops wrote.
+    const keys = owned.own(mkdtempSync(join(tmpdir(), "tidemark-keys-")), (dir) => rmSync(dir, { recursive: true, force: true }));
+    execFileSync("age-keygen", ["-o", join(keys, "operator.txt")], { stdio: "ignore" });
+    writeFileSync(join(keys, "sops.txt"), SOPS("key.txt"));
+    const recipient = execFileSync("age-keygen", ["-y", join(keys, "operator.txt")], { encoding: "utf8" }).trim();
+    encryptAge = (plain) => {
+      writeFileSync(join(keys, "plain"), plain);
+      return execFileSync("age", ["-a", "-r", recipient, join(keys, "plain")]);
+    };
+    ageKeyFile = `${join(keys, "operator.txt")},${join(keys, "sops.txt")}`;
+    secrets["the age file's password"] = `db-${randomBytes(16).toString("hex")}`;
+    secrets["the pull request's new password"] = `db-${randomBytes(16).toString("hex")}`;
+    // Public test data, so a known value: still one no output may hold.
+    secrets["the SOPS file's value"] = "this is a secret";
+    await shell.run("web01", "mkdir -p /etc/app && echo 'what was there before Tidemark' > /etc/app/db.env");
     const host = bed.host("web01");
     await work.commit(
       {
@@ -208,6 +241,8 @@ describe("Secrets never leak", () => {
           "",
         ].join("\n"),
         ...app("v0"),
+        "clusters/staging/web01/app/db.env.age": encryptAge(`DB_PASSWORD=${secrets["the age file's password"]}\n`),
+        "clusters/staging/web01/app/secret.enc.yaml": SOPS("secret.enc.yaml"),
       },
       "zero",
     );
@@ -224,6 +259,9 @@ describe("Secrets never leak", () => {
       TIDEMARK_GITHUB_API_URL: `${tap.url}/api/v3`,
       TIDEMARK_GITHUB_WRITE_INTERVAL: "0.02",
       TIDEMARK_PUBLIC_URL: "http://127.0.0.1:8080/tidemark",
+      TIDEMARK_AGE_KEY_FILE: ageKeyFile,
+      // Every line the operator can log.
+      TIDEMARK_LOG_LEVEL: "trace",
     };
     serve = await OperatorProcess.start("serve", env);
     await forge.addHook(REPO, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret, events: ["push", "pull_request"] });
@@ -268,13 +306,17 @@ describe("Secrets never leak", () => {
         "the webhook secret": secrets["the webhook secret"]!,
         "the Redis password": secrets["the Redis password"]!,
         "the repo URL's password": secrets["the repo URL's password"]!,
+        "the age file's password": secrets["the age file's password"]!,
+        "the SOPS file's value": secrets["the SOPS file's value"]!,
       };
       const leak = Object.entries(printed)
         .map(([name, secret]) => `${name}: ${secret}`)
         .join("\n");
       await shell.run("web01", `echo ${Buffer.from(`${leak}\n`).toString("base64")} | base64 -d > /root/leak`);
       const printing = await work.commit(
-        app("v2c", { run: "cat /root/leak; echo 'app: giving up'; exit 1" }),
+        app("v2c", {
+          run: 'cat /root/leak; echo "DB_PASSWORD is $DB_PASSWORD"; cat /var/lib/tidemark/apps/app/current/secret.enc.yaml; echo "app: giving up"; exit 1',
+        }),
         "v2c: the unit prints secrets and exits 1",
       );
       await work.push("main");
@@ -295,7 +337,13 @@ describe("Secrets never leak", () => {
 
       // The source repo unreachable while a pull request is planned, and while a person runs the CLI.
       await work.git("checkout", "--quiet", "-b", "leak");
-      await work.commit(app("v3"), "v3, fixed");
+      await work.commit(
+        {
+          ...app("v3"),
+          "clusters/staging/web01/app/db.env.age": encryptAge(`DB_PASSWORD=${secrets["the pull request's new password"]}\n`),
+        },
+        "v3, fixed, and a new password",
+      );
       await work.push("leak");
       since = serve.lines.length;
       await forge.setGitAvailable(false);
@@ -309,6 +357,14 @@ describe("Secrets never leak", () => {
         expect(cli.plan.stderr).toContain(`could not fetch ${plainRepoUrl}`);
         await forge.setGitAvailable(true);
         await serve.waitForLog((line) => line.msg === "staging: previewed" && line.pullRequest === pull.number, 60_000, since);
+        // What a person sees of the pull request's plan (from a store of its own, so every file is new): a secret, and nothing of it.
+        cli["plan --json"] = await tidemark(["plan", "staging", "--ref", "leak", "--json"], cliEnv);
+        expect(cli["plan --json"].code, cli["plan --json"].stderr).toBe(0);
+        expect(JSON.parse(cli["plan --json"].stdout).hosts[0].apps[0].files).toContainEqual({
+          path: "db.env",
+          change: "added",
+          secret: true,
+        });
         cli.deploy = await tidemark(["deploy", "staging", "--plan-only", "--repo", repoUrl], cliEnv);
         expect(cli.deploy.code).toBe(2);
         expect(cli.deploy.stderr).toMatch(/clusters\/staging\/web01\/app\/manifest\.json: systemd\.units_enabled/);
@@ -404,7 +460,7 @@ describe("Secrets never leak", () => {
   });
 
   it("not in the output of failing CLI commands, which name the repo", () => {
-    expect(Object.keys(cli)).toEqual(["plan", "deploy", "serve"]);
+    expect(Object.keys(cli)).toEqual(["plan", "plan --json", "deploy", "serve"]);
     expect(cli.plan!.stderr).toContain(plainRepoUrl);
     const places = Object.fromEntries(
       Object.entries(cli).flatMap(([command, { stdout, stderr }]) => [
@@ -445,6 +501,9 @@ describe("Secrets never leak", () => {
     expect(record).toContain("Output of web01:");
     expect(record).toContain("app: giving up");
     expect(record).toContain("the webhook secret: [redacted]");
+    // The config tree's secrets as the unit printed them: the age file's value, and the SOPS file decrypted.
+    expect(record).toContain("DB_PASSWORD is [redacted]");
+    expect(record).toContain("secret: [redacted]");
     // Every object git can read, packed ones inflated and their deltas resolved, and each loose object inflated by hand.
     const places: Record<string, string> = {
       "every object of the store (git cat-file --batch-all-objects)": (
@@ -476,5 +535,17 @@ describe("Secrets never leak", () => {
     );
     places["Redis"] = Object.values(await dumpRedis(redis)).join("\n");
     expect(leaks(places, printed)).toEqual([]);
+  });
+
+  it("not on the host outside the release: the displaced-file area keeps what the secret's link displaced, and nothing of the secret", async () => {
+    const displaced = await shell.run(
+      "web01",
+      'cd /var/lib/tidemark/displaced && find . -type f | sort | while IFS= read -r f; do echo "== $f"; cat -- "$f"; done',
+    );
+    expect(displaced).toBe("== ./etc/app/db.env\nwhat was there before Tidemark");
+    expect(await shell.run("web01", "readlink /etc/app/db.env; stat -c '%a %U' /var/lib/tidemark/apps/app/current/db.env")).toBe(
+      "/var/lib/tidemark/apps/app/current/db.env\n600 root",
+    );
+    expect(leaks({ "the displaced-file area on web01": displaced }, secrets)).toEqual([]);
   });
 });
