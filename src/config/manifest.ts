@@ -93,6 +93,6 @@ export function parseManifest(file: string, text: string): { manifest?: Manifest
         ]
       : []),
   ];
-  if (!parsed.success) return { problems: [...zodProblems(file, parsed.error), ...dropped] };
+  if (!parsed.success) return { problems: [...zodProblems(file, parsed.error, ["secrets"]), ...dropped] };
   return dropped.length > 0 ? { problems: dropped } : { manifest: parsed.data, problems: [] };
 }

@@ -24,6 +24,21 @@ function live(files: Record<string, MemoryFile>): Map<string, HostTree> {
 }
 
 describe("planEnvironment", () => {
+  it("plans an age file under the name it deploys as, marked a secret on either side, its content never shown", () => {
+    const before = { ...NGINX, "web01/nginx/db.env.age": "age ciphertext 1" };
+    const after = { ...NGINX, "web01/nginx/db.env.age": "age ciphertext 2", "web01/nginx/db.env.example": "DB_PASSWORD=" };
+    const plan = planEnvironment("staging", tree(after), live(before));
+    expect(plan.hosts[0]!.apps[0]!.files).toEqual([
+      { path: "db.env", change: "changed", secret: true },
+      { path: "db.env.example", change: "added" },
+    ]);
+    expect(renderPlan(plan)).toContain("      ~ db.env  secret changed\n      + db.env.example\n");
+    expect(planEnvironment("staging", tree(NGINX), live(after)).hosts[0]!.apps[0]!.files).toEqual([
+      { path: "db.env", change: "removed", secret: true },
+      { path: "db.env.example", change: "removed" },
+    ]);
+  });
+
   it("plans a first deployment: every app added, its units enabled and started", () => {
     const plan = planEnvironment("staging", tree(NGINX), new Map());
     expect(plan.hosts).toHaveLength(1);

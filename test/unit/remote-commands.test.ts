@@ -118,6 +118,35 @@ describe("remote command builders", () => {
     ]);
   });
 
+  it("stages a secret unreadable by others from its first byte, checks it by a keyed digest read from the stream, then gives it its mode and group", () => {
+    const keyed = "cd".repeat(32);
+    const lines = stageLines("d1", "t1", [
+      {
+        app: "web",
+        release: "r2",
+        base: null,
+        drop: [],
+        files: [
+          { path: "db.env", size: 20, executable: false, sha256: keyed, secret: { mode: "0600" } },
+          { path: "api key", size: 9, executable: false, sha256: keyed, secret: { mode: "0640", group: "app" } },
+        ],
+      },
+    ]);
+    // The key comes before every file's bytes, and only ever from the stream.
+    expect(lines[1]).toBe("tm_k=$(head -c 64)");
+    expect(lines).toContain("(umask 077; head -c 20 > /var/lib/tidemark/apps/web/.partial-r2/db.env)");
+    expect(lines).toContain(
+      `[ "$({ printf %s "$tm_k"; cat -- /var/lib/tidemark/apps/web/.partial-r2/db.env; } | sha256sum)" = '${keyed}  -' ] || { echo 'tidemark: web/db.env did not arrive as sent (its keyed digest differs)' >&2; exit 1; }`,
+    );
+    expect(lines.some((line) => line.startsWith("sha256sum --check"))).toBe(false);
+    expect(lines.slice(-4)).toEqual([
+      "chmod 0600 -- /var/lib/tidemark/apps/web/.partial-r2/db.env",
+      "chgrp -- app '/var/lib/tidemark/apps/web/.partial-r2/api key'",
+      "chmod 0640 -- '/var/lib/tidemark/apps/web/.partial-r2/api key'",
+      "mv -T -- /var/lib/tidemark/apps/web/.partial-r2 /var/lib/tidemark/apps/web/r2",
+    ]);
+  });
+
   it("switches: stop what goes, switch or retire apps, reconcile links; then reload, enable, restart", () => {
     expect(switchLines(spec)).toEqual([
       "systemctl disable --now -- old.service || true",
