@@ -10,6 +10,8 @@ import { WorkRepo } from "../bed/work-repo.js";
 import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 import { tidemark } from "../helpers/run-cli.js";
+
+type PlanJson = { hosts: Array<{ apps: Array<{ files: unknown[] }> }> };
 import { journalCursors, sshLogins } from "../helpers/sshd-logins.js";
 
 const SOPS = (name: string) => readFileSync(new URL(`../fixtures/sops/${name}`, import.meta.url));
@@ -110,7 +112,12 @@ describe("secret files: encrypted in git, decrypted on the hosts only", () => {
     expect(plan.stdout).toMatch(/\+ secret\.enc\.yaml {2}secret added/);
     expect(plan.stdout).toMatch(/\+ plain\.txt(?! {2}secret)/);
     const json = await tidemark(["plan", "staging", "--json"], env);
-    expect(JSON.parse(json.stdout).hosts[0].apps[0].files).toContainEqual({ path: "db.env", change: "added", secret: true, layer: "_all" });
+    expect((JSON.parse(json.stdout) as PlanJson).hosts[0]!.apps[0]!.files).toContainEqual({
+      path: "db.env",
+      change: "added",
+      secret: true,
+      layer: "_all",
+    });
     for (const text of [plan.stdout, json.stdout])
       for (const secret of [...passwords, "this is a secret"]) expect(text).not.toContain(secret);
 

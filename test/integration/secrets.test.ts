@@ -15,6 +15,8 @@ import { WorkRepo } from "../bed/work-repo.js";
 import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
+
+type PlanJson = { hosts: Array<{ apps: Array<{ files: unknown[] }> }> };
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 
 const REPO = "acme/vault";
@@ -360,7 +362,7 @@ describe("Secrets never leak", () => {
         // What a person sees of the pull request's plan (from a store of its own, so every file is new): a secret, and nothing of it.
         cli["plan --json"] = await tidemark(["plan", "staging", "--ref", "leak", "--json"], cliEnv);
         expect(cli["plan --json"].code, cli["plan --json"].stderr).toBe(0);
-        expect(JSON.parse(cli["plan --json"].stdout).hosts[0].apps[0].files).toContainEqual({
+        expect((JSON.parse(cli["plan --json"].stdout) as PlanJson).hosts[0]!.apps[0]!.files).toContainEqual({
           path: "db.env",
           change: "added",
           secret: true,
