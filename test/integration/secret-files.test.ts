@@ -11,8 +11,10 @@ import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 import { tidemark } from "../helpers/run-cli.js";
 
-type PlanJson = { hosts: Array<{ apps: Array<{ files: unknown[] }> }> };
 import { journalCursors, sshLogins } from "../helpers/sshd-logins.js";
+
+/** The part of `plan --json` these tests read. */
+type PlanJson = { hosts: Array<{ apps: Array<{ files: unknown[] }> }> };
 
 const SOPS = (name: string) => readFileSync(new URL(`../fixtures/sops/${name}`, import.meta.url));
 const APP = "clusters/staging/_all/app";

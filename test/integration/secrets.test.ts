@@ -16,8 +16,10 @@ import { HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { tidemark } from "../helpers/run-cli.js";
 
-type PlanJson = { hosts: Array<{ apps: Array<{ files: unknown[] }> }> };
 import { integrationLifecycle } from "../helpers/lifecycle.js";
+
+/** The part of `plan --json` these tests read. */
+type PlanJson = { hosts: Array<{ apps: Array<{ files: unknown[] }> }> };
 
 const REPO = "acme/vault";
 
