@@ -35,6 +35,12 @@ async function askOnTerminal(question: string): Promise<boolean> {
   }
 }
 
+/** Every command that reads a config tree's secret files says where the key comes from. */
+const SECRETS_HELP = `
+Secret files (X.age, SOPS files) open with the age identities of
+TIDEMARK_AGE_KEY_FILE (key files, comma-separated; never a flag). One that
+does not open stops the command before any host is contacted (exit 2).`;
+
 /** deploy and rollback report like the operator: the same settings, said where a person looks first. */
 const REPORTING_HELP = `
 Reporting: with TIDEMARK_GITHUB_TOKEN (or TIDEMARK_GITHUB_APP_ID, _KEY and
@@ -44,7 +50,8 @@ TIDEMARK_PUBLIC_URL and TIDEMARK_HOST_STATUSES apply). It keeps trying for at
 most TIDEMARK_GITHUB_REPORT_TIMEOUT seconds (30) after the deployment, then
 names on stderr what was not posted; the exit code stays the deployment's.
 Without them it says once that nothing is reported. A plan that changes no
-host deploys and records nothing ("no change").`;
+host deploys and records nothing ("no change").
+${SECRETS_HELP}`;
 
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const program = new Command("tidemark")
@@ -68,6 +75,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const contextFor = async (flags: CommonFlags) => (await import("./context.js")).context(flags, io.env, io.out);
 
   common(program.command("validate").description("check tidemark.yaml and every environment's config tree; exit 2 if invalid"))
+    .addHelpText("after", SECRETS_HELP)
     .option("--ref <ref>", "a branch, tag or commit (default: the default branch)")
     .action(function (this: Command) {
       const flags = this.opts<CommonFlags & { ref?: string }>();
@@ -96,6 +104,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   )
     .option("--ref <ref>", "plan this branch, tag or commit instead of what the environment tracks")
     .option("--explain <host>", "list every file of the host's apps with the layer it comes from (and the template it is rendered from)")
+    .addHelpText("after", SECRETS_HELP)
     .action(function (this: Command, environment: string) {
       const flags = this.opts<CommonFlags & { ref?: string; explain?: string }>();
       return run(async () => (await import("./plan.js")).planCommand(await contextFor(flags), environment, flags));

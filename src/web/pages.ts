@@ -236,7 +236,7 @@ export function notFoundPage(what: string, repo: string): Html {
 function planBody(plan: HostPlan): Html {
   return html`<ul class="files">${plan.apps.map(
     (app) =>
-      html`<li><strong>${SIGN[app.change]} ${app.app}</strong><ul class="files">${app.files.map((file) => html`<li class="${file.change === "removed" ? "bad" : file.change === "added" ? "ok" : ""}">${SIGN[file.change]} ${file.path}${originNote(plan.host, file) ? html` <span class="muted">${originNote(plan.host, file)}</span>` : ""}</li>`)}</ul></li>`,
+      html`<li><strong>${SIGN[app.change]} ${app.app}</strong><ul class="files">${app.files.map((file) => html`<li class="${file.change === "removed" ? "bad" : file.change === "added" ? "ok" : ""}">${SIGN[file.change]} ${file.path}${file.secret ? html` <span class="muted">secret ${file.change}</span>` : ""}${originNote(plan.host, file) ? html` <span class="muted">${originNote(plan.host, file)}</span>` : ""}</li>`)}</ul></li>`,
   )}</ul>
 ${plan.units.restart.length > 0 ? html`<p>restart <code>${plan.units.restart.join(" ")}</code></p>` : ""}${plan.units.enable.length > 0 ? html`<p>enable <code>${plan.units.enable.join(" ")}</code></p>` : ""}${plan.units.stop.length > 0 ? html`<p>stop <code>${plan.units.stop.join(" ")}</code></p>` : ""}
 ${plan.takesOver.length > 0 ? html`<p>takes over <code>${plan.takesOver.join(" ")}</code> (what is there now is kept on the host, and put back when the link goes)</p>` : ""}
