@@ -1,3 +1,7 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -195,7 +199,7 @@ describe("Plan preview on pull requests", () => {
     expect(await hostStates()).toEqual(before);
   });
 
-  it("a pull request from a fork is planned the same way, on the fork's head commit", async () => {
+  it("a pull request from a fork is planned the same way, on the fork's head commit, its secrets never decrypted", async () => {
     const before = await hostStates();
     const started = deploymentsStarted();
     const since = serve.lines.length;
@@ -205,7 +209,21 @@ describe("Plan preview on pull requests", () => {
     await fork.git("fetch", "--quiet", bed.forge!.cloneUrl(bed.forgeRepo), "main");
     await fork.git("checkout", "--quiet", "-b", "patch", "FETCH_HEAD");
     expect(await fork.head()).toBe(deployed);
-    const head = await fork.commit(tree(app("v3"), "web02"), "web02: app v3");
+    // A secret for a key the operator does not hold: a preview that decrypted would fail on it, and a fork could learn from that.
+    const stranger = mkdtempSync(join(tmpdir(), "tidemark-stranger-"));
+    let token: Buffer;
+    try {
+      execFileSync("age-keygen", ["-o", join(stranger, "key")], { stdio: "ignore" });
+      writeFileSync(join(stranger, "plain"), "TOKEN=whatever the fork chose\n");
+      const recipient = execFileSync("age-keygen", ["-y", join(stranger, "key")], { encoding: "utf8" }).trim();
+      token = execFileSync("age", ["-r", recipient, join(stranger, "plain")]);
+    } finally {
+      rmSync(stranger, { recursive: true, force: true });
+    }
+    const head = await fork.commit(
+      { ...tree(app("v3"), "web02"), "clusters/staging/web02/app/token.age": token },
+      "web02: app v3, a token",
+    );
     await fork.push("patch");
 
     const opened = await bed.forge!.openPullRequest(bed.forgeRepo, { head: "patch", headRepo: FORK });
@@ -226,6 +244,9 @@ describe("Plan preview on pull requests", () => {
     ]);
     expect(deploymentsStarted()).toBe(started);
     expect(await hostStates()).toEqual(before);
+    // The plan page, which does not decrypt either, marks the file a secret.
+    const page = await (await fetch(`${serve.url}/plans/staging/${head}`)).text();
+    expect(page).toMatch(/\+ token <span class="muted">secret added<\/span>/);
   });
 
   it("a pull request into a branch no environment tracks gets no status", async () => {

@@ -329,10 +329,22 @@ describe("Secrets never leak", () => {
       expect(printer.hosts).toEqual([expect.objectContaining({ host: "web01", outcome: "rolled-back" })]);
       printedBy = String(printer.deployment);
 
-      // An invalid config tree.
+      // A SOPS value changed after sops wrote it: the deployment stops before any host, its status naming the file, nothing of it.
       let since = serve.lines.length;
+      const tamperedSops = SOPS("secret.enc.yaml").toString().replace("data:hxKQomzJ", "data:hxKQomzK");
+      expect(tamperedSops).not.toBe(SOPS("secret.enc.yaml").toString());
+      await work.commit({ "clusters/staging/web01/app/secret.enc.yaml": tamperedSops }, "a tampered SOPS value");
+      await work.push("main");
+      const tampered = await serve.waitForLog((line) => line.msg === "deploy.staging job failed", 60_000, since);
+      expect(tampered.error).toContain("cannot decrypt clusters/staging/web01/app/secret.enc.yaml: secret: a value does not decrypt");
+
+      // An invalid config tree (the SOPS file as sops wrote it again).
+      since = serve.lines.length;
       await work.commit(
-        { "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }) },
+        {
+          "clusters/staging/web01/app/manifest.json": JSON.stringify({ systemd: { units_enabled: "app.service" } }),
+          "clusters/staging/web01/app/secret.enc.yaml": SOPS("secret.enc.yaml"),
+        },
         "broken manifest",
       );
       await work.push("main");
@@ -390,8 +402,15 @@ describe("Secrets never leak", () => {
         () => {
           const statuses = tap.seen
             .filter((request) => request.method === "POST" && request.url.includes("/statuses/"))
-            .map((request) => JSON.parse(request.body) as { description: string });
+            .map((request) => JSON.parse(request.body) as { state: string; description: string });
           return (
+            statuses.some(
+              (status) =>
+                status.state === "error" &&
+                status.description.startsWith(
+                  "cannot decrypt clusters/staging/web01/app/secret.enc.yaml: secret: a value does not decrypt",
+                ),
+            ) &&
             statuses.some((status) => status.description.startsWith("invalid config: clusters/staging/web01/app/manifest.json")) &&
             statuses.some((status) => status.description.includes("rolled back to"))
           );
