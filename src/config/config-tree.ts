@@ -87,6 +87,7 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
   problems.push(...appTreeFaultProblems(appPath, dir));
   const files = new Map<string, FileEntry>();
   const ageNames = new Set<string>();
+  const unread: string[] = [];
   let releaseBytes = 0;
   for (const [names, entry] of appFiles(dir)) {
     const path = names.join("/");
@@ -94,6 +95,10 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
     const bad = names.map(nameProblem).find(Boolean);
     if (bad) {
       problems.push({ file, message: bad });
+      continue;
+    }
+    if (entry.kind === "dir") {
+      unread.push(`${path}/`);
       continue;
     }
     if (entry.kind !== "file") {
@@ -146,9 +151,12 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
     const parsed = parseManifest(`${appPath}/${MANIFEST_FILE}`, manifestFile.content);
     problems.push(...parsed.problems);
     manifest = parsed.manifest ?? EMPTY_MANIFEST;
-    problems.push(...symlinkProblems(config, `${appPath}/${MANIFEST_FILE}`, manifest, files));
+    // A path below a directory left unread is a file the other side has as well: checked when it was read.
+    const known = (path: string) => files.has(path) || unread.some((dir) => path.startsWith(dir));
+    problems.push(...symlinkProblems(config, `${appPath}/${MANIFEST_FILE}`, manifest, known));
+    problems.push(...hookProblems(`${appPath}/${MANIFEST_FILE}`, manifest, files, known));
     for (const path of Object.keys(manifest.secrets))
-      if (!files.has(path))
+      if (!known(path))
         problems.push({
           file: `${appPath}/${MANIFEST_FILE}`,
           field: `secrets[${JSON.stringify(path)}]`,
@@ -159,9 +167,10 @@ function readApp(config: SourceConfig, appPath: string, dir: Dir, problems: Prob
 }
 
 /** Every file below an app's dir, with the names on its way: checked one by one, as a name with a '/' in it (a crafted tree) reads as two once joined. */
-function* appFiles(dir: Dir, names: string[] = []): Generator<[string[], FileEntry | OtherEntry]> {
+function* appFiles(dir: Dir, names: string[] = []): Generator<[string[], FileEntry | OtherEntry | Dir]> {
   for (const [name, entry] of dir.entries ?? []) {
-    if (entry.kind === "dir") yield* appFiles(entry, [...names, name]);
+    // A directory left unread (the same on the side a plan compares with) is yielded as itself: its files are as they were.
+    if (entry.kind === "dir") yield* entry.entries ? appFiles(entry, [...names, name]) : [[[...names, name], entry] as [string[], Dir]];
     else yield [[...names, name], entry];
   }
 }
@@ -232,7 +241,47 @@ function isUnitFile(path: string): boolean {
   );
 }
 
-function symlinkProblems(config: SourceConfig, file: string, manifest: Manifest, files: Map<string, FileEntry>): Problem[] {
+/** A hook runs a file of its app, executable, as git records it; names are unique; the choices that only mean something in some phases stay there. */
+function hookProblems(file: string, manifest: Manifest, files: Map<string, FileEntry>, known: (path: string) => boolean): Problem[] {
+  const problems: Problem[] = [];
+  const seen = new Set<string>();
+  manifest.hooks.forEach((hook, i) => {
+    const at = (field: string) => `hooks[${i}].${field}`;
+    if (seen.has(hook.name))
+      problems.push({ file, field: at("name"), message: `a second hook named ${JSON.stringify(hook.name)} in this app` });
+    seen.add(hook.name);
+    const target = files.get(hook.run);
+    if (!known(hook.run)) problems.push({ file, field: at("run"), message: `${JSON.stringify(hook.run)} is not a file of this app` });
+    else if (target && target.mode !== "100755")
+      problems.push({
+        file,
+        field: at("run"),
+        message: `${JSON.stringify(hook.run)} is not executable in git: git update-index --chmod=+x ${hook.run}`,
+      });
+    const activates = hook.phase === "pre-activate" || hook.phase === "post-activate";
+    if (hook.onFailure === "warn" && hook.phase !== "post-activate")
+      problems.push({
+        file,
+        field: at("onFailure"),
+        message: "only a post-activate hook can warn: any other hook's failure stops what it guards",
+      });
+    if (hook.on === "once" && !activates)
+      problems.push({
+        file,
+        field: at("on"),
+        message: "on: once is for pre-activate and post-activate hooks: a rollback runs on each host it reaches",
+      });
+    if (hook.irreversible && !activates)
+      problems.push({
+        file,
+        field: at("irreversible"),
+        message: "irreversible marks an activate hook that has no down; a rollback hook is the down",
+      });
+  });
+  return problems;
+}
+
+function symlinkProblems(config: SourceConfig, file: string, manifest: Manifest, known: (path: string) => boolean): Problem[] {
   const problems: Problem[] = [];
   for (const [link, target] of Object.entries(manifest.symlinks)) {
     const field = `symlinks[${JSON.stringify(link)}]`;
@@ -256,7 +305,7 @@ function symlinkProblems(config: SourceConfig, file: string, manifest: Manifest,
         message: `symlinks may be placed under ${config.limits.symlinkRoots.join(", ")} only, never into /etc/systemd (units go in the app's systemd/ directory)`,
       });
     }
-    if (!files.has(target)) problems.push({ file, field, message: `points to ${JSON.stringify(target)}, which is not a file of this app` });
+    if (!known(target)) problems.push({ file, field, message: `points to ${JSON.stringify(target)}, which is not a file of this app` });
   }
   return problems;
 }

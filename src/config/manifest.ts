@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Manifest } from "../core/config.js";
+import { HOOK_PHASES, type Manifest } from "../core/config.js";
 import type { Problem } from "../core/problems.js";
 import type { Expect, SameType } from "./same-type.js";
 import { hasProtoKey, zodProblems } from "./zod-problems.js";
@@ -28,6 +28,20 @@ const CheckSchema = z.union(
   ],
   { error: 'a check is { command: "..." } or { http: "http://..." }' },
 );
+
+const HookSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, "a hook's name is letters, digits, '_', '.', '-' (at most 64)"),
+  phase: z.enum(HOOK_PHASES),
+  run: z.string().min(1, "run is a file of the app, e.g. bin/migrate"),
+  on: z.enum(["each", "once"]).default("each"),
+  timeoutSeconds: z.number().positive().max(86_400).default(300),
+  onFailure: z.enum(["rollback", "warn"]).default("rollback"),
+  irreversible: z.boolean().default(false),
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]*\$?$/, "a user name (letters, digits, '_' and '-')")
+    .optional(),
+});
 
 export const ManifestSchema = z.strictObject({
   systemd: z
@@ -60,6 +74,7 @@ export const ManifestSchema = z.strictObject({
       }),
     )
     .default({}),
+  hooks: z.array(HookSchema).default([]),
 });
 
 /** The schema outputs exactly the core's Manifest (and so its checks): neither can change alone. */

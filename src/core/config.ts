@@ -82,6 +82,35 @@ export interface Manifest {
   checks: Check[];
   /** How a decrypted secret file is written, by its path in the app; absent: mode 0600, owner and group root. */
   secrets: Record<string, SecretFileMode>;
+  /** Programs of the app run around the switch, in the order listed within each phase. */
+  hooks: Hook[];
+}
+
+export const HOOK_PHASES = ["pre-activate", "post-activate", "pre-rollback", "post-rollback"] as const;
+export type HookPhase = (typeof HOOK_PHASES)[number];
+
+/**
+ * A program of the app's release run on the host at a phase of its switch:
+ * `pre-activate` in the new release before `current` moves (a migration),
+ * `post-activate` after the units and checks pass, and the "down" pair,
+ * `pre-rollback` and `post-rollback`, from the outgoing release when a host
+ * goes back past it.
+ */
+export interface Hook {
+  name: string;
+  phase: HookPhase;
+  /** A file of the app, executable, run from the release dir: never a shell string. */
+  run: string;
+  /** `once`: on the first host of the rollout only, before any other starts (default `each`). */
+  on: "each" | "once";
+  /** Default 300. */
+  timeoutSeconds: number;
+  /** `post-activate` only: `rollback` (default) switches the host back, `warn` reports and keeps it. */
+  onFailure: "rollback" | "warn";
+  /** Has no down: a rollback past it is reported `rolled-back (irreversible: NAME)`. */
+  irreversible: boolean;
+  /** Runs as this user; root by default. */
+  user?: string;
 }
 
 /** A secret file's mode (octal, never world-readable) and group on the host. */

@@ -1,4 +1,5 @@
 import type { AppTree, EnvTree, HostTree } from "./config.js";
+import { hostHooks, plannedHooks, type PlannedHook } from "./hooks.js";
 import type { FileEntry } from "./tree.js";
 
 export type Change = "added" | "changed" | "removed";
@@ -37,6 +38,8 @@ export interface HostPlan {
    * is there now is kept aside on the host and put back when the link goes.
    */
   takesOver: string[];
+  /** The hooks this host runs, in the order they run (core/hooks.ts): the activate hooks of what it brings, and on a return the rollback hooks of what it takes back. */
+  hooks: PlannedHook[];
   /**
    * Always available, since nothing a link displaces is lost; kept for
    * readers of the `tidemark.plan/v1` JSON, which documents it.
@@ -90,7 +93,10 @@ export function planHost(host: string, desired: HostTree | undefined, deployed: 
   const symlinks = (trees: AppTree[]) => trees.flatMap((tree) => Object.keys(tree.manifest?.symlinks ?? {}));
   const linked = new Set(symlinks(outgoing));
   const takesOver = [...new Set(symlinks(incoming))].filter((path) => !linked.has(path)).sort();
-  return { host, from, to, apps, units, takesOver, rollback: { available: true } };
+  const hooks = plannedHooks(
+    hostHooks({ host, from, to, apps, units, takesOver, hooks: [], rollback: { available: true } }, desired, deployed, false),
+  );
+  return { host, from, to, apps, units, takesOver, hooks, rollback: { available: true } };
 }
 
 function planApp(app: string, want: AppTree | undefined, have: AppTree | undefined): AppPlan | undefined {

@@ -19,6 +19,10 @@ export function renderPlan(plan: Plan): string {
     if (host.units.enable.length > 0) lines.push(`  enable  ${host.units.enable.join(" ")}`);
     if (host.units.restart.length > 0) lines.push(`  restart ${host.units.restart.join(" ")}`);
     if (host.units.stop.length > 0) lines.push(`  stop    ${host.units.stop.join(" ")}`);
+    for (const hook of host.hooks)
+      lines.push(
+        `  hook    ${hook.phase} ${hook.app}/${hook.name}${hook.once ? "  (once: on the first host of the rollout only)" : ""}${hook.irreversible ? "  (irreversible)" : ""}`,
+      );
     for (const path of host.takesOver)
       lines.push(`  takes over ${path} (what is there now is kept on the host, and put back when the link goes)`);
   }

@@ -112,6 +112,10 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const running = new Map(deployed);
   const jobs = new Map(plan.hosts.filter((hostPlan) => !options.hold?.has(hostPlan.host)).map((hostPlan) => [hostPlan.host, hostPlan]));
   const blob = (oid: string) => prepared.reader.blob(oid);
+  // `on: once` hooks run on the rollout's first host, alone, before any other starts: it is made a canary if it is not one.
+  const first = [...jobs.keys()][0];
+  const once = plan.hosts.some((hostPlan) => jobs.has(hostPlan.host) && hostPlan.hooks.some((hook) => hook.once));
+  const rollout = once ? { ...config.rollout, canary: Math.max(1, config.rollout.canary) } : config.rollout;
   const job = (host: string, hostPlan = jobs.get(host)!): HostJob => ({
     deploymentId: id,
     target: target(host, config.hosts[host]!, options.knownHosts),
@@ -125,6 +129,10 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     rollBack: config.rollout.onFailure !== "halt",
     confirmSeconds: config.rollout.confirmSeconds,
     previousLabel: prepared.liveSource.get(host)?.slice(0, 7),
+    sourceCommit: source.commit,
+    ...(prepared.liveSource.has(host) ? { previousCommit: prepared.liveSource.get(host)! } : {}),
+    returning: prepared.returnTo !== undefined,
+    once: host === first,
     replan: async (live) => {
       const replanned = await replanFromLive(mirror, store, prepared, host, live);
       if (replanned) running.set(host, replanned.deployed);
@@ -156,7 +164,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     if (!reverse) return { host, outcome: "deployed" };
     return timed(() =>
       applyHost(
-        { ...job(host, reverse), desired: running.get(host), deployed: desired.hosts.get(host), replan: undefined },
+        { ...job(host, reverse), desired: running.get(host), deployed: desired.hosts.get(host), replan: undefined, returning: true, once: false },
         connections,
         observe,
       ),
@@ -164,7 +172,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   };
   const results = await runRollout(
     [...jobs.keys()],
-    config.rollout,
+    rollout,
     (host) => timed(() => applyHost(job(host), connections, observe)),
     undo,
     options.stop,

@@ -4,6 +4,7 @@ import type { GitObject } from "../core/git-objects.js";
 import { withOrigins, type FileOrigin } from "../core/layers.js";
 import { planEnvironment, type Plan } from "../core/plan.js";
 import { InvalidConfigError, type Problem } from "../core/problems.js";
+import { hostHooks, plannedHooks } from "../core/hooks.js";
 import { findReturn } from "../core/returns.js";
 import { MODE_KIND, type Dir, type Entry } from "../core/tree.js";
 import type { SourceMirror } from "../git/mirror.js";
@@ -136,9 +137,19 @@ export async function prepareEnvironmentPlan(
     throw new InvalidConfigError(
       distinctProblems(secrets.problems.map((problem) => (layered ? atSource(layered, env.tree, problem) : problem))),
     );
-  const plan = withOrigins(secrets.plan, layered?.origins ?? new Map());
+  const planned = withOrigins(secrets.plan, layered?.origins ?? new Map());
   const history = await store.history(environment, RETURN_DEPTH);
   const returnTo = findReturn(history, envOid);
+  // A return runs the rollback hooks of what each host leaves, before and after its activate hooks.
+  const plan = returnTo
+    ? {
+        ...planned,
+        hosts: planned.hosts.map((host) => ({
+          ...host,
+          hooks: plannedHooks(hostHooks(host, desired.hosts.get(host.host), deployed.get(host.host), true)),
+        })),
+      }
+    : planned;
   // Only the hosts that change can roll back: what they run now is all a failure needs to name.
   const liveSource = new Map<string, string>();
   for (const { host } of plan.hosts) {

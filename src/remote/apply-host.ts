@@ -3,13 +3,14 @@ import { hostname } from "node:os";
 import type { AppTree, HostTree } from "../core/config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import type { HostOutcome, HostRecord } from "../core/outcome.js";
+import { hostHooks, rollbackHooks, type HostHook } from "../core/hooks.js";
 import { planHost, type HostPlan } from "../core/plan.js";
 import { splitCredentials } from "../git/credentials.js";
 import { mayBeSops, secretKind, type SecretKind, type SecretOpener } from "../secrets/secret-files.js";
-import { HOST_ROOT, LOCK_CONFLICT_EXIT, SECRET_KEY_CHARS, type RemoteUser, type StageApp, type StageFile } from "./commands.js";
+import { appDir, HOST_ROOT, LOCK_CONFLICT_EXIT, SECRET_KEY_CHARS, type RemoteUser, type StageApp, type StageFile } from "./commands.js";
 import type { HostConnections, HostLease } from "./connections.js";
 import { hostChanges, type HostChanges } from "./host-changes.js";
-import { readActivation, type ActivationReport, type CheckNames, type Failure } from "./host-report.js";
+import { readActivation, type ActivationReport, type CheckNames, type Failure, type HookName } from "./host-report.js";
 import { httpCheck } from "./http-check.js";
 import { hostShell, type Mark, type RemoteShell, type ShellReply } from "./remote-shell.js";
 import {
@@ -19,6 +20,7 @@ import {
   lockScript,
   releaseScript,
   rollbackScript,
+  type HookRun,
   type HostChecks,
   type Undo,
 } from "./session-scripts.js";
@@ -47,6 +49,13 @@ export interface HostJob {
   confirmSeconds: number;
   /** How people know what the host ran before (the source commit), for "rolled back to 1a2b3c4". */
   previousLabel?: string;
+  /** The source commit deployed, and the one the host ran before (when known): for hooks' TIDEMARK_TO and TIDEMARK_FROM. */
+  sourceCommit: string;
+  previousCommit?: string;
+  /** The deployment returns the host to an earlier tree (a revert, tidemark rollback, rollback-all): the outgoing releases' rollback hooks run. */
+  returning: boolean;
+  /** This host is the first of the rollout: it runs the `on: once` hooks. */
+  once: boolean;
   /**
    * The plan again, from the host tree the host runs when it is not the one
    * the store names (a run cut after the host's commit, before its record);
@@ -182,6 +191,12 @@ export async function applyHost(
     const gone = (reversePlan?.apps ?? []).filter((app) => app.release !== null && state.apps.get(app.app)?.baseExists !== true);
     const reverse = reversePlan && gone.length === 0 ? hostChanges(reversePlan, job.deployed, job.desired, "rollback") : undefined;
     const back = job.plan.from === null ? "the host is empty again" : `rolled back to ${job.previousLabel ?? short(job.plan.from)}`;
+    const hooks = hostHooks(job.plan, job.desired, job.deployed, job.returning);
+    const before = hookRuns(job, [...hooks["pre-rollback"], ...hooks["pre-activate"]], "forward");
+    const after = hookRuns(job, [...hooks["post-activate"], ...hooks["post-rollback"]], "forward");
+    const down = rollbackHooks(job.plan, job.desired);
+    const downBefore = hookRuns(job, down["pre-rollback"], "back");
+    const downAfter = hookRuns(job, down["post-rollback"], "back");
     const undo: Undo | null = reverse
       ? {
           token: randomBytes(6).toString("hex"),
@@ -189,8 +204,19 @@ export async function applyHost(
           checks: hostChecks(reverse, job.settleMs),
           confirmSeconds: job.confirmSeconds,
           note: `deployment ${job.deploymentId} was not confirmed within ${job.confirmSeconds} s (its operator or its connection was lost); ${back}`,
+          hooks: { before: downBefore.map(({ run }) => run), after: downAfter.map(({ run }) => run) },
         }
       : null;
+    const irreversible = new Set(
+      [...hooks["pre-activate"], ...hooks["post-activate"]]
+        .filter(({ hook }) => hook.irreversible)
+        .map(({ app, hook }) => `${app}/${hook.name}`),
+    );
+    const names = (runs: typeof before): HookName[] => runs.map(({ name }) => name);
+    const forwardHooks = { before: names(before), after: names(after) };
+    const backHooks = { before: names(downBefore), after: names(downAfter) };
+    // Each hook may take its whole time limit, and 5 s more to be killed.
+    const hookMs = [...before, ...after, ...downBefore, ...downAfter].reduce((sum, { run }) => sum + (run.timeoutSeconds + 5) * 1000, 0);
     let reply: ShellReply;
     try {
       reply = await shell.run(
@@ -202,22 +228,27 @@ export async function applyHost(
           checks: hostChecks(forward, job.settleMs),
           undo,
           rollBack: job.rollBack,
+          hooks: { before: before.map(({ run }) => run), after: after.map(({ run }) => run) },
         }),
         payload,
         onMark,
-        // Five minutes for the steps, and the upload at 1 MB/s or better: a big release over a slow link is not cut.
-        300_000 + bytes / 1000,
+        // Five minutes for the steps, the hooks' time, and the upload at 1 MB/s or better: a big release over a slow link is not cut.
+        300_000 + hookMs + bytes / 1000,
       );
     } catch (error) {
       if (phase !== "upload" && phase !== "inspect") throw error;
       return outcome("failed", `upload failed, nothing switched: ${describeError(error)}`);
     }
-    const report = readActivation(reply.marks, commandNames(forward), commandNames(reverse));
+    const report = readActivation(reply.marks, commandNames(forward), commandNames(reverse), forwardHooks, backHooks);
     if (report.upload) {
       locked = false;
       return outcome("failed", `upload failed, nothing switched: ${describeError(uploadError(host, report.upload))}`, report.upload.log);
     }
     uploadedBytes = bytes;
+    if (report.before) {
+      locked = false;
+      return outcome("failed", `${report.before.detail}; nothing switched`, report.before.log);
+    }
     if (report.arm) {
       locked = false;
       return outcome("failed", `${report.arm.detail}; nothing switched`, report.arm.log);
@@ -231,7 +262,7 @@ export async function applyHost(
       failure = await httpChecks(lease.session, forward);
       if (failure && job.rollBack && undo) {
         const rolled = await run(shell, rollbackScript(undo), "switch back", onMark);
-        backFailure = readActivation(rolled.marks, [], commandNames(reverse)).back?.failure;
+        backFailure = readActivation(rolled.marks, [], commandNames(reverse), undefined, backHooks).back?.failure;
       } else if (failure) await run(shell, releaseScript(undo?.token ?? null), "release the host");
     }
     if (failure) {
@@ -251,7 +282,13 @@ export async function applyHost(
           `${failure.detail}; the rollback failed too: ${backFailure.detail}`,
           [failure.log, backFailure.log].filter(Boolean).join("\n---\n"),
         );
-      return outcome("rolled-back", `${failure.detail}; ${back}`, failure.log);
+      // Files go back; what an irreversible hook did does not, and the outcome says so.
+      const kept = (report.hooks ?? []).filter((ran) => irreversible.has(`${ran.app}/${ran.name}`)).map((ran) => ran.name);
+      return outcome(
+        "rolled-back",
+        `${kept.length > 0 ? `(irreversible: ${kept.join(", ")}) ` : ""}${failure.detail}; ${back}`,
+        failure.log,
+      );
     }
 
     enter("commit");
@@ -267,7 +304,16 @@ export async function applyHost(
       "record the host's current deployment",
     );
     locked = false;
-    return outcome("deployed");
+    const warnings = report.warnings ?? [];
+    const warned = warnings.map((warning) => `${warning.detail} (onFailure: warn)`);
+    return outcome(
+      "deployed",
+      warned.length > 0 ? warned.join("; ") : undefined,
+      warnings
+        .map((warning) => warning.log)
+        .filter(Boolean)
+        .join("\n---\n") || undefined,
+    );
   } catch (error) {
     const when =
       phase === "switch" || phase === "restart" || phase === "check" || phase === "rollback" || phase === "commit"
@@ -357,6 +403,42 @@ async function staging(
 }
 
 const DEFAULT_SECRET = { mode: "0600" };
+
+/**
+ * The hooks a host runs, as its script takes them, with their names for the
+ * report. `on: once` hooks only on the rollout's first host. TIDEMARK_FROM
+ * and TIDEMARK_TO are "<release> <source commit>" of what the host leaves
+ * and what it goes to ("-" for nothing).
+ */
+function hookRuns(job: HostJob, hooks: HostHook[], direction: "forward" | "back"): Array<{ run: HookRun; name: HookName }> {
+  return hooks
+    .filter(({ hook }) => hook.on === "each" || job.once)
+    .map(({ app, release, hook }) => {
+      const planned = job.plan.apps.find((candidate) => candidate.app === app);
+      const ahead = `${planned?.release ?? "-"} ${job.sourceCommit}`;
+      const behind = `${planned?.previousRelease ?? "-"} ${job.previousCommit ?? "-"}`;
+      return {
+        run: {
+          phase: hook.phase,
+          dir: `${appDir(app)}/${release}`,
+          run: hook.run,
+          timeoutSeconds: hook.timeoutSeconds,
+          ...(hook.user ? { user: hook.user } : {}),
+          warn: hook.onFailure === "warn",
+          env: {
+            TIDEMARK_APP: app,
+            TIDEMARK_HOOK: hook.name,
+            TIDEMARK_PHASE: hook.phase,
+            TIDEMARK_HOST: job.plan.host,
+            TIDEMARK_DEPLOYMENT: job.deploymentId,
+            TIDEMARK_FROM: direction === "forward" ? behind : ahead,
+            TIDEMARK_TO: direction === "forward" ? ahead : behind,
+          },
+        },
+        name: { app, name: hook.name, ...(hook.onFailure === "warn" ? { warn: true } : {}) },
+      };
+    });
+}
 
 /** A secret file's plaintext, for this host's upload; one that does not open stops the host before anything is sent. */
 async function openFor(job: HostJob, app: string, path: string, kind: SecretKind, bytes: Uint8Array): Promise<Buffer> {

@@ -17,16 +17,55 @@ export interface ActivationReport {
   forward?: Failure;
   /** Present when the host switched back: undefined when that passed its checks, what failed otherwise. */
   back?: { failure?: Failure };
+  /** A hook before the switch failed: nothing switched. */
+  before?: Failure;
+  /** Hooks that failed and only warn (`onFailure: warn`): the host keeps the release. */
+  warnings?: Failure[];
+  /** Every hook that ran, in order, for the timeline; absent when none did. */
+  hooks?: HookResult[];
 }
 
 /** Names of the command checks, in the order the script ran them. */
 export type CheckNames = Array<{ app: string; name: string }>;
 
+/** Names of the hooks of each list the script ran (before the switch, after the checks), in order. */
+export interface HookNames {
+  before: HookName[];
+  after: HookName[];
+}
+
+export interface HookName {
+  app: string;
+  name: string;
+  /** `onFailure: warn`. */
+  warn?: boolean;
+}
+
+export interface HookResult {
+  phase: string;
+  app: string;
+  name: string;
+  exit: number;
+  ms: number;
+  /** Its output, last lines. */
+  log: string;
+}
+
+const NO_HOOKS: HookNames = { before: [], after: [] };
+
 /** Splits the marks at `phase rollback` and reads each side. */
-export function readActivation(marks: Mark[], forwardChecks: CheckNames, backChecks: CheckNames): ActivationReport {
+export function readActivation(
+  marks: Mark[],
+  forwardChecks: CheckNames,
+  backChecks: CheckNames,
+  forwardHooks: HookNames = NO_HOOKS,
+  backHooks: HookNames = NO_HOOKS,
+): ActivationReport {
   const at = marks.findIndex((mark) => mark.kind === "phase" && mark.text === "rollback");
   const forward = at < 0 ? marks : marks.slice(0, at);
-  const report: ActivationReport = {};
+  const back = at < 0 ? [] : marks.slice(at + 1);
+  const ran = [...hookResults(forward, forwardHooks), ...hookResults(back, backHooks)];
+  const report: ActivationReport = ran.length > 0 ? { hooks: ran.map(({ result }) => result) } : {};
   const failed = groups(forward);
   const upload = failed.find((group) => group.head.kind === "fail" && group.head.text.startsWith("upload "));
   if (upload) {
@@ -39,13 +78,53 @@ export function readActivation(marks: Mark[], forwardChecks: CheckNames, backChe
     return report;
   }
   const arm = failed.find((group) => group.head.kind === "fail" && group.head.text.startsWith("arm "));
-  if (arm) return { arm: { detail: `could not arm the host's rollback timer: ${lastLine(arm.lines)}`, log: arm.lines.join("\n") } };
-  report.forward = segmentFailure(forward, forwardChecks);
-  if (at >= 0) {
-    const back = marks.slice(at + 1);
-    report.back = { failure: segmentFailure(back, backChecks) };
-  }
+  if (arm)
+    return { ...report, arm: { detail: `could not arm the host's rollback timer: ${lastLine(arm.lines)}`, log: arm.lines.join("\n") } };
+  const firstFailing = (side: typeof ran) => side.find(({ result, warn }) => result.exit !== 0 && !warn);
+  const forwardRan = ran.slice(0, hookResults(forward, forwardHooks).length);
+  const before = firstFailing(forwardRan.filter(({ result }) => result.phase.startsWith("pre-")));
+  if (before) return { ...report, before: hookFailure(before.result) };
+  const warnings = forwardRan.filter(({ result, warn }) => result.exit !== 0 && warn).map(({ result }) => hookFailure(result));
+  if (warnings.length > 0) report.warnings = warnings;
+  report.forward = segmentFailure(forward, forwardChecks) ?? mapped(firstFailing(forwardRan));
+  if (at >= 0) report.back = { failure: segmentFailure(back, backChecks) ?? mapped(firstFailing(ran.slice(forwardRan.length))) };
   return report;
+}
+
+const mapped = (found: { result: HookResult } | undefined) => (found ? hookFailure(found.result) : undefined);
+
+/** A hook that failed, for people: which, how, and its last line. */
+function hookFailure(hook: HookResult): Failure {
+  // timeout exits 124 when it stopped the hook, 137 when the hook ignored that and was killed.
+  const how = hook.exit === 124 || hook.exit === 137 ? "timed out and was killed" : `failed (exit ${hook.exit})`;
+  const last = lastLine(hook.log.split("\n"));
+  return {
+    detail: `${hook.phase} hook ${JSON.stringify(hook.name)} of ${hook.app} ${how}${last ? `: ${last}` : ""}`,
+    ...(hook.log ? { log: hook.log } : {}),
+  };
+}
+
+/** The hooks a segment ran, from their `hook <phase> <index> <exit> <ms>` marks and the log lines after each. */
+function hookResults(marks: Mark[], names: HookNames): Array<{ result: HookResult; warn: boolean }> {
+  const found: Array<{ result: HookResult; warn: boolean }> = [];
+  for (const group of groups(marks)) {
+    if (group.head.kind !== "hook") continue;
+    const [phase = "", index = "0", exit = "1", ms = "0"] = group.head.text.split(" ");
+    const list = phase.startsWith("pre-") ? names.before : names.after;
+    const named = list[Number(index)];
+    found.push({
+      result: {
+        phase,
+        app: named?.app ?? "?",
+        name: named?.name ?? `#${index}`,
+        exit: Number(exit),
+        ms: Number(ms),
+        log: group.lines.join("\n").trimEnd(),
+      },
+      warn: named?.warn === true,
+    });
+  }
+  return found;
 }
 
 /** A mark that opens a group (`fail`, `check`, `journal-of`) and the `log` or `journal` lines that follow it. */
@@ -57,7 +136,7 @@ interface Group {
 function groups(marks: Mark[]): Group[] {
   const found: Group[] = [];
   for (const mark of marks) {
-    if (["fail", "check", "journal-of"].includes(mark.kind)) found.push({ head: mark, lines: [] });
+    if (["fail", "check", "journal-of", "hook"].includes(mark.kind)) found.push({ head: mark, lines: [] });
     else if ((mark.kind === "log" || mark.kind === "journal") && found.length > 0) found.at(-1)!.lines.push(mark.text);
   }
   return found;

@@ -100,6 +100,26 @@ export interface HostChecks {
   settleMs: number;
 }
 
+/**
+ * A hook as the host runs it: the release dir it runs from, the file (a
+ * path in it, never a shell string), its time limit and user, and the only
+ * environment it gets (`env -i`: nothing else of the operator's or of the
+ * SSH session's reaches it).
+ */
+export interface HookRun {
+  phase: string;
+  dir: string;
+  run: string;
+  timeoutSeconds: number;
+  user?: string;
+  /** Its failure is reported, not acted on (`onFailure: warn`). */
+  warn: boolean;
+  env: Record<string, string>;
+}
+
+/** The PATH a hook runs with: a login's, with the admin directories. */
+export const HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /** An activation's way back: the reverse switch, kept on the host while the activation is unconfirmed. */
 export interface Undo {
   /** Names the undo's file and timer: random per activation, so a timer never fires another activation's undo. */
@@ -111,6 +131,8 @@ export interface Undo {
   confirmSeconds: number;
   /** Left in ROLLED_BACK_NOTE when the host switched back by itself, for the next deployment to report. */
   note: string;
+  /** The outgoing releases' rollback hooks: before the switch back, and after it and its checks. */
+  hooks: { before: HookRun[]; after: HookRun[] };
 }
 
 export interface Activation {
@@ -123,6 +145,8 @@ export interface Activation {
   undo: Undo | null;
   /** Switch back when the checks fail (`onFailure` other than `halt`). */
   rollBack: boolean;
+  /** Hooks before the switch (nothing switches if one fails) and after the checks passed. */
+  hooks: { before: HookRun[]; after: HookRun[] };
 }
 
 /**
@@ -154,14 +178,21 @@ export function activateScript(activation: Activation): string {
     "tm_mark phase check",
     ...checkLines(activation.checks),
     "}",
+    ...hookFunction("tm_hooks_before", activation.hooks.before),
+    ...hookFunction("tm_hooks_after", activation.hooks.after),
     "set +e",
     "tm_mark phase upload",
     "tm_step upload tm_stage",
     // Nothing switched: the lock goes, and the free space tells a full disk from other failures.
     `if [ $? -ne 0 ]; then tm_mark space "$(stat -f -c '%a %S %b' -- ${HOST_ROOT})"; flock -u 9; exit 1; fi`,
+    // A hook before the switch that fails leaves the host as it was: nothing switched, and the lock goes.
+    ...(activation.hooks.before.length > 0 ? ["tm_hooks_before; if [ $? -ne 0 ]; then flock -u 9; exit 1; fi"] : []),
     ...(undo ? ["tm_step arm tm_arm_undo", "if [ $? -ne 0 ]; then flock -u 9; exit 1; fi"] : []),
     "tm_forward",
-    "if [ $? -eq 0 ]; then tm_mark result ok; exit 0; fi",
+    // The hooks after the checks run under the lock too: a deployment waiting for the host waits for them.
+    activation.hooks.after.length > 0
+      ? "if [ $? -eq 0 ]; then tm_hooks_after; if [ $? -eq 0 ]; then tm_mark result ok; exit 0; fi; fi"
+      : "if [ $? -eq 0 ]; then tm_mark result ok; exit 0; fi",
     ...(back ? backLines(undo) : undo ? [command("tm_disarm", undo.token)] : []),
     "flock -u 9",
     "tm_mark result failed",
@@ -197,6 +228,8 @@ const HELPERS = [
   // Units: their state as `unit` marks; for each one failed (as unitFailed says), its journal. Returns 1 when one failed.
   `tm_units() { systemctl show -p Id,ActiveState,SubState,Result -- "$@" > "$T/units" 2> "$T/err" || { tm_mark fail units $?; tm_log log "$T/err"; return 1; }; tm_log unit "$T/units"; bad=$(awk 'BEGIN { RS = ""; FS = "\\n" } { id = ""; a = ""; r = ""; for (i = 1; i <= NF; i++) { k = substr($i, 1, index($i, "=") - 1); v = substr($i, index($i, "=") + 1); if (k == "Id") id = v; else if (k == "ActiveState") a = v; else if (k == "Result") r = v } if (a == "failed" || r != "success" || (a != "active" && a != "inactive" && a != "activating" && a != "reloading")) print id }' "$T/units"); [ -z "$bad" ] && return 0; for u in $bad; do tm_mark journal-of "$u"; journalctl --no-pager -o cat -n 20 -u "$u" < /dev/null > "$T/journal" 2>&1 || true; tm_log journal "$T/journal"; done; return 1; }`,
   // A command check runs from its app's `current` with a time limit, its output kept for the report; it never holds the lock.
+  // A hook: from its release dir, with only its own environment, as its user, within its time (the whole process group is killed).
+  `tm_hook() { hp=$1; hi=$2; hd=$3; ht=$4; hu=$5; hr=$6; shift 6; hs=$(date +%s%N); ( cd -- "$hd" && if [ -n "$hu" ]; then exec env -i "$@" timeout -k 5 "$ht" runuser -u "$hu" -- "$hr"; else exec env -i "$@" timeout -k 5 "$ht" "$hr"; fi ) < /dev/null > "$T/out" 2>&1 9>&-; rc=$?; tm_mark hook "$hp" "$hi" $rc $(( ($(date +%s%N) - hs) / 1000000 )); tm_log log "$T/out"; return $rc; }`,
   `tm_command() { ( cd -- "$2" && exec timeout -k 5 "$3" sh -c "$4" ) < /dev/null > "$T/out" 2>&1 9>&-; rc=$?; if [ $rc -ne 0 ]; then tm_mark check "$1" $rc; tm_log log "$T/out"; return 1; fi; }`,
 ];
 
@@ -218,8 +251,13 @@ function checkLines({ units, commands, settleMs }: HostChecks): string[] {
 
 /** The switch back, run from the undo's own file (which disarms itself), then the checks of what the host runs again. */
 function backLines(undo: Undo): string[] {
+  const { before, after } = undo.hooks;
   return [
+    ...hookFunction("tm_down_before", before),
+    ...hookFunction("tm_down_after", after),
     "tm_mark phase rollback",
+    // The outgoing release's down runs first; the files go back even if it fails, which the rollback's report says.
+    ...(before.length > 0 ? ["tm_down_before; d=$?"] : []),
     `tm_step rollback sh ${quote(undoFile(undo.token))} now`,
     "if [ $? -eq 0 ]; then",
     "tm_back() {",
@@ -227,8 +265,34 @@ function backLines(undo: Undo): string[] {
     ...checkLines(undo.checks),
     "}",
     "tm_back",
-    "if [ $? -eq 0 ]; then tm_mark rollback ok; else tm_mark rollback failed; fi",
+    before.length > 0 || after.length > 0
+      ? `if [ $? -eq 0 ]; then ${after.length > 0 ? "tm_down_after" : "true"}; if [ $? -eq 0 ] && [ \${d:-0} -eq 0 ]; then tm_mark rollback ok; else tm_mark rollback failed; fi; else tm_mark rollback failed; fi`
+      : "if [ $? -eq 0 ]; then tm_mark rollback ok; else tm_mark rollback failed; fi",
     "else tm_mark rollback failed; fi",
+  ];
+}
+
+/**
+ * Runs hooks in order, each from its release dir under `timeout` (which
+ * kills the hook's whole process group, then KILLs it 5 s later), with
+ * `env -i` and the hook's own variables only, never holding the lock's fd.
+ * Each leaves a `hook <phase> <index> <exit> <ms>` mark and its output; the
+ * first that fails, unless it only warns, ends the list with 1.
+ */
+function hookFunction(name: string, hooks: HookRun[]): string[] {
+  if (hooks.length === 0) return [];
+  return [
+    `${name}() {`,
+    ...hooks.map((hook, i) => {
+      const env = Object.entries({ PATH: HOOK_PATH, LANG: "C.UTF-8", HOME: "/root", ...hook.env }).map(
+        ([name, value]) => `${name}=${value}`,
+      );
+      const run = `./${hook.run}`;
+      const line = command("tm_hook", hook.phase, String(i), hook.dir, String(hook.timeoutSeconds), hook.user ?? "", run, ...env);
+      return hook.warn ? line : `${line}; [ $? -eq 0 ] || return 1`;
+    }),
+    "return 0",
+    "}",
   ];
 }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { run } from "./proc.js";
@@ -29,14 +29,15 @@ export class WorkRepo {
     return repo;
   }
 
-  /** Writes (or with null, deletes) files, commits them, and returns the commit sha. */
-  async commit(files: Record<string, string | Buffer | null>, message = "change"): Promise<string> {
+  /** Writes (or with null, deletes) files, commits them, and returns the commit sha; `executable` paths get mode 100755. */
+  async commit(files: Record<string, string | Buffer | null>, message = "change", { executable = [] as string[] } = {}): Promise<string> {
     for (const [path, content] of Object.entries(files)) {
       const full = join(this.dir, path);
       if (content === null) rmSync(full, { force: true });
       else {
         mkdirSync(dirname(full), { recursive: true });
-        writeFileSync(full, content);
+        writeFileSync(full, content, { mode: executable.includes(path) ? 0o755 : 0o644 });
+        chmodSync(full, executable.includes(path) ? 0o755 : 0o644);
       }
     }
     await this.git("add", "--all");

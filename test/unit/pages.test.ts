@@ -55,6 +55,7 @@ describe("the page's markup", () => {
         ],
         units: { enable: [], restart: ["app.service"], stop: [] },
         takesOver: [],
+        hooks: [],
         rollback: { available: true as const },
       },
     ];

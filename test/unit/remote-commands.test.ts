@@ -178,8 +178,10 @@ describe("remote command builders", () => {
       checks: { units: ["web.service"], commands: [], settleMs: 300 },
       confirmSeconds: 60,
       note: "deployment d1 was not confirmed within 60 s; rolled back to 1a2b3c4",
+      hooks: { before: [], after: [] },
     },
     rollBack: true,
+    hooks: { before: [], after: [] },
   };
 
   it("activates in one script: upload, arm the undo, switch, restart, settle, check; on failure switch back and check again", () => {

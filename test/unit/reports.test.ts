@@ -169,6 +169,7 @@ describe("commit statuses: what a person reads on the commit", () => {
       apps: apps.map(([app, change]) => ({ app, change, release: null, previousRelease: null, files: [] })),
       units: { enable: [], restart: [], stop: [] },
       takesOver,
+      hooks: [],
       rollback: { available: true } as const,
     });
     expect(
