@@ -3,6 +3,7 @@ import type { InventoryHost } from "../core/config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import type { TimelineStep, Trigger } from "../core/outcome.js";
 import { planHost } from "../core/plan.js";
+import type { FileEntry } from "../core/tree.js";
 import { redactor, type Redactor } from "../core/redact.js";
 import type { DeploymentFacts } from "../core/statuses.js";
 import type { SourceMirror } from "../git/mirror.js";
@@ -112,6 +113,19 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
   const running = new Map(deployed);
   const jobs = new Map(plan.hosts.filter((hostPlan) => !options.hold?.has(hostPlan.host)).map((hostPlan) => [hostPlan.host, hostPlan]));
   const blob = (oid: string) => prepared.reader.blob(oid);
+  const wholeApp = async (host: string, hostTree: string, app: string) => {
+    // The desired tree's objects, or the store's for a host going back to what it ran (rollback-all).
+    for (const reader of [prepared.reader, store.reader]) {
+      const found = await reader.tree(hostTree).then(
+        () => true,
+        () => false,
+      );
+      if (!found) continue;
+      const [dir] = await readTreePair({ reader, oid: hostTree, sizes: false }, undefined, `${host}/`);
+      return readHostTree(config, host, dir!, []).apps?.get(app)?.files ?? new Map<string, FileEntry>();
+    }
+    throw new Error(`${host}'s tree ${hostTree.slice(0, 7)} is in neither this deployment's objects nor the store`);
+  };
   // `on: once` hooks run on the rollout's first host, alone, before any other starts: it is made a canary if it is not one.
   const first = [...jobs.keys()][0];
   const once = plan.hosts.some((hostPlan) => jobs.has(hostPlan.host) && hostPlan.hooks.some((hook) => hook.once));
@@ -123,6 +137,7 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     desired: desired.hosts.get(host),
     deployed: running.get(host),
     blob,
+    wholeApp,
     ...(prepared.open ? { open: prepared.open } : {}),
     settleMs: options.settleMs ?? 1000,
     keepReleases: options.keepReleases ?? 3,
@@ -164,7 +179,14 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     if (!reverse) return { host, outcome: "deployed" };
     return timed(() =>
       applyHost(
-        { ...job(host, reverse), desired: running.get(host), deployed: desired.hosts.get(host), replan: undefined, returning: true, once: false },
+        {
+          ...job(host, reverse),
+          desired: running.get(host),
+          deployed: desired.hosts.get(host),
+          replan: undefined,
+          returning: true,
+          once: false,
+        },
         connections,
         observe,
       ),

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { AppTree, HostTree } from "../core/config.js";
+import type { FileEntry } from "../core/tree.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import type { HostOutcome, HostRecord } from "../core/outcome.js";
 import { hostHooks, rollbackHooks, type HostHook } from "../core/hooks.js";
@@ -41,6 +42,12 @@ export interface HostJob {
   blob: (oid: string) => Promise<Uint8Array>;
   /** Opens the secret files this host gets; without it, an app with a secret file fails before anything is sent. */
   open?: SecretOpener;
+  /**
+   * Every file of an app of a host tree, read whole: a plan leaves unread
+   * the directories both sides share, and a release whose base is gone from
+   * its host is built from nothing.
+   */
+  wholeApp: (host: string, hostTree: string, app: string) => Promise<ReadonlyMap<string, FileEntry>>;
   settleMs: number;
   keepReleases: number;
   /** false for `onFailure: halt`: a failing host is left as it is, for a person to look at. */
@@ -365,8 +372,8 @@ async function staging(
   for (const app of changes.plan.apps) {
     if (app.release === null || state.get(app.app)?.releaseExists) continue;
     const tree = changes.incoming.get(app.app) as AppTree;
-    const files = tree.files!;
     const base = app.previousRelease !== null && state.get(app.app)?.baseExists ? app.previousRelease : null;
+    const files = base === null ? await job.wholeApp(job.plan.host, job.desired!.oid, app.app) : tree.files!;
     const secrets = new Map<string, SecretKind>();
     for (const [path, file] of files) {
       const kind = file.age || mayBeSops(path) ? await secretKind(path, file, job.blob) : undefined;

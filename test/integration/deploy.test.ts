@@ -147,6 +147,19 @@ describe("tidemark deploy on systemd hosts", () => {
     expect(await logins()).toEqual(counted);
   });
 
+  it("builds a release whole when its base is gone from the host, with the directories the plan left unread", async () => {
+    // static/ is the same on both sides of the plan, so the plan never read it: the upload must.
+    await sh("web02", 'cd /var/lib/tidemark/apps/hello && r=$(readlink current) && chmod -R u+w -- "$r" && rm -rf -- "$r"');
+    await work.commit({ ...tree({ ...hello("2"), "hello/notes.txt": "version 2, and a note\n" }) }, "two, and a note");
+    await work.push("main");
+    const { code, deployment } = await deploy();
+    expect(code).toBe(0);
+    expect(outcomes(deployment)).toEqual({ web01: "deployed", web02: "deployed", web03: "deployed" });
+    const files = (host: string) => sh(host, "cd /var/lib/tidemark/apps/hello/current && find . -type f | sort && cat static/page.html");
+    expect(await files("web02")).toContain("./static/page.html");
+    expect(await files("web02")).toBe(await files("web01"));
+  });
+
   it("rolls back only the host whose unit fails, names the unit, and shows it pending in status", async () => {
     const good = await sh("web02", "readlink /var/lib/tidemark/apps/hello/current");
     await work.commit(
