@@ -160,6 +160,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       "for an environment that tracks a branch: push a commit onto the branch whose tree is the target's, instead of pinning",
     )
     .option("--yes", "do not ask for confirmation (needed without a terminal)")
+    .option("--force", "roll back past hooks marked irreversible (they have no down: what they did stays)")
     .option("--ssh-key <path>", "the operator's private key (env: TIDEMARK_SSH_KEY; default: the agent at SSH_AUTH_SOCK)")
     .option("--known-hosts <path>", "an OpenSSH known_hosts file, for hosts without hostKey in the inventory (env: TIDEMARK_KNOWN_HOSTS)")
     .option("--settle <seconds>", "how long units settle before they are checked", (value) => Number.parseFloat(value), 1)

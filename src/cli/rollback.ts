@@ -18,6 +18,8 @@ import { deployReported } from "./reporting.js";
 export interface RollbackFlags {
   revert?: boolean;
   yes?: boolean;
+  /** Roll back past hooks that have no down (`irreversible: true`). */
+  force?: boolean;
   settle: number;
 }
 
@@ -229,6 +231,13 @@ async function confirm(ctx: Context, terminal: Terminal, prepared: PreparedPlan,
   (ctx.json ? terminal.err : ctx.out)(
     `source ${prepared.source.commit.slice(0, 7)} (${prepared.source.ref})${prepared.returnTo ? `, a return to ${prepared.returnTo.id}` : ""}\n${renderPlan(prepared.plan)}`,
   );
+  const crossed = irreversibleHooks(prepared);
+  if (crossed.length > 0 && !flags.force)
+    throw new TidemarkError(
+      "IRREVERSIBLE_HOOK",
+      `rolling back ${prepared.plan.environment} goes back past hooks that have no down: ${crossed.join(", ")}; the files go back, what those hooks did does not`,
+      "undo what they did yourself if it must be undone, then run the rollback again with --force",
+    );
   if (flags.yes) return true;
   if (!terminal.interactive)
     throw new TidemarkError(
@@ -239,6 +248,19 @@ async function confirm(ctx: Context, terminal: Terminal, prepared: PreparedPlan,
   if (await terminal.ask(`${question} [y/N] `)) return true;
   terminal.err("nothing changed\n");
   return false;
+}
+
+/** The irreversible activate hooks of the releases this rollback takes hosts away from, as `web01: app/migrate`. */
+function irreversibleHooks(prepared: PreparedPlan): string[] {
+  return prepared.plan.hosts.flatMap((host) =>
+    host.apps.flatMap((app) =>
+      app.change === "added"
+        ? []
+        : (prepared.deployed.get(host.host)?.apps?.get(app.app)?.manifest?.hooks ?? [])
+            .filter((hook) => hook.irreversible)
+            .map((hook) => `${host.host}: ${app.app}/${hook.name}`),
+    ),
+  );
 }
 
 function done(ctx: Context, result: Record<string, unknown>, text: string): number {

@@ -45,6 +45,11 @@ export const ERROR_CODES = {
     exit: "usage",
     retry: false,
   },
+  IRREVERSIBLE_HOOK: {
+    meaning: "a rollback would go back past a hook marked irreversible, and --force was not given",
+    exit: "usage",
+    retry: false,
+  },
   CONFIRMATION_NEEDED: { meaning: "a command that changes hosts found no terminal to ask and no --yes", exit: "usage", retry: false },
   ENV_UNKNOWN: { meaning: "the environment is not in tidemark.yaml on the default branch", exit: "usage", retry: false },
   HOST_NOT_IN_ENV: { meaning: "the host named (plan --explain) is not one of the environment's hosts", exit: "usage", retry: false },

@@ -9,6 +9,9 @@ export interface HostOutcome {
   detail?: string;
 }
 
+/** How a rolled-back host's detail starts when the rollback went past a hook that has no down: `(irreversible: migrate) ...`. */
+export const IRREVERSIBLE = "(irreversible: ";
+
 /** One step of a host's apply as it began, in ms after the deployment started; `done` ends the host. */
 export interface TimelineStep {
   phase: string;

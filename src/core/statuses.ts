@@ -1,4 +1,4 @@
-import { deploymentOutcome, isLive, type HostOutcome } from "./outcome.js";
+import { deploymentOutcome, IRREVERSIBLE, isLive, type HostOutcome } from "./outcome.js";
 import type { Plan } from "./plan.js";
 import { formatProblem, type Problem } from "./problems.js";
 
@@ -124,7 +124,11 @@ function hostStatus(facts: DeploymentFacts, host: HostOutcome): CommitStatus {
     case "rollback-failed":
       return say("failure", `rollback failed: ${host.detail ?? ""}`);
     default:
-      return say("failure", host.detail ? `${host.outcome}: ${host.detail}` : host.outcome);
+      // "rolled-back (irreversible: migrate) ...": a rollback past a hook with no down says so first.
+      return say(
+        "failure",
+        host.detail ? `${host.outcome}${host.detail.startsWith(IRREVERSIBLE) ? " " : ": "}${host.detail}` : host.outcome,
+      );
   }
 }
 

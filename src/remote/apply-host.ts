@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import type { AppTree, HostTree } from "../core/config.js";
 import type { FileEntry } from "../core/tree.js";
 import { describeError, TidemarkError } from "../core/errors.js";
-import type { HostOutcome, HostRecord } from "../core/outcome.js";
+import { IRREVERSIBLE, type HostOutcome, type HostRecord } from "../core/outcome.js";
 import { hostHooks, rollbackHooks, type HostHook } from "../core/hooks.js";
 import { planHost, type HostPlan } from "../core/plan.js";
 import { splitCredentials } from "../git/credentials.js";
@@ -293,7 +293,7 @@ export async function applyHost(
       const kept = (report.hooks ?? []).filter((ran) => irreversible.has(`${ran.app}/${ran.name}`)).map((ran) => ran.name);
       return outcome(
         "rolled-back",
-        `${kept.length > 0 ? `(irreversible: ${kept.join(", ")}) ` : ""}${failure.detail}; ${back}`,
+        `${kept.length > 0 ? `${IRREVERSIBLE}${kept.join(", ")}) ` : ""}${failure.detail}; ${back}`,
         failure.log,
       );
     }

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
-import { waitFor } from "../bed/proc.js";
+import { run, waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
@@ -22,7 +22,15 @@ const hook = (name: string, extra = "") =>
     "",
   ].join("\n");
 
-type HookSpec = { name: string; phase: string; run: string; on?: string; timeoutSeconds?: number; onFailure?: string };
+type HookSpec = {
+  name: string;
+  phase: string;
+  run: string;
+  on?: string;
+  timeoutSeconds?: number;
+  onFailure?: string;
+  irreversible?: boolean;
+};
 
 /**
  * App hooks on three systemd hosts, deployed by the CLI with reporting to
@@ -53,7 +61,7 @@ describe("app hooks around the switch, and their undo on rollback", () => {
 
   /** Commits the app at a version with these hooks and marker files, and deploys it; the CLI's JSON result. */
   async function deploy(version: string, hooks: HookSpec[], markers: string[] = [], { run = "exec sleep infinity" } = {}) {
-    const scripts = ["pre", "post", "down-pre", "down-post", "once", "hang", "slow"];
+    const scripts = ["pre", "post", "down-pre", "down-post", "once", "hang", "slow", "leak"];
     const files: Record<string, string | null> = {
       "tidemark.yaml": bedConfig(
         bed,
@@ -210,10 +218,55 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     expect(done.code, done.stderr).toBe(0);
     expect(await shell.run("web01", "flock -n /var/lib/tidemark/lock true && echo free || echo held")).toBe("free");
   });
+  it("irreversible: a rollback past it is reported so, and tidemark rollback across it asks for --force", async () => {
+    const hooks = [
+      { name: "migrate", phase: "pre-activate", run: "hooks/pre", irreversible: true },
+      { name: "smoke", phase: "post-activate", run: "hooks/post" },
+      { name: "down", phase: "pre-rollback", run: "hooks/down-pre" },
+    ];
+    const broken = await deploy("v9", hooks, ["fail-post-on-web03"]);
+    expect(broken.hosts.web03!.detail).toMatch(/^\(irreversible: migrate\) post-activate hook "smoke" of app failed \(exit 3\)/);
+    expect((await hostStatus(broken.commit, "web03")).description).toMatch(
+      /^rolled-back \(irreversible: migrate\) post-activate hook "smoke"/,
+    );
+
+    const target = releases.at(-2)!;
+    const refused = await tidemark(["rollback", "staging", target, "--yes"], env);
+    expect(refused.code).toBe(64);
+    expect(refused.stderr).toContain("goes back past hooks that have no down: web01: app/migrate, web02: app/migrate");
+    expect(refused.stderr).toContain("IRREVERSIBLE_HOOK");
+    await Promise.all(HOSTS.map((host) => shell.run(host, `rm -f ${LOG}`)));
+    const forced = await tidemark(["rollback", "staging", target, "--yes", "--force"], env);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(await Promise.all(HOSTS.map(version))).toEqual(["v8", "v8", "v8"]);
+    // A return runs the outgoing release's pre-rollback before its switch, then the activate hooks of the release it returns to.
+    expect((await logOf("web01")).map(({ name }) => name)).toEqual(["down-pre", "slow"]);
+    expect(await tidemark(["unpin", "staging"], env)).toMatchObject({ code: 0 });
+  });
+
+  it("what a hook prints is kept with the configured secrets redacted, in the store and the statuses", async () => {
+    const token = bed.forge!.token;
+    await Promise.all(
+      HOSTS.map((host) => shell.run(host, `echo ${Buffer.from(`the token is ${token}\n`).toString("base64")} | base64 -d > /root/leak`)),
+    );
+    const warned = await deploy("v10", [{ name: "notify", phase: "post-activate", run: "hooks/leak", onFailure: "warn" }]);
+    expect(warned.code, warned.stderr).toBe(0);
+    expect(warned.hosts.web01).toMatchObject({
+      outcome: "deployed",
+      detail: 'post-activate hook "notify" of app failed (exit 3): leak refused on web01 (onFailure: warn)',
+    });
+    const store = env.TIDEMARK_STORE!;
+    const record = (await run("git", ["--git-dir", store, "log", "--all", "-1", "--format=%B"])).stdout;
+    expect(record).toContain("the token is [redacted]");
+    expect(record).not.toContain(token);
+    const statuses = JSON.stringify((await bed.forge!.apiRequests()).map((request) => request.body));
+    expect(statuses).not.toContain(token);
+  });
 });
 
 /** What some hooks do besides logging. */
 const HOOK_EXTRA: Record<string, string> = {
   hang: "exec sh -c 'sleep 3141 & sleep 3142; wait'",
   slow: "touch /root/slow-started; sleep 4; rm -f /root/slow-started",
+  leak: 'cat /root/leak; echo "leak refused on $TIDEMARK_HOST"; exit 3',
 };
