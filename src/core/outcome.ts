@@ -37,6 +37,18 @@ export interface HostRecord extends HostOutcome {
   log?: string;
   /** Bytes of release content sent to the host: 0 when every release was there already (a return to an earlier tree). */
   uploadedBytes?: number;
+  /** The app hooks that ran on the host, in order. */
+  hooks?: HookRecord[];
+}
+
+/** One app hook as it ran: its phase, whose it is, how it ended, how long it took, what it printed (last lines). */
+export interface HookRecord {
+  phase: string;
+  app: string;
+  name: string;
+  exit: number;
+  ms: number;
+  log: string;
 }
 
 /** What started a store record; `unpin` records no deployment, only that the environment follows its ref again. */

@@ -248,6 +248,7 @@ function redactOutput(result: HostResult, redact: Redactor): HostResult {
     ...result,
     ...(result.detail !== undefined ? { detail: redact(result.detail) } : {}),
     ...(result.log !== undefined ? { log: redact(result.log) } : {}),
+    ...(result.hooks ? { hooks: result.hooks.map((hook) => ({ ...hook, log: redact(hook.log) })) } : {}),
   };
 }
 

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import type { AppTree, HostTree } from "../core/config.js";
 import type { FileEntry } from "../core/tree.js";
 import { describeError, TidemarkError } from "../core/errors.js";
-import { IRREVERSIBLE, type HostOutcome, type HostRecord } from "../core/outcome.js";
+import { IRREVERSIBLE, type HookRecord, type HostOutcome, type HostRecord } from "../core/outcome.js";
 import { hostHooks, rollbackHooks, type HostHook } from "../core/hooks.js";
 import { planHost, type HostPlan } from "../core/plan.js";
 import { splitCredentials } from "../git/credentials.js";
@@ -114,8 +114,10 @@ export async function applyHost(
       ...(detail ? { detail } : {}),
       ...(log ? { log } : {}),
       ...(uploadedBytes !== undefined ? { uploadedBytes } : {}),
+      ...(ranHooks.length > 0 ? { hooks: ranHooks } : {}),
     };
   };
+  const ranHooks: HookRecord[] = [];
   const user: RemoteUser = job.target.user === "root" ? "root" : { sudo: job.target.user };
   let phase = "connect" as HostPhase;
   const enter = (next: HostPhase) => {
@@ -247,6 +249,7 @@ export async function applyHost(
       return outcome("failed", `upload failed, nothing switched: ${describeError(error)}`);
     }
     const report = readActivation(reply.marks, commandNames(forward), commandNames(reverse), forwardHooks, backHooks);
+    ranHooks.push(...(report.hooks ?? []));
     if (report.upload) {
       locked = false;
       return outcome("failed", `upload failed, nothing switched: ${describeError(uploadError(host, report.upload))}`, report.upload.log);
@@ -269,7 +272,9 @@ export async function applyHost(
       failure = await httpChecks(lease.session, forward);
       if (failure && job.rollBack && undo) {
         const rolled = await run(shell, rollbackScript(undo), "switch back", onMark);
-        backFailure = readActivation(rolled.marks, [], commandNames(reverse), undefined, backHooks).back?.failure;
+        const rolledBack = readActivation(rolled.marks, [], commandNames(reverse), undefined, backHooks);
+        ranHooks.push(...(rolledBack.hooks ?? []));
+        backFailure = rolledBack.back?.failure;
       } else if (failure) await run(shell, releaseScript(undo?.token ?? null), "release the host");
     }
     if (failure) {

@@ -1,3 +1,4 @@
+import type { HookRecord } from "../core/outcome.js";
 import { parseDiskSpace, parseUnitStates, unitFailed } from "./commands.js";
 import type { Mark } from "./remote-shell.js";
 
@@ -22,7 +23,7 @@ export interface ActivationReport {
   /** Hooks that failed and only warn (`onFailure: warn`): the host keeps the release. */
   warnings?: Failure[];
   /** Every hook that ran, in order, for the timeline; absent when none did. */
-  hooks?: HookResult[];
+  hooks?: HookRecord[];
 }
 
 /** Names of the command checks, in the order the script ran them. */
@@ -39,16 +40,6 @@ export interface HookName {
   name: string;
   /** `onFailure: warn`. */
   warn?: boolean;
-}
-
-export interface HookResult {
-  phase: string;
-  app: string;
-  name: string;
-  exit: number;
-  ms: number;
-  /** Its output, last lines. */
-  log: string;
 }
 
 const NO_HOOKS: HookNames = { before: [], after: [] };
@@ -91,10 +82,10 @@ export function readActivation(
   return report;
 }
 
-const mapped = (found: { result: HookResult } | undefined) => (found ? hookFailure(found.result) : undefined);
+const mapped = (found: { result: HookRecord } | undefined) => (found ? hookFailure(found.result) : undefined);
 
 /** A hook that failed, for people: which, how, and its last line. */
-function hookFailure(hook: HookResult): Failure {
+function hookFailure(hook: HookRecord): Failure {
   // timeout exits 124 when it stopped the hook, 137 when the hook ignored that and was killed.
   const how = hook.exit === 124 || hook.exit === 137 ? "timed out and was killed" : `failed (exit ${hook.exit})`;
   const last = lastLine(hook.log.split("\n"));
@@ -105,8 +96,8 @@ function hookFailure(hook: HookResult): Failure {
 }
 
 /** The hooks a segment ran, from their `hook <phase> <index> <exit> <ms>` marks and the log lines after each. */
-function hookResults(marks: Mark[], names: HookNames): Array<{ result: HookResult; warn: boolean }> {
-  const found: Array<{ result: HookResult; warn: boolean }> = [];
+function hookResults(marks: Mark[], names: HookNames): Array<{ result: HookRecord; warn: boolean }> {
+  const found: Array<{ result: HookRecord; warn: boolean }> = [];
   for (const group of groups(marks)) {
     if (group.head.kind !== "hook") continue;
     const [phase = "", index = "0", exit = "1", ms = "0"] = group.head.text.split(" ");

@@ -2,6 +2,7 @@ import {
   HOST_OUTCOMES,
   SKIP_REASONS,
   TRIGGERS,
+  type HookRecord,
   type HostOutcomeKind,
   type HostRecord,
   type SkipReason,
@@ -58,21 +59,34 @@ export function formatRecord(record: DeploymentRecord): string {
       host.timeline?.length ? [`Tidemark-Timeline: ${host.host} ${host.timeline.map((step) => `${step.phase}@${step.at}`).join(" ")}`] : [],
     ),
     ...record.hosts.flatMap((host) => (host.uploadedBytes !== undefined ? [`Tidemark-Uploaded: ${host.host} ${host.uploadedBytes}`] : [])),
+    // App names may hold spaces: the hook's app and name go last, encoded.
+    ...record.hosts.flatMap((host) =>
+      (host.hooks ?? []).map(
+        (hook) =>
+          `Tidemark-Hook: ${host.host} ${hook.phase} ${hook.exit} ${hook.ms} ${encodeURIComponent(hook.app)}/${encodeURIComponent(hook.name)}`,
+      ),
+    ),
     "",
   ];
   // Output comes from the hosts: indented, so that no line of it can pass for a trailer; its tail is what matters.
-  const outputs = record.hosts.flatMap((host) =>
-    host.log ? [`Output of ${host.host}:`, ...tail(host.log).map((line) => `${OUTPUT_INDENT}${line}`), ""] : [],
-  );
+  const outputs = record.hosts.flatMap((host) => [
+    ...(host.log ? [`Output of ${host.host}:`, ...tail(host.log).map((line) => `${OUTPUT_INDENT}${line}`), ""] : []),
+    ...(host.hooks ?? []).flatMap((hook, i) =>
+      hook.log ? [`Output of ${host.host} hook ${i + 1}:`, ...tail(hook.log, HOOK_LINES).map((line) => `${OUTPUT_INDENT}${line}`), ""] : [],
+    ),
+  ]);
   return [...lines.slice(0, 2), ...outputs, ...lines.slice(2)].join("\n");
 }
 
 const OUTPUT_INDENT = "    ";
 const OUTPUT_LIMIT = { lines: 60, chars: 8000 };
 
-function tail(log: string): string[] {
+/** A hook's output kept in the record: its last lines, as a failure's. */
+const HOOK_LINES = 20;
+
+function tail(log: string, lines = OUTPUT_LIMIT.lines): string[] {
   const text = log.length > OUTPUT_LIMIT.chars ? log.slice(-OUTPUT_LIMIT.chars) : log;
-  return text.replace(/\r/g, "").trimEnd().split("\n").slice(-OUTPUT_LIMIT.lines);
+  return text.replace(/\r/g, "").trimEnd().split("\n").slice(-lines);
 }
 
 export function parseRecord(message: string): DeploymentRecord | undefined {
@@ -91,6 +105,20 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
   const timelines = perHost("Timeline");
   const uploaded = perHost("Uploaded");
   const skips = perHost("Skip");
+  const hookOutputs = new Map(
+    [...message.matchAll(/^Output of (\S+) hook (\d+):\n((?: {4}.*(?:\n|$))+)/gm)].map((match) => [
+      `${match[1] ?? ""} ${match[2] ?? ""}`,
+      (match[3] ?? "").replace(/^ {4}/gm, "").trimEnd(),
+    ]),
+  );
+  const hooks = new Map<string, HookRecord[]>();
+  for (const [, value] of trailers.filter(([name]) => name === "Hook")) {
+    const [host = "", phase = "", exit = "", ms = "", named = ""] = value.split(" ");
+    const [app = "", name = ""] = named.split("/").map(decodeURIComponent);
+    const list = hooks.get(host) ?? [];
+    list.push({ phase, app, name, exit: Number(exit), ms: Number(ms), log: hookOutputs.get(`${host} ${list.length + 1}`) ?? "" });
+    hooks.set(host, list);
+  }
   const outputs = new Map(
     [...message.matchAll(/^Output of (\S+):\n((?: {4}.*(?:\n|$))+)/gm)].map((match) => [
       match[1] ?? "",
@@ -116,6 +144,7 @@ export function parseRecord(message: string): DeploymentRecord | undefined {
         ...(timeline ? { timeline } : {}),
         ...(bytes !== undefined ? { uploadedBytes: Number(bytes) } : {}),
         ...(log ? { log } : {}),
+        ...(hooks.has(host) ? { hooks: hooks.get(host)! } : {}),
       };
     })
     .filter((host) => HOST_OUTCOMES.includes(host.outcome));

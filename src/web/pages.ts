@@ -1,4 +1,4 @@
-import { deploymentOutcome, isLive, type HostOutcomeKind, type HostRecord, type TimelineStep } from "../core/outcome.js";
+import { deploymentOutcome, isLive, type HookRecord, type HostOutcomeKind, type HostRecord, type TimelineStep } from "../core/outcome.js";
 import { originNote } from "../core/layers.js";
 import type { Change, HostPlan, Plan } from "../core/plan.js";
 import type { Problem } from "../core/problems.js";
@@ -175,7 +175,15 @@ ${host.detail ? html`<p class="${isLive(host.outcome) ? "" : "bad"}">${host.deta
 ${host.uploadedBytes !== undefined ? html`<p class="muted">${host.uploadedBytes === 0 ? "nothing uploaded: every release was on the host already" : `${bytes(host.uploadedBytes)} uploaded`}</p>` : ""}
 ${plan ? html`<h3>Plan</h3>${planBody(plan)}` : ""}
 ${host.timeline ? html`<h3>Timeline</h3>${timeline(host.timeline)}` : ""}
+${host.hooks?.length ? html`<h3>Hooks</h3>${hookTable(host.hooks)}` : ""}
 ${host.log ? html`<h3>Output</h3><pre class="output">${host.log}</pre>` : ""}</section>`;
+}
+
+/** Each app hook that ran, in order: its phase, how it ended, how long it took, and the last lines it printed. */
+function hookTable(hooks: HookRecord[]): Html {
+  return html`<table class="timeline"><thead><tr><th>Hook</th><th>Phase</th><th>Exit</th><th>Took</th></tr></thead><tbody>
+${hooks.map((hook) => html`<tr class="${hook.exit === 0 ? "" : "bad"}"><td>${hook.app}/${hook.name}</td><td>${hook.phase}</td><td>${hook.exit}</td><td>${hook.ms} ms</td></tr>${hook.log ? html`<tr><td colspan="4"><pre class="output">${hook.log}</pre></td></tr>` : ""}`)}
+</tbody></table>`;
 }
 
 /** Each step with when it began and how long it took; the steps after `rollback` undo the switch. */

@@ -3,7 +3,8 @@ import { TestBed } from "../bed/bed.js";
 import type { ApiRequest } from "../bed/forge/github-api.js";
 import { run, waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
-import { bedConfig, HostShell, operatorEnv } from "../helpers/host-shell.js";
+import { bedConfig, HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
+import { OperatorProcess } from "../helpers/operator-process.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 import { tidemark } from "../helpers/run-cli.js";
 
@@ -47,7 +48,7 @@ describe("app hooks around the switch, and their undo on rollback", () => {
   const owned = integrationLifecycle({ forge: () => bed?.forge });
 
   beforeAll(async () => {
-    bed = owned.own(await TestBed.up({ systemdHosts: 3, forge: true }), (it) => it.down());
+    bed = owned.own(await TestBed.up({ systemdHosts: 3, forge: true, redis: true }), (it) => it.down());
     work = owned.own(await WorkRepo.create(bed.forge!.pushUrl(bed.forgeRepo)), (it) => it.remove());
     shell = owned.own(new HostShell(bed), (it) => it.close());
     const operator = owned.own(operatorEnv(bed), (it) => it.remove());
@@ -81,11 +82,12 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     await Promise.all(HOSTS.map((host) => shell.run(host, `rm -f ${LOG}`)));
     const result = await tidemark(["deploy", "staging", "--yes", "--json"], env);
     releases.push(commit);
-    const json = JSON.parse(result.stdout || "{}") as { hosts?: Array<{ host: string; outcome: string; detail?: string }> };
+    const json = JSON.parse(result.stdout || "{}") as { id?: string; hosts?: Array<{ host: string; outcome: string; detail?: string }> };
     return {
       code: result.code,
       stderr: result.stderr,
       commit,
+      id: json.id,
       hosts: Object.fromEntries((json.hosts ?? []).map((host) => [host.host, host])),
     };
   }
@@ -244,7 +246,7 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     expect(await tidemark(["unpin", "staging"], env)).toMatchObject({ code: 0 });
   });
 
-  it("what a hook prints is kept with the configured secrets redacted, in the store and the statuses", async () => {
+  it("what a hook prints is kept with the configured secrets redacted, in the store, the statuses and the page", async () => {
     const token = bed.forge!.token;
     await Promise.all(
       HOSTS.map((host) => shell.run(host, `echo ${Buffer.from(`the token is ${token}\n`).toString("base64")} | base64 -d > /root/leak`)),
@@ -261,6 +263,13 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     expect(record).not.toContain(token);
     const statuses = JSON.stringify((await bed.forge!.apiRequests()).map((request) => request.body));
     expect(statuses).not.toContain(token);
+    // The operator's page, from the same store: each hook, how it ended and took, and what it printed.
+    const serve = owned.own(await OperatorProcess.start("serve", reportingServeEnv(bed, env)), (it) => it.stop());
+    const page = await (await fetch(`${serve.url}/deployments/${warned.id!}`)).text();
+    expect(page).toMatch(/<h3>Hooks<\/h3>/);
+    expect(page).toMatch(/<td>app\/notify<\/td><td>post-activate<\/td><td>3<\/td><td>\d+ ms<\/td>/);
+    expect(page).toContain("the token is [redacted]");
+    expect(page).not.toContain(token);
   });
 });
 

@@ -274,6 +274,26 @@ describe("store records carry each host's timeline, upload and output", () => {
     expect(formatRecord(record)).toContain("\nOutput of web02:\n    app.service:\n    Tidemark-Host: web02 deployed\n");
   });
 
+  it("reads back the hooks each host ran, their output too, with odd app names", () => {
+    const withHooks: DeploymentRecord = {
+      ...record,
+      hosts: [
+        {
+          host: "web01",
+          outcome: "rolled-back",
+          detail: 'post-activate hook "smoke" of my app failed (exit 3): no; rolled back to 1a2b3c4',
+          hooks: [
+            { phase: "pre-activate", app: "my app", name: "migrate", exit: 0, ms: 1200, log: "migrated 3\nTidemark-Host: web01 deployed" },
+            { phase: "post-activate", app: "my app", name: "smoke", exit: 3, ms: 40, log: "" },
+            { phase: "pre-rollback", app: "my app", name: "down", exit: 0, ms: 7, log: "down 3" },
+          ],
+        },
+      ],
+    };
+    expect(parseRecord(formatRecord(withHooks))).toEqual(withHooks);
+    expect(formatRecord(withHooks)).toContain("\nTidemark-Hook: web01 pre-activate 0 1200 my%20app/migrate\n");
+  });
+
   it("keeps the tail of long output", () => {
     const long = Array.from({ length: 500 }, (_, i) => `line ${i}`).join("\n");
     const log = parseRecord(formatRecord({ ...record, hosts: [{ host: "web01", outcome: "failed", log: long }] }))!.hosts[0]!.log!;
