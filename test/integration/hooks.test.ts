@@ -4,7 +4,7 @@ import type { ApiRequest } from "../bed/forge/github-api.js";
 import { run, waitFor } from "../bed/proc.js";
 import { WorkRepo } from "../bed/work-repo.js";
 import { bedConfig, HostShell, operatorEnv, reportingServeEnv } from "../helpers/host-shell.js";
-import { OperatorProcess } from "../helpers/operator-process.js";
+import { OperatorProcess, type LogLine } from "../helpers/operator-process.js";
 import { integrationLifecycle } from "../helpers/lifecycle.js";
 import { tidemark } from "../helpers/run-cli.js";
 
@@ -31,6 +31,7 @@ type HookSpec = {
   timeoutSeconds?: number;
   onFailure?: string;
   irreversible?: boolean;
+  user?: string;
 };
 
 /**
@@ -62,7 +63,7 @@ describe("app hooks around the switch, and their undo on rollback", () => {
 
   /** Commits the app at a version with these hooks and marker files, and deploys it; the CLI's JSON result. */
   async function deploy(version: string, hooks: HookSpec[], markers: string[] = [], { run = "exec sleep infinity" } = {}) {
-    const scripts = ["pre", "post", "down-pre", "down-post", "once", "hang", "slow", "leak"];
+    const scripts = ["pre", "post", "down-pre", "down-post", "once", "hang", "slow", "leak", "whoami"];
     const files: Record<string, string | null> = {
       "tidemark.yaml": bedConfig(
         bed,
@@ -242,7 +243,7 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     expect(forced.code, forced.stderr).toBe(0);
     expect(await Promise.all(HOSTS.map(version))).toEqual(["v8", "v8", "v8"]);
     // A return runs the outgoing release's pre-rollback before its switch, then the activate hooks of the release it returns to.
-    expect((await logOf("web01")).map(({ name }) => name)).toEqual(["down-pre", "slow"]);
+    expect((await logOf("web01")).map(({ name }) => name)).toEqual(["down-pre", "slow", "slow-done"]);
     expect(await tidemark(["unpin", "staging"], env)).toMatchObject({ code: 0 });
   });
 
@@ -251,11 +252,16 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     await Promise.all(
       HOSTS.map((host) => shell.run(host, `echo ${Buffer.from(`the token is ${token}\n`).toString("base64")} | base64 -d > /root/leak`)),
     );
-    const warned = await deploy("v10", [{ name: "notify", phase: "post-activate", run: "hooks/leak", onFailure: "warn" }]);
+    const warned = await deploy("v10", [
+      { name: "notify", phase: "post-activate", run: "hooks/leak", onFailure: "warn" },
+      // A hook with a user runs as that user, from the same read-only release.
+      { name: "whoami", phase: "post-activate", run: "hooks/whoami", onFailure: "warn", user: "nobody" },
+    ]);
     expect(warned.code, warned.stderr).toBe(0);
     expect(warned.hosts.web01).toMatchObject({
       outcome: "deployed",
-      detail: 'post-activate hook "notify" of app failed (exit 3): leak refused on web01 (onFailure: warn)',
+      detail:
+        'post-activate hook "notify" of app failed (exit 3): leak refused on web01 (onFailure: warn); post-activate hook "whoami" of app failed (exit 3): nobody (onFailure: warn)',
     });
     const store = env.TIDEMARK_STORE!;
     const record = (await run("git", ["--git-dir", store, "log", "--all", "-1", "--format=%B"])).stdout;
@@ -270,12 +276,43 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     expect(page).toMatch(/<td>app\/notify<\/td><td>post-activate<\/td><td>3<\/td><td>\d+ ms<\/td>/);
     expect(page).toContain("the token is [redacted]");
     expect(page).not.toContain(token);
+    await serve.stop();
+  });
+  it("a deployment queued by a push while a hook runs starts after that hook ends: the operator holds the host through it", async () => {
+    const hooks = [{ name: "warm", phase: "post-activate", run: "hooks/slow" }];
+    // The app as the CLI last left it, with the slow hook, deployed first so that the pushes below change one file each.
+    expect((await deploy("v11", hooks)).code).toBe(0);
+    const serve = owned.own(await OperatorProcess.start("serve", reportingServeEnv(bed, env)), (it) => it.stop());
+    await bed.forge!.addHook(bed.forgeRepo, { url: `${serve.url}/webhooks/github`, secret: bed.webhookSecret });
+    const finished = (commit: string) => (line: LogLine) =>
+      line.environment === "staging" && line.commit === commit && typeof line.outcome === "string";
+    await Promise.all(HOSTS.map((host) => shell.run(host, `rm -f ${LOG}`)));
+    const first = await work.commit({ [`${APP}/version`]: "v12\n" }, "v12");
+    await work.push("main");
+    await waitFor(
+      "v12's slow hook to start on web01",
+      async () => (await shell.run("web01", "test -e /root/slow-started && echo yes || true")) === "yes",
+      {
+        timeoutMs: 60_000,
+        intervalMs: 100,
+      },
+    );
+    const second = await work.commit({ [`${APP}/version`]: "v13\n" }, "v13");
+    await work.push("main");
+    expect((await serve.waitForLog(finished(first), 90_000)).outcome).toBe("succeeded");
+    expect((await serve.waitForLog(finished(second), 90_000)).outcome).toBe("succeeded");
+    // On each host: v12's hook started and ended, then v13's started; never two at once.
+    for (const host of HOSTS) expect((await logOf(host)).map(({ name }) => name)).toEqual(["slow", "slow-done", "slow", "slow-done"]);
+    const web01 = await logOf("web01");
+    expect(web01[2]!.at > web01[1]!.at).toBe(true);
+    expect(await Promise.all(HOSTS.map(version))).toEqual(["v13", "v13", "v13"]);
   });
 });
 
 /** What some hooks do besides logging. */
 const HOOK_EXTRA: Record<string, string> = {
   hang: "exec sh -c 'sleep 3141 & sleep 3142; wait'",
-  slow: "touch /root/slow-started; sleep 4; rm -f /root/slow-started",
+  slow: `touch /root/slow-started; sleep 4; rm -f /root/slow-started; echo "$(date +%s%N) slow-done $TIDEMARK_HOST -" >> ${LOG}`,
   leak: 'cat /root/leak; echo "leak refused on $TIDEMARK_HOST"; exit 3',
+  whoami: "id -un; exit 3",
 };
