@@ -55,7 +55,9 @@ export function readActivation(
   const at = marks.findIndex((mark) => mark.kind === "phase" && mark.text === "rollback");
   const forward = at < 0 ? marks : marks.slice(0, at);
   const back = at < 0 ? [] : marks.slice(at + 1);
-  const ran = [...hookResults(forward, forwardHooks), ...hookResults(back, backHooks)];
+  const forwardRan = hookResults(forward, forwardHooks);
+  const backRan = hookResults(back, backHooks);
+  const ran = [...forwardRan, ...backRan];
   const report: ActivationReport = ran.length > 0 ? { hooks: ran.map(({ result }) => result) } : {};
   const failed = groups(forward);
   const upload = failed.find((group) => group.head.kind === "fail" && group.head.text.startsWith("upload "));
@@ -72,13 +74,12 @@ export function readActivation(
   if (arm)
     return { ...report, arm: { detail: `could not arm the host's rollback timer: ${lastLine(arm.lines)}`, log: arm.lines.join("\n") } };
   const firstFailing = (side: typeof ran) => side.find(({ result, warn }) => result.exit !== 0 && !warn);
-  const forwardRan = ran.slice(0, hookResults(forward, forwardHooks).length);
   const before = firstFailing(forwardRan.filter(({ result }) => result.phase.startsWith("pre-")));
   if (before) return { ...report, before: hookFailure(before.result) };
   const warnings = forwardRan.filter(({ result, warn }) => result.exit !== 0 && warn).map(({ result }) => hookFailure(result));
   if (warnings.length > 0) report.warnings = warnings;
   report.forward = segmentFailure(forward, forwardChecks) ?? mapped(firstFailing(forwardRan));
-  if (at >= 0) report.back = { failure: segmentFailure(back, backChecks) ?? mapped(firstFailing(ran.slice(forwardRan.length))) };
+  if (at >= 0) report.back = { failure: segmentFailure(back, backChecks) ?? mapped(firstFailing(backRan)) };
   return report;
 }
 

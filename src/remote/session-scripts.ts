@@ -227,9 +227,9 @@ const HELPERS = [
   `tm_step() { s=$1; shift; ( set -e; "$@" ) 2> "$T/err"; rc=$?; if [ $rc -ne 0 ]; then tm_mark fail "$s" $rc; tm_log log "$T/err"; fi; return $rc; }`,
   // Units: their state as `unit` marks; for each one failed (as unitFailed says), its journal. Returns 1 when one failed.
   `tm_units() { systemctl show -p Id,ActiveState,SubState,Result -- "$@" > "$T/units" 2> "$T/err" || { tm_mark fail units $?; tm_log log "$T/err"; return 1; }; tm_log unit "$T/units"; bad=$(awk 'BEGIN { RS = ""; FS = "\\n" } { id = ""; a = ""; r = ""; for (i = 1; i <= NF; i++) { k = substr($i, 1, index($i, "=") - 1); v = substr($i, index($i, "=") + 1); if (k == "Id") id = v; else if (k == "ActiveState") a = v; else if (k == "Result") r = v } if (a == "failed" || r != "success" || (a != "active" && a != "inactive" && a != "activating" && a != "reloading")) print id }' "$T/units"); [ -z "$bad" ] && return 0; for u in $bad; do tm_mark journal-of "$u"; journalctl --no-pager -o cat -n 20 -u "$u" < /dev/null > "$T/journal" 2>&1 || true; tm_log journal "$T/journal"; done; return 1; }`,
-  // A command check runs from its app's `current` with a time limit, its output kept for the report; it never holds the lock.
   // A hook: from its release dir, with only its own environment, as its user, within its time (the whole process group is killed).
   `tm_hook() { hp=$1; hi=$2; hd=$3; ht=$4; hu=$5; hr=$6; shift 6; hs=$(date +%s%N); ( cd -- "$hd" && if [ -n "$hu" ]; then exec env -i "$@" timeout -k 5 "$ht" runuser -u "$hu" -- "$hr"; else exec env -i "$@" timeout -k 5 "$ht" "$hr"; fi ) < /dev/null > "$T/out" 2>&1 9>&-; rc=$?; tm_mark hook "$hp" "$hi" $rc $(( ($(date +%s%N) - hs) / 1000000 )); tm_log log "$T/out"; return $rc; }`,
+  // A command check runs from its app's `current` with a time limit, its output kept for the report; it never holds the lock.
   `tm_command() { ( cd -- "$2" && exec timeout -k 5 "$3" sh -c "$4" ) < /dev/null > "$T/out" 2>&1 9>&-; rc=$?; if [ $rc -ne 0 ]; then tm_mark check "$1" $rc; tm_log log "$T/out"; return 1; fi; }`,
 ];
 
@@ -284,9 +284,7 @@ function hookFunction(name: string, hooks: HookRun[]): string[] {
   return [
     `${name}() {`,
     ...hooks.map((hook, i) => {
-      const env = Object.entries({ PATH: HOOK_PATH, LANG: "C.UTF-8", HOME: "/root", ...hook.env }).map(
-        ([name, value]) => `${name}=${value}`,
-      );
+      const env = Object.entries({ PATH: HOOK_PATH, LANG: "C.UTF-8", HOME: "/root", ...hook.env }).map(([key, value]) => `${key}=${value}`);
       const run = `./${hook.run}`;
       const line = command("tm_hook", hook.phase, String(i), hook.dir, String(hook.timeoutSeconds), hook.user ?? "", run, ...env);
       return hook.warn ? line : `${line}; [ $? -eq 0 ] || return 1`;
