@@ -116,7 +116,10 @@ function hostStatus(facts: DeploymentFacts, host: HostOutcome): CommitStatus {
   const say = (state: CommitStatus["state"], text: string) => status(facts.sourceCommit, context, state, text, facts.targetUrl);
   switch (host.outcome) {
     case "deployed":
-      return say("success", `${returnPrefix(facts)}deployed ${short(facts.sourceCommit)}`);
+      return say(
+        "success",
+        `${returnPrefix(facts)}deployed ${short(facts.sourceCommit)}${host.detail?.startsWith(IRREVERSIBLE) ? ` ${host.detail}` : ""}`,
+      );
     case "unchanged":
       return say("success", `unchanged: already runs this config`);
     case "unreachable":

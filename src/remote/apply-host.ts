@@ -318,9 +318,18 @@ export async function applyHost(
     locked = false;
     const warnings = report.warnings ?? [];
     const warned = warnings.map((warning) => `${warning.detail} (onFailure: warn)`);
+    // A return past a hook with no down (a revert, tidemark rollback --force) says so, as a rollback does.
+    const passed = job.returning
+      ? job.plan.apps.flatMap((app) =>
+          app.change === "added"
+            ? []
+            : (job.deployed?.apps?.get(app.app)?.manifest?.hooks ?? []).filter((hook) => hook.irreversible).map((hook) => hook.name),
+        )
+      : [];
+    const said = [...(passed.length > 0 ? [`${IRREVERSIBLE}${passed.join(", ")}) went back past it: what it did stays`] : []), ...warned];
     return outcome(
       "deployed",
-      warned.length > 0 ? warned.join("; ") : undefined,
+      said.length > 0 ? said.join("; ") : undefined,
       warnings
         .map((warning) => warning.log)
         .filter(Boolean)

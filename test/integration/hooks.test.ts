@@ -239,8 +239,12 @@ describe("app hooks around the switch, and their undo on rollback", () => {
     expect(refused.stderr).toContain("goes back past hooks that have no down: web01: app/migrate, web02: app/migrate");
     expect(refused.stderr).toContain("IRREVERSIBLE_HOOK");
     await Promise.all(HOSTS.map((host) => shell.run(host, `rm -f ${LOG}`)));
-    const forced = await tidemark(["rollback", "staging", target, "--yes", "--force"], env);
+    const forced = await tidemark(["rollback", "staging", target, "--yes", "--force", "--json"], env);
     expect(forced.code, forced.stderr).toBe(0);
+    const back = (JSON.parse(forced.stdout) as { hosts: Array<{ host: string; detail?: string }> }).hosts.find(
+      (host) => host.host === "web01",
+    );
+    expect(back?.detail).toBe("(irreversible: migrate) went back past it: what it did stays");
     expect(await Promise.all(HOSTS.map(version))).toEqual(["v8", "v8", "v8"]);
     // A return runs the outgoing release's pre-rollback before its switch, then the activate hooks of the release it returns to.
     expect((await logOf("web01")).map(({ name }) => name)).toEqual(["down-pre", "slow", "slow-done"]);
