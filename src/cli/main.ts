@@ -120,6 +120,21 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     return run(async () => (await import("./status.js")).statusCommand(await contextFor(flags), environment));
   });
 
+  common(
+    program
+      .command("drift")
+      .argument("<env>", "the environment")
+      .description(
+        "compare each host with the release recorded for it (one command per host): files, modes, owners, links, units; exit 5 on drift",
+      ),
+  )
+    .option("--host <host>", "check only this host (repeat for more)", (value: string, hosts: string[] = []) => [...hosts, value])
+    .option("--deep", "hash every file, not only those whose stat changed since the snapshot")
+    .action(function (this: Command, environment: string) {
+      const flags = this.opts<CommonFlags & { host?: string[]; deep?: boolean }>();
+      return run(async () => (await import("./drift.js")).driftCommand(await contextFor(flags), environment, flags));
+    });
+
   common(program.command("history").argument("<env>", "the environment").description("the environment's deployments, newest first"))
     .option("--limit <n>", "how many", (value) => Number.parseInt(value, 10), 50)
     .action(function (this: Command, environment: string) {

@@ -44,6 +44,18 @@ const EnvironmentSchema = z.strictObject({
     ),
   hosts: z.array(safeName("host or group")).optional(),
   vars: VarsSchema.optional(),
+  drift: z
+    .strictObject({
+      mode: z.enum(["off", "warn", "heal"], { error: "drift.mode is off, warn or heal" }).default("warn"),
+      interval: z
+        .string()
+        .regex(/^[1-9][0-9]*(s|m|h)$/, "drift.interval is a number and a unit: 30s, 10m, 1h")
+        .default("10m")
+        .transform((text) => Number(text.slice(0, -1)) * { s: 1, m: 60, h: 3600 }[text.slice(-1) as "s" | "m" | "h"]),
+      ignore: z.array(z.string().min(1)).default([]),
+    })
+    .transform(({ mode, interval, ignore }) => ({ mode, intervalSeconds: interval, ignore }))
+    .optional(),
 });
 
 const GroupSchema = z

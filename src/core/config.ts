@@ -28,7 +28,19 @@ export interface Environment {
   hosts?: string[];
   /** Values for templates, under every group's and host's. */
   vars?: Vars;
+  /** How the operator watches the hosts for drift (`drift:`); DEFAULT_DRIFT when absent. */
+  drift?: DriftPolicy;
 }
+
+export interface DriftPolicy {
+  /** `warn` reports drift; `heal` redeploys the recorded release too; `off` checks nothing on a schedule. */
+  mode: "off" | "warn" | "heal";
+  intervalSeconds: number;
+  /** Globs of finding paths never reported (`app/path`, a host path, a unit name). */
+  ignore: string[];
+}
+
+export const DEFAULT_DRIFT: DriftPolicy = { mode: "warn", intervalSeconds: 600, ignore: [] };
 
 /** Values for templates (`vars.NAME`): a more specific level replaces a name whole (environment, then groups, then host). */
 export type Vars = Record<string, unknown>;

@@ -9,6 +9,8 @@ export const EXIT = {
   unreachable: 3,
   /** The source repo or the store remote could not be reached. */
   repoUnreachable: 4,
+  /** `tidemark drift`: a host differs from the release recorded for it. */
+  drift: 5,
   /** The command line was wrong. */
   usage: 64,
 } as const;
@@ -103,6 +105,11 @@ export const ERROR_CODES = {
   HOST_KEY_MISMATCH: { meaning: "a host offered a key that is not the pinned one", exit: "unreachable", retry: false },
   HOST_UNREACHABLE: { meaning: "a host could not be connected to or refused the operator's key", exit: "unreachable", retry: true },
   HOST_DISK_FULL: { meaning: "a host's disk is full", exit: "failed", retry: false },
+  HOST_NOT_DEPLOYED: {
+    meaning: "a host named on the command line has no release recorded in the environment",
+    exit: "usage",
+    retry: false,
+  },
   SECRET_UNREADABLE: {
     meaning: "a secret file of the config tree did not open with the operator's age identities",
     exit: "failed",

@@ -292,7 +292,8 @@ async function findTree(readers: TreeReader[], oid: string): Promise<TreeReader 
   return undefined;
 }
 
-function target(name: string, host: InventoryHost, knownHosts: KnownHosts | undefined): SshTarget {
+/** How a host of the inventory is reached, its key pinned by the inventory or a known_hosts file. */
+export function target(name: string, host: InventoryHost, knownHosts: KnownHosts | undefined): SshTarget {
   const keys = host.hostKey ? [host.hostKey] : (knownHosts?.keysFor(host.address, host.port) ?? []);
   return { name, address: host.address, port: host.port, user: host.user, hostKey: keys };
 }

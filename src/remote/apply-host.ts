@@ -104,8 +104,9 @@ export async function applyHost(
   let replannedFrom: string | undefined;
   let uploadedBytes: number | undefined;
   const undone: string[] = [];
+  const rebuilt: string[] = [];
   const outcome = (kind: HostOutcome["outcome"], reason?: string, log?: string): HostResult => {
-    const detail = [...undone.map((note) => `rolled itself back before this deployment: ${note}`), replannedFrom, reason]
+    const detail = [...undone.map((note) => `rolled itself back before this deployment: ${note}`), replannedFrom, ...rebuilt, reason]
       .filter(Boolean)
       .join("; ");
     return {
@@ -175,7 +176,7 @@ export async function applyHost(
       return outcome("failed", `could not inspect ${host}: ${why} (nothing switched)`);
     }
 
-    let state = readInspection(first.lines, forward);
+    let state = readInspection(first, forward);
     const live = state.tree;
     if (live !== job.plan.from) {
       // The host already runs the target: a run cut after the host's `current` was written but before the store heard of it.
@@ -191,10 +192,17 @@ export async function applyHost(
       job = { ...job, ...replanned, previousLabel: undefined };
       replannedFrom = `planned again from ${short(live)}, which ${host} runs: the store expected ${short(planned.plan.from)} (a run was cut before it was recorded)`;
       forward = hostChanges(job.plan, job.desired, job.deployed, "forward");
-      state = readInspection((await run(shell, inspectScript(inspected(forward)), "inspect the host")).lines, forward);
+      state = readInspection(await run(shell, inspectScript(inspected(forward)), "inspect the host"), forward);
     }
 
     const { stage, payload } = await staging(job, forward, state.apps);
+    for (const { app, release } of stage) {
+      const changed = state.apps.get(app)?.releaseChanged;
+      if (changed)
+        rebuilt.push(
+          `rebuilt ${app}'s release ${short(release)} from git: the dir on the host had changed since it went live (${changed.slice(0, 3).join(", ")}${changed.length > 3 ? ` and ${changed.length - 3} more` : ""})`,
+        );
+    }
     const bytes = payload.reduce((sum, chunk) => sum + chunk.length, 0);
     const reversePlan = planHost(host, job.deployed, job.desired);
     const gone = (reversePlan?.apps ?? []).filter((app) => app.release !== null && state.apps.get(app.app)?.baseExists !== true);
@@ -312,6 +320,7 @@ export async function applyHost(
         job.plan.apps.map((app) => app.app),
         job.keepReleases,
         undo?.token ?? null,
+        job.plan.apps.flatMap(({ app, release }) => (release === null ? [] : [{ app, release }])),
       ),
       "record the host's current deployment",
     );
@@ -351,19 +360,43 @@ interface AppState {
   current: string | null;
   releaseExists: boolean;
   baseExists: boolean;
+  /** What differs from its snapshot in the release dir a return would reuse ("no snapshot" when it has none): it is built again from git. */
+  releaseChanged?: string[];
+  /** The base was checked against its snapshot and is as it went live: safe to hard-link from. */
+  baseTrusted: boolean;
 }
 
 const inspected = (changes: HostChanges) =>
   changes.plan.apps.map((app) => ({ app: app.app, release: app.release, base: app.previousRelease }));
 
-/** Reads the inspection's lines: the host's `current` line, then one line per app. */
-function readInspection(lines: string[], changes: HostChanges): { tree: string | null; apps: Map<string, AppState> } {
-  const [currentLine = "-", ...appLines] = lines;
+/**
+ * Reads the inspection: the host's `current` line, then one line per app;
+ * and the marks of the release dirs checked against their snapshots
+ * (snapshots.ts, verifyLines), by `<app>@release` or `<app>@base`.
+ */
+function readInspection(reply: ShellReply, changes: HostChanges): { tree: string | null; apps: Map<string, AppState> } {
+  const [currentLine = "-", ...appLines] = reply.lines;
   const tree = currentLine.trim().split(" ")[1];
+  const found = new Map<string, string[]>();
+  for (const { kind, text } of reply.marks) {
+    if (kind !== "drift" && kind !== "unknown") continue;
+    const [what, where = ""] =
+      kind === "unknown" ? ["no snapshot", text] : [text.slice(0, text.indexOf(" ")), text.slice(text.indexOf(" ") + 1)];
+    const label = where.split("/")[0]!;
+    const path = where.slice(label.length + 1);
+    found.set(label, [...(found.get(label) ?? []), path ? `${label.split("@")[0]!}/${path} ${what}` : what]);
+  }
   const state = new Map<string, AppState>();
   changes.plan.apps.forEach((app, i) => {
     const [current = "-", release = "0", base = "0"] = (appLines[i] ?? "").split(" ");
-    state.set(app.app, { current: current === "-" ? null : current, releaseExists: release === "1", baseExists: base === "1" });
+    const releaseChanged = release === "1" ? found.get(`${app.app}@release`) : undefined;
+    state.set(app.app, {
+      current: current === "-" ? null : current,
+      releaseExists: release === "1",
+      baseExists: base === "1",
+      ...(releaseChanged ? { releaseChanged } : {}),
+      baseTrusted: release !== "1" && base === "1" && !found.has(`${app.app}@base`),
+    });
   });
   return { tree: tree === undefined || tree === "-" ? null : tree, apps: state };
 }
@@ -384,9 +417,11 @@ async function staging(
   const payload: Uint8Array[] = [];
   const key = randomBytes(SECRET_KEY_CHARS / 2).toString("hex");
   for (const app of changes.plan.apps) {
-    if (app.release === null || state.get(app.app)?.releaseExists) continue;
+    const on = state.get(app.app);
+    if (app.release === null || (on?.releaseExists && !on.releaseChanged)) continue;
     const tree = changes.incoming.get(app.app) as AppTree;
-    const base = app.previousRelease !== null && state.get(app.app)?.baseExists ? app.previousRelease : null;
+    // Only a base that is as it went live is hard-linked: an edit made on the host would come along unseen.
+    const base = app.previousRelease !== null && on?.baseTrusted ? app.previousRelease : null;
     const files = base === null ? await job.wholeApp(job.plan.host, job.desired!.oid, app.app) : tree.files!;
     const secrets = new Map<string, SecretKind>();
     for (const [path, file] of files) {
@@ -412,6 +447,7 @@ async function staging(
       app: app.app,
       release: app.release,
       base,
+      replace: on?.releaseExists === true,
       drop:
         base === null
           ? []

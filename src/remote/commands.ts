@@ -114,6 +114,8 @@ export interface StageApp {
   release: string;
   /** A release on the host to start from (unchanged files are hard links to it), or null for an empty dir. */
   base: string | null;
+  /** The release dir is on the host already but changed since it went live: built again, it takes the old one's place. */
+  replace?: boolean;
   /** Paths from the base that this release drops or replaces. */
   drop: string[];
   /** The files that travel, in the order their bytes follow the script. */
@@ -150,7 +152,7 @@ export function stageLines(deploymentId: string, tree: string | null, apps: Stag
   return [
     stateLine("target", deploymentId, tree),
     ...(keyed ? [`tm_k=$(head -c ${SECRET_KEY_CHARS})`] : []),
-    ...apps.flatMap(({ app, release, base, drop, files }) => {
+    ...apps.flatMap(({ app, release, base, replace, drop, files }) => {
       const partial = partialDir(app, release);
       const dirs = [...new Set(files.map((file) => file.path.slice(0, Math.max(0, file.path.lastIndexOf("/")))).filter(Boolean))].sort();
       const executables = files.filter((file) => file.executable).map((file) => `${partial}/${file.path}`);
@@ -193,6 +195,7 @@ export function stageLines(deploymentId: string, tree: string | null, apps: Stag
           const mode = (parseInt(secret!.mode, 8) | (executable ? 0o100 : 0)).toString(8).padStart(4, "0");
           return [...(secret!.group ? [command("chgrp", "--", secret!.group, file)] : []), command("chmod", mode, "--", file)];
         }),
+        ...(replace ? [command("rm", "-rf", "--", `${appDir(app)}/${release}`)] : []),
         command("mv", "-T", "--", partial, `${appDir(app)}/${release}`),
       ];
     }),
@@ -253,7 +256,7 @@ export function commitLines(deploymentId: string, tree: string | null, apps: str
   return [
     stateLine("current", deploymentId, tree),
     // Counted by a glob first, no process: each link and its release stay, so most commits find nothing to collect.
-    `tm_collect() { a=$1; set -- "$a"/*; k=${keep}; if [ -L "$a/current" ]; then k=$((k + 2)); fi; if [ -L "$a/previous" ]; then k=$((k + 2)); fi; [ $# -gt $k ] || return 0; c=$(readlink -- "$a/current" || true); p=$(readlink -- "$a/previous" || true); n=0; ls -1t -- "$a" | while IFS= read -r d; do case "$d" in current|previous|"\${c##*/}"|"\${p##*/}") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$a/$d"; fi; done || true; }`,
+    `tm_collect() { a=$1; set -- "$a"/*; k=${keep}; if [ -L "$a/current" ]; then k=$((k + 2)); fi; if [ -L "$a/previous" ]; then k=$((k + 2)); fi; [ $# -gt $k ] || return 0; c=$(readlink -- "$a/current" || true); p=$(readlink -- "$a/previous" || true); n=0; ls -1t -- "$a" | while IFS= read -r d; do case "$d" in current|previous|"\${c##*/}"|"\${p##*/}") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$a/$d" "$a/.snapshots/$d"; fi; done || true; }`,
     ...apps.map((app) => command("tm_collect", appDir(app))),
   ];
 }

@@ -14,6 +14,7 @@ import {
   type SwitchSpec,
 } from "./commands.js";
 import { command, quote } from "./shell.js";
+import { snapshotLines, verifyLines } from "./snapshots.js";
 
 /**
  * One deployment talks to a host through one `sh` (the host's shell): it
@@ -80,11 +81,12 @@ export function lockScript(owner: string, apps: InspectApp[]): string {
     `if [ -f ${ROLLED_BACK_NOTE} ]; then tm_log undone ${ROLLED_BACK_NOTE}; rm -f -- ${ROLLED_BACK_NOTE}; fi`,
     "tm_mark phase inspect",
     ...inspectLines(apps),
+    ...verifyLines(apps),
   ]);
 }
 
 /** The same inspection, for a plan made again once the lock is held. */
-export const inspectScript = (apps: InspectApp[]): string => sessionScript(inspectLines(apps));
+export const inspectScript = (apps: InspectApp[]): string => sessionScript([...inspectLines(apps), ...verifyLines(apps)]);
 
 export interface CommandCheck {
   app: string;
@@ -204,12 +206,24 @@ export function rollbackScript(undo: Undo): string {
   return sessionScript([...HELPERS, "set +e", ...backLines(undo), "flock -u 9", "tm_mark result failed"]);
 }
 
-/** Records `current`, collects old releases, disarms the undo: the activation is confirmed. Then releases the lock. */
-export function confirmScript(deploymentId: string, tree: string | null, apps: string[], keep: number, token: string | null): string {
+/**
+ * Records `current`, collects old releases, disarms the undo: the activation
+ * is confirmed. Then snapshots the releases that went live, still under the
+ * lock, and releases it.
+ */
+export function confirmScript(
+  deploymentId: string,
+  tree: string | null,
+  apps: string[],
+  keep: number,
+  token: string | null,
+  live: Array<{ app: string; release: string }> = [],
+): string {
   return sessionScript([
     DISARM,
     ...commitLines(deploymentId, tree, apps, keep),
     ...(token ? [command("tm_disarm", token)] : []),
+    ...snapshotLines(live),
     "flock -u 9",
   ]);
 }
