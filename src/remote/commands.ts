@@ -256,7 +256,7 @@ export function commitLines(deploymentId: string, tree: string | null, apps: str
   return [
     stateLine("current", deploymentId, tree),
     // Counted by a glob first, no process: each link and its release stay, so most commits find nothing to collect.
-    `tm_collect() { a=$1; set -- "$a"/*; k=${keep}; if [ -L "$a/current" ]; then k=$((k + 2)); fi; if [ -L "$a/previous" ]; then k=$((k + 2)); fi; [ $# -gt $k ] || return 0; c=$(readlink -- "$a/current" || true); p=$(readlink -- "$a/previous" || true); n=0; ls -1t -- "$a" | while IFS= read -r d; do case "$d" in current|previous|"\${c##*/}"|"\${p##*/}") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$a/$d" "$a/.snapshots/$d"; fi; done || true; }`,
+    `tm_collect() { a=$1; set -- "$a"/*; k=${keep}; if [ -L "$a/current" ]; then k=$((k + 2)); fi; if [ -L "$a/previous" ]; then k=$((k + 2)); fi; [ $# -gt $k ] || return 0; c=$(readlink -- "$a/current" || true); p=$(readlink -- "$a/previous" || true); n=0; ls -1t -- "$a" | while IFS= read -r d; do case "$d" in current|previous|"\${c##*/}"|"\${p##*/}") continue;; esac; n=$((n + 1)); if [ "$n" -gt ${keep} ]; then rm -rf -- "$a/$d" "${HOST_ROOT}/snapshots/\${a##*/}/$d"; fi; done || true; }`,
     ...apps.map((app) => command("tm_collect", appDir(app))),
   ];
 }

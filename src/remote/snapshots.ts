@@ -7,9 +7,9 @@ import { command, quote } from "./shell.js";
  * `H sha256  path` for each file others may read and `K digest  path` for
  * each they may not (a secret), the digest keyed with the host's snapshot
  * key, so that the snapshot lets no one test guesses of a short secret.
- * Kept beside the release dirs, readable by root only.
+ * Kept in /var/lib/tidemark/snapshots/<app>/, readable by root only.
  */
-export const snapshotFile = (app: string, release: string) => `${appDir(app)}/.snapshots/${release}`;
+export const snapshotFile = (app: string, release: string) => `${HOST_ROOT}/snapshots/${app}/${release}`;
 export const SNAPSHOT_KEY = `${HOST_ROOT}/snapshot.key`;
 
 /**
@@ -41,7 +41,7 @@ export function snapshotLines(releases: Array<{ app: string; release: string }>)
     `if [ ! -s ${key} ]; then (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \\n' > ${key}.new); mv -f -- ${key}.new ${key}; fi`,
     [
       "tm_snap() {",
-      `d="$1/.snapshots"; [ -d "$d" ] || mkdir -m 0700 -- "$d"; s="$d/$2"`,
+      `d=${HOST_ROOT}/snapshots/"$3"; [ -d "$d" ] || mkdir -p -m 0700 -- "$d"; s="$d/$2"`,
       `(cd -- "$1/$2" || exit 1`,
       `(umask 077; tm_stats > "$s.new")`,
       `w=$(awk -v now="$(date +%s.%N)" '${RACY_AWK} $1 == "S" && racy($8, now) { x = $8 ~ /\\.[0-9]*[1-9]/ ? 0.03 : 2; if (x > w) w = x } END { if (w) print w }' "$s.new")`,
@@ -53,7 +53,7 @@ export function snapshotLines(releases: Array<{ app: string; release: string }>)
     // A release without a snapshot is still deployed: its drift check says it cannot compare it, and the next release has one.
     ...releases.map(
       ({ app, release }) =>
-        `${command("tm_snap", appDir(app), release)} || ${command("rm", "-f", "--", `${snapshotFile(app, release)}.new`)}`,
+        `${command("tm_snap", appDir(app), release, app)} || ${command("rm", "-f", "--", `${snapshotFile(app, release)}.new`)}`,
     ),
   ];
 }
@@ -96,7 +96,7 @@ export const DRIFT_FUNCTION = [
   ...HELPERS,
   [
     "tm_drift() {",
-    `a=${quote(`${HOST_ROOT}/apps`)}/$1; s="$a/.snapshots/$2"; l=\${3:-$1}`,
+    `a=${quote(`${HOST_ROOT}/apps`)}/$1; s=${quote(`${HOST_ROOT}/snapshots`)}/"$1/$2"; l=\${3:-$1}`,
     `if [ ! -d "$a/$2" ]; then tm_mark gone "$l"; return 0; fi`,
     `if [ ! -f "$s" ]; then tm_mark unknown "$l"; return 0; fi`,
     `rm -f -- "$T/hash"; t=$(find "$s" -printf '%T@')`,
