@@ -30,7 +30,14 @@ export interface HostDrift {
   unknown?: string[];
   /** Why a host was not checked (busy, unreachable, failed). */
   detail?: string;
+  /** Healed FIGHTING_HEALS times within the last hour and changed again: something else keeps changing it, so it is healed no more. */
+  fighting?: true;
+  /** The heal deployment that gave the host what it runs again (drift `mode: heal`). */
+  healed?: string;
 }
+
+/** Heals of one host within an hour after which it is left to a person: something else keeps changing it. */
+export const FIGHTING_HEALS = 3;
 
 /** The marks of the host's check (snapshots.ts), without the marker: `drift <kind> <path>`, `gone <app>`, `unknown <app>`, `link <target>\t<path>`, `unit <line>`, `busy`, `end`. */
 export interface CheckMark {
@@ -140,5 +147,6 @@ export function globMatches(glob: string, path: string): boolean {
 export function driftLine(drift: HostDrift, most = 3): string {
   const shown = drift.findings.slice(0, most).map((finding) => `${finding.path} ${finding.kind}`);
   const more = drift.findings.length - shown.length;
-  return `${drift.host}: ${shown.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
+  const fighting = drift.fighting ? `fighting (healed ${FIGHTING_HEALS} times within an hour, changed again): ` : "";
+  return `${drift.host}: ${fighting}${shown.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
 }

@@ -52,7 +52,7 @@ export interface HookRecord {
 }
 
 /** What started a store record; `unpin` records no deployment, only that the environment follows its ref again. */
-export const TRIGGERS = ["webhook", "poll", "cli", "rollback", "unpin"] as const;
+export const TRIGGERS = ["webhook", "poll", "cli", "rollback", "unpin", "heal"] as const;
 export type Trigger = (typeof TRIGGERS)[number];
 
 /** Outcomes after which the deployed tree is what runs on the host. */

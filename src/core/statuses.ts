@@ -1,3 +1,4 @@
+import { driftLine, type HostDrift } from "./drift.js";
 import { deploymentOutcome, IRREVERSIBLE, isLive, type HostOutcome } from "./outcome.js";
 import type { Plan } from "./plan.js";
 import { formatProblem, type Problem } from "./problems.js";
@@ -14,6 +15,7 @@ export interface CommitStatus {
 export const envContext = (environment: string) => `tidemark/${environment}`;
 export const hostContext = (environment: string, host: string) => `tidemark/${environment}/${host}`;
 export const planContext = (environment: string) => `tidemark/plan/${environment}`;
+export const driftContext = (environment: string) => `tidemark/${environment}/drift`;
 
 const MAX_DESCRIPTION = 140;
 
@@ -155,6 +157,29 @@ export function convergedStatuses(facts: Omit<DeploymentFacts, "hosts" | "return
       targetUrl,
     ),
   ];
+}
+
+/**
+ * The environment's last drift check, on the commit its hosts run: success
+ * "no drift on 10 hosts" (or which hosts were healed), or failure naming the
+ * first host that still differs, a fighting one first ("web02: nginx/nginx.conf
+ * modified"), and how many more do.
+ */
+export function driftStatus(environment: string, sha: string, hosts: readonly HostDrift[], targetUrl?: string): CommitStatus {
+  const context = driftContext(environment);
+  const open = hosts.filter((host) => host.state === "drift" && !host.healed);
+  if (open.length > 0) {
+    const first = open.find((host) => host.fighting) ?? open[0]!;
+    const more = open.length > 1 ? ` (+${open.length - 1} more host${open.length === 2 ? "" : "s"})` : "";
+    return status(sha, context, "failure", `${driftLine(first)}${more}`, targetUrl);
+  }
+  const clean = hosts.filter((host) => host.state === "clean").length;
+  const healed = hosts.filter((host) => host.healed);
+  const unchecked = hosts.length - clean - healed.length;
+  const note = unchecked > 0 ? ` (${unchecked} not checked)` : "";
+  if (healed.length === 0) return status(sha, context, "success", `no drift on ${clean} host${clean === 1 ? "" : "s"}${note}`, targetUrl);
+  const more = healed.length > 1 ? ` (+${healed.length - 1} more host${healed.length === 2 ? "" : "s"})` : "";
+  return status(sha, context, "success", `healed ${driftLine(healed[0]!)}${more}; ${clean} clean${note}`, targetUrl);
 }
 
 /** A commit that changes nothing for the environment (only another environment's files): one word, no deployment, no per-host statuses. */

@@ -1,4 +1,5 @@
 import { UnrecoverableError } from "bullmq";
+import { DEFAULT_DRIFT } from "../core/config.js";
 import { describeError, TidemarkError } from "../core/errors.js";
 import { afterRollout, decide, type DeployDecision, type DeployState } from "../core/decide.js";
 import { deploymentOutcome, type DeploymentOutcome, type HostOutcome } from "../core/outcome.js";
@@ -86,6 +87,10 @@ async function deployJob(op: Operator, job: DeployJob, stop: AbortSignal, observ
       { ref: decision.ref, commit: decision.commit },
       { open: op.open },
     );
+    // A pushed `drift:` takes effect with the config that brings it.
+    await op.queues
+      .syncDriftSchedule(environment, prepared.config.environments[environment]?.drift ?? DEFAULT_DRIFT)
+      .catch((error: unknown) => op.log.warn({ environment, error: describeError(error) }, "could not schedule drift checks"));
     const planned = decide({
       ...state,
       plan: {

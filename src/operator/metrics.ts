@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { DRIFT_KINDS, type HostDrift } from "../core/drift.js";
 import type { HostResult } from "../remote/apply-host.js";
 import type { WebhookResult } from "../http/webhook.js";
 
@@ -56,6 +57,19 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  private readonly driftHosts = new Gauge({
+    name: "tidemark_drift_hosts",
+    help: "Hosts that differ from the release recorded for them, at the environment's last drift check",
+    labelNames: ["environment"],
+    registers: [this.registry],
+  });
+  private readonly driftFindings = new Gauge({
+    name: "tidemark_drift_findings",
+    help: "Differences found at the environment's last drift check, by kind",
+    labelNames: ["environment", "kind"],
+    registers: [this.registry],
+  });
+
   constructor(queueCounts?: () => Promise<Map<string, Record<string, number>>>) {
     collectDefaultMetrics({ register: this.registry, prefix: "tidemark_" });
     if (queueCounts) {
@@ -90,6 +104,15 @@ export class OperatorMetrics {
 
   report(kind: string, result: "posted" | "dropped" | "failed" | "rate-limited"): void {
     this.reports.inc({ kind, result });
+  }
+
+  drift(environment: string, hosts: readonly HostDrift[]): void {
+    this.driftHosts.set({ environment }, hosts.filter((host) => host.state === "drift").length);
+    for (const kind of DRIFT_KINDS)
+      this.driftFindings.set(
+        { environment, kind },
+        hosts.flatMap((host) => host.findings).filter((finding) => finding.kind === kind).length,
+      );
   }
 
   supersededCommits(environment: string, count: number): void {

@@ -17,6 +17,8 @@ import { webhookHandler } from "../http/webhook.js";
 import {
   deployJobData,
   deployQueueName,
+  DRIFT_JOB,
+  driftJobData,
   OperatorQueues,
   PREFIX,
   REFS_QUEUE,
@@ -24,6 +26,7 @@ import {
   REPORT_QUEUE,
   reportBatch,
   type DeployJob,
+  type DriftJob,
   type RefsJob,
   type ReportJob,
 } from "../queue/queues.js";
@@ -34,6 +37,7 @@ import { SshPool } from "../remote/ssh-pool.js";
 import { Store } from "../store/store.js";
 import { OperatorSite } from "../web/site.js";
 import { runDeployJob, StoppedError, type DeployJobResult } from "./deploy-job.js";
+import { runDriftJob, type DriftJobResult } from "./drift-job.js";
 import { takeIn, type IntakeResult } from "./intake.js";
 import { OperatorMetrics } from "./metrics.js";
 import type { Operator } from "./operator.js";
@@ -212,7 +216,7 @@ export class OperatorService {
       await this.op.queues.deployQueue(environment);
       // stop() may have begun while the queue was opened: a worker started now would never be closed.
       if (this.stopping.signal.aborted) return;
-      this.work(name, (job: Job<DeployJob>) => this.deploy(job));
+      this.work(name, (job: Job<DeployJob | DriftJob>) => (job.name === DRIFT_JOB ? this.drift(job) : this.deploy(job as Job<DeployJob>)));
     }
   }
 
@@ -312,6 +316,20 @@ export class OperatorService {
     // A new environment gets its worker now, not at the next discovery tick.
     if (results.some((result) => result.action === "requested")) await this.discover();
     return results;
+  }
+
+  private async drift(job: Job<DeployJob | DriftJob>): Promise<DriftJobResult> {
+    const { environment } = parsed(driftJobData, job.data);
+    this.op.log.debug({ environment, job: job.id }, `${environment}: drift check started`);
+    const result = await runDriftJob(this.op, environment, this.stopping.signal);
+    if (result.status === "checked") {
+      const drifted = result.hosts.filter((host) => host.state === "drift").length;
+      this.op.log[drifted > 0 ? "warn" : "info"](
+        { environment, commit: result.sourceCommit, hosts: result.hosts.length, drifted, ...(result.heal ? { heal: result.heal } : {}) },
+        `${environment}: drift check: ${drifted === 0 ? "no drift" : `drift on ${drifted} of ${result.hosts.length} hosts`}`,
+      );
+    }
+    return result;
   }
 
   private async deploy(job: Job<DeployJob>): Promise<DeployJobResult> {

@@ -37,6 +37,10 @@ export interface DeployOptions {
   pin?: string;
   /** Hosts of the plan left as they are, each with why: recorded `skipped` (`held-back`), never contacted. */
   hold?: ReadonlyMap<string, string>;
+  /** Hosts the plan heals (drift `heal`), each with what drifted: they get what they run again, with no way back (HostJob.heal). */
+  heal?: ReadonlyMap<string, string>;
+  /** Hosts outside the plan recorded as given instead of `unchanged` (a heal keeps the others as the last attempt left them). */
+  carry?: ReadonlyMap<string, HostResult>;
   /**
    * Applied to what the hosts printed (a failing unit's journal, a check's
    * output) before the store, the page and the statuses get it: the
@@ -135,7 +139,8 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     target: target(host, config.hosts[host]!, options.knownHosts),
     plan: hostPlan,
     desired: desired.hosts.get(host),
-    deployed: running.get(host),
+    deployed: options.heal?.has(host) ? undefined : running.get(host),
+    ...(options.heal?.has(host) ? { heal: true } : {}),
     blob,
     wholeApp,
     ...(prepared.open ? { open: prepared.open } : {}),
@@ -200,12 +205,18 @@ export async function deployPlan(mirror: SourceMirror, store: Store, prepared: P
     options.stop,
   );
 
-  const byHost = new Map(results.map((result) => [result.host, result]));
+  const healed = (result: HostResult): HostResult => {
+    const found = options.heal?.get(result.host);
+    return found ? { ...result, detail: [`healed drift: ${found}`, result.detail].filter(Boolean).join("; ") } : result;
+  };
+  const byHost = new Map(results.map((result) => [result.host, healed(result)]));
   const held = (host: string): HostResult | undefined =>
     options.hold?.has(host) ? { host, outcome: "skipped", skip: "held-back", detail: options.hold.get(host)! } : undefined;
   const hosts = [...new Set([...desired.hosts.keys(), ...plan.hosts.map((hostPlan) => hostPlan.host)])]
     .sort()
-    .map((host): HostResult => redactOutput(byHost.get(host) ?? held(host) ?? { host, outcome: "unchanged" }, redact));
+    .map((host): HostResult =>
+      redactOutput(byHost.get(host) ?? held(host) ?? options.carry?.get(host) ?? { host, outcome: "unchanged" }, redact),
+    );
   const storeCommit = await store.record(
     {
       id,

@@ -3,6 +3,8 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import { fieldPath } from "../config/zod-problems.js";
 import { TidemarkError } from "../core/errors.js";
+import type { DriftPolicy } from "../core/config.js";
+import type { HostDrift } from "../core/drift.js";
 import type { Trigger } from "../core/outcome.js";
 import type { Report } from "../core/reports.js";
 
@@ -96,6 +98,26 @@ const DeployJobSchema = z.object({
 });
 export type DeployJob = z.infer<typeof DeployJobSchema>;
 
+/**
+ * The drift check of an environment: a job in the environment's deploy
+ * queue, so that it never runs while a deployment of it does, made by a
+ * job scheduler every `drift.interval`.
+ */
+export const DRIFT_JOB = "drift";
+const DriftJobSchema = z.object({ environment: z.string().min(1) });
+export type DriftJob = z.infer<typeof DriftJobSchema>;
+
+/** An environment's last drift check as the page shows it: when, against which commit, and each host's result (paths and kinds only). */
+export interface DriftCheck {
+  checkedAt: string;
+  sourceCommit: string;
+  hosts: HostDrift[];
+}
+
+export function driftJobData(data: unknown): DriftJob {
+  return parseJob("drift", DriftJobSchema, data);
+}
+
 /** A refs job's data as read back from Redis (a trust boundary): the hint or poll, or a JOB_DATA_INVALID error that names what is wrong. */
 export function refsJobData(data: unknown): RefsJob {
   return parseJob("refs", RefsJobSchema, data);
@@ -145,7 +167,7 @@ const REPORT_TTL_SECONDS = 30 * 24 * 3600;
 export class OperatorQueues {
   readonly refs: Queue<RefsJob>;
   readonly reports: Queue<ReportJob>;
-  private readonly deployQueues = new Map<string, Promise<Queue<DeployJob>>>();
+  private readonly deployQueues = new Map<string, Promise<Queue<DeployJob | DriftJob>>>();
 
   constructor(readonly redis: Redis) {
     this.refs = new Queue<RefsJob>(REFS_QUEUE, {
@@ -216,11 +238,11 @@ export class OperatorQueues {
     return (await this.refs.add(hint.kind, hint)).id;
   }
 
-  async deployQueue(environment: string): Promise<Queue<DeployJob>> {
+  async deployQueue(environment: string): Promise<Queue<DeployJob | DriftJob>> {
     let queue = this.deployQueues.get(environment);
     if (!queue) {
       queue = (async () => {
-        const created = new Queue<DeployJob>(deployQueueName(environment), { connection: this.redis, prefix: PREFIX });
+        const created = new Queue<DeployJob | DriftJob>(deployQueueName(environment), { connection: this.redis, prefix: PREFIX });
         await created.setGlobalConcurrency(1);
         return created;
       })();
@@ -358,6 +380,63 @@ export class OperatorQueues {
   /** Every environment ever asked for: the workers listen on their queues. */
   async environments(): Promise<string[]> {
     return (await this.redis.smembers(this.key("environments"))).sort();
+  }
+
+  /**
+   * Makes the environment's drift schedule what its policy says: every
+   * `intervalSeconds`, or none when `off`. One schedule for every process;
+   * unchanged when it is already so. Each deploy job and each drift job sets
+   * it from the config it read, so the schedule follows what was pushed.
+   */
+  async syncDriftSchedule(environment: string, policy: DriftPolicy): Promise<void> {
+    const queue = await this.deployQueue(environment);
+    const scheduled = await queue.getJobScheduler(DRIFT_JOB);
+    if (policy.mode === "off") {
+      if (scheduled) await queue.removeJobScheduler(DRIFT_JOB);
+      return;
+    }
+    if (Number(scheduled?.every) === policy.intervalSeconds * 1000) return;
+    // The first check one interval from now: a host just deployed was snapshotted as it went live.
+    const every = policy.intervalSeconds * 1000;
+    await queue.upsertJobScheduler(
+      DRIFT_JOB,
+      { every, startDate: Date.now() + every },
+      { name: DRIFT_JOB, data: { environment }, opts: { ...KEEP, attempts: 1 } },
+    );
+  }
+
+  /** The last drift status posted for an environment, to post a new one only when it says something else. */
+  async swapDriftStatus(environment: string, status: string): Promise<boolean> {
+    return (await this.redis.getset(this.key("drift-status", environment), status)) !== status;
+  }
+
+  /** Keeps an environment's last drift check for the operator's page. */
+  async saveDrift(environment: string, check: DriftCheck): Promise<void> {
+    await this.redis.set(this.key("drift", environment), JSON.stringify(check));
+  }
+
+  /** The environment's last drift check, if the operator made one. */
+  async lastDrift(environment: string): Promise<DriftCheck | undefined> {
+    const saved = await this.redis.get(this.key("drift", environment));
+    return saved ? (JSON.parse(saved) as DriftCheck) : undefined;
+  }
+
+  /** Heals of a host within the last `windowMs`, this one counted: when it comes to 3, something else keeps changing the host. */
+  async countHeal(environment: string, host: string, now: number, windowMs: number): Promise<number> {
+    const key = this.key("heals", environment, host);
+    const [, , [, count]] = (await this.redis
+      .multi()
+      .zremrangebyscore(key, "-inf", now - windowMs)
+      .zadd(key, now, String(now))
+      .zcard(key)
+      .pexpire(key, windowMs)
+      .exec()) as [unknown, unknown, [unknown, number], unknown];
+    return count;
+  }
+
+  /** Heals of a host within the last `windowMs`, not counting a new one. */
+  async heals(environment: string, host: string, now: number, windowMs: number): Promise<number> {
+    return this.redis.zcount(this.key("heals", environment, host), now - windowMs, "+inf");
   }
 
   /** Polls the source repo every `seconds` (0: never); one schedule for all servers and workers. */

@@ -64,6 +64,12 @@ export interface HostJob {
   /** This host is the first of the rollout: it runs the `on: once` hooks. */
   once: boolean;
   /**
+   * The host gets again what it runs (drift `heal`): the plan brings the
+   * apps that drifted as if new, and there is no way back, since what the
+   * host had was the drift.
+   */
+  heal?: boolean;
+  /**
    * The plan again, from the host tree the host runs when it is not the one
    * the store names (a run cut after the host's commit, before its record);
    * undefined when that tree is unknown here.
@@ -204,11 +210,12 @@ export async function applyHost(
         );
     }
     const bytes = payload.reduce((sum, chunk) => sum + chunk.length, 0);
-    const reversePlan = planHost(host, job.deployed, job.desired);
+    const reversePlan = job.heal ? undefined : planHost(host, job.deployed, job.desired);
     const gone = (reversePlan?.apps ?? []).filter((app) => app.release !== null && state.apps.get(app.app)?.baseExists !== true);
     const reverse = reversePlan && gone.length === 0 ? hostChanges(reversePlan, job.deployed, job.desired, "rollback") : undefined;
     const back = job.plan.from === null ? "the host is empty again" : `rolled back to ${job.previousLabel ?? short(job.plan.from)}`;
-    const hooks = hostHooks(job.plan, job.desired, job.deployed, job.returning);
+    // A heal puts back files; what a hook did (a migration) was never undone, so none runs again.
+    const hooks = hostHooks(job.heal ? { ...job.plan, apps: [] } : job.plan, job.desired, job.deployed, job.returning);
     const before = hookRuns(job, [...hooks["pre-rollback"], ...hooks["pre-activate"]], "forward");
     const after = hookRuns(job, [...hooks["post-activate"], ...hooks["post-rollback"]], "forward");
     const down = rollbackHooks(job.plan, job.desired);
@@ -287,6 +294,7 @@ export async function applyHost(
     }
     if (failure) {
       locked = false;
+      if (job.heal) return outcome("failed", `${failure.detail}; left as it is (a heal has nothing to go back to)`, failure.log);
       if (!job.rollBack) return outcome("failed", `${failure.detail}; left as it is (rollout.onFailure: halt)`, failure.log);
       if (!reversePlan) return outcome("rollback-failed", `${failure.detail}; nothing to roll back to`, failure.log);
       if (!reverse)

@@ -140,6 +140,7 @@ export interface StageFile {
 export const SECRET_KEY_CHARS = 64;
 
 export const partialDir = (app: string, release: string) => `${appDir(app)}/.partial-${release}`;
+const tamperedDir = (app: string, release: string) => `${appDir(app)}/.tampered-${release}`;
 
 /**
  * Writes `target`, then builds each release in a fresh partial dir: hard
@@ -195,8 +196,15 @@ export function stageLines(deploymentId: string, tree: string | null, apps: Stag
           const mode = (parseInt(secret!.mode, 8) | (executable ? 0o100 : 0)).toString(8).padStart(4, "0");
           return [...(secret!.group ? [command("chgrp", "--", secret!.group, file)] : []), command("chmod", mode, "--", file)];
         }),
-        ...(replace ? [command("rm", "-rf", "--", `${appDir(app)}/${release}`)] : []),
+        // A release dir edited on the host goes aside in one rename, so that `current` (a heal's) lacks its target only between two renames.
+        ...(replace
+          ? [
+              `if tm_there ${quote(tamperedDir(app, release))}; then ${command("rm", "-rf", "--", tamperedDir(app, release))}; fi`,
+              command("mv", "-T", "--", `${appDir(app)}/${release}`, tamperedDir(app, release)),
+            ]
+          : []),
         command("mv", "-T", "--", partial, `${appDir(app)}/${release}`),
+        ...(replace ? [command("rm", "-rf", "--", tamperedDir(app, release))] : []),
       ];
     }),
   ];

@@ -2,7 +2,8 @@ import { deploymentOutcome, isLive, type HookRecord, type HostOutcomeKind, type 
 import { originNote } from "../core/layers.js";
 import type { Change, HostPlan, Plan } from "../core/plan.js";
 import type { Problem } from "../core/problems.js";
-import type { RunningDeployment } from "../queue/queues.js";
+import type { HostDrift } from "../core/drift.js";
+import type { DriftCheck, RunningDeployment } from "../queue/queues.js";
 import type { HistoryEntry } from "../store/store.js";
 import { href, html, Html } from "./html.js";
 
@@ -17,6 +18,8 @@ export interface EnvironmentView {
   hosts: HostView[];
   /** Where the environment points now, and what deploying it would change; or why that is unknown. */
   pending: { ref: string; commit: string; plan: Plan } | { problem: string; problems?: Problem[] };
+  /** The operator's last drift check of the environment. */
+  drift?: DriftCheck;
 }
 
 export interface HostView {
@@ -98,16 +101,40 @@ function environmentSection(env: EnvironmentView, linkName: boolean): Html {
 <dl><dt>Tracks</dt><dd>${env.track ?? html`<span class="muted">not in tidemark.yaml any more</span>`}${env.tree ? html` · tree <code>${env.tree}</code>` : ""}</dd>
 ${env.pin ? html`<dt>Pinned</dt><dd class="warn">${env.pin}: pushes wait for <code>tidemark unpin ${env.name}</code></dd>` : ""}
 <dt>Points at</dt><dd>${pending ? html`<span class="sha">${short(pending.commit)}</span> (${pending.ref})` : html`<span class="muted">${"problem" in env.pending ? env.pending.problem : ""}</span>`}</dd>
-<dt>Last attempt</dt><dd>${env.last ? html`<a href="${href("deployments", env.last.id)}">${env.last.id}</a> ${outcomeBadge(env.last)}` : html`<span class="muted">never deployed</span>`}</dd></dl>
+<dt>Last attempt</dt><dd>${env.last ? html`<a href="${href("deployments", env.last.id)}">${env.last.id}</a> ${outcomeBadge(env.last)}` : html`<span class="muted">never deployed</span>`}</dd>
+${env.drift ? html`<dt>Drift</dt><dd>${driftSummary(env.drift)}</dd>` : ""}</dl>
 ${"problems" in env.pending && env.pending.problems ? problemList(env.pending.problems) : ""}
-<table><thead><tr><th>Host</th><th>Runs</th><th>Last attempt</th><th>Pending</th></tr></thead><tbody>
+<table><thead><tr><th>Host</th><th>Runs</th><th>Last attempt</th><th>Pending</th>${env.drift ? html`<th>Drift</th>` : ""}</tr></thead><tbody>
 ${env.hosts.map(
   (host) => html`<tr><td>${host.host}</td>
 <td>${host.live ? html`<span class="sha">${short(host.live.sourceCommit)}</span> <a class="muted" href="${href("deployments", host.live.id)}">${host.live.id}</a>` : html`<span class="muted">nothing</span>`}</td>
 <td>${host.lastOutcome ? html`${hostBadge(host.lastOutcome.outcome)} <span class="muted">${host.lastOutcome.detail ?? ""}</span>` : ""}</td>
-<td>${host.pending ? pendingSummary(host.pending) : pending ? html`<span class="muted">up to date</span>` : ""}</td></tr>`,
+<td>${host.pending ? pendingSummary(host.pending) : pending ? html`<span class="muted">up to date</span>` : ""}</td>${env.drift ? html`<td>${hostDrift(env.drift.hosts.find((checked) => checked.host === host.host))}</td>` : ""}</tr>`,
 )}
 </tbody></table></section>`;
+}
+
+function driftSummary(check: DriftCheck): Html {
+  const drifted = check.hosts.filter((host) => host.state === "drift" && !host.healed).length;
+  const healed = check.hosts.filter((host) => host.healed).length;
+  const verdict =
+    drifted > 0
+      ? html`<span class="bad">drift on ${drifted} of ${check.hosts.length} hosts</span>`
+      : html`<span class="ok">no drift</span>${healed > 0 ? ` (${healed} healed)` : ""}`;
+  return html`${verdict} <span class="muted">checked ${when(new Date(check.checkedAt))} against <span class="sha">${short(check.sourceCommit)}</span></span>`;
+}
+
+/** A host's last drift check: its state, each finding's kind and path (never a file's content), and the heal that followed. */
+function hostDrift(drift: HostDrift | undefined): Html {
+  if (!drift) return html`<span class="muted">not checked</span>`;
+  if (drift.state !== "drift")
+    return html`<span class="${drift.state === "clean" ? "ok" : "warn"}">${drift.state}</span>${drift.detail ? html` <span class="muted">${drift.detail}</span>` : ""}`;
+  const state = drift.fighting
+    ? html`<span class="badge bad">fighting</span>`
+    : drift.healed
+      ? html`<span class="badge ok">healed</span> <a class="muted" href="${href("deployments", drift.healed)}">${drift.healed}</a>`
+      : html`<span class="badge bad">drift</span>`;
+  return html`<details><summary>${state} ${drift.findings.length} finding${drift.findings.length === 1 ? "" : "s"}</summary><ul>${drift.findings.map((finding) => html`<li>${finding.kind} <code>${finding.path}</code></li>`)}</ul></details>`;
 }
 
 function pendingSummary(plan: HostPlan): Html {

@@ -47,7 +47,7 @@ export class OperatorSite {
   constructor(
     private readonly store: Store,
     private readonly mirror: SourceMirror,
-    private readonly queues: Pick<OperatorQueues, "running" | "runningDeployment"> | undefined,
+    private readonly queues: Pick<OperatorQueues, "running" | "runningDeployment" | "lastDrift"> | undefined,
   ) {
     this.index = new HistoryIndex(store);
   }
@@ -176,9 +176,11 @@ export class OperatorSite {
         ...(plan ? { pending: plan } : {}),
       };
     });
+    const drift = await this.queues?.lastDrift(name);
     return {
       name,
       ...(env ? { track: trackText(env.track), tree: env.tree } : {}),
+      ...(drift ? { drift } : {}),
       ...(history[0]?.pin ? { pin: history[0].pin } : {}),
       ...(last ? { last } : {}),
       hosts,
