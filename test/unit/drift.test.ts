@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { driftLine, globMatches, readDriftCheck, type CheckMark, type DriftExpectation } from "../../src/core/drift.js";
+import { driftLine, globMatches, readDriftCheck, type CheckMark, type DriftExpectation, type HostDrift } from "../../src/core/drift.js";
+import { driftStatus } from "../../src/core/statuses.js";
 
 const expect1: DriftExpectation = {
   apps: [{ app: "web", release: "r1" }],
@@ -89,5 +90,44 @@ describe("ignore globs", () => {
     ["web/a+b(1).txt", "web/a+b(1).txt", true],
   ])("%s matches %s: %s", (glob, path, matches) => {
     expect(globMatches(glob, path)).toBe(matches);
+  });
+});
+
+describe("the tidemark/<env>/drift status", () => {
+  const sha = "a".repeat(40);
+  const clean = (host: string): HostDrift => ({ host, state: "clean", findings: [] });
+  const drifted = (host: string, ...paths: string[]): HostDrift => ({
+    host,
+    state: "drift",
+    findings: paths.map((path) => ({ kind: "modified", path })),
+  });
+  const line = (hosts: HostDrift[]) => {
+    const status = driftStatus("production", sha, hosts);
+    return `${status.context} ${status.state} ${status.description}`;
+  };
+
+  it("is green with the hosts counted when none drifted, and says how many could not be checked", () => {
+    expect(line(Array.from({ length: 10 }, (_, i) => clean(`web${i}`)))).toBe("tidemark/production/drift success no drift on 10 hosts");
+    expect(line([clean("web01"), { host: "web02", state: "unreachable", findings: [] }])).toBe(
+      "tidemark/production/drift success no drift on 1 host (1 not checked)",
+    );
+  });
+
+  it("is red naming the first drifted host, its first findings and how many more hosts drifted", () => {
+    expect(line([clean("web01"), drifted("web02", "nginx/nginx.conf")])).toBe(
+      "tidemark/production/drift failure web02: nginx/nginx.conf modified",
+    );
+    expect(line([drifted("web01", "a/1", "a/2", "a/3", "a/4", "a/5"), drifted("web02", "b/1"), drifted("web03", "c/1")])).toBe(
+      "tidemark/production/drift failure web01: a/1 modified, a/2 modified, a/3 modified and 2 more (+2 more hosts)",
+    );
+  });
+
+  it("puts a fighting host first, and turns green once every drifted host was healed", () => {
+    expect(line([drifted("web01", "a/1"), { ...drifted("web02", "b/1"), fighting: true }])).toBe(
+      "tidemark/production/drift failure web02: fighting (healed 3 times within an hour, changed again): b/1 modified (+1 more host)",
+    );
+    expect(line([clean("web01"), { ...drifted("web02", "b/1"), healed: "d-1" }])).toBe(
+      "tidemark/production/drift success healed web02: b/1 modified; 1 clean",
+    );
   });
 });
