@@ -1,6 +1,6 @@
-import { DEFAULT_DRIFT } from "../core/config.js";
+import { DEFAULT_DRIFT, type SourceConfig } from "../core/config.js";
 import { FIGHTING_HEALS, type HostDrift } from "../core/drift.js";
-import { describeError } from "../core/errors.js";
+import { describeError, TidemarkError } from "../core/errors.js";
 import { statusReports } from "../core/reports.js";
 import { driftStatus } from "../core/statuses.js";
 import { deployPlan } from "../pipeline/deploy.js";
@@ -46,11 +46,9 @@ async function driftJob(op: Operator, environment: string, stop: AbortSignal): P
   }
   const [head] = await op.store.history(environment, 1);
   if (!head) return { environment, status: "not-deployed" };
-  // As tidemark drift does: tidemark.yaml where the environment points now, so that a pushed `drift:` holds at once.
-  const config = await readSourceConfig(op.mirror, (await resolveEnvironment(op.mirror, environment)).commit);
-  const policy = config.environments[environment]?.drift ?? DEFAULT_DRIFT;
-  await op.queues.syncDriftSchedule(environment, policy);
-  if (policy.mode === "off") return { environment, status: "off" };
+  const config = await scheduleDrift(op, environment);
+  const policy = config?.environments[environment]?.drift ?? DEFAULT_DRIFT;
+  if (!config || policy.mode === "off") return { environment, status: "off" };
 
   const report = await checkEnvironmentDrift(op.store, config, environment, {
     connections: op.deploy.connections!,
@@ -80,6 +78,23 @@ async function driftJob(op: Operator, environment: string, stop: AbortSignal): P
     await op.report(statusReports([status]));
   await op.queues.saveDrift(environment, { checkedAt: report.checkedAt.toISOString(), sourceCommit: head.sourceCommit, hosts: checked });
   return { environment, status: "checked", sourceCommit: head.sourceCommit, hosts: checked, ...(heal ? { heal } : {}) };
+}
+
+/**
+ * Sets the environment's drift schedule from `tidemark.yaml` where the
+ * environment points now, as `tidemark drift` reads it, so that a pushed
+ * `drift:` holds at once; returns that config. An environment gone from
+ * tidemark.yaml is checked no more: nothing says what its hosts should run.
+ */
+export async function scheduleDrift(op: Pick<Operator, "mirror" | "queues">, environment: string): Promise<SourceConfig | undefined> {
+  const source = await resolveEnvironment(op.mirror, environment).catch((error: unknown) => {
+    if (error instanceof TidemarkError && error.code === "ENV_UNKNOWN") return undefined;
+    throw error;
+  });
+  const config = source && (await readSourceConfig(op.mirror, source.commit));
+  const policy = config?.environments[environment]?.drift ?? DEFAULT_DRIFT;
+  await op.queues.syncDriftSchedule(environment, config ? policy : { ...policy, mode: "off" });
+  return config;
 }
 
 /**

@@ -37,7 +37,7 @@ import { SshPool } from "../remote/ssh-pool.js";
 import { Store } from "../store/store.js";
 import { OperatorSite } from "../web/site.js";
 import { runDeployJob, StoppedError, type DeployJobResult } from "./deploy-job.js";
-import { runDriftJob, type DriftJobResult } from "./drift-job.js";
+import { runDriftJob, scheduleDrift, type DriftJobResult } from "./drift-job.js";
 import { takeIn, type IntakeResult } from "./intake.js";
 import { OperatorMetrics } from "./metrics.js";
 import type { Operator } from "./operator.js";
@@ -216,6 +216,10 @@ export class OperatorService {
       await this.op.queues.deployQueue(environment);
       // stop() may have begun while the queue was opened: a worker started now would never be closed.
       if (this.stopping.signal.aborted) return;
+      // An environment not pushed to since the operator started is checked for drift too.
+      await scheduleDrift(this.op, environment).catch((error: unknown) =>
+        this.op.log.warn({ environment, error: describeError(error) }, "could not set the drift schedule; the next deployment sets it"),
+      );
       this.work(name, (job: Job<DeployJob | DriftJob>) => (job.name === DRIFT_JOB ? this.drift(job) : this.deploy(job as Job<DeployJob>)));
     }
   }
