@@ -18,8 +18,7 @@ export interface DriftFlags {
  * drift, 3 when a host could not be checked (and none drifted).
  */
 export async function driftCommand(ctx: Context, environment: string, flags: DriftFlags): Promise<number> {
-  const mirror = await openMirror(ctx);
-  const store = await openStore(ctx, environment);
+  const [mirror, store] = await Promise.all([openMirror(ctx), openStore(ctx, environment)]);
   const config = await readSourceConfig(mirror, (await resolveEnvironment(mirror, environment)).commit);
   if (!config.environments[environment]) throw unknownEnvironment(environment, config);
   const live = await store.liveHosts(environment);

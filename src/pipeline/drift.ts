@@ -54,8 +54,9 @@ export async function checkEnvironmentDrift(
             findings: [],
             detail: `${host} is not in tidemark.yaml's hosts: there is no address to check it at`,
           };
-        const [dir] = await readTreePair({ reader: store.reader, oid: tree!, sizes: false }, undefined, `${host}/`);
-        const expect = driftExpectation(readHostTree(config, host, dir!, []));
+        const expect = readTreePair({ reader: store.reader, oid: tree!, sizes: false }, undefined, `${host}/`).then(([dir]) =>
+          driftExpectation(readHostTree(config, host, dir!, [])),
+        );
         return checkHostDrift(options.connections, target(host, inventory, options.knownHosts), expect, {
           deep: options.deep === true,
           ignore: policy.ignore,

@@ -61,16 +61,18 @@ export interface DriftCheckOptions {
 export async function checkHostDrift(
   connections: HostConnections,
   target: SshTarget,
-  expect: DriftExpectation,
+  expectation: DriftExpectation | Promise<DriftExpectation>,
   { deep, ignore, timeoutMs = 120_000 }: DriftCheckOptions,
 ): Promise<HostDrift> {
   const host = target.name;
-  let lease;
-  try {
-    lease = await connections.lease(target);
-  } catch (error) {
-    return { host, state: "unreachable", findings: [], detail: describeError(error) };
+  // The handshake runs while the expectation is read (from the store, for the CLI): neither waits for the other.
+  const [leased, expected] = await Promise.allSettled([connections.lease(target), expectation]);
+  if (expected.status === "rejected") {
+    if (leased.status === "fulfilled") leased.value.release(true);
+    throw expected.reason;
   }
+  if (leased.status === "rejected") return { host, state: "unreachable", findings: [], detail: describeError(leased.reason) };
+  const [lease, expect] = [leased.value, expected.value];
   let alive = true;
   try {
     const marker = randomBytes(8).toString("hex");
