@@ -120,7 +120,7 @@ async function healHosts(
   const { prepared, heal, carry } = await healPlan(recorded, drifted, live, head);
   if (heal.size === 0) return undefined;
   const now = Date.now();
-  for (const host of heal.keys()) await op.queues.countHeal(environment, host, now, HEAL_WINDOW_MS);
+  for (const host of heal.keys()) await op.queues.noteHeal(environment, host, now, HEAL_WINDOW_MS);
   const deployment = await deployPlan(op.mirror, op.store, prepared, {
     ...op.deploy,
     trigger: "heal",

@@ -421,20 +421,18 @@ export class OperatorQueues {
     return saved ? (JSON.parse(saved) as DriftCheck) : undefined;
   }
 
-  /** Heals of a host within the last `windowMs`, this one counted: when it comes to 3, something else keeps changing the host. */
-  async countHeal(environment: string, host: string, now: number, windowMs: number): Promise<number> {
+  /** Counts a heal of a host; heals older than `windowMs` are forgotten. */
+  async noteHeal(environment: string, host: string, now: number, windowMs: number): Promise<void> {
     const key = this.key("heals", environment, host);
-    const [, , [, count]] = (await this.redis
+    await this.redis
       .multi()
       .zremrangebyscore(key, "-inf", now - windowMs)
       .zadd(key, now, String(now))
-      .zcard(key)
       .pexpire(key, windowMs)
-      .exec()) as [unknown, unknown, [unknown, number], unknown];
-    return count;
+      .exec();
   }
 
-  /** Heals of a host within the last `windowMs`, not counting a new one. */
+  /** Heals of a host within the last `windowMs`. */
   async heals(environment: string, host: string, now: number, windowMs: number): Promise<number> {
     return this.redis.zcount(this.key("heals", environment, host), now - windowMs, "+inf");
   }
