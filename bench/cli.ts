@@ -2,6 +2,8 @@ import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { run } from "../test/bed/proc.js";
+import type { WorkRepo } from "../test/bed/work-repo.js";
 
 /**
  * What the benchmarks run as users do: the built CLI (`bin/tidemark.js` on
@@ -136,4 +138,14 @@ export function machineCpuSeconds(): number {
   const ticks = (/^cpu\s+(.+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1] ?? "").split(/\s+/).map(Number);
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = ticks;
   return (user + nice + system + irq + softirq + steal) / 100;
+}
+
+/** Commits a root tree (built with git's plumbing, no work tree) on top of the work repo's main, and pushes it; returns the commit. */
+export async function commitRoot(work: WorkRepo, root: string, message: string): Promise<string> {
+  const git = async (...args: string[]) => (await run("git", args, { cwd: work.dir })).stdout.trim();
+  const parent = await git("rev-parse", "--verify", "--quiet", "refs/heads/main").catch(() => "");
+  const sha = await git("commit-tree", root, ...(parent ? ["-p", parent] : []), "-m", message);
+  await git("update-ref", "refs/heads/main", sha);
+  await work.push("main");
+  return sha;
 }

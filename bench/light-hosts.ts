@@ -6,7 +6,7 @@ import { TestBed } from "../test/bed/bed.js";
 import { run } from "../test/bed/proc.js";
 import { WorkRepo } from "../test/bed/work-repo.js";
 import { kib, median, ms, ratio } from "../test/helpers/report.js";
-import { assertBuilt, BIN, machineCpuSeconds, spread, timedRun, type ChildRun } from "./cli.js";
+import { assertBuilt, BIN, commitRoot, machineCpuSeconds, spread, timedRun, type ChildRun } from "./cli.js";
 import type { Bench } from "./section.js";
 
 /**
@@ -77,12 +77,7 @@ const bench: Bench = async (log) => {
       const host = await tree([`040000 tree ${app}\tbench`]);
       const fleet = await tree(bed.hosts.map((each) => `040000 tree ${host}\t${each.name}`));
       const yaml = await git(["hash-object", "-w", "--stdin"], config);
-      const root = await tree([`100644 blob ${yaml}\ttidemark.yaml`, `040000 tree ${fleet}\tfleet`]);
-      const parent = await git(["rev-parse", "--verify", "--quiet", "refs/heads/main"]).catch(() => "");
-      const sha = (await work.git("commit-tree", root, ...(parent ? ["-p", parent] : []), "-m", `v${version}`)).trim();
-      await git(["update-ref", "refs/heads/main", sha]);
-      await work.push("main");
-      return sha;
+      return commitRoot(work, await tree([`100644 blob ${yaml}\ttidemark.yaml`, `040000 tree ${fleet}\tfleet`]), `v${version}`);
     };
     const env = {
       PATH: process.env.PATH,

@@ -11,7 +11,7 @@ import type { BenchSection } from "./section.js";
  * process of its own against its own bed, and writes docs/benchmarks.md;
  * `npm run bench -- NAME...` runs some and prints their sections only.
  */
-const BENCHES = ["deploy", "light-hosts", "startup", "rollback", "operator", "git-fetch", "plan", "scale-out", "page"];
+const BENCHES = ["deploy", "light-hosts", "startup", "rollback", "operator", "git-fetch", "plan", "scale-out", "page", "drift"];
 // `--update NAME...` measures some benchmarks again and puts their sections in docs/benchmarks.md, each marked as measured apart.
 const update = process.argv[2] === "--update";
 const wanted = process.argv.slice(update ? 3 : 2);
