@@ -140,7 +140,11 @@ describe("the operator watches for drift: warn, heal, fighting", () => {
       sourceCommit: deployed,
       hosts: [
         { host: "web01", outcome: "unchanged" },
-        { host: "web02", outcome: "deployed", detail: expect.stringContaining("healed drift: app/conf/site.conf modified, app/conf/site.conf mode") as string },
+        {
+          host: "web02",
+          outcome: "deployed",
+          detail: expect.stringContaining("healed drift: app/conf/site.conf modified, app/conf/site.conf mode") as string,
+        },
       ],
     });
     // The release dir the edit was in was built again from git, not reused: its detail says so, and the file is read-only again.
