@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { run } from "../test/bed/proc.js";
+import type { TestBed } from "../test/bed/bed.js";
 import type { WorkRepo } from "../test/bed/work-repo.js";
 
 /**
@@ -148,4 +149,29 @@ export async function commitRoot(work: WorkRepo, root: string, message: string):
   await git("update-ref", "refs/heads/main", sha);
   await work.push("main");
   return sha;
+}
+
+/** What the CLI needs to deploy to the bed as a user would run it: the forge's repo, a store and mirrors under `dir`, the bed's key. */
+export function cliEnv(bed: TestBed, dir: string): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
+    TIDEMARK_STORE: join(dir, "store.git"),
+    TIDEMARK_MIRRORS: join(dir, "mirrors"),
+    TIDEMARK_SSH_KEY: bed.clientKeyPath,
+  };
+}
+
+/** An ssh_config as a person would have it for the bed: its client key, host keys pinned, a fresh connection each time. */
+export function writeSshConfig(path: string, key: string, knownHosts: string): void {
+  const lines = [
+    `IdentityFile ${key}`,
+    `UserKnownHostsFile ${knownHosts}`,
+    "StrictHostKeyChecking yes",
+    "BatchMode yes",
+    "ControlMaster no",
+    "ControlPath none",
+  ];
+  writeFileSync(path, `${lines.join("\n")}\n`);
 }

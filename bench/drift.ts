@@ -10,7 +10,7 @@ import { WorkRepo } from "../test/bed/work-repo.js";
 import { kib, median, ms, ratio } from "../test/helpers/report.js";
 import { appDir, script } from "../src/remote/commands.js";
 import { driftLines } from "../src/remote/drift-host.js";
-import { assertBuilt, BIN, commitRoot, spread, timedRun, type ChildRun } from "./cli.js";
+import { assertBuilt, BIN, cliEnv, commitRoot, writeSshConfig, spread, timedRun, type ChildRun } from "./cli.js";
 import type { Bench, BenchSection } from "./section.js";
 
 /**
@@ -156,35 +156,15 @@ const bench: Bench = async (log) => {
       );
     };
 
-    const env = {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
-      TIDEMARK_STORE: join(dir, "store.git"),
-      TIDEMARK_MIRRORS: join(dir, "mirrors"),
-      TIDEMARK_SSH_KEY: bed.clientKeyPath,
-    };
+    const env = cliEnv(bed, dir);
 
     // --- ssh as a person runs it: the bed's client key, the hosts' keys pinned for the proxy ports, fresh connections.
     const knownHosts = join(dir, "known_hosts");
     writeFileSync(knownHosts, hosts.map((host) => `[127.0.0.1]:${host.proxy.port} ${host.hostKey}\n`).join(""));
     // The hosts themselves, direct (no proxy): for the edits by hand and the check's script timed on its own.
     writeFileSync(join(dir, "known_hosts_direct"), hosts.map((host) => `[127.0.0.1]:${host.port} ${host.hostKey}\n`).join(""));
-    const sshConfig = (file: string, known: string) =>
-      writeFileSync(
-        join(dir, file),
-        [
-          `IdentityFile ${bed.clientKeyPath}`,
-          `UserKnownHostsFile ${known}`,
-          "StrictHostKeyChecking yes",
-          "BatchMode yes",
-          "ControlMaster no",
-          "ControlPath none",
-          "",
-        ].join("\n"),
-      );
-    sshConfig("ssh_config", knownHosts);
-    sshConfig("ssh_config_direct", join(dir, "known_hosts_direct"));
+    writeSshConfig(join(dir, "ssh_config"), bed.clientKeyPath, knownHosts);
+    writeSshConfig(join(dir, "ssh_config_direct"), bed.clientKeyPath, join(dir, "known_hosts_direct"));
     const sshScript = join(dir, "ssh-true.sh");
     writeFileSync(
       sshScript,

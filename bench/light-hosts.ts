@@ -6,7 +6,7 @@ import { TestBed } from "../test/bed/bed.js";
 import { run } from "../test/bed/proc.js";
 import { WorkRepo } from "../test/bed/work-repo.js";
 import { kib, median, ms, ratio } from "../test/helpers/report.js";
-import { assertBuilt, BIN, commitRoot, machineCpuSeconds, spread, timedRun, type ChildRun } from "./cli.js";
+import { assertBuilt, BIN, cliEnv, commitRoot, writeSshConfig, machineCpuSeconds, spread, timedRun, type ChildRun } from "./cli.js";
 import type { Bench } from "./section.js";
 
 /**
@@ -79,14 +79,7 @@ const bench: Bench = async (log) => {
       const yaml = await git(["hash-object", "-w", "--stdin"], config);
       return commitRoot(work, await tree([`100644 blob ${yaml}\ttidemark.yaml`, `040000 tree ${fleet}\tfleet`]), `v${version}`);
     };
-    const env = {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      TIDEMARK_REPO: bed.forge!.cloneUrl(bed.forgeRepo),
-      TIDEMARK_STORE: join(dir, "store.git"),
-      TIDEMARK_MIRRORS: join(dir, "mirrors"),
-      TIDEMARK_SSH_KEY: bed.clientKeyPath,
-    };
+    const env = cliEnv(bed, dir);
 
     const tidemark = async (sha: string): Promise<Sample> => {
       const result: ChildRun = await timedRun(process.execPath, [BIN, "deploy", "production", "--yes", "--json", "--settle", "0.3"], {
@@ -119,18 +112,7 @@ const bench: Bench = async (log) => {
     };
 
     // rsync as a person would run it on many hosts: xargs, 100 at a time, a fresh ssh connection each.
-    writeFileSync(
-      join(dir, "ssh_config"),
-      [
-        `IdentityFile ${bed.clientKeyPath}`,
-        `UserKnownHostsFile ${bed.describe().knownHosts}`,
-        "StrictHostKeyChecking yes",
-        "BatchMode yes",
-        "ControlMaster no",
-        "ControlPath none",
-        "",
-      ].join("\n"),
-    );
+    writeSshConfig(join(dir, "ssh_config"), bed.clientKeyPath, bed.describe().knownHosts);
     writeFileSync(join(dir, "ports"), bed.hosts.map((host) => `${host.port}\n`).join(""));
     const rsyncScript = `xargs -P ${PARALLEL} -I{} rsync -a --delete -e 'ssh -F ${join(dir, "ssh_config")} -p {}' ${local}/ root@127.0.0.1:/srv/rsync/ < ${join(dir, "ports")}`;
     const rsync = async (): Promise<Sample> => {
