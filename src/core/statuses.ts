@@ -15,7 +15,7 @@ export interface CommitStatus {
 export const envContext = (environment: string) => `tidemark/${environment}`;
 export const hostContext = (environment: string, host: string) => `tidemark/${environment}/${host}`;
 export const planContext = (environment: string) => `tidemark/plan/${environment}`;
-export const driftContext = (environment: string) => `tidemark/${environment}/drift`;
+const driftContext = (environment: string) => `tidemark/${environment}/drift`;
 
 const MAX_DESCRIPTION = 140;
 

@@ -13,7 +13,7 @@ import { environmentUrl } from "./links.js";
 import type { Operator } from "./operator.js";
 
 /** How far back heals of one host are counted to tell a host that something else keeps changing. */
-export const HEAL_WINDOW_MS = 3600_000;
+const HEAL_WINDOW_MS = 3600_000;
 
 /** What a drift job did; kept by BullMQ as the job's return value (paths and kinds, never a file's content). */
 export type DriftJobResult =
